@@ -1,0 +1,71 @@
+"""Shared fixtures and helpers for trionet's tests.
+
+Rules every test follows: only loopback addresses, port 0, every wait bounded
+with ``trio.fail_after``, real sockets to real peers (our own client and server,
+curl, openssl, Node, the ``websockets`` package).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PEERS = Path(__file__).parent / "peers"
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _apt_install(package: str) -> bool:
+    """Install a Debian package when we are root and apt-get exists; True on success."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+    ):
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+        if done.returncode == 0 and cmd[1] == "install":
+            return True
+    return False
+
+
+def require_tool(name: str, debian_package: str | None = None) -> str:
+    """The path of command ``name``, installing its Debian package if needed, else skip."""
+    path = shutil.which(name)
+    if path is None and debian_package is not None and _apt_install(debian_package):
+        path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (Debian package {debian_package or name})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The ``node`` executable (tests that need Node skip without it)."""
+    return require_tool("node", "nodejs")
+
+
+@pytest.fixture(scope="session")
+def node_peers(node: str) -> Iterator[Path]:
+    """``tests/peers`` with its npm packages installed (``ws``), for Node peer scripts."""
+    npm = require_tool("npm", "npm")
+    if (PEERS / "package.json").exists() and not (PEERS / "node_modules").exists():
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--silent"],
+            cwd=PEERS,
+            capture_output=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"npm install failed: {done.stderr.decode(errors='replace')[-500:]}")
+    yield PEERS

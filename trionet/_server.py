@@ -1,0 +1,367 @@
+"""Server: the listening side every ``serve()`` in trionet shares.
+
+A :class:`Server` owns the listening sockets and a nursery of connection tasks.
+Protocol modules (``net``, ``http``, ``ws``, ``tls``) only supply a coroutine
+that drives one accepted stream; accepting, counting, ``max_connections``,
+TLS wrapping, logging a handler's crash and graceful shutdown live here once.
+
+Shutdown follows Node: :meth:`Server.close` stops accepting at once and lets
+live connections run on; :meth:`Server.aclose` also waits for them and cancels
+what is left after a timeout. Protocol drivers watch :attr:`Server.closing` to
+end idle keep-alive connections early.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as _stdlib_socket
+import ssl
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from ._stream import Address, format_address
+
+__all__ = [
+    "ConnectionHandler",
+    "Server",
+    "open_listener",
+    "open_tcp_listener",
+    "open_unix_listener",
+    "serve_listeners",
+]
+
+logger = logging.getLogger("trionet")
+
+#: Drives one accepted stream until the connection is done.
+ConnectionHandler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+#: A loop that feeds connections (or datagrams) into the server's nursery.
+ServeLoop = Callable[[trio.Nursery], Awaitable[None]]
+
+# Errors that accept(2) can return, and which indicate that the system is
+# overloaded (the list trio uses in _highlevel_serve_listeners.py).
+ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+# How long to sleep when we get one of those errors.
+ACCEPT_BACKOFF = 0.100
+
+#: Node's default listen() backlog.
+DEFAULT_BACKLOG = 511
+
+#: Node's tls.Server ``handshakeTimeout`` is 120 s; a stalled handshake holds a
+#: socket and a task, so we cut it shorter.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+class Server:
+    """A listening server started by one of trionet's ``serve()`` functions.
+
+    Users do not create it; ``await nursery.start(trionet.net.serve, ...)``
+    returns it.
+    """
+
+    def __init__(
+        self,
+        sockets: Sequence[trio.socket.SocketType],
+        *,
+        max_connections: int | None = None,
+        unix_path: str | None = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 0:
+            raise ValueError(f"max_connections must be >= 0, not {max_connections}")
+        self._sockets = list(sockets)
+        self.max_connections = max_connections
+        self._unix_path = unix_path
+        self._unix_inode = _inode(unix_path) if unix_path else None
+        self._connections = 0
+        #: Connections refused because ``max_connections`` was reached (Node's 'drop').
+        self.dropped = 0
+        #: Set when :meth:`close` is called; drivers close idle connections on it.
+        self.closing = trio.Event()
+        self._closed = trio.Event()
+        self._accept_scope: trio.CancelScope | None = None
+        self._connection_scope: trio.CancelScope | None = None
+        self.address: Address = format_address(self._sockets[0].getsockname())
+
+    def __repr__(self) -> str:
+        if self._closed.is_set():
+            state = "closed"
+        else:
+            state = "closing" if self.closing.is_set() else "open"
+        return f"<trionet Server {self.address!r} {state}, {self._connections} connections>"
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on, or None for a Unix socket."""
+        return self.address[1] if isinstance(self.address, tuple) else None
+
+    @property
+    def connections(self) -> int:
+        """How many connections (or datagram handlers) are live now."""
+        return self._connections
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        """Stop accepting now; live connections go on until they finish."""
+        if self.closing.is_set():
+            return
+        self.closing.set()
+        for sock in self._sockets:
+            sock.close()
+        if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
+            # Remove the socket file only if it is still ours, not a successor's.
+            os.unlink(self._unix_path)
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        self.close()
+        if timeout is not None:
+            with trio.move_on_after(timeout):
+                await self._closed.wait()
+            if self._connection_scope is not None:
+                self._connection_scope.cancel()
+        await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and its last connection has ended."""
+        await self._closed.wait()
+
+    # -- running ---------------------------------------------------------------
+    async def run(
+        self,
+        loops: Sequence[ServeLoop],
+        task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``loops`` until :meth:`close`, then wait for the connections they started."""
+        try:
+            async with trio.open_nursery() as connection_nursery:
+                self._connection_scope = connection_nursery.cancel_scope
+                async with trio.open_nursery() as accept_nursery:
+                    self._accept_scope = accept_nursery.cancel_scope
+                    for loop in loops:
+                        accept_nursery.start_soon(loop, connection_nursery)
+                    task_status.started(self)
+        finally:
+            self.close()
+            self._closed.set()
+
+    def accept_loop(
+        self,
+        listener: trio.SocketListener,
+        handle: ConnectionHandler,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> ServeLoop:
+        """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
+
+        async def loop(nursery: trio.Nursery) -> None:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    logger.error("accept failed: %s; retrying in %ss", exc, ACCEPT_BACKOFF)
+                    await trio.sleep(ACCEPT_BACKOFF)
+                    continue
+                if self.max_connections is not None and self._connections >= self.max_connections:
+                    self.dropped += 1
+                    logger.info("dropped a connection: max_connections=%d", self.max_connections)
+                    await trio.aclose_forcefully(stream)
+                    continue
+                self._connections += 1
+                nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+
+        return loop
+
+    async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
+        """Run one unit of work as a live 'connection', logging its crash."""
+        self._connections += 1
+        try:
+            await job()
+        except Exception:
+            logger.exception("%s failed", what)
+        finally:
+            self._connections -= 1
+
+    async def _run_connection(
+        self,
+        stream: trio.SocketStream,
+        handle: ConnectionHandler,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        peer = _peer_name(stream)
+        wrapped: trio.abc.Stream = stream
+        try:
+            if ssl_context is not None:
+                wrapped = await tls_handshake(stream, ssl_context)
+            await handle(wrapped)
+        except TLSHandshakeFailed as exc:
+            logger.info("TLS handshake with %s failed: %s", peer, exc)
+        except Exception:
+            logger.exception("connection handler for %s failed", peer)
+        finally:
+            self._connections -= 1
+            await trio.aclose_forcefully(wrapped)
+
+
+class TLSHandshakeFailed(Exception):
+    """Internal: a server-side handshake failed or stalled (logged, never raised to users)."""
+
+
+async def tls_handshake(stream: trio.abc.Stream, context: ssl.SSLContext) -> trio.SSLStream[Any]:
+    """Wrap an accepted stream in TLS and finish the handshake within the timeout."""
+    tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    try:
+        with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+            await tls.do_handshake()
+    except trio.TooSlowError:
+        raise TLSHandshakeFailed(f"no handshake within {TLS_HANDSHAKE_TIMEOUT}s") from None
+    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        raise TLSHandshakeFailed(str(cause or exc)) from None
+    return tls
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        return repr(format_address(stream.socket.getpeername()))
+    except OSError:
+        return "a closed peer"
+
+
+def _inode(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+# -- listeners ------------------------------------------------------------------
+async def open_tcp_listener(
+    port: int | None,
+    host: str | None,
+    *,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+) -> trio.SocketListener:
+    """Listen on one TCP address, as Node's ``server.listen(port, host)`` does.
+
+    ``host=None`` listens on all interfaces through one dual-stack IPv6 socket
+    (falling back to IPv4 only), so ``port=0`` yields one port, as in Node.
+    """
+    port = 0 if port is None else port
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, not {port}")
+    family = 0
+    if host is None:
+        host, family = ("::", _stdlib_socket.AF_INET6) if _has_ipv6() else ("0.0.0.0", 0)
+    infos = await trio.socket.getaddrinfo(
+        host, port, family=family, type=_stdlib_socket.SOCK_STREAM,
+        flags=_stdlib_socket.AI_PASSIVE,
+    )
+    af, socktype, proto, _, sockaddr = infos[0]
+    sock = trio.socket.socket(af, socktype, proto)
+    try:
+        sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEPORT, 1)
+        if af == _stdlib_socket.AF_INET6:
+            # Node listens dual-stack on '::' unless told ipv6Only.
+            sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
+        try:
+            await sock.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"listen {exc.strerror}: {host}:{port}") from None
+        sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+async def open_unix_listener(path: str, *, backlog: int | None = None) -> trio.SocketListener:
+    """Listen on a Unix socket at ``path``, replacing a stale file left by a dead process.
+
+    A path where another server still answers raises ``EADDRINUSE``, as in Node.
+    """
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise OSError(errno.EEXIST, f"listen EEXIST: {path} exists and is not a socket")
+        if await _unix_socket_answers(path):
+            raise OSError(errno.EADDRINUSE, f"listen EADDRINUSE: address already in use {path}")
+        os.unlink(path)
+    sock = trio.socket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+async def _unix_socket_answers(path: str) -> bool:
+    probe = trio.socket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+    with probe:
+        try:
+            await probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _has_ipv6() -> bool:
+    if not _stdlib_socket.has_ipv6:
+        return False
+    try:
+        with _stdlib_socket.socket(_stdlib_socket.AF_INET6, _stdlib_socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def serve_listeners(
+    handle: ConnectionHandler,
+    listeners: Sequence[trio.SocketListener],
+    *,
+    max_connections: int | None = None,
+    unix_path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``handle`` on ready listeners until the server is closed or cancelled."""
+    server = Server(
+        [listener.socket for listener in listeners],
+        max_connections=max_connections,
+        unix_path=unix_path,
+    )
+    loops = [server.accept_loop(lst, handle, ssl_context=ssl_context) for lst in listeners]
+    await server.run(loops, task_status=task_status)
+
+
+async def open_listener(
+    port: int | None,
+    host: str | None,
+    path: str | None,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+) -> trio.SocketListener:
+    """A TCP listener on ``host:port``, or a Unix one when ``path`` is given."""
+    if path is not None:
+        if port is not None:
+            raise ValueError("give either port or path, not both")
+        return await open_unix_listener(os.fspath(path), backlog=backlog)
+    return await open_tcp_listener(port, host, backlog=backlog, reuse_port=reuse_port)

@@ -1,0 +1,174 @@
+"""Socket: Node's ``net.Socket`` as a Trio stream.
+
+A :class:`Socket` wraps any Trio stream (a TCP or Unix :class:`trio.SocketStream`,
+or a :class:`trio.SSLStream` over one) and adds what a Node user expects from a
+socket: byte counters, addresses, ``set_nodelay``/``set_keepalive``, iteration over
+incoming chunks and Node's ``allowHalfOpen`` rule. It is itself a
+:class:`trio.abc.HalfCloseableStream`, so anything written for Trio streams accepts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket as _stdlib_socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+__all__ = ["Address", "Socket", "format_address", "raw_socket"]
+
+#: A TCP address ``(host, port)`` or the path of a Unix socket.
+Address = tuple[str, int] | str
+
+#: How much one ``receive()`` asks the kernel for by default, as Node's highWaterMark.
+DEFAULT_RECEIVE_SIZE = 65536
+
+# Node's socket.setKeepAlive() sets these besides the idle delay (net.md).
+KEEPALIVE_COUNT = 10
+KEEPALIVE_INTERVAL = 1
+
+
+def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The OS socket under ``stream`` (looking through TLS), or None for other streams."""
+    while True:
+        if isinstance(stream, trio.SocketStream):
+            return stream.socket
+        inner = getattr(stream, "transport_stream", None)
+        if inner is None:
+            return None
+        stream = inner
+
+
+def format_address(address: Any) -> Address:
+    """A socket address in trionet's form: ``(host, port)`` for IP, the path for Unix."""
+    if isinstance(address, tuple):
+        return (str(address[0]), int(address[1]))
+    if isinstance(address, bytes):
+        return address.decode(errors="replace")
+    return str(address)
+
+
+class Socket(trio.abc.HalfCloseableStream):
+    """A connected byte stream with Node's ``net.Socket`` conveniences.
+
+    Args:
+      stream: the Trio stream to wrap.
+      allow_half_open: when False (Node's default), the end of the peer's data
+        ends our side too, so a handler that only reads still closes cleanly.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, *, allow_half_open: bool = True) -> None:
+        self.stream = stream
+        self.allow_half_open = allow_half_open
+        self.bytes_read = 0
+        self.bytes_written = 0
+        #: ``trio.current_time()`` of the last byte in or out; idle timeouts read it.
+        self.last_activity = trio.current_time()
+        self._eof_sent = False
+        sock = raw_socket(stream)
+        self._sock = sock
+        self.remote_address: Address | None = None
+        self.local_address: Address | None = None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                self.remote_address = format_address(sock.getpeername())
+            self.local_address = format_address(sock.getsockname())
+
+    def __repr__(self) -> str:
+        return f"<trionet.net.Socket {self.local_address!r} -> {self.remote_address!r}>"
+
+    @property
+    def remote_port(self) -> int | None:
+        """The peer's port, or None for a Unix socket."""
+        return self.remote_address[1] if isinstance(self.remote_address, tuple) else None
+
+    # -- sending ---------------------------------------------------------------
+    async def send(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Send all of ``data``; returns once the kernel took it (Node's ``drain``)."""
+        if isinstance(data, str):
+            data = data.encode()
+        await self.stream.send_all(data)
+        self.bytes_written += len(data)
+        self.last_activity = trio.current_time()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Trio's name for :meth:`send`."""
+        await self.send(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        """Half-close: tell the peer we are done sending (Node's ``end()``).
+
+        Sending EOF twice is a no-op, as ``end()`` is in Node.
+        """
+        if self._eof_sent:
+            return
+        self._eof_sent = True
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):
+            await self.stream.send_eof()
+        elif self._sock is not None:
+            # TLS has no half-close in Trio (trio#823): shut the TCP write side.
+            self._sock.shutdown(_stdlib_socket.SHUT_WR)
+
+    # -- receiving -------------------------------------------------------------
+    async def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
+        """Receive up to ``max_bytes``; ``b""`` means the peer ended its side."""
+        data = await self.stream.receive_some(max_bytes)
+        if data:
+            self.bytes_read += len(data)
+            self.last_activity = trio.current_time()
+        elif not self.allow_half_open and not self._eof_sent:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self.send_eof()
+        return bytes(data)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Trio's name for :meth:`receive`."""
+        return await self.receive(DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        """Yield chunks as they arrive, until the peer ends its side."""
+        while data := await self.receive():
+            yield data
+
+    # -- closing ---------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the socket (Node's ``destroy()``)."""
+        await self.stream.aclose()
+
+    # -- options ---------------------------------------------------------------
+    def set_nodelay(self, enable: bool = True) -> None:
+        """Turn Nagle's algorithm off (True) or on (False) for a TCP socket."""
+        if self._is_tcp():
+            assert self._sock is not None
+            self._sock.setsockopt(
+                _stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, int(enable)
+            )
+
+    def set_keepalive(self, enable: bool = False, idle: float | None = None) -> None:
+        """Enable TCP keep-alive probes after ``idle`` seconds without traffic.
+
+        Like Node, enabling it also sets 10 probes one second apart.
+        """
+        if not self._is_tcp():
+            return
+        sock = self._sock
+        assert sock is not None
+        sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_KEEPALIVE, int(enable))
+        if not enable:
+            return
+        tcp = _stdlib_socket.IPPROTO_TCP
+        if idle is not None and hasattr(_stdlib_socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(tcp, _stdlib_socket.TCP_KEEPIDLE, max(1, int(idle)))
+        if hasattr(_stdlib_socket, "TCP_KEEPCNT"):
+            sock.setsockopt(tcp, _stdlib_socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+            sock.setsockopt(tcp, _stdlib_socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+
+    def _is_tcp(self) -> bool:
+        return self._sock is not None and self._sock.family in (
+            _stdlib_socket.AF_INET,
+            _stdlib_socket.AF_INET6,
+        )

@@ -1,0 +1,302 @@
+"""trionet.dgram: UDP sockets, as Node's ``dgram`` module.
+
+    sock = await trionet.dgram.bind(41234, "127.0.0.1")
+    async for message, rinfo in sock:
+        print(f"{message!r} from {rinfo.address}:{rinfo.port}")
+
+Trio has no high-level UDP API (trio#537); this is it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _stdlib_socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import trio
+
+from ._errors import MessageSizeError
+from ._server import Server
+
+__all__ = ["MAX_DATAGRAM_SIZE", "RemoteInfo", "Server", "UDPSocket", "bind", "serve"]
+
+Family = Literal["udp4", "udp6"]
+
+#: The largest UDP datagram there is (the 16-bit length field); receiving into
+#: a buffer this big can never truncate.
+MAX_DATAGRAM_SIZE = 65535
+
+_FAMILIES = {"udp4": _stdlib_socket.AF_INET, "udp6": _stdlib_socket.AF_INET6}
+_ANY = {"udp4": "0.0.0.0", "udp6": "::"}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInfo:
+    """Where a datagram came from (Node's ``rinfo``)."""
+
+    #: The sender's IP address.
+    address: str
+    #: "IPv4" or "IPv6", as in Node.
+    family: str
+    #: The sender's port.
+    port: int
+    #: The datagram's size in bytes.
+    size: int
+
+
+class UDPSocket:
+    """A bound UDP socket; create it with :func:`bind`."""
+
+    def __init__(self, sock: trio.socket.SocketType, family: Family) -> None:
+        self.socket = sock
+        self.family = family
+        self._connected: tuple[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<trionet.dgram.UDPSocket {self.family} {self.address!r}>"
+
+    async def __aenter__(self) -> UDPSocket:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The local ``(host, port)`` this socket is bound to."""
+        name = self.socket.getsockname()
+        return (name[0], name[1])
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        """The peer given to :meth:`connect`, or None."""
+        return self._connected
+
+    # -- sending and receiving ---------------------------------------------
+    async def send(
+        self, data: bytes | bytearray | memoryview | str, address: tuple[str, int] | None = None
+    ) -> None:
+        """Send one datagram to ``address``, or to the connected peer when omitted.
+
+        Raises:
+          MessageSizeError: the datagram is too large for the network to carry.
+        """
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            if address is None:
+                if self._connected is None:
+                    raise ValueError("send() needs an address on an unconnected socket")
+                await self.socket.send(data)
+            else:
+                if self._connected is not None:
+                    raise ValueError("this socket is connected; send() takes no address")
+                await self.socket.sendto(data, address)
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                raise MessageSizeError(
+                    f"datagram of {len(data)} bytes is too large to send"
+                ) from None
+            raise
+
+    async def receive(self, max_size: int = MAX_DATAGRAM_SIZE) -> tuple[bytes, RemoteInfo]:
+        """Wait for the next datagram and say where it came from.
+
+        Raises:
+          MessageSizeError: the datagram was longer than ``max_size`` (never
+            with the default, which fits any datagram).
+        """
+        data, _, flags, sender = await self.socket.recvmsg(max_size)
+        assert isinstance(sender, tuple)
+        if flags & _stdlib_socket.MSG_TRUNC:
+            raise MessageSizeError(f"a datagram longer than {max_size} bytes was truncated")
+        family = "IPv6" if self.socket.family == _stdlib_socket.AF_INET6 else "IPv4"
+        return data, RemoteInfo(sender[0], family, sender[1], len(data))
+
+    async def __aiter__(self) -> AsyncIterator[tuple[bytes, RemoteInfo]]:
+        """Yield ``(message, rinfo)`` for every datagram until the socket is closed."""
+        while True:
+            try:
+                yield await self.receive()
+            except trio.ClosedResourceError:
+                return
+
+    async def connect(self, address: tuple[str, int]) -> None:
+        """Talk only to ``address``: ``send(data)`` goes there, others' datagrams are dropped."""
+        if self._connected is not None:
+            raise OSError(errno.EISCONN, "ERR_SOCKET_DGRAM_IS_CONNECTED")
+        await self.socket.connect(address)
+        peer = self.socket.getpeername()
+        self._connected = (peer[0], peer[1])
+
+    # -- options -----------------------------------------------------------
+    def set_broadcast(self, flag: bool) -> None:
+        """Allow sending to broadcast addresses."""
+        self.socket.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_BROADCAST, int(flag))
+
+    def set_ttl(self, ttl: int) -> None:
+        """Set the unicast hop limit (1..255; the OS default is 64)."""
+        _check_ttl(ttl, 1)
+        if self.family == "udp6":
+            self.socket.setsockopt(
+                _stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_UNICAST_HOPS, ttl
+            )
+        else:
+            self.socket.setsockopt(_stdlib_socket.IPPROTO_IP, _stdlib_socket.IP_TTL, ttl)
+
+    def set_multicast_ttl(self, ttl: int) -> None:
+        """Set the multicast hop limit (0..255; the OS default is 1)."""
+        _check_ttl(ttl, 0)
+        if self.family == "udp6":
+            self.socket.setsockopt(
+                _stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_MULTICAST_HOPS, ttl
+            )
+        else:
+            self.socket.setsockopt(_stdlib_socket.IPPROTO_IP, _stdlib_socket.IP_MULTICAST_TTL, ttl)
+
+    def set_multicast_loopback(self, flag: bool) -> None:
+        """Deliver our own multicast datagrams back to us (on by default)."""
+        if self.family == "udp6":
+            opt = (_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_MULTICAST_LOOP)
+        else:
+            opt = (_stdlib_socket.IPPROTO_IP, _stdlib_socket.IP_MULTICAST_LOOP)
+        self.socket.setsockopt(*opt, int(flag))
+
+    def set_multicast_interface(self, interface: str) -> None:
+        """Send multicast through the interface with this IPv4 address."""
+        self.socket.setsockopt(
+            _stdlib_socket.IPPROTO_IP,
+            _stdlib_socket.IP_MULTICAST_IF,
+            _stdlib_socket.inet_aton(interface),
+        )
+
+    def add_membership(self, group: str, interface: str | None = None) -> None:
+        """Join the multicast ``group`` (on ``interface``, an IPv4 address, or any)."""
+        self._membership(group, interface, join=True)
+
+    def drop_membership(self, group: str, interface: str | None = None) -> None:
+        """Leave the multicast ``group``."""
+        self._membership(group, interface, join=False)
+
+    def _membership(self, group: str, interface: str | None, *, join: bool) -> None:
+        if self.family == "udp6":
+            index = _stdlib_socket.if_nametoindex(interface) if interface else 0
+            mreq = _stdlib_socket.inet_pton(_stdlib_socket.AF_INET6, group) + index.to_bytes(
+                4, "little"
+            )
+            opt = _stdlib_socket.IPV6_JOIN_GROUP if join else _stdlib_socket.IPV6_LEAVE_GROUP
+            self.socket.setsockopt(_stdlib_socket.IPPROTO_IPV6, opt, mreq)
+            return
+        mreq = _stdlib_socket.inet_aton(group) + _stdlib_socket.inet_aton(interface or "0.0.0.0")
+        opt = _stdlib_socket.IP_ADD_MEMBERSHIP if join else _stdlib_socket.IP_DROP_MEMBERSHIP
+        self.socket.setsockopt(_stdlib_socket.IPPROTO_IP, opt, mreq)
+
+    async def aclose(self) -> None:
+        """Close the socket; a pending :meth:`receive` ends."""
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+
+def _check_ttl(ttl: int, lowest: int) -> None:
+    if not lowest <= ttl <= 255:
+        raise ValueError(f"ttl must be in {lowest}..255, not {ttl}")
+
+
+async def bind(
+    port: int = 0,
+    host: str | None = None,
+    *,
+    family: Family = "udp4",
+    reuse_address: bool = False,
+) -> UDPSocket:
+    """Create a UDP socket bound to ``host:port`` (Node's ``createSocket`` + ``bind``).
+
+    ``host=None`` binds all interfaces; ``port=0`` picks a free port.
+    """
+    if family not in _FAMILIES:
+        raise ValueError(f"family must be 'udp4' or 'udp6', not {family!r}")
+    sock = trio.socket.socket(_FAMILIES[family], _stdlib_socket.SOCK_DGRAM)
+    try:
+        if reuse_address:
+            sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEADDR, 1)
+            sock.setsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_REUSEPORT, 1)
+        if family == "udp6":
+            sock.setsockopt(_stdlib_socket.IPPROTO_IPV6, _stdlib_socket.IPV6_V6ONLY, 0)
+        await sock.bind((host if host is not None else _ANY[family], port))
+    except BaseException:
+        sock.close()
+        raise
+    return UDPSocket(sock, family)
+
+
+#: The handler ``serve`` runs for each datagram.
+Handler = Callable[[bytes, RemoteInfo, UDPSocket], Awaitable[None]]
+
+
+async def serve(
+    handler: Handler,
+    port: int = 0,
+    *,
+    host: str | None = None,
+    family: Family = "udp4",
+    concurrent: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``handler(message, rinfo, sock)`` for every datagram that arrives on ``port``.
+
+    Handlers run one at a time in arrival order by default; with
+    ``concurrent=True`` each datagram gets its own task. A handler's exception
+    is logged and the server goes on. ``server.connections`` counts handlers
+    running now.
+    """
+    sock = await bind(port, host, family=family)
+    server = Server([sock.socket])
+
+    async def receive_loop(nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                message, rinfo = await sock.receive()
+            except (trio.ClosedResourceError, OSError):
+                return
+            job = _bind_job(handler, message, rinfo, sock)
+            what = f"datagram handler for {rinfo.address}:{rinfo.port}"
+            if concurrent:
+                nursery.start_soon(server.run_counted, what, job)
+                continue
+            # Inline: the handler runs in the connection nursery (so close()
+            # lets it finish) while this loop waits for it.
+            done = trio.Event()
+
+            nursery.start_soon(_run_then_set, server, what, job, done)
+            await done.wait()
+
+    await server.run([receive_loop], task_status=task_status)
+
+
+_Job = Callable[[], Awaitable[None]]
+
+
+async def _run_then_set(server: Server, what: str, job: _Job, done: trio.Event) -> None:
+    try:
+        await server.run_counted(what, job)
+    finally:
+        done.set()
+
+
+def _bind_job(handler: Handler, message: bytes, rinfo: RemoteInfo, sock: UDPSocket) -> _Job:
+    async def job() -> None:
+        await handler(message, rinfo, sock)
+
+    return job

@@ -1,0 +1,1 @@
+"""Placeholder: trionet.https is written by its own issue."""

@@ -1,0 +1,151 @@
+"""trionet.net: TCP and Unix domain sockets, as Node's ``net`` module.
+
+    async def handler(sock: trionet.net.Socket) -> None:
+        await sock.send(b"hello\\n")
+        await trionet.net.pipe(sock, sock)          # echo until the peer ends
+
+    server = await nursery.start(trionet.net.serve, handler, 8124)
+    sock = await trionet.net.connect(8124, "127.0.0.1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ._errors import ConnectError, TimeoutError
+from ._server import Server, open_listener, serve_listeners
+from ._stream import Socket
+
+__all__ = ["Server", "Socket", "connect", "pipe", "serve"]
+
+logger = logging.getLogger("trionet")
+
+#: The handler ``serve`` runs, in its own task, for each connection.
+Handler = Callable[[Socket], Awaitable[None]]
+
+
+async def serve(
+    handler: Handler,
+    port: int | None = None,
+    *,
+    host: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    max_connections: int | None = None,
+    idle_timeout: float | None = None,
+    allow_half_open: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``handler`` on a TCP port or a Unix socket ``path`` (Node's ``net.createServer``).
+
+    Start it with ``server = await nursery.start(trionet.net.serve, handler, port)``.
+    Each connection runs ``handler(sock)`` in its own task and is closed when
+    the handler returns; a handler's exception is logged and ends that
+    connection only.
+
+    Args:
+      port: TCP port; 0 picks a free one (read it from ``server.port``).
+      host: address to listen on; None listens on all interfaces, as in Node.
+      path: listen on this Unix socket instead (a stale file is replaced, and
+        the file is removed on close).
+      max_connections: connections over this many are closed at once (Node's 'drop').
+      idle_timeout: close a connection after this many seconds with no traffic.
+      allow_half_open: when False (Node's default), the peer's EOF ends our
+        side too; when True the handler may keep sending after it.
+    """
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+    unix_path = os.fspath(path) if path is not None else None
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        sock = Socket(stream, allow_half_open=allow_half_open)
+        if idle_timeout is None:
+            await handler(sock)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_close_when_idle, sock, idle_timeout, nursery.cancel_scope)
+            await handler(sock)
+            nursery.cancel_scope.cancel()
+
+    await serve_listeners(
+        handle,
+        [listener],
+        max_connections=max_connections,
+        unix_path=unix_path,
+        task_status=task_status,
+    )
+
+
+async def _close_when_idle(sock: Socket, idle_timeout: float, scope: trio.CancelScope) -> None:
+    """Cancel the connection's handler once ``sock`` has seen no traffic for ``idle_timeout``."""
+    while True:
+        deadline = sock.last_activity + idle_timeout
+        if trio.current_time() >= deadline:
+            logger.debug("closing %r: idle for %ss", sock, idle_timeout)
+            scope.cancel()
+            return
+        await trio.sleep_until(deadline)
+
+
+async def connect(
+    port: int | None = None,
+    host: str = "localhost",
+    *,
+    path: str | os.PathLike[str] | None = None,
+    local_address: str | None = None,
+    timeout: float | None = None,
+    allow_half_open: bool = False,
+) -> Socket:
+    """Open a TCP connection to ``host:port``, or to the Unix socket ``path``.
+
+    Both address families of ``host`` are tried (happy eyeballs, as Node's
+    ``autoSelectFamily``).
+
+    Raises:
+      ConnectError: the peer refused or could not be reached; names the address.
+      TimeoutError: ``timeout`` seconds passed first.
+    """
+    if path is not None:
+        target = os.fspath(path)
+    elif port is None:
+        raise ValueError("connect() needs a port or a path")
+    else:
+        target = f"{host}:{port}"
+    try:
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            if path is not None:
+                stream: trio.abc.Stream = await trio.open_unix_socket(target)
+            else:
+                assert port is not None
+                stream = await trio.open_tcp_stream(host, port, local_address=local_address)
+    except trio.TooSlowError:
+        raise TimeoutError(f"connect timed out after {timeout}s: {target}") from None
+    except OSError as exc:
+        raise ConnectError(exc.errno, f"connect {exc.strerror or exc}: {target}") from exc
+    return Socket(stream, allow_half_open=allow_half_open)
+
+
+async def pipe(
+    src: trio.abc.ReceiveStream, dst: trio.abc.SendStream, *, end: bool = True
+) -> int:
+    """Copy ``src`` into ``dst`` until ``src`` ends; returns the bytes copied.
+
+    Each chunk is sent before the next is read, so a slow ``dst`` slows the
+    reading (backpressure). With ``end=True`` (Node's default) ``dst`` is
+    half-closed afterwards. ``pipe(sock, sock)`` is an echo server.
+    """
+    total = 0
+    while chunk := await src.receive_some(65536):
+        await dst.send_all(chunk)
+        total += len(chunk)
+    if end and isinstance(dst, trio.abc.HalfCloseableStream):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await dst.send_eof()
+    return total

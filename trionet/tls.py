@@ -1,0 +1,1 @@
+"""Placeholder: trionet.tls is written by its own issue."""

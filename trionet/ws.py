@@ -1,0 +1,1 @@
+"""Placeholder: trionet.ws is written by its own issue."""
