@@ -1,0 +1,97 @@
+"""The trionet.testing pytest plugin: its fixtures, and write_certs for the command line."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+import trionet
+from trionet.testing import write_certs
+
+pytest_plugins = ["pytester"]
+
+
+async def echo(sock: trionet.net.Socket) -> None:
+    await trionet.net.pipe(sock, sock)
+
+
+async def test_serve_fixture_starts_a_server_on_loopback(serve) -> None:  # type: ignore[no-untyped-def]
+    server = await serve(trionet.net.serve, echo)
+    assert server.address[0] == "127.0.0.1"
+    assert server.port > 0
+    with trio.fail_after(5):
+        sock = await trionet.net.connect(server.port, "127.0.0.1")
+        await sock.send(b"ping")
+        assert await sock.receive() == b"ping"
+        await sock.aclose()
+
+
+async def test_ssl_contexts_fixtures_talk_to_each_other(
+    serve, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:  # type: ignore[no-untyped-def]
+    """The stdlib contexts: a server presenting tls_server_cert, a client trusting tls_ca."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        await stream.send_all(await stream.receive_some())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            trio.serve_listeners,
+            handle,
+            [trio.SSLListener(listeners[0], server_ssl_context)],
+        )
+        with trio.fail_after(5):
+            stream = await trio.open_ssl_over_tcp_stream(
+                "localhost", port, ssl_context=client_ssl_context
+            )
+            await stream.send_all(b"hi")
+            assert await stream.receive_some() == b"hi"
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def test_server_cert_names_loopback(tls_server_cert: trustme.LeafCert) -> None:
+    from cryptography import x509
+
+    pem = tls_server_cert.cert_chain_pems[0].bytes()
+    san = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert set(san.value.get_values_for_type(x509.DNSName)) == {"localhost"}
+    assert {str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1",
+        "::1",
+    }
+
+
+def test_write_certs_writes_pem_files_for_curl(tmp_path: Path) -> None:
+    files = write_certs(tmp_path / "certs")
+    assert files.ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert files.cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY" in files.key.read_bytes()
+    assert files.key.stat().st_mode & 0o077 == 0
+    assert files.client_cert.exists() and files.client_key.exists()
+    # The files load into a server context and verify against the CA.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(files.cert, files.key)
+    ssl.create_default_context(cafile=str(files.ca))
+
+
+def test_module_imports_without_pytest(tmp_path: Path) -> None:
+    """write_certs serves the command line, where pytest may be missing."""
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "import trionet.testing as t\n"
+        "assert not hasattr(t, 'tls_ca')\n"
+        f"t.write_certs({str(tmp_path)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert (tmp_path / "ca.pem").exists()
