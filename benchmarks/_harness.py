@@ -1,0 +1,321 @@
+"""The benchmark harness: results, bounded load loops, server processes, one table.
+
+The contract for a benchmark module ``benchmarks/<name>.py``:
+
+* It defines ``def run(quick: bool) -> list[Result]``. ``quick=True`` must finish
+  in a few seconds (CI smoke runs); the full run should stay under a minute.
+* It measures trionet *and* a peer (raw Trio, hypercorn, Node, ...) in the same
+  run, on loopback only, and returns one :class:`Result` per (benchmark, subject).
+  Give every result of one comparison the same ``benchmark`` name; the table
+  prints the ratio of each subject to the baseline subject of that benchmark.
+* Every load loop is bounded in count *and* in time: use :func:`load_loop`
+  (or :func:`concurrent_load`) rather than ``while True``.
+* It runs standalone too: end the module with::
+
+      if __name__ == "__main__":
+          main(run, baseline="trio")
+
+  so ``python benchmarks/<name>.py [--quick]`` prints its own table.
+* It imports the harness as a sibling module (``from _harness import Result, main``):
+  ``python benchmarks/<name>.py`` and ``python benchmarks/run.py`` both put
+  ``benchmarks/`` on ``sys.path``.
+
+The machine is shared and noisy: :func:`best_of` runs subjects interleaved
+(A, B, A, B, ...) and keeps each one's best figure, which is far steadier than
+one long run per subject.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+__all__ = [
+    "LoopStats",
+    "Result",
+    "best_of",
+    "compare",
+    "concurrent_load",
+    "free_port",
+    "load_loop",
+    "main",
+    "print_table",
+    "server_process",
+    "wait_for_port",
+]
+
+#: Only loopback, ever: benchmarks must not touch the network.
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class Result:
+    """One measured figure: ``subject`` scored ``value`` ``unit`` on ``benchmark``."""
+
+    benchmark: str
+    subject: str
+    value: float
+    unit: str
+    #: False for latencies and durations, where smaller is better.
+    higher_is_better: bool = True
+    #: Anything else worth printing (ops done, seconds taken, errors seen, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: Mark the peer the others are compared with; overrides print_table's
+    #: ``baseline`` name for this benchmark (e.g. hypercorn for an HTTP one).
+    baseline: bool = False
+
+
+@dataclass
+class LoopStats:
+    """What a bounded load loop did: ``count`` operations in ``seconds``."""
+
+    count: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Operations per second."""
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+# -- load loops -------------------------------------------------------------------
+async def load_loop(
+    op: Callable[[], Awaitable[Any]], *, max_count: int, max_seconds: float
+) -> LoopStats:
+    """Await ``op()`` repeatedly until ``max_count`` calls or ``max_seconds`` have passed.
+
+    The time bound is checked between calls and also cancels a call that hangs,
+    so a stuck peer ends the loop instead of the benchmark.
+    """
+    count = 0
+    start = time.perf_counter()
+    deadline = start + max_seconds
+    with trio.move_on_after(max_seconds * 2):
+        while count < max_count and time.perf_counter() < deadline:
+            await op()
+            count += 1
+    return LoopStats(count, time.perf_counter() - start)
+
+
+async def concurrent_load(
+    op: Callable[[], Awaitable[Any]],
+    *,
+    concurrency: int,
+    max_count: int,
+    max_seconds: float,
+) -> LoopStats:
+    """Run ``op`` from ``concurrency`` tasks at once; ``max_count`` is the total over all."""
+    remaining = max_count
+    done = 0
+    start = time.perf_counter()
+    deadline = start + max_seconds
+
+    async def worker() -> None:
+        nonlocal remaining, done
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            await op()
+            done += 1
+
+    with trio.move_on_after(max_seconds * 2):
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(worker)
+    return LoopStats(done, time.perf_counter() - start)
+
+
+def best_of(
+    repeats: int, subjects: dict[str, Callable[[], float]]
+) -> dict[str, tuple[float, list[float]]]:
+    """Call each subject's measurement ``repeats`` times, interleaved; keep the best.
+
+    Each callable returns a figure where higher is better. Returns, per subject,
+    ``(best, all_figures)``.
+    """
+    figures: dict[str, list[float]] = {name: [] for name in subjects}
+    for _ in range(repeats):
+        for name, measure in subjects.items():
+            figures[name].append(measure())
+    return {name: (max(values), values) for name, values in figures.items()}
+
+
+def compare(
+    benchmark: str,
+    unit: str,
+    subjects: dict[str, Callable[[], float]],
+    *,
+    baseline: str,
+    repeats: int,
+) -> list[Result]:
+    """Measure ``subjects`` with :func:`best_of` and return one Result each.
+
+    The usual body of a benchmark's ``run``::
+
+        return compare("tcp echo", "MB/s", {"trionet": ours, "trio": theirs},
+                       baseline="trio", repeats=2 if quick else 5)
+    """
+    best = best_of(repeats, subjects)
+    return [
+        Result(
+            benchmark,
+            subject,
+            value,
+            unit,
+            extra={"runs": len(figures), "worst": min(figures)},
+            baseline=subject == baseline,
+        )
+        for subject, (value, figures) in best.items()
+    ]
+
+
+# -- servers in other processes ---------------------------------------------------
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that was free a moment ago (for servers that cannot report theirs)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = LOOPBACK, *, timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on ``host:port``.
+
+    Raises:
+      TimeoutError: nothing listened within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def server_process(
+    argv: Sequence[str],
+    port: int,
+    *,
+    host: str = LOOPBACK,
+    timeout: float = 10.0,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server command, wait until it listens on ``port``, stop it afterwards.
+
+    Pick the port with :func:`free_port` and pass it in ``argv``. The process
+    is terminated (then killed after 5 s) when the block ends, and its stderr
+    is shown if it died before listening.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    try:
+        try:
+            wait_for_port(port, host, timeout=timeout)
+        except TimeoutError:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+            raise RuntimeError(
+                f"{argv[0]} did not listen on {host}:{port}: {err.decode(errors='replace')[-800:]}"
+            ) from None
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+# -- reporting --------------------------------------------------------------------
+def _ratio(result: Result, base: Result | None) -> str:
+    if base is None or base.value == 0 or result is base:
+        return "" if base is None else "1.00x" if result is base else "-"
+    ratio = result.value / base.value
+    if not result.higher_is_better:
+        ratio = 1 / ratio if ratio else math.inf
+    return f"{ratio:.2f}x"
+
+
+def _format_value(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def print_table(
+    results: Sequence[Result], baseline: str | None = None, *, file: Any = None
+) -> None:
+    """Print results as one table, grouped by benchmark, with each subject's ratio.
+
+    The ratio compares a subject with the baseline of the same benchmark: the
+    result marked ``baseline=True``, else the one whose subject is ``baseline``
+    (1.00x = as good; above 1 = better, whatever the unit's direction).
+    Benchmarks without a baseline show no ratio.
+    """
+    out = file if file is not None else sys.stdout
+    rows = [("benchmark", "subject", "value", "unit", "ratio", "notes")]
+    for bench in dict.fromkeys(r.benchmark for r in results):
+        group = [r for r in results if r.benchmark == bench]
+        base = next((r for r in group if r.baseline), None) or next(
+            (r for r in group if r.subject == baseline), None
+        )
+        for r in group:
+            notes = ", ".join(f"{k}={_format_extra(v)}" for k, v in r.extra.items())
+            rows.append((bench, r.subject, _format_value(r.value), r.unit, _ratio(r, base), notes))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        cells = [
+            cell.rjust(width) if column in (2, 4) else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+        if i == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+    print("(ratio: relative to the benchmark's baseline; above 1.00x is better)", file=out)
+
+
+def _format_extra(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options every benchmark script takes."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
+    return parser.parse_args(argv)
+
+
+def main(
+    run: Callable[[bool], list[Result]],
+    *,
+    baseline: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Entry point for ``python benchmarks/<name>.py [--quick]``: run and print the table."""
+    args = parse_args(argv)
+    print_table(run(args.quick), baseline=baseline)

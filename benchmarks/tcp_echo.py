@@ -1,0 +1,117 @@
+"""TCP echo throughput (MB/s): trionet.net server and client vs the same loop on raw Trio.
+
+One process, one connection over 127.0.0.1: the client streams chunks while a
+second task reads the echo back; the server echoes with ``net.pipe(sock, sock)``
+(trionet) or a ``receive_some``/``send_all`` loop (Trio). Figures are MB of
+echoed data per second, best of several interleaved runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+from _harness import LoopStats, Result, compare, load_loop, main
+
+import trionet
+
+HOST = "127.0.0.1"
+
+# Each workload: (name, chunk size, total bytes full run, total bytes quick run).
+WORKLOADS = [
+    ("tcp echo 64 KiB chunks", 65536, 512 << 20, 32 << 20),
+    ("tcp echo 1 KiB chunks", 1024, 32 << 20, 4 << 20),
+]
+
+Send = Callable[[bytes], Awaitable[None]]
+Receive = Callable[[], Awaitable[bytes]]
+
+
+async def _drive(
+    send: Send,
+    send_eof: Callable[[], Awaitable[None]],
+    receive: Receive,
+    chunk: int,
+    total: int,
+    seconds: float,
+) -> LoopStats:
+    """Stream ``total`` bytes (or for ``seconds``) and read the echo; returns bytes echoed."""
+    data = b"x" * chunk
+    received = 0
+    start = time.perf_counter()
+
+    async def sender() -> None:
+        await load_loop(partial(send, data), max_count=total // chunk, max_seconds=seconds)
+        await send_eof()
+
+    with trio.fail_after(seconds * 4 + 10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            while piece := await receive():
+                received += len(piece)
+    return LoopStats(received, time.perf_counter() - start)
+
+
+async def _trionet(chunk: int, total: int, seconds: float) -> LoopStats:
+    async def echo(sock: trionet.net.Socket) -> None:
+        await trionet.net.pipe(sock, sock)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(trionet.net.serve, echo, 0, host=HOST))
+        sock = await trionet.net.connect(server.port, HOST)
+        async with sock:
+            stats = await _drive(sock.send, sock.send_eof, sock.receive, chunk, total, seconds)
+        server.close()
+    return stats
+
+
+async def _trio(chunk: int, total: int, seconds: float) -> LoopStats:
+    async def echo(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+        await stream.send_eof()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host=HOST))
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream(HOST, port)
+        async with stream:
+            stats = await _drive(
+                stream.send_all,
+                stream.send_eof,
+                partial(stream.receive_some, 65536),
+                chunk,
+                total,
+                seconds,
+            )
+        nursery.cancel_scope.cancel()
+    return stats
+
+
+def _mb_per_s(
+    subject: Callable[[int, int, float], Awaitable[LoopStats]],
+    chunk: int,
+    total: int,
+    seconds: float,
+) -> float:
+    stats = trio.run(subject, chunk, total, seconds)
+    return stats.rate / 1e6
+
+
+def run(quick: bool) -> list[Result]:
+    repeats, seconds = (2, 1.0) if quick else (5, 3.0)
+    results: list[Result] = []
+    for name, chunk, full_total, quick_total in WORKLOADS:
+        total = quick_total if quick else full_total
+        subjects = {
+            "trionet": partial(_mb_per_s, _trionet, chunk, total, seconds),
+            "trio": partial(_mb_per_s, _trio, chunk, total, seconds),
+        }
+        results += compare(name, "MB/s", subjects, baseline="trio", repeats=repeats)
+    return results
+
+
+if __name__ == "__main__":
+    main(run, baseline="trio")
