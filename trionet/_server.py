@@ -70,10 +70,14 @@ class Server:
         *,
         max_connections: int | None = None,
         unix_path: str | None = None,
+        close_sockets: bool = True,
     ) -> None:
         if max_connections is not None and max_connections < 0:
             raise ValueError(f"max_connections must be >= 0, not {max_connections}")
         self._sockets = list(sockets)
+        # A listening socket closes at close(); a UDP server's socket is also the
+        # one its live handlers reply on, so its owner closes it after they end.
+        self._close_sockets = close_sockets
         self.max_connections = max_connections
         self._unix_path = unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
@@ -110,8 +114,9 @@ class Server:
         if self.closing.is_set():
             return
         self.closing.set()
-        for sock in self._sockets:
-            sock.close()
+        if self._close_sockets:
+            for sock in self._sockets:
+                sock.close()
         if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
             # Remove the socket file only if it is still ours, not a successor's.
             os.unlink(self._unix_path)

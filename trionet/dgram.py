@@ -29,6 +29,10 @@ Family = Literal["udp4", "udp6"]
 #: a buffer this big can never truncate.
 MAX_DATAGRAM_SIZE = 65535
 
+# recvmsg() sets this flag when the datagram did not fit the buffer (a plain
+# int: testing an IntFlag member costs an enum operation per datagram).
+_MSG_TRUNC = int(_stdlib_socket.MSG_TRUNC)
+
 _FAMILIES = {"udp4": _stdlib_socket.AF_INET, "udp6": _stdlib_socket.AF_INET6}
 _ANY = {"udp4": "0.0.0.0", "udp6": "::"}
 
@@ -53,6 +57,8 @@ class UDPSocket:
     def __init__(self, sock: trio.socket.SocketType, family: Family) -> None:
         self.socket = sock
         self.family = family
+        # Node's rinfo.family; worked out once, as socket.family builds an enum per call.
+        self._rinfo_family = "IPv6" if family == "udp6" else "IPv4"
         self._connected: tuple[str, int] | None = None
 
     def __repr__(self) -> str:
@@ -120,10 +126,9 @@ class UDPSocket:
         """
         data, _, flags, sender = await self.socket.recvmsg(max_size)
         assert isinstance(sender, tuple)
-        if flags & _stdlib_socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             raise MessageSizeError(f"a datagram longer than {max_size} bytes was truncated")
-        family = "IPv6" if self.socket.family == _stdlib_socket.AF_INET6 else "IPv4"
-        return data, RemoteInfo(sender[0], family, sender[1], len(data))
+        return data, RemoteInfo(sender[0], self._rinfo_family, sender[1], len(data))
 
     async def __aiter__(self) -> AsyncIterator[tuple[bytes, RemoteInfo]]:
         """Yield ``(message, rinfo)`` for every datagram until the socket is closed."""
@@ -259,40 +264,61 @@ async def serve(
     Handlers run one at a time in arrival order by default; with
     ``concurrent=True`` each datagram gets its own task. A handler's exception
     is logged and the server goes on. ``server.connections`` counts handlers
-    running now.
+    running now. ``server.close()`` stops receiving; a handler still running
+    can reply, and the socket closes once the last one is done.
     """
     sock = await bind(port, host, family=family)
-    server = Server([sock.socket])
-
-    async def receive_loop(nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                message, rinfo = await sock.receive()
-            except (trio.ClosedResourceError, OSError):
-                return
-            job = _bind_job(handler, message, rinfo, sock)
-            what = f"datagram handler for {rinfo.address}:{rinfo.port}"
-            if concurrent:
-                nursery.start_soon(server.run_counted, what, job)
-                continue
-            # Inline: the handler runs in the connection nursery (so close()
-            # lets it finish) while this loop waits for it.
-            done = trio.Event()
-
-            nursery.start_soon(_run_then_set, server, what, job, done)
-            await done.wait()
-
-    await server.run([receive_loop], task_status=task_status)
+    server = Server([sock.socket], close_sockets=False)
+    receiver = _Receiver(server, sock, handler, concurrent)
+    try:
+        await server.run([receiver.start], task_status=task_status)
+    finally:
+        sock.socket.close()
 
 
 _Job = Callable[[], Awaitable[None]]
 
 
-async def _run_then_set(server: Server, what: str, job: _Job, done: trio.Event) -> None:
-    try:
-        await server.run_counted(what, job)
-    finally:
-        done.set()
+class _Receiver:
+    """The loop behind :func:`serve`: receive a datagram, hand it to the handler.
+
+    The loop runs in the server's connection nursery, so ``close()`` (which
+    cancels only the accept side) lets an inline handler finish. What ``close()``
+    interrupts is the wait for the next datagram: :meth:`start` wakes it with
+    ``trio.lowlevel.notify_closing``, which raises ClosedResourceError in the
+    waiting task without closing the socket the handlers reply on. (A cancel
+    scope around each receive would do the same, at a measurable cost per
+    datagram; so would spawning a task per datagram for inline handlers.)
+    """
+
+    def __init__(self, server: Server, sock: UDPSocket, handler: Handler, concurrent: bool):
+        self._server = server
+        self._sock = sock
+        self._handler = handler
+        self._concurrent = concurrent
+        self._stopped = False
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start the loop in ``nursery``; stop its receiving when this task is cancelled."""
+        nursery.start_soon(self._loop, nursery)
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._stopped = True
+            trio.lowlevel.notify_closing(self._sock.socket)
+
+    async def _loop(self, nursery: trio.Nursery) -> None:
+        while not self._stopped:
+            try:
+                message, rinfo = await self._sock.receive()
+            except (trio.ClosedResourceError, OSError):
+                return
+            job = _bind_job(self._handler, message, rinfo, self._sock)
+            what = f"datagram handler for {rinfo.address}:{rinfo.port}"
+            if self._concurrent:
+                nursery.start_soon(self._server.run_counted, what, job)
+            else:
+                await self._server.run_counted(what, job)
 
 
 def _bind_job(handler: Handler, message: bytes, rinfo: RemoteInfo, sock: UDPSocket) -> _Job:
