@@ -1,6 +1,6 @@
-"""``python -m trionet`` runs the command line."""
+"""``python -m trionet`` runs the command line, as the ``trionet`` script does."""
 
 from ._cli import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,11 +1,202 @@
-"""Placeholder: the ``trionet`` command line (issue 7) replaces this module."""
+"""The ``trionet`` command line: ``demo``, ``certs`` and ``bench``.
+
+    trionet demo                 # the seed chapter's servers on 127.0.0.1
+    trionet certs ./certs        # a private CA and certificates for localhost
+    trionet bench --quick        # the benchmarks, with the peers' figures
+
+The library never configures logging; this is the one place that does, and
+only as asked: one line per warning or error on the ``trionet`` logger by
+default, everything (with tracebacks) with ``-v``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import logging
 import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from . import __version__
+
+__all__ = ["main"]
+
+logger = logging.getLogger("trionet")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``trionet`` command."""
-    args = sys.argv[1:] if argv is None else argv
-    print(f"trionet: command line not written yet ({args})")
+# -- the parser ------------------------------------------------------------------
+def port(text: str) -> int:
+    """An argparse type: a TCP/UDP port number, 0 meaning "pick a free one"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``trionet`` parser with one subcommand per job."""
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log everything the trionet logger says, with tracebacks",
+    )
+    parser = argparse.ArgumentParser(
+        prog="trionet",
+        description="Node.js's net, dgram, http, https, tls and ws modules on Trio.",
+        parents=[verbose],
+    )
+    parser.add_argument("--version", action="version", version=f"trionet {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[verbose],
+        help="run the seed chapter's examples together on 127.0.0.1",
+        description=(
+            "Start the examples of the network chapter of 深入浅出Node.js at once: TCP echo "
+            "with a greeting, a Unix socket echo, UDP, HTTP with a WebSocket page, and HTTPS "
+            "with a private CA. Prints how to try each; Ctrl-C or SIGTERM stops them. "
+            "Port 0 picks a free port."
+        ),
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    demo.add_argument("--tcp-port", type=port, default=8124, help="TCP echo (%(default)s)")
+    demo.add_argument("--udp-port", type=port, default=41234, help="UDP (%(default)s)")
+    demo.add_argument("--http-port", type=port, default=1337, help="HTTP + WebSocket (%(default)s)")
+    demo.add_argument("--https-port", type=port, default=8443, help="HTTPS (%(default)s)")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        help="where the Unix socket and certificates go (default: a temporary directory, "
+        "removed on exit)",
+    )
+    demo.set_defaults(run=run_demo)
+
+    certs = commands.add_parser(
+        "certs",
+        parents=[verbose],
+        help="write a private CA and certificates for localhost",
+        description=(
+            "Write ca.pem, server.pem and server.key (for localhost, 127.0.0.1 and ::1), and "
+            "a client certificate, into DIR, as trionet.testing.write_certs does."
+        ),
+    )
+    certs.add_argument("dir", metavar="DIR", type=Path, help="directory to write (created)")
+    certs.set_defaults(run=run_certs)
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[verbose],
+        help="run the benchmarks and compare with the peers",
+        description=(
+            "Run the repository's benchmarks (benchmarks/run.py) and print one table with "
+            "trionet's figures, the peers' and the ratios."
+        ),
+    )
+    bench.add_argument("names", metavar="NAME", nargs="*", help="benchmarks to run (default: all)")
+    bench.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    bench.add_argument(
+        "--dir",
+        type=Path,
+        help="the benchmarks directory (default: ./benchmarks or the one beside the package)",
+    )
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+# -- logging ---------------------------------------------------------------------
+class OneLineFormatter(logging.Formatter):
+    """One line per record: an exception shows as ``: Type: message``, not a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"trionet: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line += f": {type(exc).__name__}: {exc}"
+        return line
+
+
+def configure_logging(verbose: bool) -> None:
+    """Send the ``trionet`` logger to stderr: warnings on one line, or everything with -v."""
+    handler = logging.StreamHandler(sys.stderr)
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler.setFormatter(OneLineFormatter())
+        logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+# -- the commands ------------------------------------------------------------------
+def run_demo(args: argparse.Namespace) -> int:
+    """``trionet demo``: serve until a signal; 1 if a service cannot start."""
+    from . import _demo
+
+    with contextlib.ExitStack() as stack:
+        workdir: Path = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="trionet-demo-"))
+        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        opts = _demo.Options(
+            workdir=workdir,
+            host=args.host,
+            tcp_port=args.tcp_port,
+            udp_port=args.udp_port,
+            http_port=args.http_port,
+            https_port=args.https_port,
+        )
+        try:
+            trio.run(_demo.run, opts)
+        except _demo.DemoError as exc:
+            print(f"trionet demo: error: {exc}", file=sys.stderr)
+            return 1
+    print("trionet demo: stopped", flush=True)
+    return 0
+
+
+def run_certs(args: argparse.Namespace) -> int:
+    """``trionet certs DIR``: write the CA and certificates, then list them."""
+    from . import testing
+
+    directory: Path = args.dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        testing.write_certs(directory)
+    except OSError as exc:
+        print(f"trionet certs: error: cannot write to {directory}: {exc}", file=sys.stderr)
+        return 1
+    for path in sorted(directory.iterdir()):
+        print(path)
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``trionet bench``: placeholder until benchmarks/run.py exists."""
+    print("trionet bench: not written yet", file=sys.stderr)
+    return 1
+
+
+# -- entry point -----------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trionet`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the command took charge of signals: a normal way to stop.
+        return 0
+    return status
