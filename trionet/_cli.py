@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.util
 import logging
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import trio
 
@@ -172,20 +178,141 @@ def run_certs(args: argparse.Namespace) -> int:
 
     directory: Path = args.dir
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        testing.write_certs(directory)
+        files = testing.write_certs(directory)
     except OSError as exc:
         print(f"trionet certs: error: cannot write to {directory}: {exc}", file=sys.stderr)
         return 1
-    for path in sorted(directory.iterdir()):
-        print(path)
+    print(f"CA certificate       {files.ca}")
+    print(f"server certificate   {files.cert}   (localhost, 127.0.0.1, ::1)")
+    print(f"server key           {files.key}")
+    print(f"client certificate   {files.client_cert}")
+    print(f"client key           {files.client_key}")
+    print(f"try: curl --cacert {files.ca} https://localhost:PORT/")
     return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """``trionet bench``: placeholder until benchmarks/run.py exists."""
-    print("trionet bench: not written yet", file=sys.stderr)
-    return 1
+    """``trionet bench``: run benchmarks/run.py's benchmarks with progress, then one table."""
+    directory = find_benchmarks(args.dir)
+    if directory is None:
+        where = args.dir or "./benchmarks, its parents, or beside the trionet package"
+        print(
+            f"trionet bench: error: no benchmarks/run.py found in {where}; the benchmarks "
+            "live in the source tree: run this from a checkout of trionet, or pass --dir",
+            file=sys.stderr,
+        )
+        return 1
+    runner = load_runner(directory)
+    available: list[str] = runner.discover()
+    unknown = [name for name in args.names if name not in available]
+    if unknown:
+        print(
+            f"trionet bench: error: unknown benchmark(s) {', '.join(unknown)}; "
+            f"have: {', '.join(available)}",
+            file=sys.stderr,
+        )
+        return 2
+    names = args.names or available
+    results: list[Any] = []
+    skipped: list[str] = []
+    failed: list[str] = []
+    for index, name in enumerate(names, 1):
+        with Progress(f"[{index}/{len(names)}] {name}") as progress:
+            try:
+                found = importlib.import_module(name).run(args.quick)
+            except ModuleNotFoundError as exc:
+                skipped.append(f"{name}: needs {exc.name} (pip install -e '.[bench]')")
+                progress.outcome = "skipped"
+                continue
+            except Exception as exc:
+                logger.debug("benchmark %s failed", name, exc_info=True)
+                failed.append(f"{name}: {type(exc).__name__}: {exc}")
+                progress.outcome = "failed"
+                continue
+        results.extend(found)
+        skipped.extend(f"{name}: {r.subject}: {r.extra['skipped']}" for r in found if _skipped(r))
+    measured = [r for r in results if not _skipped(r)]
+    print()
+    runner.print_table(measured, baseline=runner.BASELINE)
+    for line in skipped:
+        print(f"skipped: {line}")
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _skipped(result: Any) -> bool:
+    return bool(getattr(result, "extra", {}).get("skipped"))
+
+
+def find_benchmarks(explicit: Path | None) -> Path | None:
+    """The directory holding benchmarks/run.py: ``--dir``, else near the cwd or the package."""
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        here = Path.cwd()
+        candidates = [p / "benchmarks" for p in (here, *here.parents)]
+        candidates.append(Path(__file__).resolve().parents[1] / "benchmarks")
+    for candidate in candidates:
+        if (candidate / "run.py").is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_runner(directory: Path) -> ModuleType:
+    """Import ``directory/run.py`` (which puts its directory on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("_trionet_bench_run", directory / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Progress:
+    """One line on stderr per benchmark: a bar sweeping while it runs, then how long it took.
+
+    The benchmarks cannot say how far along they are, so the bar shows that
+    work goes on and the clock shows how long; on a terminal it redraws in
+    place, elsewhere (CI logs) it prints a start and an end line.
+    """
+
+    WIDTH = 20
+    TICK = 0.1
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.outcome = "done"
+        self._tty = sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._draw, daemon=True)
+        self._start = 0.0
+
+    def __enter__(self) -> Progress:
+        self._start = time.monotonic()
+        if self._tty:
+            self._thread.start()
+        else:
+            print(f"{self.label} ...", file=sys.stderr, flush=True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._tty:
+            self._thread.join()
+        elapsed = time.monotonic() - self._start
+        bar = "#" * self.WIDTH if self.outcome == "done" else "-" * self.WIDTH
+        end = f"\r{self.label} [{bar}] {self.outcome} in {elapsed:.1f}s"
+        print(end if self._tty else end[1:], file=sys.stderr, flush=True)
+
+    def _draw(self) -> None:
+        step = 0
+        while not self._stop.wait(self.TICK):
+            step += 1
+            pos = step % (2 * self.WIDTH - 2)
+            pos = pos if pos < self.WIDTH else 2 * self.WIDTH - 2 - pos
+            bar = "".join("=" if abs(i - pos) <= 1 else " " for i in range(self.WIDTH))
+            elapsed = time.monotonic() - self._start
+            print(f"\r{self.label} [{bar}] {elapsed:.1f}s", end="", file=sys.stderr, flush=True)
 
 
 # -- entry point -----------------------------------------------------------------

@@ -313,19 +313,17 @@ async def start_http(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Se
 
 async def start_https(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Service:
     """HTTPS on 8443 with a fresh private CA, written where the banner says."""
-    certs = opts.workdir / "certs"
-    certs.mkdir(exist_ok=True)
-    from trionet import testing  # imported late: the pytest plugin is not needed otherwise
+    from trionet import testing  # late: only the demo and tests need certificates
 
-    testing.write_certs(certs)
+    hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", opts.host)))
+    files = testing.write_certs(opts.workdir / "certs", hosts=hosts)
     server = await _start(
         nursery, "HTTPS", "--https-port", opts.https_port,
         trionet.https.serve, http_app, opts.https_port, host=opts.host,
-        key=certs / "server.key", cert=certs / "server.pem",
-        on_upgrade=trionet.ws.handler(room.handle),
+        key=files.key, cert=files.cert, on_upgrade=trionet.ws.handler(room.handle),
     )  # fmt: skip
     url = f"https://{_url_host(opts.host)}:{server.port}/"
-    ca = certs / "ca.pem"
+    ca = files.ca
     return Service(
         "HTTPS + WebSocket",
         server,

@@ -1,0 +1,186 @@
+"""The ``trionet`` command: help, errors, ``certs``, ``bench`` and ``-v``.
+
+``trionet demo`` has its own file, tests/test_demo.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trionet._cli import OneLineFormatter, configure_logging, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trionet(
+    *args: str, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trionet ARGS`` as a user would, and capture what it says."""
+    return subprocess.run(
+        [sys.executable, "-m", "trionet", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+# -- help and errors ----------------------------------------------------------------
+@pytest.mark.parametrize("command", ["", "demo", "certs", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main([*command.split(), "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: trionet {command}".rstrip())
+    assert "-v, --verbose" in out
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "certs", "bench"):
+        assert command in out
+
+
+def test_demo_help_names_the_seed_ports(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    for option, default in [
+        ("--tcp-port", "8124"),
+        ("--udp-port", "41234"),
+        ("--http-port", "1337"),
+        ("--https-port", "8443"),
+    ]:
+        assert option in out and default in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["serve"], "invalid choice: 'serve'"),
+        (["demo", "--tcp-port", "70000"], "port must be in 0..65535, not 70000"),
+        (["demo", "--http-port", "web"], "not a port number: 'web'"),
+        (["demo", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["certs"], "the following arguments are required: DIR"),
+    ],
+)
+def test_bad_usage_says_what_is_wrong(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_entry_points_run() -> None:
+    """``python -m trionet`` and the ``trionet`` script are the same command."""
+    done = trionet("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, "trionet 0.1.0")
+    script = Path(sys.executable).with_name("trionet")
+    if script.exists():
+        done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "usage: trionet" in done.stdout
+
+
+# -- certs -------------------------------------------------------------------------
+def test_certs_writes_a_ca_and_certificates_that_verify(tmp_path: Path) -> None:
+    done = trionet("certs", str(tmp_path / "certs"))
+    assert done.returncode == 0, done.stderr
+    certs = tmp_path / "certs"
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+        assert (certs / name).is_file()
+        assert str(certs / name) in done.stdout
+    assert (certs / "server.key").stat().st_mode & 0o077 == 0, "private keys are private"
+    # The server certificate loads and is issued by the CA.
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(certs / "server.pem", certs / "server.key")
+    client = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    assert client.get_ca_certs()[0]["issuer"] == client.get_ca_certs()[0]["subject"]
+
+
+def test_certs_into_an_unwritable_place_fails_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = trionet("certs", str(blocker / "certs"))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"trionet certs: error: cannot write to {blocker / 'certs'}")
+
+
+# -- bench -------------------------------------------------------------------------
+def test_bench_quick_prints_one_table_within_a_minute() -> None:
+    start = time.monotonic()
+    done = trionet("bench", "--quick", cwd=ROOT, timeout=90)
+    seconds = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert seconds < 60
+    header, rule = done.stdout.splitlines()[1:3]
+    assert header.split() == ["benchmark", "subject", "value", "unit", "ratio", "notes"]
+    assert set(rule) <= {"-", " "}
+    assert "trionet" in done.stdout and "1.00x" in done.stdout
+    # A progress line per benchmark, on stderr.
+    assert "[1/" in done.stderr and "done in" in done.stderr
+
+
+def test_bench_names_unknown_benchmarks(tmp_path: Path) -> None:
+    done = trionet("bench", "no_such_benchmark", cwd=ROOT)
+    assert done.returncode == 2
+    assert "unknown benchmark(s) no_such_benchmark; have: " in done.stderr
+
+
+def test_bench_says_where_it_looked(tmp_path: Path) -> None:
+    done = trionet("bench", "--dir", str(tmp_path))
+    assert done.returncode == 1
+    assert f"no benchmarks/run.py found in {tmp_path}" in done.stderr
+
+
+# -- logging -------------------------------------------------------------------------
+@pytest.fixture
+def trionet_logger() -> Iterator[logging.Logger]:
+    """The ``trionet`` logger, restored after the test configured it."""
+    logger = logging.getLogger("trionet")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield logger
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+
+
+def test_the_library_does_not_configure_logging() -> None:
+    code = "import logging, trionet; l = logging.getLogger('trionet'); print(l.level, l.handlers)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split(" ", 1)[0] == "0"  # NOTSET: left to the application
+
+
+def test_verbose_logs_everything(trionet_logger: logging.Logger) -> None:
+    configure_logging(verbose=True)
+    assert trionet_logger.getEffectiveLevel() == logging.DEBUG
+
+
+def test_quiet_by_default_one_line_per_error(trionet_logger: logging.Logger) -> None:
+    configure_logging(verbose=False)
+    assert not trionet_logger.isEnabledFor(logging.INFO)
+    try:
+        raise ConnectionResetError("peer reset")
+    except ConnectionResetError:
+        record = trionet_logger.makeRecord(
+            "trionet", logging.ERROR, __file__, 1, "connection handler for %s failed",
+            (("127.0.0.1", 5000),), sys.exc_info(),
+        )  # fmt: skip
+    line = OneLineFormatter().format(record)
+    assert line == (
+        "trionet: error: connection handler for ('127.0.0.1', 5000) failed: "
+        "ConnectionResetError: peer reset"
+    )
