@@ -20,15 +20,18 @@ import socket as _stdlib_socket
 import ssl
 import stat
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Protocol
 
 import trio
 
+from ._errors import TLSError
 from ._stream import Address, format_address
 
 __all__ = [
     "ConnectionHandler",
     "Server",
+    "ServerTLS",
+    "TLSContext",
     "open_listener",
     "open_tcp_listener",
     "open_unix_listener",
@@ -55,6 +58,24 @@ DEFAULT_BACKLOG = 511
 #: Node's tls.Server ``handshakeTimeout`` is 120 s; a stalled handshake holds a
 #: socket and a task, so we cut it shorter.
 TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+class ServerTLS(Protocol):
+    """A TLS layer other than the stdlib's (trionet.tls's pyOpenSSL one).
+
+    ``wrap_server_stream`` runs the server side of the handshake over an
+    accepted stream and returns the TLS stream; it raises ``TLSError`` when
+    the handshake fails. ``handshake_timeout`` bounds it.
+    """
+
+    handshake_timeout: float
+
+    async def wrap_server_stream(self, stream: trio.abc.Stream) -> trio.abc.Stream: ...
+
+
+#: What every ``serve(ssl_context=...)`` accepts: a stdlib context (served
+#: through ``trio.SSLStream``) or a :class:`ServerTLS` such as ``trionet.tls.TLSConfig``.
+TLSContext = ssl.SSLContext | ServerTLS
 
 
 class Server:
@@ -161,7 +182,7 @@ class Server:
         listener: trio.SocketListener,
         handle: ConnectionHandler,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: TLSContext | None = None,
     ) -> ServeLoop:
         """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
 
@@ -201,7 +222,7 @@ class Server:
         self,
         stream: trio.SocketStream,
         handle: ConnectionHandler,
-        ssl_context: ssl.SSLContext | None,
+        ssl_context: TLSContext | None,
     ) -> None:
         peer = _peer_name(stream)
         wrapped: trio.abc.Stream = stream
@@ -222,8 +243,18 @@ class TLSHandshakeFailed(Exception):
     """Internal: a server-side handshake failed or stalled (logged, never raised to users)."""
 
 
-async def tls_handshake(stream: trio.abc.Stream, context: ssl.SSLContext) -> trio.SSLStream[Any]:
+async def tls_handshake(stream: trio.abc.Stream, context: TLSContext) -> trio.abc.Stream:
     """Wrap an accepted stream in TLS and finish the handshake within the timeout."""
+    if not isinstance(context, ssl.SSLContext):
+        try:
+            with trio.fail_after(context.handshake_timeout):
+                return await context.wrap_server_stream(stream)
+        except trio.TooSlowError:
+            raise TLSHandshakeFailed(
+                f"no handshake within {context.handshake_timeout}s"
+            ) from None
+        except (TLSError, trio.BrokenResourceError, OSError) as exc:
+            raise TLSHandshakeFailed(str(exc)) from None
     tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
     try:
         with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
@@ -344,7 +375,7 @@ async def serve_listeners(
     *,
     max_connections: int | None = None,
     unix_path: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: TLSContext | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handle`` on ready listeners until the server is closed or cancelled."""

@@ -1,1 +1,288 @@
-"""Placeholder: trionet.tls is written by its own issue."""
+"""trionet.tls: TLS servers and clients, as Node's ``tls`` module.
+
+    async def handler(sock: trionet.tls.TLSSocket) -> None:
+        if not sock.authorized:
+            await sock.send(f"who are you? {sock.authorization_error}\\n")
+        await trionet.net.pipe(sock, sock)
+
+    server = await nursery.start(functools.partial(
+        trionet.tls.serve, handler, 8000,
+        key="server.key", cert="server.pem", ca="ca.pem", request_cert=True))
+    sock = await trionet.tls.connect(8000, "localhost", ca="ca.pem")
+
+``key``, ``cert`` and ``ca`` take PEM bytes or file paths (``ca`` also a list).
+Peer certificates are judged as Node does: with ``reject_unauthorized=True``
+(the default) a peer that fails verification fails the handshake with a
+:class:`trionet.TLSError` saying why; with ``reject_unauthorized=False`` the
+connection goes on and :attr:`TLSSocket.authorized` is False, with the reason
+in :attr:`TLSSocket.authorization_error`. A client checks the server's name
+(``server_name``, else ``host``) unless ``reject_unauthorized=False``.
+
+``ssl_context=`` takes a ready :class:`TLSConfig` (from :func:`server_config` /
+:func:`client_config`) or a standard :class:`ssl.SSLContext`; with the latter
+the stdlib decides (``authorized`` is True when a verified certificate came).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+from cryptography import x509
+
+from ._errors import TLSError
+from ._server import TLS_HANDSHAKE_TIMEOUT, Server, open_listener, serve_listeners
+from ._stream import Socket
+from ._tls_context import (
+    NO_PEER_CERTIFICATE,
+    CAInput,
+    PemInput,
+    TLSConfig,
+    client_config,
+    client_ssl_context,
+    peer_certificate_dict,
+    server_config,
+)
+from ._tls_stream import TLSStream, TLSStreamBroken
+from .net import connect as tcp_connect
+
+__all__ = [
+    "CAInput",
+    "PemInput",
+    "Server",
+    "TLSConfig",
+    "TLSSocket",
+    "TLSStream",
+    "TLSStreamBroken",
+    "client_config",
+    "client_ssl_context",
+    "connect",
+    "serve",
+    "server_config",
+]
+
+logger = logging.getLogger("trionet")
+
+#: The handler ``serve`` runs, in its own task, for each secured connection.
+Handler = Callable[["TLSSocket"], Awaitable[None]]
+
+
+class TLSSocket(Socket):
+    """A :class:`trionet.net.Socket` over TLS, with Node's ``TLSSocket`` properties.
+
+    ``authorized``: the peer's certificate was verified. ``authorization_error``:
+    why not, in words (None when authorized). ``peer_certificate``: the peer's
+    certificate as Node's ``getPeerCertificate()`` (``subject``, ``issuer``,
+    ``subjectaltname``, ``valid_from``, ``valid_to``, ``fingerprint256``, ...),
+    or None. ``alpn_protocol``: what ALPN settled on, or None.
+    """
+
+    authorized: bool
+    authorization_error: str | None
+    peer_certificate: dict[str, Any] | None
+    alpn_protocol: str | None
+
+    def __init__(self, stream: TLSStream | trio.SSLStream[Any], **kwargs: Any) -> None:
+        super().__init__(stream, **kwargs)
+        #: The TLS stream under the socket (:class:`TLSStream` or ``trio.SSLStream``).
+        self.tls_stream = stream
+        if isinstance(stream, TLSStream):
+            self.authorized = stream.authorized
+            self.authorization_error = stream.authorization_error
+            self.peer_certificate = stream.peer_certificate
+            self.alpn_protocol = stream.alpn_protocol
+        else:
+            self._judge_stdlib(stream)
+
+    def _judge_stdlib(self, stream: trio.SSLStream[Any]) -> None:
+        """With a stdlib context, only a verified certificate can be present."""
+        der = stream.getpeercert(binary_form=True)
+        cert = x509.load_der_x509_certificate(der) if der else None
+        self.peer_certificate = peer_certificate_dict(cert) if cert is not None else None
+        verified = stream.context.verify_mode != ssl.CERT_NONE and cert is not None
+        self.authorized = verified
+        self.authorization_error = None
+        if not verified:
+            self.authorization_error = (
+                NO_PEER_CERTIFICATE if cert is None else "certificate verification was off"
+            )
+        self.alpn_protocol = stream.selected_alpn_protocol()
+
+    def __repr__(self) -> str:
+        state = "authorized" if self.authorized else "unauthorized"
+        return f"<trionet.tls.TLSSocket {self.local_address!r} -> {self.remote_address!r} {state}>"
+
+    @property
+    def protocol(self) -> str | None:
+        """``"TLSv1.3"`` or ``"TLSv1.2"`` (Node's ``getProtocol()``)."""
+        if isinstance(self.tls_stream, TLSStream):
+            return self.tls_stream.protocol
+        version: str | None = self.tls_stream.version()
+        return version
+
+    @property
+    def encrypted(self) -> bool:
+        """Always True, as Node's ``tlsSocket.encrypted``."""
+        return True
+
+
+async def serve(
+    handler: Handler,
+    port: int | None = None,
+    *,
+    key: PemInput | None = None,
+    cert: PemInput | None = None,
+    ca: CAInput | None = None,
+    request_cert: bool = False,
+    reject_unauthorized: bool = True,
+    ssl_context: TLSConfig | ssl.SSLContext | None = None,
+    alpn_protocols: Sequence[str] | None = None,
+    host: str | None = None,
+    backlog: int | None = None,
+    max_connections: int | None = None,
+    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    allow_half_open: bool = False,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``handler`` over TLS (Node's ``tls.createServer``).
+
+    Start it with ``server = await nursery.start(trionet.tls.serve, handler, port, ...)``
+    (``functools.partial`` for the keyword options). Each connection's
+    handshake runs in its own task; one that fails is logged (with the
+    reason) and closed, one that stalls is cut off after ``handshake_timeout``
+    seconds; the server keeps serving. The handler gets a :class:`TLSSocket`.
+
+    Args:
+      key, cert: the server's private key and certificate chain (PEM bytes or paths).
+      ca: CAs that client certificates are checked against (default: the system's).
+      request_cert: ask clients for a certificate (Node's ``requestCert``).
+      reject_unauthorized: with ``request_cert``, refuse clients whose
+        certificate is missing or unverified; when False they connect with
+        ``authorized=False`` (Node's ``rejectUnauthorized``).
+      ssl_context: a ready :class:`TLSConfig` or :class:`ssl.SSLContext`
+        instead of the options above.
+      alpn_protocols: protocols offered through ALPN, preferred first.
+    """
+    tls = _server_tls(
+        key, cert, ca, request_cert, reject_unauthorized, ssl_context, alpn_protocols
+    )
+    if isinstance(tls, TLSConfig):
+        tls.handshake_timeout = handshake_timeout
+    listener = await open_listener(port, host, None, backlog)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        assert isinstance(stream, (TLSStream, trio.SSLStream))
+        await handler(TLSSocket(stream, allow_half_open=allow_half_open))
+
+    await serve_listeners(
+        handle, [listener], max_connections=max_connections, ssl_context=tls,
+        task_status=task_status,
+    )
+
+
+def _server_tls(
+    key: PemInput | None,
+    cert: PemInput | None,
+    ca: CAInput | None,
+    request_cert: bool,
+    reject_unauthorized: bool,
+    ssl_context: TLSConfig | ssl.SSLContext | None,
+    alpn_protocols: Sequence[str] | None,
+) -> TLSConfig | ssl.SSLContext:
+    if ssl_context is not None:
+        if key is not None or cert is not None or ca is not None:
+            raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
+        return ssl_context
+    return server_config(
+        key=key,
+        cert=cert,
+        ca=ca,
+        request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized,
+        alpn_protocols=alpn_protocols,
+    )
+
+
+async def connect(
+    port: int,
+    host: str = "localhost",
+    *,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
+    server_name: str | None = None,
+    ssl_context: TLSConfig | ssl.SSLContext | None = None,
+    alpn_protocols: Sequence[str] | None = None,
+    timeout: float | None = None,
+    allow_half_open: bool = False,
+) -> TLSSocket:
+    """Connect to ``host:port`` and finish a TLS handshake (Node's ``tls.connect``).
+
+    The server's certificate must chain to ``ca`` (default: the system's
+    CAs) and name ``server_name`` (default: ``host``; also sent as SNI unless
+    it is an IP address). With ``reject_unauthorized=False`` the connection
+    goes on regardless and the socket's ``authorized`` says whether it would
+    have passed.
+
+    Raises:
+      TLSError: the handshake failed; the message says why (unknown CA,
+        hostname mismatch, expired certificate, the server refused us).
+      ConnectError: the TCP connection could not be opened.
+      TimeoutError: ``timeout`` seconds passed before the handshake was done.
+    """
+    name = server_name or host
+    tcp = await tcp_connect(port, host, timeout=timeout)
+    try:
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            stream = await _client_handshake(
+                tcp.stream, name, ca, cert, key, reject_unauthorized, ssl_context, alpn_protocols
+            )
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(tcp)
+        from ._errors import TimeoutError
+
+        raise TimeoutError(f"TLS handshake with {host}:{port} timed out after {timeout}s") from None
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return TLSSocket(stream, allow_half_open=allow_half_open)
+
+
+async def _client_handshake(
+    transport: trio.abc.Stream,
+    name: str,
+    ca: CAInput | None,
+    cert: PemInput | None,
+    key: PemInput | None,
+    reject_unauthorized: bool,
+    ssl_context: TLSConfig | ssl.SSLContext | None,
+    alpn_protocols: Sequence[str] | None,
+) -> TLSStream | trio.SSLStream[Any]:
+    if isinstance(ssl_context, ssl.SSLContext):
+        return await _stdlib_handshake(transport, ssl_context, name)
+    config = ssl_context or client_config(
+        ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized,
+        alpn_protocols=alpn_protocols,
+    )
+    stream = TLSStream(transport, config, server_hostname=name)
+    await stream.do_handshake()
+    return stream
+
+
+async def _stdlib_handshake(
+    transport: trio.abc.Stream, context: ssl.SSLContext, name: str
+) -> trio.SSLStream[Any]:
+    """A client handshake through ``trio.SSLStream``; failures become :class:`TLSError`."""
+    stream = trio.SSLStream(transport, context, server_hostname=name, https_compatible=True)
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise TLSError(f"TLS handshake failed: {cause.verify_message}") from None
+        raise TLSError(f"TLS handshake failed: {cause or exc}") from None
+    return stream
