@@ -1,10 +1,274 @@
-"""Placeholder: the connection pool (issue 4) replaces this module."""
+"""trionet.agent: the connection pool behind every client request, as Node's ``http.Agent``.
+
+    agent = trionet.agent.Agent(max_sockets=5)
+    res = await trionet.http.request("http://127.0.0.1:8000/", agent=agent)
+    agent.sockets        # {"127.0.0.1:8000": 1}  busy connections (and connecting)
+    agent.free_sockets   # {"127.0.0.1:8000": 1}  idle ones, kept for reuse
+    agent.requests       # {"127.0.0.1:8000": 3}  requests waiting for a connection
+    await agent.aclose()
+
+Never more than ``max_sockets`` connections (busy plus connecting) go to one
+``host:port``; further requests wait in FIFO order. Which request gets which
+connection is decided by :class:`trionet._pool.PoolState`, pure state changes
+without I/O; this module is the thin Trio layer around it: it opens and closes
+connections and wakes waiting tasks.
+
+Compared with Node: ``agent.sockets`` etc. hold counts, not socket lists; the
+pool key adds the TLS identity (the ``ssl.SSLContext``) to ``host:port``, and
+two pools of one name are summed in the dicts. A free connection that the
+server closed is dropped before reuse (Node drops it on its 'end' event); one
+that the server closes while our request is on the way is retried once on a new
+connection for idempotent methods (Node leaves that to ``reusedSocket``).
+
+Lifetime: an agent may outlive a ``trio.run`` (``trionet.http.global_agent``
+does); connections left from an earlier run are closed when the next run first
+uses the agent.
+"""
 
 from __future__ import annotations
 
+import ssl
+from typing import TYPE_CHECKING, Literal
+
+import trio
+
+from ._errors import PoolTimeout
+from ._pool import PoolState, Slot, SlotState, Ticket
+
+if TYPE_CHECKING:
+    from .http._client_conn import HTTPConnection, Origin
+
+__all__ = ["DEFAULT_KEEP_ALIVE_TIMEOUT", "KEEP_ALIVE_MARGIN", "Agent"]
+
+#: How long an idle connection is kept without a server hint: Node's
+#: ``globalAgent`` ``timeout`` (5 s), and httpx's ``keepalive_expiry``.
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+
+#: Stop reusing a connection this long before the server's ``Keep-Alive:
+#: timeout=N`` runs out (Node's ``agentKeepAliveTimeoutBuffer``, 1 s), so our
+#: request and the server's close do not cross on the wire.
+KEEP_ALIVE_MARGIN = 1.0
+
 
 class Agent:
-    """The connection pool behind every client request (placeholder)."""
+    """A pool of keep-alive connections, capped per ``host:port``.
 
-    def __init__(self, max_sockets: int = 5) -> None:
+    Args:
+      max_sockets: connections (busy plus connecting) per host:port.
+      keep_alive: keep finished connections for reuse; False closes each after
+        its response and sends ``Connection: close``.
+      max_free_sockets: idle connections kept per host:port.
+      keep_alive_timeout: seconds an idle connection is kept; a shorter
+        ``Keep-Alive: timeout=N`` from the server, minus one second, wins.
+      max_total_sockets: cap over all hosts (idle connections included); an
+        idle connection of another host is closed to make room.
+      scheduling: ``"lifo"`` reuses the most recently used connection (fewer
+        connections stay warm), ``"fifo"`` the oldest (spreads the load).
+      pool_timeout: seconds a request may wait for a connection before
+        :class:`trionet.PoolTimeout`; None waits as long as it takes (Node).
+      ssl_context: the context for ``https`` requests that bring none; default
+        ``ssl.create_default_context()``.
+    """
+
+    def __init__(
+        self,
+        max_sockets: int = 5,
+        *,
+        keep_alive: bool = True,
+        max_free_sockets: int = 256,
+        keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+        max_total_sockets: int | None = None,
+        scheduling: Literal["lifo", "fifo"] = "lifo",
+        pool_timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if scheduling not in ("lifo", "fifo"):
+            raise ValueError(f"scheduling must be 'lifo' or 'fifo', not {scheduling!r}")
         self.max_sockets = max_sockets
+        self.keep_alive = keep_alive
+        self.max_free_sockets = max_free_sockets
+        self.keep_alive_timeout = keep_alive_timeout
+        self.max_total_sockets = max_total_sockets
+        self.scheduling = scheduling
+        self.pool_timeout = pool_timeout
+        self.ssl_context = ssl_context
+        self._state = self._new_state()
+        self._names: dict[object, str] = {}
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._generation = 0
+
+    # -- introspection (Node's names) ---------------------------------------------
+    @property
+    def sockets(self) -> dict[str, int]:
+        """``"host:port"`` -> connections in use or being opened."""
+        return self._counts(self._state.active_count)
+
+    @property
+    def free_sockets(self) -> dict[str, int]:
+        """``"host:port"`` -> idle connections kept for reuse (expired ones dropped first)."""
+        if self._token is not None and self._in_own_run():
+            _close_slots(self._state.prune(trio.current_time()))
+        return self._counts(self._state.idle_count)
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """``"host:port"`` -> requests waiting for a connection."""
+        return self._counts(self._state.queued_count)
+
+    def __repr__(self) -> str:
+        hosts = [
+            f"{name}: {busy} busy, {self.free_sockets.get(name, 0)} free, "
+            f"{self.requests.get(name, 0)} queued"
+            for name, busy in self._all_counts().items()
+        ]
+        return (
+            f"<trionet.agent.Agent max_sockets={self.max_sockets} "
+            f"keep_alive={self.keep_alive} [{'; '.join(hosts)}]>"
+        )
+
+    def _counts(self, count: object) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for key in self._state.keys:
+            n = count(key)  # type: ignore[operator]
+            if n:
+                name = self._names[key]
+                result[name] = result.get(name, 0) + n
+        return result
+
+    def _all_counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for key in self._state.keys:
+            name = self._names[key]
+            result[name] = result.get(name, 0) + self._state.active_count(key)
+        return result
+
+    # -- the Trio layer ------------------------------------------------------------
+    async def acquire(self, origin: Origin, *, fresh: bool = False) -> Slot:
+        """A BUSY slot with an open connection to ``origin``, waiting for room if needed.
+
+        ``fresh=True`` insists on a new connection (the retry after a stale
+        one). Give the slot back with :meth:`release` or :meth:`discard`.
+
+        Raises:
+          PoolTimeout: no connection within ``pool_timeout``.
+          ConnectError, TLSError: opening a connection failed.
+        """
+        self._check_run()
+        key = origin.key
+        if key not in self._names:
+            self._names[key] = origin.name
+        state = self._state
+        while True:
+            ticket, closing = state.request(key, trio.current_time(), fresh=fresh)
+            if closing:
+                _close_slots(closing)
+            if ticket.slot is None:
+                await self._wait(ticket, origin)
+            slot = ticket.slot
+            assert slot is not None
+            if slot.state is SlotState.CONNECTING:
+                await self._connect(slot, origin)
+                return slot
+            conn: HTTPConnection = slot.conn
+            if conn.looks_alive():
+                return slot
+            # The server closed it while it sat idle: drop it and ask again.
+            conn.close()
+            _close_slots(state.discard(slot, trio.current_time()))
+
+    async def _wait(self, ticket: Ticket, origin: Origin) -> None:
+        """Wait in the queue until the pool assigns ``ticket`` a slot."""
+        assigned = trio.Event()
+        ticket.wake = assigned.set
+        try:
+            if self.pool_timeout is None:
+                await assigned.wait()
+                return
+            with trio.move_on_after(self.pool_timeout):
+                await assigned.wait()
+            if ticket.slot is None:
+                queued = self._state.queued_count(ticket.key)
+                raise PoolTimeout(
+                    f"no connection to {origin.name} within {self.pool_timeout}s "
+                    f"(max_sockets={self.max_sockets}, {queued} requests queued)"
+                )
+        except BaseException:
+            # Cancelled, timed out, or assigned a slot at the very moment we
+            # were cancelled: either way, hand everything back now.
+            _close_slots(self._state.withdraw(ticket, trio.current_time()))
+            raise
+
+    async def _connect(self, slot: Slot, origin: Origin) -> None:
+        from .http._client_conn import open_connection
+
+        try:
+            conn = await open_connection(origin, self._generation)
+        except BaseException:
+            _close_slots(self._state.discard(slot, trio.current_time()))
+            raise
+        self._state.connected(slot, conn)
+
+    def release(self, slot: Slot) -> None:
+        """Return a connection whose response was read to the end, for reuse."""
+        conn: HTTPConnection = slot.conn
+        if conn.generation != self._generation or slot.state is not SlotState.BUSY:
+            conn.close()
+            return
+        now = trio.current_time()
+        expires_at = now + self.keep_alive_timeout
+        hint = conn.keep_alive_hint
+        if hint is not None:
+            expires_at = min(expires_at, now + hint - KEEP_ALIVE_MARGIN)
+        if not self.keep_alive or expires_at <= now:
+            self.discard(slot)
+            return
+        closing = self._state.release(slot, now, expires_at)
+        if closing:
+            _close_slots(closing)
+
+    def discard(self, slot: Slot) -> None:
+        """Close a connection that must not be reused and free its room."""
+        conn: HTTPConnection | None = slot.conn
+        if conn is not None:
+            conn.close()
+        if conn is not None and conn.generation != self._generation:
+            return
+        _close_slots(self._state.discard(slot, trio.current_time()))
+
+    async def aclose(self) -> None:
+        """Close the idle connections now; busy ones close when their response ends.
+
+        The agent stays usable, as Node's after ``destroy()``: a later request
+        opens new connections.
+        """
+        if self._token is not None and self._in_own_run():
+            _close_slots(self._state.close_idle())
+        await trio.lowlevel.checkpoint()
+
+    # -- runs ------------------------------------------------------------------------
+    def _in_own_run(self) -> bool:
+        try:
+            return trio.lowlevel.current_trio_token() is self._token
+        except RuntimeError:
+            return False
+
+    def _check_run(self) -> None:
+        """Start afresh when used from a new ``trio.run``: old sockets are unusable."""
+        token = trio.lowlevel.current_trio_token()
+        if token is self._token:
+            return
+        for slot in self._state.close_idle():
+            slot.conn.close_foreign()
+        self._token = token
+        self._generation += 1
+        self._state = self._new_state()
+
+    def _new_state(self) -> PoolState:
+        lifo = self.scheduling == "lifo"
+        return PoolState(self.max_sockets, self.max_free_sockets, self.max_total_sockets, lifo)
+
+
+def _close_slots(slots: list[Slot]) -> None:
+    for slot in slots:
+        if slot.conn is not None:
+            slot.conn.close()
