@@ -86,6 +86,9 @@ class Socket(trio.abc.HalfCloseableStream):
     # -- sending ---------------------------------------------------------------
     async def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send all of ``data``; returns once the kernel took it (Node's ``drain``)."""
+        if self._eof_sent:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("cannot send after send_eof() (Node: write after end)")
         if isinstance(data, str):
             data = data.encode()
         await self.stream.send_all(data)
@@ -102,16 +105,21 @@ class Socket(trio.abc.HalfCloseableStream):
     async def send_eof(self) -> None:
         """Half-close: tell the peer we are done sending (Node's ``end()``).
 
-        Sending EOF twice is a no-op, as ``end()`` is in Node.
+        Sending EOF twice is a no-op, as ``end()`` is in Node; sending data
+        after it raises :class:`trio.ClosedResourceError` (Node's "write after end").
         """
         if self._eof_sent:
+            await trio.lowlevel.checkpoint()
             return
         self._eof_sent = True
         if isinstance(self.stream, trio.abc.HalfCloseableStream):
             await self.stream.send_eof()
         elif self._sock is not None:
             # TLS has no half-close in Trio (trio#823): shut the TCP write side.
+            await trio.lowlevel.checkpoint()
             self._sock.shutdown(_stdlib_socket.SHUT_WR)
+        else:
+            await trio.lowlevel.checkpoint()
 
     # -- receiving -------------------------------------------------------------
     async def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -128,8 +130,37 @@ async def connect(
     except trio.TooSlowError:
         raise TimeoutError(f"connect timed out after {timeout}s: {target}") from None
     except OSError as exc:
-        raise ConnectError(exc.errno, f"connect {exc.strerror or exc}: {target}") from exc
+        raise _connect_error(exc, target) from exc
     return Socket(stream, allow_half_open=allow_half_open)
+
+
+def _connect_error(exc: OSError, target: str) -> ConnectError:
+    """Node's message for a failed connect: ``connect ECONNREFUSED 127.0.0.1:8124``.
+
+    ``trio.open_tcp_stream`` reports a failure of every address it tried as one
+    OSError without an errno, the real errors being in its ``__cause__``; the
+    first of those is what the user needs (refused, unreachable, ...).
+    """
+    cause = _first_errno(exc) or exc
+    if isinstance(cause, _stdlib_socket.gaierror):
+        code_name = "ENOTFOUND"
+    else:
+        code_name = errno.errorcode.get(cause.errno or 0, "failed")
+    if cause.errno is not None and cause.errno > 0:
+        reason = os.strerror(cause.errno)
+    else:
+        reason = cause.strerror or str(cause)
+    return ConnectError(cause.errno, f"connect {code_name} {target} ({reason})")
+
+
+def _first_errno(exc: BaseException) -> OSError | None:
+    """The first OSError with an errno in ``exc``, its cause, or the groups within."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc
+    for inner in [*getattr(exc, "exceptions", ()), exc.__cause__]:
+        if inner is not None and (found := _first_errno(inner)) is not None:
+            return found
+    return None
 
 
 async def pipe(

@@ -1,0 +1,643 @@
+"""trionet.net: TCP and Unix sockets against trionet, nc and Node peers.
+
+Most tests run twice, over TCP on 127.0.0.1 and over a Unix socket in a fresh
+temporary directory (the ``endpoint`` fixture). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import random
+import shutil
+import socket as stdlib_socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from conftest import PEERS, open_fds, require_tool
+
+import trionet
+from trionet import net
+
+HOST = "127.0.0.1"
+GREETING = "欢迎光临《深入浅出Node.js》示例：\n"
+REPLY = "你好"
+
+
+async def greeter(sock: net.Socket) -> None:
+    """The seed's TCP server: greet on connect, answer every message with 你好."""
+    await sock.send(GREETING)
+    async for _ in sock:
+        await sock.send(REPLY)
+
+
+async def echo(sock: net.Socket) -> None:
+    await net.pipe(sock, sock)
+
+
+async def read_all(sock: net.Socket) -> bytes:
+    """Everything ``sock`` receives until the peer ends its side."""
+    return b"".join([chunk async for chunk in sock])
+
+
+async def read_until(sock: net.Socket, wanted: bytes) -> bytes:
+    data = b""
+    while wanted not in data:
+        chunk = await sock.receive()
+        if not chunk:
+            raise AssertionError(f"EOF before {wanted!r}; got {data!r}")
+        data += chunk
+    return data
+
+
+@dataclass
+class Endpoint:
+    """Where a test's server listens: TCP on 127.0.0.1, or a Unix socket path."""
+
+    kind: str
+    path: str | None = None
+
+    def serve(self, handler: net.Handler, **kwargs: Any) -> Callable[..., Awaitable[None]]:
+        """``net.serve`` bound to this endpoint, for ``nursery.start``."""
+        where = {"path": self.path} if self.path else {"port": 0, "host": HOST}
+        return partial(net.serve, handler, **where, **kwargs)
+
+    async def connect(self, server: net.Server, **kwargs: Any) -> net.Socket:
+        if self.path:
+            return await net.connect(path=self.path, **kwargs)
+        return await net.connect(server.port, HOST, **kwargs)
+
+    def nc_args(self, server: net.Server) -> list[str]:
+        return ["-U", self.path] if self.path else [HOST, str(server.port)]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path (Unix socket paths max out at 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="tn-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def endpoint(request: pytest.FixtureRequest, short_tmp: Path) -> Endpoint:
+    if request.param == "unix":
+        return Endpoint("unix", str(short_tmp / "s.sock"))
+    return Endpoint("tcp")
+
+
+@contextlib.asynccontextmanager
+async def node_process(node: str, script: str, *args: str) -> AsyncIterator[Any]:
+    """Run a Node peer script; yields the JSON it prints on its first line.
+
+    The script exits when its stdin closes; it is killed if it lingers.
+    """
+    proc = await trio.lowlevel.open_process(
+        [node, str(PEERS / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with trio.fail_after(10):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some()
+                assert chunk, f"{script} exited before printing its address"
+                line += chunk
+        yield json.loads(line)
+    finally:
+        with trio.CancelScope(shield=True):
+            assert proc.stdin is not None
+            await proc.stdin.aclose()
+            with trio.move_on_after(5):
+                await proc.wait()
+            proc.kill()
+            await proc.wait()
+
+
+# -- the seed's greeting server, four ways -------------------------------------
+async def test_greeting_server_answers_a_trionet_client(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(greeter))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            assert await read_until(sock, b"\n") == GREETING.encode()
+            await sock.send("hello")
+            assert await sock.receive() == REPLY.encode()
+            await sock.send_eof()
+            assert await sock.receive() == b""
+
+
+async def test_greeting_server_answers_nc(nursery: trio.Nursery, endpoint: Endpoint) -> None:
+    nc = require_tool("nc", "netcat-openbsd")
+    server = await nursery.start(endpoint.serve(greeter))
+    with trio.fail_after(10):
+        done = await trio.run_process(
+            [nc, "-N", *endpoint.nc_args(server)], stdin=b"hello", capture_stdout=True
+        )
+    assert done.stdout.decode() == GREETING + REPLY
+
+
+async def test_greeting_server_answers_a_node_client(
+    nursery: trio.Nursery, endpoint: Endpoint, node: str
+) -> None:
+    server = await nursery.start(endpoint.serve(greeter))
+    target = endpoint.path or str(server.port)
+    with trio.fail_after(10):
+        done = await trio.run_process(
+            [node, str(PEERS / "net_client.js"), target, "hello"], capture_stdout=True
+        )
+    assert done.stdout.decode() == GREETING + REPLY
+
+
+async def test_trionet_client_talks_to_a_node_echo_server(
+    endpoint: Endpoint, node: str
+) -> None:
+    args = [endpoint.path] if endpoint.path else []
+    async with node_process(node, "net_echo_server.js", *args) as address:
+        with trio.fail_after(10):
+            if endpoint.path:
+                assert address == endpoint.path
+                sock = await net.connect(path=endpoint.path)
+            else:
+                sock = await net.connect(address["port"], HOST)
+            async with sock:
+                await sock.send(GREETING)
+                await sock.send_eof()
+                assert await read_all(sock) == GREETING.encode()
+                assert sock.bytes_written == sock.bytes_read == len(GREETING.encode())
+
+
+# -- half-close ------------------------------------------------------------------
+async def test_client_half_close_lets_a_half_open_server_answer(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    async def count_then_answer(sock: net.Socket) -> None:
+        total = len(await read_all(sock))
+        await sock.send(f"got {total} bytes")
+
+    server = await nursery.start(endpoint.serve(count_then_answer, allow_half_open=True))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            await sock.send(b"x" * 1000)
+            await sock.send_eof()
+            assert await read_all(sock) == b"got 1000 bytes"
+
+
+async def test_server_half_close_lets_the_client_answer(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    heard = []
+
+    async def speak_then_listen(sock: net.Socket) -> None:
+        await sock.send(b"question")
+        await sock.send_eof()
+        heard.append(await read_all(sock))
+
+    server = await nursery.start(endpoint.serve(speak_then_listen))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server, allow_half_open=True) as sock:
+            assert await read_all(sock) == b"question"
+            await sock.send(b"answer after your EOF")
+            await sock.send_eof()
+        while server.connections:
+            await trio.sleep(0.01)
+    assert heard == [b"answer after your EOF"]
+
+
+async def test_without_allow_half_open_the_peers_eof_ends_our_side(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    """Node's default: the server ends its side as soon as it reads the client's EOF."""
+    handler_done = trio.Event()
+    send_error: list[BaseException] = []
+
+    async def read_then_linger(sock: net.Socket) -> None:
+        await read_all(sock)
+        try:
+            await sock.send(b"too late")
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            send_error.append(exc)
+        await handler_done.wait()
+
+    server = await nursery.start(endpoint.serve(read_then_linger))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server, allow_half_open=True) as sock:
+            await sock.send_eof()
+            # The handler still runs, yet our read ends: the server ended its side.
+            assert await sock.receive() == b""
+            assert server.connections == 1
+        handler_done.set()
+    assert len(send_error) == 1
+
+
+# -- limits ----------------------------------------------------------------------
+async def test_max_connections_closes_the_extra_connection_at_once(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    async def hold(sock: net.Socket) -> None:
+        await sock.send(b"in")
+        await read_all(sock)  # until the client hangs up
+
+    server = await nursery.start(endpoint.serve(hold, max_connections=2))
+    with trio.fail_after(5):
+        first = await endpoint.connect(server)
+        second = await endpoint.connect(server)
+        assert await first.receive() == b"in"
+        assert await second.receive() == b"in"
+        extra = await endpoint.connect(server)
+        with contextlib.suppress(trio.BrokenResourceError):
+            assert await extra.receive() == b""
+        assert server.dropped == 1
+        assert server.connections == 2
+        await extra.aclose()
+
+        await first.aclose()
+        while server.connections > 1:
+            await trio.sleep(0.01)
+        async with await endpoint.connect(server) as again:
+            assert await again.receive() == b"in"
+        await second.aclose()
+
+
+async def test_idle_timeout_closes_a_quiet_connection(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(greeter, idle_timeout=0.3))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            await read_until(sock, b"\n")
+            # Traffic every 0.1 s keeps it open well past the timeout...
+            for _ in range(6):
+                await trio.sleep(0.1)
+                await sock.send(b"ping")
+                assert await sock.receive() == REPLY.encode()
+            # ...and silence closes it.
+            start = trio.current_time()
+            assert await sock.receive() == b""
+            assert 0.2 < trio.current_time() - start < 2
+    assert server.connections == 0
+
+
+# -- shutdown --------------------------------------------------------------------
+async def test_aclose_lets_the_handler_finish_and_refuses_new_connections(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    working = trio.Event()
+    release = trio.Event()
+
+    async def slow_reply(sock: net.Socket) -> None:
+        await sock.receive()
+        working.set()
+        await release.wait()
+        await sock.send(b"done")
+
+    server = await nursery.start(endpoint.serve(slow_reply))
+    with trio.fail_after(5):
+        sock = await endpoint.connect(server)
+        await sock.send(b"work")
+        await working.wait()
+        async with trio.open_nursery() as closer:
+            closer.start_soon(server.aclose)
+            await trio.sleep(0.05)
+            with pytest.raises(trionet.ConnectError):
+                await endpoint.connect(server)
+            assert server.connections == 1
+            release.set()
+            assert await read_all(sock) == b"done"
+        assert server.connections == 0
+        await server.wait_closed()
+        await sock.aclose()
+
+
+async def test_aclose_timeout_cancels_a_stuck_handler(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    cancelled = []
+
+    async def stuck(sock: net.Socket) -> None:
+        await sock.send(b"stuck")
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.append(True)
+            raise
+
+    server = await nursery.start(endpoint.serve(stuck))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            assert await sock.receive() == b"stuck"
+            start = trio.current_time()
+            await server.aclose(timeout=0.2)
+            assert 0.15 < trio.current_time() - start < 2
+            assert cancelled == [True]
+            assert await sock.receive() == b""
+
+
+async def test_cancelling_the_nursery_closes_server_and_connections(endpoint: Endpoint) -> None:
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(endpoint.serve(greeter))
+            sock = await endpoint.connect(server)
+            await read_until(sock, b"\n")
+            nursery.cancel_scope.cancel()
+        assert await sock.receive() == b""
+        await sock.aclose()
+        with pytest.raises(trionet.ConnectError):
+            await endpoint.connect(server)
+    if endpoint.path:
+        assert not Path(endpoint.path).exists()
+
+
+# -- volume ------------------------------------------------------------------------
+async def test_64_mib_through_pipe_arrive_intact(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    size = 64 << 20
+    piped = []
+
+    async def counting_echo(sock: net.Socket) -> None:
+        piped.append(await net.pipe(sock, sock))
+
+    server = await nursery.start(endpoint.serve(counting_echo))
+    block = random.Random(1).randbytes(1 << 20)
+    sent, received = hashlib.sha256(), hashlib.sha256()
+    count = 0
+    with trio.fail_after(60):
+        async with await endpoint.connect(server) as sock:
+
+            async def send_all() -> None:
+                for i in range(size // len(block)):
+                    chunk = block[i:] + block[:i]  # no two MiB alike
+                    sent.update(chunk)
+                    await sock.send(chunk)
+                await sock.send_eof()
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(send_all)
+                async for chunk in sock:
+                    received.update(chunk)
+                    count += len(chunk)
+    assert count == size
+    assert received.hexdigest() == sent.hexdigest()
+    assert piped == [size]
+
+
+async def test_500_concurrent_connections(nursery: trio.Nursery, endpoint: Endpoint) -> None:
+    server = await nursery.start(endpoint.serve(echo, backlog=1024))
+    answers: dict[int, bytes] = {}
+    go = trio.Event()
+
+    async def client(i: int) -> None:
+        async with await endpoint.connect(server) as sock:
+            await go.wait()
+            await sock.send(f"client {i}")
+            await sock.send_eof()
+            answers[i] = await read_all(sock)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as clients:
+            for i in range(500):
+                clients.start_soon(client, i)
+            while server.connections < 500:  # all 500 are open at once
+                await trio.sleep(0.01)
+            go.set()
+    assert answers == {i: f"client {i}".encode() for i in range(500)}
+
+
+async def test_a_failing_handler_is_logged_and_the_server_keeps_serving(
+    nursery: trio.Nursery, endpoint: Endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+
+    async def fails_first(sock: net.Socket) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("boom")
+        await sock.send(b"fine")
+
+    caplog.set_level(logging.ERROR, logger="trionet")
+    server = await nursery.start(endpoint.serve(fails_first))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            assert await read_all(sock) == b""
+        async with await endpoint.connect(server) as sock:
+            assert await read_all(sock) == b"fine"
+    failures = [r for r in caplog.records if r.name == "trionet" and r.exc_info]
+    assert len(failures) == 1
+    assert isinstance(failures[0].exc_info[1], ValueError)  # type: ignore[index]
+    assert "handler" in failures[0].getMessage()
+
+
+async def test_no_file_descriptor_leaks_after_1000_connections(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(echo))
+
+    async def one_connection() -> None:
+        async with await endpoint.connect(server) as sock:
+            await sock.send(b"x")
+            await sock.send_eof()
+            assert await read_all(sock) == b"x"
+
+    async def batch() -> None:
+        async with trio.open_nursery() as clients:
+            for _ in range(50):
+                clients.start_soon(one_connection)
+
+    with trio.fail_after(60):
+        await batch()  # warm up whatever trio and logging open lazily
+        while server.connections:
+            await trio.sleep(0.01)
+        before = open_fds()
+        for _ in range(20):
+            await batch()
+        while server.connections:
+            await trio.sleep(0.01)
+    assert open_fds() <= before
+
+
+# -- Unix socket files -------------------------------------------------------------
+async def test_a_stale_unix_socket_file_is_replaced_and_removed_on_close(
+    short_tmp: Path,
+) -> None:
+    path = short_tmp / "stale.sock"
+    dead = stdlib_socket.socket(stdlib_socket.AF_UNIX)
+    dead.bind(str(path))
+    dead.close()  # what a crashed server leaves behind: a file nobody listens on
+    assert path.is_socket()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(net.serve, greeter, path=path))
+            assert server.address == str(path)
+            assert server.port is None
+            async with await net.connect(path=path) as sock:
+                assert await read_until(sock, b"\n") == GREETING.encode()
+                assert sock.remote_port is None
+            await server.aclose()
+    assert not path.exists()
+
+
+async def test_a_unix_path_in_use_is_refused(nursery: trio.Nursery, short_tmp: Path) -> None:
+    path = short_tmp / "busy.sock"
+    await nursery.start(partial(net.serve, greeter, path=path))
+    with pytest.raises(OSError) as info:
+        await nursery.start(partial(net.serve, greeter, path=path))
+    assert info.value.errno == errno.EADDRINUSE
+    assert path.is_socket()
+
+
+async def test_a_unix_path_that_is_a_regular_file_is_left_alone(short_tmp: Path) -> None:
+    path = short_tmp / "notes.txt"
+    path.write_text("keep me")
+    with pytest.raises(OSError) as info:
+        await net.serve(greeter, path=path)
+    assert info.value.errno == errno.EEXIST
+    assert path.read_text() == "keep me"
+
+
+# -- connect -------------------------------------------------------------------------
+def _unused_port() -> int:
+    with stdlib_socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+async def test_refused_connect_raises_connect_error_naming_the_address() -> None:
+    port = _unused_port()
+    with trio.fail_after(5), pytest.raises(trionet.ConnectError) as info:
+        await net.connect(port, HOST)
+    assert f"{HOST}:{port}" in str(info.value)
+    assert info.value.errno == errno.ECONNREFUSED
+    assert isinstance(info.value, OSError)
+
+
+async def test_connect_to_a_missing_unix_socket_names_the_path(short_tmp: Path) -> None:
+    path = short_tmp / "nobody.sock"
+    with trio.fail_after(5), pytest.raises(trionet.ConnectError) as info:
+        await net.connect(path=path)
+    assert str(path) in str(info.value)
+    assert info.value.errno == errno.ENOENT
+
+
+async def test_connect_timeout_raises_trionet_timeout_error(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, greeter, 0, host=HOST))
+    with pytest.raises(trionet.TimeoutError) as info:
+        await net.connect(server.port, HOST, timeout=0)
+    assert isinstance(info.value, TimeoutError)
+    assert f"{HOST}:{server.port}" in str(info.value)
+
+
+async def test_connect_needs_a_port_or_a_path() -> None:
+    with pytest.raises(ValueError, match="port or a path"):
+        await net.connect()
+
+
+# -- the Socket --------------------------------------------------------------------
+async def test_socket_reports_addresses_and_byte_counts(nursery: trio.Nursery) -> None:
+    seen: list[net.Socket] = []
+
+    async def record(sock: net.Socket) -> None:
+        seen.append(sock)
+        await echo(sock)
+
+    server = await nursery.start(partial(net.serve, record, 0, host=HOST))
+    with trio.fail_after(5):
+        async with await net.connect(server.port, HOST) as sock:
+            assert sock.remote_address == (HOST, server.port)
+            assert sock.remote_port == server.port
+            await sock.send("héllo")
+            await sock.send_eof()
+            assert await read_all(sock) == "héllo".encode()
+            assert (sock.bytes_written, sock.bytes_read) == (6, 6)
+            assert isinstance(sock.stream, trio.SocketStream)
+    (accepted,) = seen
+    assert accepted.remote_address == sock.local_address
+    assert (accepted.bytes_read, accepted.bytes_written) == (6, 6)
+    assert repr(sock).startswith("<trionet.net.Socket")
+
+
+async def test_set_nodelay_and_set_keepalive_set_nodes_socket_options(
+    nursery: trio.Nursery,
+) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    async with await net.connect(server.port, HOST) as sock:
+        raw = sock.stream.socket  # type: ignore[attr-defined]
+        tcp = stdlib_socket.IPPROTO_TCP
+        sock.set_nodelay(True)
+        assert raw.getsockopt(tcp, stdlib_socket.TCP_NODELAY) == 1
+        sock.set_nodelay(False)
+        assert raw.getsockopt(tcp, stdlib_socket.TCP_NODELAY) == 0
+        sock.set_keepalive(True, idle=7)
+        assert raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE) == 1
+        assert raw.getsockopt(tcp, stdlib_socket.TCP_KEEPIDLE) == 7
+        # Node's fixed probe settings (net.md, socket.setKeepAlive).
+        assert raw.getsockopt(tcp, stdlib_socket.TCP_KEEPCNT) == 10
+        assert raw.getsockopt(tcp, stdlib_socket.TCP_KEEPINTVL) == 1
+        sock.set_keepalive(False)
+        assert raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE) == 0
+
+
+async def test_socket_options_are_no_ops_on_unix_sockets(
+    nursery: trio.Nursery, short_tmp: Path
+) -> None:
+    path = short_tmp / "o.sock"
+    await nursery.start(partial(net.serve, echo, path=path))
+    async with await net.connect(path=path) as sock:
+        sock.set_nodelay(True)
+        sock.set_keepalive(True, idle=1)
+        assert sock.remote_address == str(path)
+
+
+async def test_pipe_copies_between_two_connections(nursery: trio.Nursery) -> None:
+    """A one-line TCP proxy: pipe each way between the client and an upstream."""
+    upstream = await nursery.start(partial(net.serve, greeter, 0, host=HOST))
+
+    async def proxy(client: net.Socket) -> None:
+        server_side = await net.connect(upstream.port, HOST)
+        async with server_side, trio.open_nursery() as both_ways:
+            both_ways.start_soon(net.pipe, client, server_side)
+            both_ways.start_soon(net.pipe, server_side, client)
+
+    front = await nursery.start(partial(net.serve, proxy, 0, host=HOST))
+    with trio.fail_after(5):
+        async with await net.connect(front.port, HOST) as sock:
+            assert await read_until(sock, b"\n") == GREETING.encode()
+            await sock.send("hi")
+            assert await sock.receive() == REPLY.encode()
+            await sock.send_eof()
+            assert await sock.receive() == b""
+
+
+async def test_pipe_without_end_leaves_the_destination_open() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    source = trio.testing.memory_stream_one_way_pair()
+    await source[0].send_all(b"data")
+    await source[0].aclose()
+    assert await net.pipe(source[1], left, end=False) == 4
+    assert await right.receive_some() == b"data"
+    await left.send_all(b"still open")
+    assert await right.receive_some() == b"still open"
+
+
+# -- net.Socket is a Trio HalfCloseableStream ------------------------------------------
+async def _socket_pair() -> tuple[net.Socket, net.Socket]:
+    a, b = trio.socket.socketpair()
+    return net.Socket(trio.SocketStream(a)), net.Socket(trio.SocketStream(b))
+
+
+async def test_socket_passes_trios_half_closeable_stream_checks() -> None:
+    with trio.fail_after(30):
+        await trio.testing.check_half_closeable_stream(_socket_pair, None)
