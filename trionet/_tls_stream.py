@@ -197,13 +197,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 data = self._conn.recv(size)
             except SSL.WantReadError:
+                if self._transport_eof:
+                    return b""
                 # Post-handshake messages (TLS 1.3 tickets, key updates) may need replies.
                 await self._flush()
-                if not await self._feed() and self._transport_eof:
-                    # One more recv() turns the EOF into ZeroReturn/SysCallError.
-                    with contextlib.suppress(SSL.WantReadError):
-                        return self._conn.recv(size)
-                    return b""
+                await self._feed()  # at EOF, the next recv() raises ZeroReturn or SysCallError
                 continue
             except SSL.ZeroReturnError:
                 return b""  # close_notify: a clean end of data
