@@ -60,6 +60,8 @@ class UDPSocket:
         # Node's rinfo.family; worked out once, as socket.family builds an enum per call.
         self._rinfo_family = "IPv6" if family == "udp6" else "IPv4"
         self._connected: tuple[str, int] | None = None
+        name = sock.getsockname()
+        self._address: tuple[str, int] = (name[0], name[1])
 
     def __repr__(self) -> str:
         return f"<trionet.dgram.UDPSocket {self.family} {self.address!r}>"
@@ -77,9 +79,8 @@ class UDPSocket:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The local ``(host, port)`` this socket is bound to."""
-        name = self.socket.getsockname()
-        return (name[0], name[1])
+        """The local ``(host, port)`` this socket is bound to (still known after close)."""
+        return self._address
 
     @property
     def port(self) -> int:

@@ -1,0 +1,397 @@
+"""trionet.dgram: UDP over loopback, against trionet and a Node ``dgram`` peer."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import socket as stdlib_socket
+import subprocess
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+from conftest import PEERS
+
+import trionet
+from trionet import dgram
+
+HOST = "127.0.0.1"
+SEED_MESSAGE = "深入浅出Node.js"
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with stdlib_socket.socket(stdlib_socket.AF_INET6, stdlib_socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+
+
+@contextlib.asynccontextmanager
+async def node_peer(node: str, *args: str) -> AsyncIterator[Any]:
+    """Run ``tests/peers/dgram_peer.js``; yields the JSON line it prints ({"port": N})."""
+    proc = await trio.lowlevel.open_process(
+        [node, str(PEERS / "dgram_peer.js"), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with trio.fail_after(10):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "dgram_peer.js exited before printing its port"
+                line += chunk
+        yield json.loads(line)
+    finally:
+        with trio.CancelScope(shield=True):
+            assert proc.stdin is not None
+            await proc.stdin.aclose()
+            with trio.move_on_after(5):
+                await proc.wait()
+            proc.kill()
+            await proc.wait()
+
+
+async def start_recorder(
+    nursery: trio.Nursery, **kwargs: Any
+) -> tuple[dgram.Server, trio.MemoryReceiveChannel[tuple[bytes, dgram.RemoteInfo]]]:
+    """A ``dgram.serve`` server that hands every datagram to a channel."""
+    send, receive = trio.open_memory_channel[tuple[bytes, dgram.RemoteInfo]](100)
+
+    async def record(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        await send.send((message, rinfo))
+
+    kwargs.setdefault("host", HOST)
+    server = await nursery.start(partial(dgram.serve, record, 0, **kwargs))
+    return server, receive
+
+
+# -- the seed's example ----------------------------------------------------------
+async def test_server_sees_the_seed_message_with_the_senders_address(
+    nursery: trio.Nursery,
+) -> None:
+    server, received = await start_recorder(nursery)
+    async with await dgram.bind(0, HOST) as client:
+        await client.send(SEED_MESSAGE, (HOST, server.port))
+        with trio.fail_after(5):
+            message, rinfo = await received.receive()
+    assert message.decode() == SEED_MESSAGE
+    assert rinfo == dgram.RemoteInfo(HOST, "IPv4", client.port, len(SEED_MESSAGE.encode()))
+    assert server.address == (HOST, server.port)
+
+
+async def test_bound_socket_receives_by_iteration() -> None:
+    """The seed's server written with ``async for`` instead of ``serve``."""
+    async with await dgram.bind(0, HOST) as server, await dgram.bind(0, HOST) as client:
+        for i in range(3):
+            await client.send(f"{SEED_MESSAGE} {i}", server.address)
+        got = []
+        with trio.fail_after(5):
+            async for message, rinfo in server:
+                got.append(message.decode())
+                assert rinfo.port == client.port
+                if len(got) == 3:
+                    break
+    assert got == [f"{SEED_MESSAGE} {i}" for i in range(3)]
+
+
+async def test_iteration_ends_when_the_socket_is_closed(nursery: trio.Nursery) -> None:
+    sock = await dgram.bind(0, HOST)
+    got = []
+
+    async def drain() -> None:
+        async for message, _ in sock:
+            got.append(message)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(drain)
+            await trio.testing.wait_all_tasks_blocked()
+            await sock.aclose()
+    assert got == []
+
+
+# -- Node's dgram, both ways -------------------------------------------------------
+async def test_trionet_client_and_node_dgram_peer(node: str) -> None:
+    async with node_peer(node, "udp4", HOST) as peer, await dgram.bind(0, HOST) as client:
+        await client.send(SEED_MESSAGE, (HOST, peer["port"]))
+        with trio.fail_after(10):
+            message, rinfo = await client.receive()
+    assert message.decode() == f"node got: {SEED_MESSAGE}"
+    assert (rinfo.address, rinfo.port, rinfo.family) == (HOST, peer["port"], "IPv4")
+
+
+async def test_node_dgram_peer_sends_to_a_trionet_server(
+    nursery: trio.Nursery, node: str
+) -> None:
+    replies = []
+
+    async def answer(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        if not message.startswith(b"node got: "):
+            await sock.send(b"trionet says hi", (rinfo.address, rinfo.port))
+        else:
+            replies.append(message)
+
+    server = await nursery.start(partial(dgram.serve, answer, 0, host=HOST))
+    async with node_peer(node, "udp4", HOST, str(server.port)):
+        with trio.fail_after(10):
+            while not replies:
+                await trio.sleep(0.01)
+    assert replies == [b"node got: trionet says hi"]
+
+
+@needs_ipv6
+async def test_udp6_on_ipv6_loopback(nursery: trio.Nursery, node: str) -> None:
+    server, received = await start_recorder(nursery, host="::1", family="udp6")
+    async with await dgram.bind(0, "::1", family="udp6") as client:
+        await client.send(SEED_MESSAGE, ("::1", server.port))
+        with trio.fail_after(5):
+            message, rinfo = await received.receive()
+        assert message.decode() == SEED_MESSAGE
+        assert (rinfo.address, rinfo.family, rinfo.port) == ("::1", "IPv6", client.port)
+
+        async with node_peer(node, "udp6", "::1") as peer:
+            await client.send(b"v6", ("::1", peer["port"]))
+            with trio.fail_after(10):
+                message, rinfo = await client.receive()
+        assert message == b"node got: v6"
+        assert rinfo.family == "IPv6"
+
+
+# -- multicast, broadcast, TTL -------------------------------------------------------
+GROUP = "239.255.77.1"
+
+
+async def test_multicast_on_loopback() -> None:
+    receiver = await dgram.bind(0, GROUP, reuse_address=True)
+    sender = await dgram.bind(0, HOST)
+    async with receiver, sender:
+        try:
+            receiver.add_membership(GROUP, HOST)
+        except OSError as exc:
+            pytest.skip(f"the kernel refuses to join {GROUP} on {HOST}: {exc}")
+        sender.set_multicast_interface(HOST)
+        sender.set_multicast_ttl(1)
+        sender.set_multicast_loopback(True)
+        await sender.send(b"to the group", (GROUP, receiver.port))
+        with trio.fail_after(5):
+            message, rinfo = await receiver.receive()
+        assert (message, rinfo.address, rinfo.port) == (b"to the group", HOST, sender.port)
+
+        # After leaving the group, nothing more arrives.
+        receiver.drop_membership(GROUP, HOST)
+        await sender.send(b"after leaving", (GROUP, receiver.port))
+        with trio.move_on_after(0.3) as waited:
+            await receiver.receive()
+        assert waited.cancelled_caught
+
+
+async def test_socket_options_reach_the_socket() -> None:
+    async with await dgram.bind(0, HOST) as sock:
+        raw = sock.socket
+        sock.set_broadcast(True)
+        assert raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_BROADCAST) == 1
+        sock.set_ttl(9)
+        assert raw.getsockopt(stdlib_socket.IPPROTO_IP, stdlib_socket.IP_TTL) == 9
+        sock.set_multicast_ttl(0)
+        assert raw.getsockopt(stdlib_socket.IPPROTO_IP, stdlib_socket.IP_MULTICAST_TTL) == 0
+        with pytest.raises(ValueError, match="ttl"):
+            sock.set_ttl(0)
+        with pytest.raises(ValueError, match="ttl"):
+            sock.set_multicast_ttl(256)
+
+
+# -- sizes ---------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [65508, 70000])
+async def test_an_oversized_datagram_raises_message_size_error(size: int) -> None:
+    """65,507 bytes is the most IPv4 UDP carries; more is an error, not a truncation."""
+    async with await dgram.bind(0, HOST) as sock:
+        with pytest.raises(trionet.MessageSizeError, match=str(size)):
+            await sock.send(b"x" * size, sock.address)
+
+
+async def test_the_largest_datagram_arrives_whole() -> None:
+    async with await dgram.bind(0, HOST) as a, await dgram.bind(0, HOST) as b:
+        await a.send(b"y" * 65507, b.address)
+        with trio.fail_after(5):
+            message, rinfo = await b.receive()
+    assert message == b"y" * 65507
+    assert rinfo.size == 65507
+
+
+async def test_a_receive_buffer_too_small_raises_instead_of_truncating() -> None:
+    async with await dgram.bind(0, HOST) as a, await dgram.bind(0, HOST) as b:
+        await a.send(b"z" * 100, b.address)
+        with trio.fail_after(5), pytest.raises(trionet.MessageSizeError, match="10 bytes"):
+            await b.receive(max_size=10)
+
+
+# -- connect ---------------------------------------------------------------------------
+async def test_a_connected_socket_sends_without_an_address_and_hears_only_its_peer() -> None:
+    async with (
+        await dgram.bind(0, HOST) as server,
+        await dgram.bind(0, HOST) as client,
+        await dgram.bind(0, HOST) as stranger,
+    ):
+        await client.connect(server.address)
+        assert client.remote_address == server.address
+        await client.send(b"hello")
+        with trio.fail_after(5):
+            assert (await server.receive())[0] == b"hello"
+        await stranger.send(b"not for you", client.address)
+        await server.send(b"reply", client.address)
+        with trio.fail_after(5):
+            message, rinfo = await client.receive()
+        assert (message, rinfo.port) == (b"reply", server.port)
+
+        with pytest.raises(ValueError, match="connected"):
+            await client.send(b"x", stranger.address)
+        with pytest.raises(OSError) as info:
+            await client.connect(stranger.address)
+        assert info.value.errno == errno.EISCONN
+
+
+async def test_an_unconnected_send_needs_an_address() -> None:
+    async with await dgram.bind(0, HOST) as sock:
+        with pytest.raises(ValueError, match="address"):
+            await sock.send(b"x")
+
+
+async def test_bind_rejects_an_unknown_family() -> None:
+    with pytest.raises(ValueError, match="udp4"):
+        await dgram.bind(0, HOST, family="udp5")  # type: ignore[arg-type]
+
+
+# -- serve -------------------------------------------------------------------------------
+async def test_a_failing_handler_is_logged_and_the_server_goes_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def picky(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        if message == b"bad":
+            raise ValueError("bad datagram")
+        await sock.send(b"ok " + message, (rinfo.address, rinfo.port))
+
+    caplog.set_level(logging.ERROR, logger="trionet")
+    server = await nursery.start(partial(dgram.serve, picky, 0, host=HOST))
+    async with await dgram.bind(0, HOST) as client:
+        await client.connect(server.address)
+        await client.send(b"bad")
+        await client.send(b"good")
+        with trio.fail_after(5):
+            assert (await client.receive())[0] == b"ok good"
+    (failure,) = [r for r in caplog.records if r.name == "trionet" and r.exc_info]
+    assert isinstance(failure.exc_info[1], ValueError)  # type: ignore[index]
+    assert f"{HOST}:{client.port}" in failure.getMessage()
+
+
+async def test_inline_handlers_run_one_at_a_time_in_order(nursery: trio.Nursery) -> None:
+    running = 0
+    most = 0
+    order = []
+
+    async def slow(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await trio.sleep(0.01)
+        order.append(message)
+        running -= 1
+
+    server = await nursery.start(partial(dgram.serve, slow, 0, host=HOST))
+    async with await dgram.bind(0, HOST) as client:
+        for i in range(5):
+            await client.send(str(i), server.address)
+        with trio.fail_after(5):
+            while len(order) < 5:
+                await trio.sleep(0.01)
+    assert order == [b"0", b"1", b"2", b"3", b"4"]
+    assert most == 1
+
+
+async def test_concurrent_handlers_overlap(nursery: trio.Nursery) -> None:
+    release = trio.Event()
+    arrived = 0
+
+    async def wait_for_all(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        nonlocal arrived
+        arrived += 1
+        await release.wait()
+
+    server = await nursery.start(
+        partial(dgram.serve, wait_for_all, 0, host=HOST, concurrent=True)
+    )
+    async with await dgram.bind(0, HOST) as client:
+        for _ in range(3):
+            await client.send(b"x", server.address)
+        with trio.fail_after(5):
+            while server.connections < 3:
+                await trio.sleep(0.01)
+        assert arrived == 3
+        release.set()
+        with trio.fail_after(5):
+            while server.connections:
+                await trio.sleep(0.01)
+
+
+async def test_close_stops_receiving_but_lets_a_live_handler_reply(nursery: trio.Nursery) -> None:
+    started = trio.Event()
+    release = trio.Event()
+    handled = []
+
+    async def slow_echo(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        handled.append(message)
+        started.set()
+        await release.wait()
+        await sock.send(b"late " + message, (rinfo.address, rinfo.port))
+
+    server = await nursery.start(partial(dgram.serve, slow_echo, 0, host=HOST))
+    async with await dgram.bind(0, HOST) as client:
+        await client.connect(server.address)
+        await client.send(b"first")
+        with trio.fail_after(5):
+            await started.wait()
+            server.close()
+            await client.send(b"after close")
+            release.set()
+            assert (await client.receive())[0] == b"late first"
+            await server.wait_closed()
+    assert handled == [b"first"]
+    assert server.connections == 0
+
+
+async def test_aclose_timeout_cancels_a_stuck_handler(nursery: trio.Nursery) -> None:
+    cancelled = trio.Event()
+
+    async def stuck(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    server = await nursery.start(partial(dgram.serve, stuck, 0, host=HOST))
+    async with await dgram.bind(0, HOST) as client:
+        await client.send(b"x", server.address)
+        with trio.fail_after(5):
+            while not server.connections:
+                await trio.sleep(0.01)
+            await server.aclose(timeout=0.1)
+    assert cancelled.is_set()
+
+
+async def test_the_port_is_free_again_after_close(nursery: trio.Nursery) -> None:
+    server, _ = await start_recorder(nursery)
+    port = server.port
+    with trio.fail_after(5):
+        await server.aclose()
+    async with await dgram.bind(port, HOST) as again:
+        assert again.port == port
