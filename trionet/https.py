@@ -1,1 +1,234 @@
-"""Placeholder: trionet.https is written by its own issue."""
+"""trionet.https: HTTP over TLS, as Node's ``https`` module.
+
+    server = await nursery.start(functools.partial(
+        trionet.https.serve, app, 8443, key="server.key", cert="server.pem"))
+    res = await trionet.https.request("https://localhost:8443/", ca="ca.pem")
+
+This module is thin on purpose: :func:`serve` is :func:`trionet.http.serve`
+with a TLS layer under it (the HTTP driver never knows), and :func:`request` /
+:func:`stream` are the HTTP client's with a TLS context built from Node's
+options (``ca``, ``cert``, ``key``, ``reject_unauthorized``). Requests go
+through :data:`global_agent` (Node's ``https.globalAgent``: its own pool,
+five sockets per host) unless given another :class:`Agent`. The agent's pool
+key includes the TLS context, so a connection made with one client
+certificate is never handed to a request made with another.
+
+On the server, ``req.socket.stream`` is the TLS stream; with ``request_cert``
+its ``authorized``, ``authorization_error`` and ``peer_certificate`` say who
+the client is (Node's ``req.socket.authorized``).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import trio
+
+from ._server import TLS_HANDSHAKE_TIMEOUT, Server
+from ._tls_context import (
+    CAInput,
+    PemInput,
+    TLSConfig,
+    client_ssl_context,
+    load_pem,
+    server_config,
+)
+from .agent import Agent
+from .http import ClientResponse
+from .http import Request as Request
+from .http import Response as Response
+from .http import request as http_request
+from .http import serve as http_serve
+from .http import stream as http_stream
+
+__all__ = [
+    "Agent",
+    "ClientResponse",
+    "Request",
+    "Response",
+    "create_agent",
+    "global_agent",
+    "request",
+    "serve",
+    "ssl_context",
+    "stream",
+]
+
+#: Node's ``https.globalAgent``: a pool of its own, apart from
+#: ``trionet.http.global_agent``, with five sockets per host as the seed text says.
+global_agent = Agent(max_sockets=5)
+
+App = Callable[[Request, Response], Awaitable[None]]
+
+
+async def serve(
+    app: App,
+    port: int | None = None,
+    *,
+    key: PemInput | None = None,
+    cert: PemInput | None = None,
+    ca: CAInput | None = None,
+    request_cert: bool = False,
+    reject_unauthorized: bool = True,
+    ssl_context: TLSConfig | ssl.SSLContext | None = None,
+    alpn_protocols: Sequence[str] | None = ("http/1.1",),
+    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    **http_options: Any,
+) -> None:
+    """Serve ``app`` over HTTPS (Node's ``https.createServer(options, app)``).
+
+    Takes :func:`trionet.tls.serve`'s TLS options and every option of
+    :func:`trionet.http.serve` (``host``, timeouts, limits, hooks). A failed or
+    stalled handshake is logged and closed; the server keeps serving.
+    """
+    if ssl_context is None:
+        tls: TLSConfig | ssl.SSLContext = server_config(
+            key=key,
+            cert=cert,
+            ca=ca,
+            request_cert=request_cert,
+            reject_unauthorized=reject_unauthorized,
+            alpn_protocols=alpn_protocols,
+        )
+    elif key is not None or cert is not None or ca is not None:
+        raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
+    else:
+        tls = ssl_context
+    if isinstance(tls, TLSConfig):
+        tls.handshake_timeout = handshake_timeout
+    # http.serve passes ssl_context to _server.serve_listeners, which takes a
+    # TLSConfig as well as an ssl.SSLContext (_server.TLSContext).
+    await http_serve(
+        app, port, ssl_context=cast(ssl.SSLContext, tls), task_status=task_status, **http_options
+    )
+
+
+# -- client ------------------------------------------------------------------------------
+# Contexts built from Node's options, keyed by the PEM content, so that equal
+# options give the same context object and therefore share the agent's pool.
+_CONTEXT_CACHE_SIZE = 64
+_contexts: OrderedDict[tuple[Any, ...], ssl.SSLContext] = OrderedDict()
+
+
+def ssl_context(
+    *,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
+) -> ssl.SSLContext:
+    """The client context for Node's TLS options (one shared object per distinct set).
+
+    ``ca`` replaces the system's CAs (Node: "Optionally override the trusted
+    CA certificates"); ``cert``/``key`` present a client certificate;
+    ``reject_unauthorized=False`` accepts any server certificate.
+    """
+    cache_key = (
+        _pem_key(ca),
+        _pem_key(cert),
+        _pem_key(key),
+        reject_unauthorized,
+    )
+    context = _contexts.get(cache_key)
+    if context is None:
+        context = client_ssl_context(
+            ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized
+        )
+        _contexts[cache_key] = context
+        while len(_contexts) > _CONTEXT_CACHE_SIZE:
+            _contexts.popitem(last=False)
+    _contexts.move_to_end(cache_key)
+    return context
+
+
+def _pem_key(value: CAInput | None) -> tuple[bytes, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, str, os.PathLike)):
+        return (load_pem(value),)
+    return tuple(load_pem(item) for item in value)
+
+
+def create_agent(
+    max_sockets: int = 5,
+    *,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
+    **agent_options: Any,
+) -> Agent:
+    """An :class:`Agent` for HTTPS with Node's TLS options (``new https.Agent({...})``).
+
+    Every request through it that brings no TLS options of its own uses
+    this identity, e.g. a client certificate for mutual TLS.
+    """
+    context = ssl_context(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+    return Agent(max_sockets, ssl_context=context, **agent_options)
+
+
+def _request_context(
+    ca: CAInput | None,
+    cert: PemInput | None,
+    key: PemInput | None,
+    reject_unauthorized: bool,
+    given: ssl.SSLContext | None,
+) -> ssl.SSLContext | None:
+    """The per-request context: the one given, one from Node's options, or the agent's."""
+    if given is not None:
+        return given
+    if ca is None and cert is None and key is None and reject_unauthorized:
+        return None
+    return ssl_context(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+
+
+async def request(
+    url: str | dict[str, Any],
+    *,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
+    agent: Agent | bool | None = None,
+    **options: Any,
+) -> ClientResponse:
+    """Send an HTTPS request and read the response (Node's ``https.request``).
+
+    Takes :func:`trionet.http.request`'s arguments plus Node's TLS options;
+    ``agent=None`` uses :data:`global_agent`.
+
+    Raises:
+      TLSError: the handshake failed, saying why (unknown CA, hostname
+        mismatch, expired certificate); and what ``http.request`` raises.
+    """
+    context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
+    return await http_request(
+        url, agent=global_agent if agent is None else agent, ssl_context=context, **options
+    )
+
+
+@asynccontextmanager
+async def stream(
+    url: str | dict[str, Any],
+    *,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
+    agent: Agent | bool | None = None,
+    **options: Any,
+) -> AsyncIterator[ClientResponse]:
+    """:func:`trionet.http.stream` over TLS: the response with its body unread."""
+    context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
+    async with http_stream(
+        url, agent=global_agent if agent is None else agent, ssl_context=context, **options
+    ) as res:
+        yield res
