@@ -1,0 +1,170 @@
+"""trionet._server: the Server lifecycle and listeners every ``serve()`` shares.
+
+Exercised through ``trionet.net.serve``, the thinnest protocol on top of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import resource
+import socket as stdlib_socket
+from functools import partial
+
+import pytest
+import trio
+from conftest import open_fds
+
+from trionet import net
+from trionet._server import Server, open_tcp_listener, serve_listeners
+
+HOST = "127.0.0.1"
+
+
+async def echo(sock: net.Socket) -> None:
+    await net.pipe(sock, sock)
+
+
+async def test_server_reports_its_address_and_state(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    assert server.address == (HOST, server.port)
+    assert isinstance(server.port, int) and server.port > 0
+    assert server.connections == 0
+    assert repr(server) == f"<trionet Server ('{HOST}', {server.port}) open, 0 connections>"
+    server.close()
+    assert "closing" in repr(server) or "closed" in repr(server)
+    with trio.fail_after(5):
+        await server.wait_closed()
+    assert "closed" in repr(server)
+
+
+async def test_close_is_idempotent_and_aclose_after_close_returns(
+    nursery: trio.Nursery,
+) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    server.close()
+    server.close()
+    with trio.fail_after(5):
+        await server.aclose()
+        await server.aclose(timeout=1)
+        await server.wait_closed()
+    assert server.closing.is_set()
+
+
+async def test_wait_closed_waits_for_the_last_connection(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    waited = trio.Event()
+
+    async def wait_closed() -> None:
+        await server.wait_closed()
+        waited.set()
+
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        while not server.connections:
+            await trio.sleep(0.01)
+        server.close()
+        nursery.start_soon(wait_closed)
+        await sock.send(b"still served")
+        assert await sock.receive() == b"still served"
+        assert not waited.is_set()
+        await sock.aclose()
+        await waited.wait()
+
+
+async def test_a_port_in_use_raises_naming_the_address(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    with pytest.raises(OSError) as info:
+        await nursery.start(partial(net.serve, echo, server.port, host=HOST))
+    assert info.value.errno == errno.EADDRINUSE
+    assert f"{HOST}:{server.port}" in str(info.value)
+
+
+async def test_reuse_port_lets_two_servers_share_a_port(nursery: trio.Nursery) -> None:
+    first = await nursery.start(partial(net.serve, echo, 0, host=HOST, reuse_port=True))
+    second = await nursery.start(
+        partial(net.serve, echo, first.port, host=HOST, reuse_port=True)
+    )
+    assert second.port == first.port
+
+
+@pytest.mark.parametrize("bad", [-1, 65536])
+async def test_a_port_out_of_range_is_a_value_error(bad: int) -> None:
+    with pytest.raises(ValueError, match="port"):
+        await open_tcp_listener(bad, HOST)
+
+
+async def test_negative_max_connections_is_a_value_error() -> None:
+    listener = await open_tcp_listener(0, HOST)
+    with pytest.raises(ValueError, match="max_connections"):
+        Server([listener.socket], max_connections=-1)
+    await listener.aclose()
+
+
+async def test_port_and_path_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="port or path"):
+        await net.serve(echo, 8124, path="/tmp/never-created.sock")
+
+
+async def test_serve_listeners_drives_any_stream_handler(nursery: trio.Nursery) -> None:
+    """The building block under every serve(): a plain Trio stream handler."""
+
+    async def shout(stream: trio.abc.Stream) -> None:
+        await stream.send_all((await stream.receive_some()).upper())
+
+    listener = await open_tcp_listener(0, HOST)
+    server = await nursery.start(partial(serve_listeners, shout, [listener]))
+    with trio.fail_after(5):
+        async with await trio.open_tcp_stream(HOST, server.port) as stream:
+            await stream.send_all(b"hello")
+            assert await stream.receive_some() == b"HELLO"
+            assert await stream.receive_some() == b""  # closed for the handler
+
+
+async def test_run_counted_counts_and_logs_a_failing_job(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = await open_tcp_listener(0, HOST)
+    server = Server([listener.socket])
+    seen = []
+
+    async def job() -> None:
+        seen.append(server.connections)
+        raise RuntimeError("job broke")
+
+    caplog.set_level(logging.ERROR, logger="trionet")
+    await server.run_counted("test job", job)
+    assert seen == [1]
+    assert server.connections == 0
+    (record,) = caplog.records
+    assert record.getMessage() == "test job failed"
+    assert isinstance(record.exc_info[1], RuntimeError)  # type: ignore[index]
+    await listener.aclose()
+
+
+async def test_running_out_of_file_descriptors_pauses_accepting(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """accept() failing with EMFILE is logged and retried, as Trio's serve_listeners does."""
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    clients = [stdlib_socket.socket() for _ in range(3)]
+    caplog.set_level(logging.ERROR, logger="trionet")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = open_fds()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (in_use, hard))
+        for client in clients:
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # connecting in the background
+                client.connect((HOST, server.port))
+        with trio.fail_after(5):
+            while not any("accept failed" in r.getMessage() for r in caplog.records):
+                await trio.sleep(0.01)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with trio.fail_after(5):
+        while server.connections < 3:
+            await trio.sleep(0.01)
+    for client in clients:
+        client.close()
