@@ -309,12 +309,18 @@ def chromium_command(tmp_path: Path, *args: str) -> list[str]:
 def test_the_page_echoes_through_its_websocket_in_chromium(demo: Demo, tmp_path: Path) -> None:
     url = demo.find(HTTP)[0]
     done = subprocess.run(
-        chromium_command(tmp_path, "--dump-dom", url), capture_output=True, text=True, timeout=60
+        chromium_command(tmp_path, "--dump-dom", url + "?say=大家好"),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '<span id="status" class="status" data-state="open">open</span>' in done.stdout
-    assert re.search(r'<p id="echo" data-state="echoed">echo: 你好, trionet! \(', done.stdout)
-    demo.wait_for(r"^ws: guest \d+ joined")
+    # The page sent 你好 over its WebSocket and wrote the echo into the DOM...
+    assert re.search(r'<p id="echo" data-state="echoed">echo: 你好, trionet!', done.stdout)
+    # ...and its chat message came back through the room's broadcast.
+    name = demo.wait_for(r"^ws: (guest \d+): 大家好$").group(1)
+    assert f"<li><b>{name}</b>: 大家好</li>" in done.stdout
 
 
 def test_screenshot_of_the_page(demo: Demo, tmp_path: Path) -> None:
@@ -323,7 +329,11 @@ def test_screenshot_of_the_page(demo: Demo, tmp_path: Path) -> None:
     shot = tmp_path / "demo.png"
     done = subprocess.run(
         chromium_command(
-            tmp_path, "--hide-scrollbars", "--window-size=900,640", f"--screenshot={shot}", url
+            tmp_path,
+            "--hide-scrollbars",
+            "--window-size=900,560",
+            f"--screenshot={shot}",
+            url + "?say=大家好",
         ),
         capture_output=True,
         text=True,
