@@ -1,0 +1,321 @@
+"""The Agent: pool assignment without sockets, then the pool's promises on real ones."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import trio
+
+import trionet
+from trionet import http
+from trionet._pool import PoolState, SlotState
+from trionet.agent import Agent
+
+from conftest import open_fds
+from http_client_support import ConnectionStats, serve_h11
+
+KEY = ("127.0.0.1:80", 0)
+OTHER = ("127.0.0.1:81", 0)
+
+
+# -- sans-IO: PoolState ---------------------------------------------------------------------
+def busy(pool: PoolState, key: object = KEY, now: float = 0.0, conn: object = None) -> object:
+    """Request a slot that is granted at once, and 'open' its connection."""
+    ticket, _ = pool.request(key, now)
+    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
+    pool.connected(ticket.slot, conn if conn is not None else object())
+    return ticket.slot
+
+
+def test_pool_caps_connections_per_key_and_queues_the_rest() -> None:
+    pool = PoolState(max_sockets=2, max_free_sockets=256)
+    busy(pool)
+    busy(pool)
+    waiting, _ = pool.request(KEY, 0.0)
+    assert waiting.slot is None
+    assert (pool.active_count(KEY), pool.queued_count(KEY)) == (2, 1)
+    # Another key has its own cap.
+    busy(pool, OTHER)
+    assert pool.active_count(OTHER) == 1
+
+
+def test_released_connection_goes_to_the_oldest_waiter_directly() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    slot = busy(pool)
+    woken: list[str] = []
+    first, _ = pool.request(KEY, 0.0)
+    second, _ = pool.request(KEY, 0.0)
+    first.wake = lambda: woken.append("first")
+    second.wake = lambda: woken.append("second")
+    pool.release(slot, 1.0, expires_at=10.0)  # type: ignore[arg-type]
+    assert first.slot is slot and second.slot is None and woken == ["first"]
+    assert pool.idle_count(KEY) == 0 and pool.active_count(KEY) == 1
+    assert slot.reused  # type: ignore[attr-defined]
+
+
+def test_free_list_is_lifo_or_fifo() -> None:
+    for lifo, expected in ((True, "b"), (False, "a")):
+        pool = PoolState(max_sockets=2, max_free_sockets=256, lifo=lifo)
+        a, b = busy(pool, conn="a"), busy(pool, conn="b")
+        pool.release(a, 0.0, 10.0)  # type: ignore[arg-type]
+        pool.release(b, 0.0, 10.0)  # type: ignore[arg-type]
+        ticket, _ = pool.request(KEY, 1.0)
+        assert ticket.slot is not None and ticket.slot.conn == expected
+
+
+def test_idle_connections_expire_and_overflow_max_free_sockets() -> None:
+    pool = PoolState(max_sockets=3, max_free_sockets=1)
+    a, b = busy(pool, conn="a"), busy(pool, conn="b")
+    pool.release(a, 0.0, expires_at=5.0)  # type: ignore[arg-type]
+    closing = pool.release(b, 0.0, expires_at=5.0)  # type: ignore[arg-type]
+    assert [s.conn for s in closing] == ["a"]  # over max_free_sockets: oldest closed
+    ticket, closing = pool.request(KEY, now=6.0)  # "b" expired meanwhile
+    assert [s.conn for s in closing] == ["b"]
+    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
+    assert pool.total == 1
+
+
+def test_max_total_sockets_closes_an_idle_connection_of_another_key() -> None:
+    pool = PoolState(max_sockets=5, max_free_sockets=256, max_total_sockets=2)
+    a, b = busy(pool, conn="a"), busy(pool, conn="b")
+    waiting, _ = pool.request(OTHER, 0.0)
+    assert waiting.slot is None  # total cap reached, nothing idle to evict
+    closing = pool.release(a, 0.0, 10.0)  # type: ignore[arg-type]
+    # The freed connection of KEY was evicted so OTHER's waiter may connect.
+    assert [s.conn for s in closing] == ["a"]
+    assert waiting.slot is not None and waiting.slot.state is SlotState.CONNECTING
+    assert pool.total == 2 and b is not None
+
+
+def test_withdrawn_queued_ticket_leaves_the_queue_at_once() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    busy(pool)
+    ticket, _ = pool.request(KEY, 0.0)
+    assert pool.queued_count(KEY) == 1
+    assert pool.withdraw(ticket, 0.0) == []
+    assert pool.queued_count(KEY) == 0
+
+
+def test_withdrawn_after_assignment_hands_the_connection_on() -> None:
+    """The httpcore#1110 race: a connection assigned to a waiter that is being
+    cancelled goes to the next waiter instead of being lost or double-booked."""
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    slot = busy(pool, conn="c")
+    cancelled, _ = pool.request(KEY, 0.0)
+    patient, _ = pool.request(KEY, 0.0)
+    pool.release(slot, 0.0, 10.0)  # type: ignore[arg-type]
+    assert cancelled.slot is slot
+    pool.withdraw(cancelled, 0.0)
+    assert patient.slot is slot and slot.state is SlotState.BUSY  # type: ignore[attr-defined]
+    assert pool.active_count(KEY) == 1 and pool.idle_count(KEY) == 0
+
+
+def test_withdrawn_connect_permission_is_returned() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    ticket, _ = pool.request(KEY, 0.0)
+    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
+    pool.withdraw(ticket, 0.0)
+    assert pool.active_count(KEY) == 0 and pool.total == 0
+
+
+def test_fresh_ticket_skips_idle_connections() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    slot = busy(pool, conn="stale?")
+    pool.release(slot, 0.0, 10.0)  # type: ignore[arg-type]
+    ticket, closing = pool.request(KEY, 0.0, fresh=True)
+    # At the cap with only an idle connection: it is closed to make room.
+    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
+    assert closing == [] or [s.conn for s in closing] == ["stale?"]
+
+
+def test_discard_gives_the_room_to_a_waiter() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    slot = busy(pool)
+    waiting, _ = pool.request(KEY, 0.0)
+    pool.discard(slot, 0.0)  # type: ignore[arg-type]
+    assert waiting.slot is not None and waiting.slot.state is SlotState.CONNECTING
+
+
+# -- the Agent on real sockets --------------------------------------------------------------
+def url(port: int, path: str = "/") -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+async def slow_hello(request: object, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    await trio.sleep(0.05)
+    return 200, [], b"hello"
+
+
+async def test_seed_ten_requests_through_the_default_agent_use_five_connections() -> None:
+    """The seed: 10 concurrent requests, global agent, at most 5 on the wire."""
+    assert http.global_agent.max_sockets == 5
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, slow_hello)
+            statuses: list[int] = []
+
+            async def get() -> None:
+                statuses.append((await http.request(url(port))).status)
+
+            async with trio.open_nursery() as clients:
+                for _ in range(10):
+                    clients.start_soon(get)
+                await trio.sleep(0.02)
+                name = f"127.0.0.1:{port}"
+                assert http.global_agent.sockets == {name: 5}
+                assert http.global_agent.requests == {name: 5}
+            assert statuses == [200] * 10
+            assert stats.max_open == 5 and stats.total == 5
+            assert http.global_agent.free_sockets == {name: 5}
+            assert http.global_agent.requests == {}
+            await http.global_agent.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_ten_thousand_requests_from_200_tasks_reuse_exactly_five_connections() -> None:
+    agent = Agent(max_sockets=5)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery)
+            fds_before = open_fds()
+            remaining = 10_000
+            done = 0
+
+            async def worker() -> None:
+                nonlocal remaining, done
+                while remaining > 0:
+                    remaining -= 1
+                    res = await http.request(url(port), agent=agent)
+                    assert res.body == b"hello"
+                    done += 1
+
+            async with trio.open_nursery() as clients:
+                for _ in range(200):
+                    clients.start_soon(worker)
+            assert done == 10_000 and stats.requests == 10_000
+            assert stats.max_open == 5
+            assert stats.total == 5
+            # 5 idle client sockets plus the 5 server sides: nothing else leaked.
+            assert open_fds() - fds_before == 10
+            await agent.aclose()
+            await trio.sleep(0.05)  # let the server see the EOFs
+            assert agent.free_sockets == {} and stats.open == 0
+            gc.collect()
+            assert open_fds() <= fds_before
+            nursery.cancel_scope.cancel()
+
+
+async def test_queued_request_cancelled_leaves_the_queue_at_once() -> None:
+    agent = Agent(max_sockets=1)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, slow_hello)
+            name = f"127.0.0.1:{port}"
+            nursery.start_soon(lambda: http.request(url(port), agent=agent))
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(lambda: http.request(url(port), agent=agent))
+                waiters.start_soon(lambda: http.request(url(port), agent=agent))
+                await trio.sleep(0.01)
+                assert agent.requests == {name: 2}
+                waiters.cancel_scope.cancel()
+            assert agent.requests == {}
+            # The pool is intact: the next request is served.
+            assert (await http.request(url(port), agent=agent)).status == 200
+            assert agent.sockets == {} and agent.free_sockets == {name: 1}
+            nursery.cancel_scope.cancel()
+
+
+async def test_pool_timeout_names_the_host_and_the_queue() -> None:
+    async def stuck(request: object, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        await trio.sleep(5)
+        return 200, [], b""
+
+    agent = Agent(max_sockets=1, pool_timeout=0.05)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, stuck)
+            nursery.start_soon(lambda: http.request(url(port), agent=agent))
+            await trio.sleep(0.01)
+            with pytest.raises(trionet.PoolTimeout) as info:
+                await http.request(url(port), agent=agent)
+            assert f"127.0.0.1:{port}" in str(info.value)
+            assert "queued" in str(info.value)
+            assert agent.requests == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_max_total_sockets_caps_all_hosts_together() -> None:
+    agent = Agent(max_sockets=5, max_total_sockets=2)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port_a, stats_a = await serve_h11(nursery, slow_hello)
+            port_b, stats_b = await serve_h11(nursery, slow_hello)
+            async with trio.open_nursery() as clients:
+                for port in (port_a, port_b) * 3:
+                    clients.start_soon(lambda p=port: http.request(url(p), agent=agent))
+                await trio.sleep(0.02)
+                assert sum(agent.sockets.values()) == 2
+            assert stats_a.max_open + stats_b.max_open <= 2 + 1  # one may be closing
+            assert sum(agent.sockets.values()) + sum(agent.free_sockets.values()) <= 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_keep_alive_hint_from_the_server_is_honoured() -> None:
+    """Keep-Alive: timeout=1 leaves no time after the 1 s margin: never reused."""
+
+    def short(request: object, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 200, [("keep-alive", "timeout=1")], b"x"
+
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, short)
+            await http.request(url(port), agent=agent)
+            assert agent.free_sockets == {}
+            await http.request(url(port), agent=agent)
+            assert stats.total == 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_keep_alive_false_closes_every_connection() -> None:
+    agent = Agent(keep_alive=False)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, keep_requests=True)
+            for _ in range(3):
+                await http.request(url(port), agent=agent)
+            assert stats.total == 3
+            assert all(dict(r.headers)[b"connection"] == b"close" for r in stats.seen)
+            nursery.cancel_scope.cancel()
+
+
+async def test_repr_shows_each_host() -> None:
+    agent = Agent(max_sockets=2)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery)
+            await http.request(url(port), agent=agent)
+            assert repr(agent) == (
+                f"<trionet.agent.Agent max_sockets=2 keep_alive=True "
+                f"[127.0.0.1:{port}: 0 busy, 1 free, 0 queued]>"
+            )
+            nursery.cancel_scope.cancel()
+
+
+def test_agent_survives_across_trio_runs() -> None:
+    """global_agent outlives trio.run: the second run starts with a clean pool."""
+    agent = Agent()
+    seen: list[ConnectionStats] = []
+
+    async def once() -> None:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                port, stats = await serve_h11(nursery)
+                seen.append(stats)
+                assert (await http.request(url(port), agent=agent)).status == 200
+                nursery.cancel_scope.cancel()
+
+    trio.run(once)
+    trio.run(once)
+    assert [s.total for s in seen] == [1, 1]
