@@ -6,14 +6,13 @@ import gc
 
 import pytest
 import trio
+from conftest import open_fds
+from http_client_support import ConnectionStats, serve_h11
 
 import trionet
 from trionet import http
 from trionet._pool import PoolState, SlotState
 from trionet.agent import Agent
-
-from conftest import open_fds
-from http_client_support import ConnectionStats, serve_h11
 
 KEY = ("127.0.0.1:80", 0)
 OTHER = ("127.0.0.1:81", 0)
