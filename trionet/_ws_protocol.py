@@ -1,0 +1,248 @@
+"""The sans-IO half of trionet.ws: what wsproto leaves to its caller.
+
+wsproto parses and builds RFC 6455 frames and checks most of the framing
+rules (masking, reserved bits, opcodes, control frame size and fragmentation,
+UTF-8 of text and close reasons, close codes). It leaves these to us, and they
+live here, without any I/O, so they can be read and tested on their own:
+
+* message size limits, checked against each frame's *declared* length before
+  its payload is buffered (wsproto has none: python-hyper/wsproto#86);
+* a bound on the fragments of one message (fragment floods);
+* inflation bounded while it happens, so a deflate bomb never allocates more
+  than the limit (websockets/ws#1720);
+* the server's checks on the opening handshake that wsproto skips or answers
+  with the wrong status (method, key format, version, Upgrade);
+* the bytes of a refusal response.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+
+__all__ = [
+    "MAX_FRAGMENTS",
+    "BoundedPerMessageDeflate",
+    "FrameGuard",
+    "Rejection",
+    "check_handshake",
+    "format_response",
+    "pick_subprotocol",
+]
+
+#: Fragments one message may have. ws caps them too (``maxFragments``, 16384 in
+#: ws 8); a peer that splits a message into more is flooding us with headers.
+MAX_FRAGMENTS = 16384
+
+#: The only WebSocket version there is (RFC 6455 section 4.1, "MUST be 13").
+WEBSOCKET_VERSION = "13"
+
+#: Length of the decoded Sec-WebSocket-Key nonce (RFC 6455 section 4.1: "a
+#: randomly selected 16-byte value that has been base64-encoded").
+KEY_LENGTH = 16
+
+_NO_RSV = RsvBits(False, False, False)
+
+_Proto = FrameDecoder | FrameProtocol
+
+
+class FrameGuard(Extension):
+    """Refuse oversized messages and fragment floods from the frame headers.
+
+    wsproto calls every extension with each frame's header *before* it reads
+    the payload; that is the one place where a frame can be refused by its
+    declared length, so this guard is written as an extension that is never
+    negotiated, only added to the connection's list. A 2^62-byte length field
+    is refused here with 1009 without a byte of it being buffered.
+
+    Compressed messages are not counted here (their wire size says nothing of
+    their real size); :class:`BoundedPerMessageDeflate` counts them as it
+    inflates them.
+    """
+
+    name = "trionet-frame-guard"
+
+    def __init__(self, max_message_size: int) -> None:
+        self.max_message_size = max_message_size
+        #: Why the last frame was refused (wsproto only reports "error in extension").
+        self.problem = ""
+        self._size = 0
+        self._fragments = 0
+        self._compressed = False
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(
+        self, proto: _Proto, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if opcode.iscontrol():
+            return _NO_RSV
+        if opcode is not Opcode.CONTINUATION:
+            self._size = self._fragments = 0
+            self._compressed = rsv.rsv1
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS:
+            self.problem = f"message in more than {MAX_FRAGMENTS} fragments"
+            return CloseReason.MESSAGE_TOO_BIG
+        if not self._compressed:
+            self._size += payload_length
+            if self._size > self.max_message_size:
+                self.problem = f"message over {self.max_message_size} bytes"
+                return CloseReason.MESSAGE_TOO_BIG
+        return _NO_RSV
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, inflating at most ``max_message_size`` per message.
+
+    wsproto inflates each chunk of a frame with an unbounded ``decompress()``,
+    so a few KiB on the wire can become gigabytes in memory. Here every
+    ``decompress()`` is told how much output the message may still have
+    (``max_length``); input left unconsumed means the message is too big, and
+    the connection is closed with 1009 before anything more is inflated.
+    """
+
+    def __init__(self, max_message_size: int, **options: bool | int | None) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.max_message_size = max_message_size
+        self._inflated = 0
+
+    def frame_inbound_payload_data(self, proto: _Proto, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        return self._inflate(data)
+
+    def frame_inbound_complete(self, proto: _Proto, fin: bool) -> bytes | CloseReason | None:
+        if not (fin and self._inbound_compressed and self._inbound_is_compressible):
+            return super().frame_inbound_complete(proto, fin)
+        # RFC 7692 section 7.2.2: append 0x00 0x00 0xff 0xff before inflating the tail.
+        tail = self._inflate(b"\x00\x00\xff\xff")
+        self._inflated = 0
+        if isinstance(tail, CloseReason):
+            return tail
+        if proto.client:
+            takeover_off = self.server_no_context_takeover
+        else:
+            takeover_off = self.client_no_context_takeover
+        if takeover_off:
+            self._decompressor = None
+        self._inbound_compressed = None
+        return tail
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        assert self._decompressor is not None
+        budget = self.max_message_size - self._inflated
+        try:
+            out = self._decompressor.decompress(data, budget + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > self.max_message_size or self._decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+
+# -- the opening handshake, server side ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An HTTP response that refuses a WebSocket handshake.
+
+    Fields:
+      status: the HTTP status code.
+      headers: extra response headers.
+      body: the response body (a short explanation for a human).
+    """
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def check_handshake(method: str, raw_headers: Sequence[tuple[bytes, bytes]]) -> Rejection | None:
+    """Check a client's opening handshake (RFC 6455 section 4.2.1); None when it is valid.
+
+    wsproto checks some of this too, but answers a bad version with 400 and
+    does not look at the key at all; these checks come first so that every
+    malformed handshake gets its proper status and never a 101.
+    """
+    if method != "GET":
+        # Section 4.1: "The method of the request MUST be GET".
+        return Rejection(405, [("Allow", "GET")], b"WebSocket handshakes use GET\n")
+    values = _header_values(raw_headers)
+    if [v.lower() for v in values.get("upgrade", [])] != ["websocket"]:
+        return Rejection(400, [], b"Upgrade header must be 'websocket'\n")
+    tokens = {t.strip().lower() for v in values.get("connection", []) for t in v.split(",")}
+    if "upgrade" not in tokens:
+        return Rejection(400, [], b"Connection header must include 'Upgrade'\n")
+    if values.get("sec-websocket-version") != [WEBSOCKET_VERSION]:
+        # Section 4.4: answer an unknown version with 426 and the versions we speak.
+        status = 426 if values.get("sec-websocket-version") else 400
+        headers = [("Sec-WebSocket-Version", WEBSOCKET_VERSION)]
+        return Rejection(status, headers, b"WebSocket version must be 13\n")
+    keys = values.get("sec-websocket-key", [])
+    if len(keys) != 1 or not _valid_key(keys[0]):
+        return Rejection(400, [], b"Sec-WebSocket-Key must be the base64 of 16 bytes\n")
+    return None
+
+
+def _header_values(raw_headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name, value in raw_headers:
+        key = name.decode("latin-1").lower()
+        values.setdefault(key, []).append(value.decode("latin-1").strip())
+    return values
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.encode("ascii"), validate=True)) == KEY_LENGTH
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+
+
+def pick_subprotocol(offered: Iterable[str], supported: Sequence[str]) -> str | None:
+    """The first of the server's ``supported`` subprotocols that the client offered.
+
+    The server's order wins, as in the ``websockets`` package; None when
+    there is no common one (the handshake then goes on without a subprotocol,
+    as RFC 6455 section 4.2.2 allows).
+    """
+    offered = set(offered)
+    return next((p for p in supported if p in offered), None)
+
+
+def format_response(
+    status: int,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    body: bytes | str = b"",
+) -> bytes:
+    """The bytes of a complete HTTP/1.1 response that closes the connection."""
+    if isinstance(body, str):
+        body = body.encode()
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or [])
+    names = {name.lower() for name, _ in pairs}
+    if body and "content-type" not in names:
+        pairs.append(("Content-Type", "text/plain; charset=utf-8"))
+    pairs += [("Connection", "close"), ("Content-Length", str(len(body)))]
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}"] + [f"{n}: {v}" for n, v in pairs]
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise ValueError(f"illegal character in response header: {line!r}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
