@@ -95,3 +95,74 @@ def test_module_imports_without_pytest(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert (tmp_path / "ca.pem").exists()
+
+
+
+# -- the plugin from a user's point of view: a project that only installed trionet ------
+USER_TESTS = """
+import trio
+import trionet
+
+
+async def app(req, res):
+    await res.end(b"hello " + req.path.encode())
+
+
+async def test_https_with_the_plugin(serve, server_ssl_context, tls_ca):
+    server = await serve(trionet.https.serve, app, ssl_context=server_ssl_context)
+    with trio.fail_after(10):
+        res = await trionet.https.request(
+            f"https://localhost:{server.port}/x", ca=tls_ca.cert_pem.bytes(), agent=False
+        )
+    assert res.text() == "hello /x"
+
+
+async def test_mutual_tls_with_the_plugin(serve, tls_ca, tls_server_cert, tls_client_cert):
+    async def handler(sock):
+        await sock.send(sock.peer_certificate["subject"]["CN"].encode())
+
+    server = await serve(
+        trionet.tls.serve,
+        handler,
+        key=tls_server_cert.private_key_pem.bytes(),
+        cert=tls_server_cert.cert_chain_pems[0].bytes(),
+        ca=tls_ca.cert_pem.bytes(),
+        request_cert=True,
+    )
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(
+            server.port,
+            "localhost",
+            ca=tls_ca.cert_pem.bytes(),
+            cert=tls_client_cert.cert_chain_pems[0].bytes(),
+            key=tls_client_cert.private_key_pem.bytes(),
+        )
+        assert await sock.receive() == b"client"
+        await sock.aclose()
+
+
+async def test_stdlib_client_context(serve, server_ssl_context, client_ssl_context):
+    server = await serve(trionet.tls.serve, lambda sock: sock.send(b"hi"),
+                         ssl_context=server_ssl_context)
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(server.port, ssl_context=client_ssl_context)
+        assert await sock.receive() == b"hi"
+        await sock.aclose()
+"""
+
+
+def test_fixtures_work_in_a_project_that_only_installed_trionet(
+    pytester: pytest.Pytester,
+) -> None:
+    """No conftest, no plugin line: the pytest11 entry point brings the fixtures."""
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=3)
+
+
+def test_plugin_lists_its_fixtures(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider", timeout=120)
+    for name in ("tls_ca", "tls_server_cert", "tls_client_cert", "server_ssl_context",
+                 "client_ssl_context", "serve"):
+        result.stdout.fnmatch_lines([f"{name}*"])
