@@ -15,12 +15,14 @@ from ._client import connect_tunnel as connect_tunnel
 from ._client import global_agent as global_agent
 from ._client import request as request
 from ._client import stream as stream
+from ._server import ClientError as ClientError
 from ._server import Request as Request
 from ._server import Response as Response
 from ._server import serve as serve
 
 __all__ = [
     "Agent",
+    "ClientError",
     "ClientResponse",
     "Request",
     "Response",

@@ -1,0 +1,611 @@
+"""trionet.http.serve: requests, responses, keep-alive, hooks, shutdown, real clients.
+
+Every test runs a real server on 127.0.0.1 (port 0) and talks to it over real
+sockets: raw bytes, curl, or Node's http module. Strictness, limits and
+timeouts live in test_http_server_limits.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+from _http_server_support import (
+    HOST,
+    WAIT,
+    RawClient,
+    exchange,
+    get,
+    hello,
+    parse_all,
+    start,
+)
+from conftest import PEERS, open_fds
+
+import trionet
+from trionet.http import Request, Response
+
+
+# -- the basics ------------------------------------------------------------------
+async def test_hello_world_has_nodes_framing_headers(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/hi"))
+    res = await client.response()
+    assert (res.status, res.reason) == (200, "OK")
+    assert res.body == b"hello GET /hi"
+    # Node's order: the app's headers, then Date, Connection, Keep-Alive, framing.
+    names = ["Content-Type", "Date", "Connection", "Keep-Alive", "Content-Length"]
+    assert res.header_names == names
+    assert res.headers["connection"] == "keep-alive"
+    assert res.headers["keep-alive"] == "timeout=5"
+    assert res.headers["content-length"] == "13"
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", res.headers["date"])
+    # The connection stays open for the next request.
+    await client.send(get("/again"))
+    assert (await client.response()).body == b"hello GET /again"
+    await client.aclose()
+
+
+async def test_request_attributes(nursery: trio.Nursery) -> None:
+    seen: dict[str, object] = {}
+
+    async def app(req: Request, res: Response) -> None:
+        seen.update(
+            method=req.method,
+            url=req.url,
+            path=req.path,
+            query=req.query,
+            version=req.http_version,
+            agent=req.headers["user-agent"],
+            agent_any_case=req.headers.get("User-Agent"),
+            missing=req.headers.get("x-missing"),
+            cookie=req.headers["cookie"],
+            raw=req.raw_headers,
+            remote=req.remote_address,
+            socket=req.socket,
+        )
+        await res.end()
+
+    server = await start(nursery, app)
+    request = get("/p/a?x=1&x=2&y=", "User-Agent: test", "Cookie: a=1", "cookie: b=2")
+    await exchange(server.port, request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert seen["method"] == "GET"
+    assert seen["url"] == "/p/a?x=1&x=2&y="
+    assert seen["path"] == "/p/a"
+    assert seen["query"] == {"x": ["1", "2"], "y": [""]}
+    assert seen["version"] == "1.1"
+    assert seen["agent"] == seen["agent_any_case"] == "test"
+    assert seen["missing"] is None
+    assert seen["cookie"] == "a=1; b=2"
+    assert (b"User-Agent", b"test") in seen["raw"]  # type: ignore[operator]
+    assert seen["remote"][0] == HOST  # type: ignore[index]
+    assert isinstance(seen["socket"], trionet.net.Socket)
+
+
+async def test_write_then_end_is_chunked(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        await res.write(b"a")
+        await res.end(b"b")
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    res = await client.response()
+    assert res.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in res.headers
+    assert res.head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
+    assert res.body == b"ab"
+    await client.aclose()
+
+
+async def test_app_set_content_length_streams_raw(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        res.write_head(201, {"Content-Length": "4", "X-Kind": "raw"})
+        await res.write(b"ab")
+        await res.end(b"cd")
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    res = await client.response()
+    assert (res.status, res.reason, res.body) == (201, "Created", b"abcd")
+    assert "transfer-encoding" not in res.headers
+    assert res.headers["x-kind"] == "raw"
+    await client.aclose()
+
+
+async def test_http10_client_gets_close_delimited_body(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        await res.write(b"hel")
+        await res.end(b"lo")
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get(version="1.0"))
+    [res] = parse_all(data)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")  # Node answers 1.1 to 1.0 clients
+    assert res.headers["connection"] == "close"
+    assert "transfer-encoding" not in res.headers and "content-length" not in res.headers
+    assert res.body == b"hello"
+
+
+async def test_http10_keep_alive_when_asked(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    client = await RawClient.connect(server.port)
+    for _ in range(2):
+        await client.send(get("/", "Connection: keep-alive", version="1.0"))
+        res = await client.response()
+        assert res.headers["connection"] == "keep-alive"
+        assert res.body == b"hello GET /"
+    await client.send(get(version="1.0"))
+    assert (await client.response()).headers["connection"] == "close"
+    assert await client.read_until_close() == b""
+    await client.aclose()
+
+
+async def test_head_and_no_body_statuses(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        res.status_code = int(req.path[1:]) if req.path != "/" else 200
+        await res.end(b"body that must not be sent")
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get(method="HEAD"))
+    res = await client.response(head_only=True)
+    assert res.status == 200 and res.headers["content-length"] == "26"
+    for status in (204, 304):
+        await client.send(get(f"/{status}"))
+        res = await client.response(head_only=True)
+        assert res.status == status
+        assert "content-length" not in res.headers
+    # Nothing of the bodies reached the wire: the next response parses cleanly.
+    await client.send(get("/"))
+    assert (await client.response()).body == b"body that must not be sent"
+    await client.aclose()
+
+
+async def test_pipelined_thousand_requests_answered_in_order(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    client = await RawClient.connect(server.port)
+    await client.send(b"".join(get(f"/{i}") for i in range(1000)))
+    for i in range(1000):
+        res = await client.response()
+        assert res.body == f"hello GET /{i}".encode()
+    await client.aclose()
+
+
+async def test_request_body_content_length_and_chunked(nursery: trio.Nursery) -> None:
+    async def echo(req: Request, res: Response) -> None:
+        await res.end(await req.read())
+
+    server = await start(nursery, echo)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/", "Content-Length: 5", method="POST") + b"hello")
+    assert (await client.response()).body == b"hello"
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-T: y\r\n\r\n"
+    await client.send(get(method="POST").replace(b"\r\n\r\n", b"\r\n" + chunked, 1))
+    assert (await client.response()).body == b"hello!"
+    await client.aclose()
+
+
+async def test_unread_body_is_skipped_before_the_next_request(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    client = await RawClient.connect(server.port)
+    body = b"x" * 1000
+    post = get("/1", f"Content-Length: {len(body)}", method="POST") + body
+    await client.send(post + get("/2"))
+    assert (await client.response()).body == b"hello POST /1"
+    assert (await client.response()).body == b"hello GET /2"
+    await client.aclose()
+
+
+async def test_large_upload_streams_with_backpressure(nursery: trio.Nursery) -> None:
+    """A 1 GiB upload read with ``async for`` never sits in memory whole."""
+    total = 1 << 30
+    biggest = 0
+    received = 0
+
+    def rss() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")  # pragma: no cover
+
+    async def app(req: Request, res: Response) -> None:
+        nonlocal biggest, received
+        async for chunk in req:
+            received += len(chunk)
+            biggest = max(biggest, len(chunk))
+        await res.end(str(received))
+
+    server = await start(nursery, app)
+    before = rss()
+    peak = before
+    client = await RawClient.connect(server.port)
+    block = b"u" * (1 << 20)
+    with trio.fail_after(120):
+        await client.send(get("/", f"Content-Length: {total}", method="PUT"))
+        for _ in range(total // len(block)):
+            await client.sock.send(block)
+            peak = max(peak, rss())
+        res = await client.response()
+    assert res.body == str(total).encode()
+    assert biggest <= 65536
+    assert peak - before < 64 << 20
+    await client.aclose()
+
+
+# -- the app's mistakes ------------------------------------------------------------
+async def test_app_that_forgets_end_is_ended(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        res.status_code = 202
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    res = await client.response()
+    assert (res.status, res.headers["content-length"], res.body) == (202, "0", b"")
+    await client.aclose()
+
+
+async def test_app_exception_gives_500_and_is_logged(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(req: Request, res: Response) -> None:
+        if req.path == "/boom":
+            res.set_header("X-Half", "done")
+            raise ValueError("boom")
+        await res.end(b"fine")
+
+    server = await start(nursery, app)
+    with caplog.at_level(logging.ERROR, logger="trionet"):
+        data = await exchange(server.port, get("/boom") + get("/next"))
+    [res] = parse_all(data)  # the failed request ends the connection
+    assert res.status == 500 and res.body == b""
+    assert "x-half" not in res.headers
+    assert res.headers["connection"] == "close"
+    assert "GET /boom" in caplog.text and "ValueError: boom" in caplog.text
+    # The server goes on.
+    data = await exchange(server.port, get("/ok", "Connection: close"))
+    assert parse_all(data)[0].body == b"fine"
+
+
+async def test_app_exception_after_headers_aborts_the_connection(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        await res.write(b"partial")
+        raise RuntimeError("late")
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get())
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert data.endswith(b"7\r\npartial\r\n")  # no last chunk: the client sees the abort
+
+
+@pytest.mark.parametrize(
+    "value", ["a\r\nSet-Cookie: evil=1", "a\nb", "a\rb", "nul\x00"]
+)
+async def test_header_value_with_cr_lf_raises(nursery: trio.Nursery, value: str) -> None:
+    errors: list[BaseException] = []
+
+    async def app(req: Request, res: Response) -> None:
+        try:
+            res.set_header("X-Evil", value)
+        except ValueError as exc:
+            errors.append(exc)
+        with pytest.raises(ValueError):
+            res.write_head(200, [("X-Evil", value)])
+        await res.end(b"safe")
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get("/", "Connection: close"))
+    assert errors and b"evil" not in data.lower() and b"X-Evil" not in data
+    assert parse_all(data)[0].body == b"safe"
+
+
+# -- hooks ---------------------------------------------------------------------------
+async def test_on_upgrade_gets_socket_and_head(nursery: trio.Nursery) -> None:
+    handed: list[tuple[str, bytes]] = []
+
+    async def on_upgrade(req: Request, sock: trionet.net.Socket, head: bytes) -> None:
+        handed.append((req.headers["upgrade"], head))
+        await sock.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\n" + head)
+        await sock.send(await sock.receive())
+
+    server = await start(nursery, hello, on_upgrade=on_upgrade)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/", "Upgrade: echo", "Connection: Upgrade") + b"early")
+    res = await client.response(head_only=True)
+    assert res.status == 101
+    await client.send(b"later")
+    rest = await client.read_until_close()  # closed once the hook returns
+    assert rest == b"earlylater" or client.buffer + rest == b"earlylater"
+    assert handed == [("echo", b"early")]
+    await client.aclose()
+
+
+async def test_upgrade_without_hook_goes_to_the_app(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    data = await exchange(server.port, get("/", "Upgrade: echo", "Connection: Upgrade, close"))
+    assert parse_all(data)[0].body == b"hello GET /"
+
+
+async def test_connect_hook_and_default_405(nursery: trio.Nursery) -> None:
+    async def on_connect(req: Request, sock: trionet.net.Socket, head: bytes) -> None:
+        await sock.send(b"HTTP/1.1 200 Connection Established\r\n\r\n" + req.url.encode() + head)
+
+    request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nabc"
+    server = await start(nursery, hello, on_connect=on_connect)
+    data = await exchange(server.port, request)
+    assert data == b"HTTP/1.1 200 Connection Established\r\n\r\nexample.com:443abc"
+    plain = await start(nursery, hello)
+    data = await exchange(plain.port, request)
+    assert data.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+
+
+async def test_100_continue_sent_when_the_app_reads(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        if req.path == "/refuse":
+            res.status_code = 413
+            await res.end()
+            return
+        await res.end(await req.read())
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    head = get("/", "Content-Length: 4", "Expect: 100-continue", method="POST")
+    await client.send(head)
+    interim = await client.response()
+    assert (interim.status, interim.reason) == (100, "Continue")
+    await client.send(b"data")
+    assert (await client.response()).body == b"data"
+    # An app that refuses never asks for the body: no 100, and the connection closes.
+    await client.send(head.replace(b"POST /", b"POST /refuse"))
+    res = await client.response()
+    assert res.status == 413 and res.headers["connection"] == "close"
+    assert await client.read_until_close() == b""
+    await client.aclose()
+
+
+async def test_on_check_continue_runs_instead_of_app(nursery: trio.Nursery) -> None:
+    async def check(req: Request, res: Response) -> None:
+        await res.write_continue()
+        await res.end(b"checked " + await req.read())
+
+    server = await start(nursery, hello, on_check_continue=check)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/", "Content-Length: 2", "Expect: 100-continue", method="PUT"))
+    assert (await client.response()).status == 100
+    await client.send(b"ok")
+    assert (await client.response()).body == b"checked ok"
+    await client.aclose()
+
+
+async def test_on_client_error_hook(nursery: trio.Nursery) -> None:
+    seen: list[tuple[int, str]] = []
+
+    async def on_client_error(exc: trionet.http.ClientError, sock: trionet.net.Socket) -> None:
+        seen.append((exc.status, exc.code))
+        await sock.send(b"HTTP/1.1 400 Custom\r\nConnection: close\r\n\r\n")
+
+    server = await start(nursery, hello, on_client_error=on_client_error)
+    data = await exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    assert data == b"HTTP/1.1 400 Custom\r\nConnection: close\r\n\r\n"
+    assert seen == [(400, "HPE_INVALID")]
+
+
+# -- connection management ----------------------------------------------------------------
+async def test_max_requests_per_socket(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello, max_requests_per_socket=2)
+    data = await exchange(server.port, get("/1") + get("/2") + get("/3") + get("/4"))
+    one, two, *rest = parse_all(data)
+    assert one.headers["connection"] == "keep-alive"
+    assert two.headers["connection"] == "close" and two.body == b"hello GET /2"
+    assert [r.status for r in rest] == [503, 503]
+
+
+async def test_keep_alive_timeout_closes_idle_connection(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello, keep_alive_timeout=0.2)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    res = await client.response()
+    assert res.headers["keep-alive"] == "timeout=0.2"
+    with trio.fail_after(2):
+        assert await client.read_until_close() == b""
+    await client.aclose()
+
+
+async def test_500_concurrent_keep_alive_connections(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    clients = []
+    with trio.fail_after(60):
+        for _ in range(500):
+            clients.append(await RawClient.connect(server.port))
+
+        async def twice(client: RawClient, i: int) -> None:
+            for round_ in range(2):
+                await client.send(get(f"/{i}/{round_}"))
+                assert (await client.response()).body == f"hello GET /{i}/{round_}".encode()
+
+        async with trio.open_nursery() as inner:
+            for i, client in enumerate(clients):
+                inner.start_soon(twice, client, i)
+        assert server.connections == 500
+        for client in clients:
+            await client.aclose()
+
+
+async def test_graceful_shutdown_finishes_in_flight_response(nursery: trio.Nursery) -> None:
+    started = trio.Event()
+
+    async def slow(req: Request, res: Response) -> None:
+        if req.path == "/slow":
+            started.set()
+            await trio.sleep(0.3)
+        await res.end(b"done")
+
+    server = await start(nursery, slow)
+    idle = await RawClient.connect(server.port)
+    await idle.send(get("/warm"))
+    await idle.response()
+    busy = await RawClient.connect(server.port)
+    await busy.send(get("/slow"))
+    await started.wait()
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(server.aclose)
+            # The idle keep-alive connection is closed at once ...
+            assert await idle.read_until_close() == b""
+            # ... the in-flight one completes, told to close.
+            res = await busy.response()
+            assert res.body == b"done"
+            assert res.headers["connection"] == "close"
+    with pytest.raises(trionet.ConnectError):
+        await trionet.net.connect(server.port, HOST)
+    await idle.aclose()
+    await busy.aclose()
+
+
+async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    fds_before = open_fds()
+    tasks_before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+
+    async def worker(count: int) -> None:
+        for i in range(count // 50):
+            # A fresh connection every 50 requests, so connections churn too.
+            client = await RawClient.connect(server.port)
+            await client.send(b"".join(get(f"/{i}") for _ in range(50)))
+            for _ in range(50):
+                assert (await client.response()).status == 200
+            await client.aclose()
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as inner:
+            for _ in range(4):
+                inner.start_soon(worker, 2500)
+        while server.connections:
+            await trio.sleep(0.01)
+    assert open_fds() == fds_before
+    tasks_after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    assert tasks_after == tasks_before
+
+
+# -- real clients -----------------------------------------------------------------------------
+CURL = "/usr/bin/curl"
+
+
+def curl_v(*args: str) -> tuple[list[tuple[int, dict[str, str]]], str, str]:
+    """Run curl -v; return each response's status and headers, stdout and stderr."""
+    done = subprocess.run(
+        [CURL, "-sS", "-v", "--max-time", "20", *args], capture_output=True, timeout=30
+    )
+    err = done.stderr.decode(errors="replace")
+    responses: list[tuple[int, dict[str, str]]] = []
+    for line in err.splitlines():
+        if line.startswith("< HTTP/"):
+            responses.append((int(line.split()[2]), {}))
+        elif line.startswith("< ") and ":" in line and responses:
+            name, _, value = line[2:].partition(":")
+            responses[-1][1][name.lower()] = value.strip()
+    return responses, done.stdout.decode(errors="replace"), err
+
+
+async def run_curl(*args: str) -> tuple[list[tuple[int, dict[str, str]]], str, str]:
+    return await trio.to_thread.run_sync(lambda: curl_v(*args))
+
+
+@pytest.fixture
+def curl() -> Callable[..., object]:
+    if not Path(CURL).exists():
+        pytest.skip("curl is not installed")
+    return run_curl
+
+
+async def echo_app(req: Request, res: Response) -> None:
+    body = await req.read()
+    res.set_header("X-Method", req.method)
+    res.set_header("X-Body-Length", str(len(body)))
+    await res.end(body if req.method != "GET" else b"hello from trionet\n")
+
+
+async def test_curl_two_urls_reuse_one_connection(nursery: trio.Nursery, curl: object) -> None:
+    server = await start(nursery, echo_app)
+    base = f"http://{HOST}:{server.port}"
+    responses, out, err = await run_curl(f"{base}/a", f"{base}/b")
+    assert [status for status, _ in responses] == [200, 200]
+    assert responses[0][1]["connection"] == "keep-alive"
+    assert responses[0][1]["keep-alive"] == "timeout=5"
+    assert "Re-using existing connection" in err
+    assert out == "hello from trionet\n" * 2
+
+
+async def test_curl_http10(nursery: trio.Nursery, curl: object) -> None:
+    server = await start(nursery, echo_app)
+    responses, out, _ = await run_curl("--http1.0", f"http://{HOST}:{server.port}/")
+    [(status, headers)] = responses
+    assert status == 200 and headers["connection"] == "close"
+    assert out == "hello from trionet\n"
+
+
+async def test_curl_chunked_upload_from_stdin(nursery: trio.Nursery, curl: object) -> None:
+    server = await start(nursery, echo_app)
+    payload = b"streamed " * 10_000
+
+    def upload() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [CURL, "-sS", "-v", "--max-time", "20", "-T", "-", f"http://{HOST}:{server.port}/up"],
+            input=payload,
+            capture_output=True,
+            timeout=30,
+        )
+
+    done = await trio.to_thread.run_sync(upload)
+    assert b"Transfer-Encoding: chunked" in done.stderr
+    assert done.stdout == payload
+    assert b"< X-Method: PUT" in done.stderr
+
+
+async def test_curl_large_post_uses_100_continue(
+    nursery: trio.Nursery, curl: object, tmp_path: Path
+) -> None:
+    server = await start(nursery, echo_app)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"0123456789abcdef" * (1 << 17))  # 2 MiB: curl sends Expect
+    responses, _, err = await run_curl(
+        "--data-binary", f"@{big}", "-o", "/dev/null", f"http://{HOST}:{server.port}/"
+    )
+    assert "Expect: 100-continue" in err
+    assert [status for status, _ in responses] == [100, 200]
+    assert responses[1][1]["x-body-length"] == str(2 << 20)
+
+
+async def test_curl_head(nursery: trio.Nursery, curl: object) -> None:
+    server = await start(nursery, echo_app)
+    responses, out, _ = await run_curl("-I", f"http://{HOST}:{server.port}/")
+    [(status, headers)] = responses
+    assert status == 200 and headers["x-method"] == "HEAD"
+    assert out.startswith("HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize("agent", ["keepalive", "none"])
+async def test_node_http_client(nursery: trio.Nursery, node: str, agent: str) -> None:
+    server = await start(nursery, echo_app)
+    script = PEERS / "http_server_client.js"
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [node, str(script), str(server.port), agent], capture_stdout=True, capture_stderr=True
+        )
+    lines = done.stdout.decode().splitlines()
+    # Node's one-shot agent (agent: false) sends Connection: close; a pool keeps it alive.
+    connection = "keep-alive" if agent == "keepalive" else "close"
+    assert lines == [
+        f"200 {connection} GET 0 hello from trionet",
+        f"200 {connection} POST 11 hello again",
+        f"200 {connection} PUT 6 abcdef",
+        f"sockets used: {1 if agent == 'keepalive' else 3}",
+    ]

@@ -1,0 +1,149 @@
+"""Header rules without I/O: the request's header mapping and the response head.
+
+A request's headers arrive as ``(bytes, bytes)`` pairs; :class:`Headers` turns
+them, only when asked, into Node's view: a case-insensitive mapping with
+lower-case keys whose duplicates are joined. The response side validates what
+the app sets (no CR, LF or NUL may reach the wire) and builds the head bytes
+with Node's framing headers: ``Date`` (cached, refreshed once a second),
+``Connection``, ``Keep-Alive`` and the standard reason phrase.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from email.utils import formatdate
+from http import HTTPStatus
+
+__all__ = [
+    "HeaderValue",
+    "Headers",
+    "date_line",
+    "encode_header",
+    "reason_phrase",
+    "status_line",
+]
+
+#: What an app may pass as a header value: one value or one per repeated line.
+HeaderValue = str | int | bytes | list[str] | list[bytes] | tuple[str, ...]
+
+# Node joins repeated request headers with ", ", except cookies, which are
+# joined with "; " (http.md, message.headers).
+_JOIN = ", "
+_COOKIE_JOIN = "; "
+
+# RFC 9110 §5.1: field-name = token.
+_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# RFC 9110 §5.5: CR, LF and NUL are never valid in a field value (response splitting).
+_INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
+
+
+class Headers(Mapping[str, str]):
+    """A request's headers as Node shows them: lower-case keys, duplicates joined.
+
+    Built from the raw pairs on first use. Lookups ignore case, so
+    ``headers["Content-Type"]`` and ``headers.get("content-type")`` agree.
+    """
+
+    __slots__ = ("_map", "_raw")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = list(raw)
+        self._map: dict[str, str] | None = None
+
+    def _build(self) -> dict[str, str]:
+        mapping: dict[str, str] = {}
+        for raw_name, raw_value in self._raw:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name in mapping:
+                joiner = _COOKIE_JOIN if name == "cookie" else _JOIN
+                mapping[name] = mapping[name] + joiner + value
+            else:
+                mapping[name] = value
+        self._map = mapping
+        return mapping
+
+    def __getitem__(self, name: str) -> str:
+        mapping = self._map if self._map is not None else self._build()
+        return mapping[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        mapping = self._map if self._map is not None else self._build()
+        return isinstance(name, str) and name.lower() in mapping
+
+    def __iter__(self) -> Iterator[str]:
+        mapping = self._map if self._map is not None else self._build()
+        return iter(mapping)
+
+    def __len__(self) -> int:
+        mapping = self._map if self._map is not None else self._build()
+        return len(mapping)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in arrival order, unjoined (e.g. for set-cookie)."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for n, v in self._raw if n.lower() == wanted]
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self)!r})"
+
+
+def encode_header(name: str, value: HeaderValue) -> list[tuple[bytes, bytes]]:
+    """Validate one app header and encode it as wire lines.
+
+    Raises:
+      ValueError: the name is not a token, or a value holds CR, LF or NUL
+        (Node's ERR_INVALID_CHAR): such a value would split the response.
+    """
+    raw_name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
+    if not _TOKEN_RE.match(raw_name):
+        raise ValueError(f"invalid header name {name!r}")
+    values = value if isinstance(value, list | tuple) else [value]
+    lines = []
+    for item in values:
+        raw = item if isinstance(item, bytes) else str(item).encode("latin-1")
+        if _INVALID_VALUE_RE.search(raw):
+            raise ValueError(f"invalid character in header {name!r}: {item!r}")
+        lines.append((raw_name, raw))
+    return lines
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase for ``status`` (h11 would send an empty one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int, reason: str | None = None) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n``; Node answers HTTP/1.1 even to 1.0 clients."""
+    if reason is None:
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))
+            _STATUS_LINES[status] = line
+        return line
+    raw = reason.encode("latin-1")
+    if _INVALID_VALUE_RE.search(raw):
+        raise ValueError(f"invalid character in status message {reason!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, raw)
+
+
+_date_second = -1
+_date_line = b""
+
+
+def date_line() -> bytes:
+    """``Date: <IMF-fixdate>\\r\\n`` for now, formatted at most once a second."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
+        _date_second = now
+    return _date_line
