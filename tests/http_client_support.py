@@ -39,9 +39,13 @@ def hello(request: h11.Request, body: bytes) -> Reply:
 
 
 async def serve_h11(
-    nursery: trio.Nursery, app: App = hello, *, keep_requests: bool = False
+    nursery: trio.Nursery,
+    app: App = hello,
+    *,
+    keep_requests: bool = False,
+    path: str | None = None,
 ) -> tuple[int, ConnectionStats]:
-    """Start a counting HTTP/1.1 server on 127.0.0.1; returns (port, stats)."""
+    """Start a counting HTTP/1.1 server on 127.0.0.1 (or Unix ``path``); returns (port, stats)."""
     stats = ConnectionStats()
 
     async def handler(sock: trionet.net.Socket) -> None:
@@ -53,6 +57,9 @@ async def serve_h11(
         finally:
             stats.open -= 1
 
+    if path is not None:
+        await nursery.start(partial(trionet.net.serve, handler, path=path))
+        return 0, stats
     server = await nursery.start(partial(trionet.net.serve, handler, 0, host="127.0.0.1"))
     return server.port, stats
 
@@ -84,8 +91,10 @@ async def _drive(
                 reply = await reply
             status, headers, body = reply
             headers = [*headers, ("content-length", str(len(body)))]
-            out = conn.send(h11.Response(status_code=status, headers=headers))
-            await sock.send(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            out: bytes = conn.send(h11.Response(status_code=status, headers=headers))
+            if request.method != b"HEAD":
+                out += conn.send(h11.Data(data=body))
+            await sock.send(out + conn.send(h11.EndOfMessage()))
         if conn.our_state is h11.MUST_CLOSE or isinstance(event, h11.ConnectionClosed):
             return
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:

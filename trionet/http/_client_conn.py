@@ -66,7 +66,7 @@ class ConnectionLost(ConnectError):
 class HTTPConnection:
     """A Trio stream plus the h11 state of the exchange running over it."""
 
-    __slots__ = ("generation", "h11", "keep_alive_hint", "origin", "stream")
+    __slots__ = ("generation", "h11", "head_bytes", "keep_alive_hint", "origin", "stream")
 
     def __init__(self, stream: trio.abc.Stream, origin: Origin, generation: int = 0) -> None:
         self.stream = stream
@@ -77,6 +77,10 @@ class HTTPConnection:
         self.generation = generation
         #: Seconds from the server's ``Keep-Alive: timeout=N``, when it sent one.
         self.keep_alive_hint: float | None = None
+        #: Bytes fed to h11 while it waits for a response head (h11 checks the
+        #: head size only while the head is incomplete; a whole one in one read
+        #: would slip past, so we check too).
+        self.head_bytes = 0
 
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.origin.name} {self.h11.our_state}/{self.h11.their_state}>"
@@ -99,6 +103,8 @@ class HTTPConnection:
             except h11.RemoteProtocolError as exc:
                 raise ProtocolError(f"bad response from {self.origin.name}: {exc}") from None
             if event is not h11.NEED_DATA:
+                if self.head_bytes:
+                    self._check_head_size(event)
                 return event
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
@@ -117,7 +123,23 @@ class HTTPConnection:
                     f"response from {self.origin.name} cut short in its head "
                     f"({len(conn.trailing_data[0])} bytes received)"
                 )
+            if conn.their_state is h11.SEND_RESPONSE:
+                self.head_bytes += len(data)
             conn.receive_data(data)  # type: ignore[arg-type]  # bytearray works
+
+    def _check_head_size(self, event: Any) -> None:
+        """Refuse a response head over :data:`MAX_HEADER_SIZE` (Node: HPE_HEADER_OVERFLOW)."""
+        if type(event) not in (h11.Response, h11.InformationalResponse):
+            return
+        received, self.head_bytes = self.head_bytes, 0
+        if received <= MAX_HEADER_SIZE:
+            return
+        size = received - len(self.h11.trailing_data[0])
+        if size > MAX_HEADER_SIZE:
+            raise ProtocolError(
+                f"bad response from {self.origin.name}: head of {size} bytes is over "
+                f"the {MAX_HEADER_SIZE}-byte limit"
+            )
 
     def looks_alive(self) -> bool:
         """False when an idle connection has something to read: EOF, a reset or junk.

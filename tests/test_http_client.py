@@ -1,0 +1,455 @@
+"""trionet.http.request / stream / connect_tunnel / upgrade against real peers on loopback.
+
+Peers: the counting h11 server of ``http_client_support``, raw ``trionet.net``
+servers sending crafted bytes for the bad-server cases, and Node's ``http``
+module both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import h11
+import pytest
+import trio
+from conftest import PEERS
+from http_client_support import read_head, serve_h11, serve_raw
+
+import trionet
+from trionet import http
+from trionet.agent import Agent
+from trionet.http._client import upgrade
+
+
+def url(port: int, path: str = "/") -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def echo(request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Reply with what arrived: method, target, headers and body as JSON."""
+    seen = {
+        "method": request.method.decode(),
+        "target": request.target.decode(),
+        "headers": {k.decode(): v.decode() for k, v in request.headers},
+        "body": body.decode(),
+    }
+    return 200, [("content-type", "application/json; charset=utf-8")], json.dumps(seen).encode()
+
+
+# -- the basics ---------------------------------------------------------------------------
+async def test_get_returns_status_headers_and_body() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery)
+            res = await http.request(url(port, "/hi"), agent=Agent())
+            assert (res.status, res.reason, res.http_version) == (200, "", "1.1")
+            assert res.headers["content-type"] == "text/plain"
+            assert res.headers["Content-Length"] == "5"  # any case finds it
+            assert res.body == b"hello" and res.text() == "hello"
+            nursery.cancel_scope.cancel()
+
+
+async def test_post_body_headers_and_json() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, echo)
+            res = await http.request(
+                url(port, "/submit?x=1"),
+                method="POST",
+                headers={"X-Token": "abc", "X-Multi": ["1", "2"]},
+                body="héllo",
+                agent=Agent(),
+            )
+            seen = res.json()
+            assert seen["method"] == "POST" and seen["target"] == "/submit?x=1"
+            assert seen["headers"]["x-token"] == "abc"
+            assert seen["headers"]["content-length"] == str(len("héllo".encode()))
+            assert seen["headers"]["host"] == f"127.0.0.1:{port}"
+            assert seen["headers"]["connection"] == "keep-alive"
+            assert seen["body"] == "héllo"
+            nursery.cancel_scope.cancel()
+
+
+async def test_async_iterable_body_is_sent_chunked() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for piece in (b"one ", b"two ", b"three"):
+            yield piece
+            await trio.sleep(0)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, echo)
+            res = await http.request(url(port), method="PUT", body=parts(), agent=Agent())
+            seen = res.json()
+            assert seen["headers"]["transfer-encoding"] == "chunked"
+            assert seen["body"] == "one two three"
+            nursery.cancel_scope.cancel()
+
+
+async def test_node_options_dict_with_auth() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, echo)
+            options = {
+                "hostname": "127.0.0.1",
+                "port": port,
+                "path": "/opts",
+                "method": "DELETE",
+                "headers": {"x-from": "options"},
+                "auth": "user:pa ss",
+            }
+            seen = (await http.request(options, agent=Agent())).json()
+            assert (seen["method"], seen["target"]) == ("DELETE", "/opts")
+            assert seen["headers"]["x-from"] == "options"
+            assert seen["headers"]["authorization"] == "Basic dXNlcjpwYSBzcw=="
+            nursery.cancel_scope.cancel()
+
+
+async def test_http_over_a_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "http.sock")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await serve_h11(nursery, echo, path=path)
+            agent = Agent()
+            for _ in range(2):
+                res = await http.request({"socket_path": path, "path": "/unix"}, agent=agent)
+                assert res.json()["target"] == "/unix"
+            assert agent.free_sockets == {f"unix:{path}": 1}
+            await agent.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_second_request_reuses_the_connection() -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery)
+            first = await http.request(url(port), agent=agent)
+            second = await http.request(url(port), agent=agent)
+            assert (first.reused_socket, second.reused_socket) == (False, True)
+            assert stats.total == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_agent_false_opens_one_connection_per_request() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, keep_requests=True)
+            for _ in range(5):
+                assert (await http.request(url(port), agent=False)).body == b"hello"
+            assert stats.total == 5
+            assert [dict(r.headers)[b"connection"] for r in stats.seen] == [b"close"] * 5
+            await trio.sleep(0.05)
+            assert stats.open == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_head_response_has_no_body() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery)
+            agent = Agent()
+            res = await http.request(url(port), method="HEAD", agent=agent)
+            assert res.status == 200 and res.body == b""
+            assert (await http.request(url(port), agent=agent)).body == b"hello"
+            nursery.cancel_scope.cancel()
+
+
+# -- streaming ----------------------------------------------------------------------------
+async def test_stream_yields_chunks_and_returns_the_connection() -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery)
+            async with http.stream(url(port), agent=agent) as res:
+                assert res.status == 200 and res.body == b""
+                chunks = [chunk async for chunk in res]
+            assert b"".join(chunks) == b"hello"
+            assert agent.free_sockets == {f"127.0.0.1:{port}": 1}
+            async with http.stream(url(port), agent=agent) as res:
+                assert await res.read() == b"hello" and res.body == b"hello"
+            nursery.cancel_scope.cancel()
+
+
+async def big_body(sock: trionet.net.Socket) -> None:
+    """A response of 1 MB that stalls half-way."""
+    await read_head(sock)
+    await sock.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+    await trio.sleep(10)
+
+
+async def test_abandoned_stream_closes_its_connection() -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, big_body)
+            async with http.stream(url(port), agent=agent) as res:
+                async for _ in res:
+                    break
+            assert agent.sockets == {} and agent.free_sockets == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_mid_body_closes_the_connection() -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, big_body)
+            with trio.move_on_after(0.1) as scope:
+                await http.request(url(port), agent=agent)
+            assert scope.cancelled_caught
+            assert agent.sockets == {} and agent.free_sockets == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_timeout_raises_trionet_timeout_error() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, big_body)
+            agent = Agent()
+            with pytest.raises(trionet.TimeoutError, match="timed out after 0.1s"):
+                await http.request(url(port), agent=agent, timeout=0.1)
+            assert agent.sockets == {}
+            nursery.cancel_scope.cancel()
+
+
+# -- expect: 100-continue -------------------------------------------------------------------
+async def test_expect_continue_sends_the_body_after_100() -> None:
+    async def continuing(sock: trionet.net.Socket) -> None:
+        head = await read_head(sock)
+        assert b"expect: 100-continue" in head.lower()
+        await sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await sock.receive()
+        await sock.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, continuing)
+            res = await http.request(
+                url(port), method="POST", body=b"payload", expect_continue=True, agent=Agent()
+            )
+            assert (res.status, res.body) == (200, b"payload")
+            nursery.cancel_scope.cancel()
+
+
+async def test_expect_continue_refused_never_sends_the_body() -> None:
+    received: list[bytes] = []
+
+    async def refusing(sock: trionet.net.Socket) -> None:
+        await read_head(sock)
+        await sock.send(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+        with trio.move_on_after(0.2):
+            received.append(await sock.receive())
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, refusing)
+            agent = Agent()
+            res = await http.request(
+                url(port), method="POST", body=b"payload", expect_continue=True, agent=agent
+            )
+            assert res.status == 417
+            assert agent.free_sockets == {}  # closed: the body was owed
+            await trio.sleep(0.3)
+            assert b"payload" not in b"".join(received)
+            nursery.cancel_scope.cancel()
+
+
+# -- bad servers ------------------------------------------------------------------------------
+async def reply_with(data: bytes, sock: trionet.net.Socket) -> None:
+    await read_head(sock)
+    await sock.send(data)
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (b"SPDY/3 200 OK\r\n\r\n", "bad response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "cut short"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabEXTRA", "longer than it declared"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 20000 + b"\r\n\r\n", "bad response"),
+    ],
+    ids=["garbage", "body-cut-short", "head-cut-short", "longer-than-declared", "huge-head"],
+)
+async def test_bad_responses_raise_protocol_error(response: bytes, message: str) -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, partial(reply_with, response))
+            with pytest.raises(trionet.ProtocolError, match=message):
+                await http.request(url(port), agent=agent)
+            assert agent.sockets == {} and agent.free_sockets == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_refused_connection_raises_connect_error() -> None:
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with trio.fail_after(10), pytest.raises(trionet.ConnectError, match=f"127.0.0.1:{port}"):
+        await http.request(url(port), agent=Agent())
+
+
+async def test_server_closing_idle_connection_is_not_reused() -> None:
+    """The server closes an idle keep-alive connection: both GET and POST go on a new one."""
+    agent = Agent()
+
+    async def once_then_close(sock: trionet.net.Socket) -> None:
+        await reply_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", sock)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, once_then_close)
+            for method in ("GET", "POST", "GET"):
+                res = await http.request(url(port), method=method, agent=agent)
+                assert (res.status, res.reused_socket) == (200, False)
+                await trio.sleep(0.05)  # the server's FIN arrives
+            nursery.cancel_scope.cancel()
+
+
+async def test_stale_connection_race_retries_get_and_fails_post() -> None:
+    """The server closes a kept-alive connection just as our next request arrives:
+    an idempotent GET is retried on a new connection, a POST raises ConnectError."""
+    agent = Agent()
+
+    async def answer_one_then_drop_the_next(sock: trionet.net.Socket) -> None:
+        await reply_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", sock)
+        await read_head(sock)  # the second request is read, then dropped unanswered
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, answer_one_then_drop_the_next)
+            await http.request(url(port), agent=agent)
+            res = await http.request(url(port), agent=agent)
+            assert (res.status, res.body, res.reused_socket) == (200, b"ok", False)
+            with pytest.raises(trionet.ConnectError, match="POST .*not retried"):
+                await http.request(url(port), method="POST", body=b"x", agent=agent)
+            assert agent.sockets == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_connection_close_response_is_not_pooled() -> None:
+    def closing(request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 200, [("connection", "close")], b"bye"
+
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, closing)
+            assert (await http.request(url(port), agent=agent)).body == b"bye"
+            assert (await http.request(url(port), agent=agent)).body == b"bye"
+            assert agent.free_sockets == {} and stats.total == 2
+            nursery.cancel_scope.cancel()
+
+
+# -- CONNECT and upgrade --------------------------------------------------------------------------
+async def test_connect_tunnel_through_a_proxy() -> None:
+    async def echo_target(sock: trionet.net.Socket) -> None:
+        await trionet.net.pipe(sock, sock)
+
+    async def proxy(sock: trionet.net.Socket) -> None:
+        head = await read_head(sock)
+        request_line = head.split(b"\r\n", 1)[0].decode()
+        method, target, _ = request_line.split(" ")
+        assert method == "CONNECT"
+        host, port = target.rsplit(":", 1)
+        upstream = await trionet.net.connect(int(port), host)
+        await sock.send(b"HTTP/1.1 200 Connection Established\r\n\r\nwelcome|")
+        async with trio.open_nursery() as pipes:
+            pipes.start_soon(trionet.net.pipe, sock, upstream)
+            pipes.start_soon(trionet.net.pipe, upstream, sock)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            target_port = await serve_raw(nursery, echo_target)
+            proxy_port = await serve_raw(nursery, proxy)
+            tunnel = await http.connect_tunnel(url(proxy_port), f"127.0.0.1:{target_port}")
+            assert isinstance(tunnel, trionet.net.Socket)
+            assert await tunnel.receive() == b"welcome|"  # bytes after the 200 come first
+            await tunnel.send(b"through the tunnel")
+            assert await tunnel.receive() == b"through the tunnel"
+            await tunnel.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_connect_tunnel_refused_by_the_proxy() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(
+                nursery, partial(reply_with, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            )
+            with pytest.raises(trionet.ConnectError, match="403 Forbidden"):
+                await http.connect_tunnel(url(port), "example.invalid:443")
+            nursery.cancel_scope.cancel()
+
+
+async def test_upgrade_returns_the_101_the_socket_and_leftover_bytes() -> None:
+    async def switching(sock: trionet.net.Socket) -> None:
+        head = await read_head(sock)
+        assert b"upgrade: test" in head.lower()
+        await sock.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nEARLY"
+        )
+        await trionet.net.pipe(sock, sock)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, switching)
+            res, sock, leftover = await upgrade(
+                url(port, "/chat"), headers={"Connection": "Upgrade", "Upgrade": "test"}
+            )
+            assert res.status == 101 and res.headers["upgrade"] == "test"
+            assert leftover == b"EARLY" and sock is not None
+            await sock.send(b"new protocol")
+            assert await sock.receive() == b"new protocol"
+            await sock.aclose()
+            nursery.cancel_scope.cancel()
+
+
+# -- Node interop -----------------------------------------------------------------------------------
+async def test_against_a_node_keep_alive_server(node: str) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            proc = await nursery.start(
+                partial(
+                    trio.run_process,
+                    [node, str(PEERS / "http_client_server.js")],
+                    stdout=subprocess.PIPE,
+                    check=False,
+                )
+            )
+            assert proc.stdout is not None
+            port = int((await proc.stdout.receive_some(100)).decode())
+            agent = Agent(max_sockets=3)
+            try:
+                res = await http.request(url(port, "/hello"), agent=agent)
+                assert (res.status, res.body) == (200, b"hello")
+                assert res.headers["keep-alive"] == "timeout=5"
+                chunked = await http.request(url(port, "/chunked"), agent=agent)
+                assert chunked.headers["transfer-encoding"] == "chunked"
+                assert chunked.body == b"abc"
+                posted = await http.request(
+                    url(port, "/echo"),
+                    method="POST",
+                    headers={"content-type": "text/plain"},
+                    body="to node",
+                    agent=agent,
+                )
+                assert (posted.text(), posted.headers["content-type"]) == ("to node", "text/plain")
+
+                async def get() -> None:
+                    assert (await http.request(url(port, "/hello"), agent=agent)).body == b"hello"
+
+                async with trio.open_nursery() as clients:
+                    for _ in range(50):
+                        clients.start_soon(get)
+                stats = (await http.request(url(port, "/stats"), agent=agent)).json()
+                assert stats["max_concurrent"] <= 3 and stats["connections"] <= 3
+            finally:
+                await agent.aclose()
+                proc.terminate()
