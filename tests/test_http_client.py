@@ -211,7 +211,7 @@ async def test_timeout_raises_trionet_timeout_error() -> None:
         async with trio.open_nursery() as nursery:
             port = await serve_raw(nursery, big_body)
             agent = Agent()
-            with pytest.raises(trionet.TimeoutError, match="timed out after 0.1s"):
+            with pytest.raises(trionet.TimeoutError, match=r"timed out after 0\.1s"):
                 await http.request(url(port), agent=agent, timeout=0.1)
             assert agent.sockets == {}
             nursery.cancel_scope.cancel()
@@ -327,7 +327,7 @@ async def test_stale_connection_race_retries_get_and_fails_post() -> None:
             await http.request(url(port), agent=agent)
             res = await http.request(url(port), agent=agent)
             assert (res.status, res.body, res.reused_socket) == (200, b"ok", False)
-            with pytest.raises(trionet.ConnectError, match="POST .*not retried"):
+            with pytest.raises(trionet.ConnectError, match=r"POST .*not retried"):
                 await http.request(url(port), method="POST", body=b"x", agent=agent)
             assert agent.sockets == {}
             nursery.cancel_scope.cancel()
@@ -411,7 +411,7 @@ async def test_upgrade_returns_the_101_the_socket_and_leftover_bytes() -> None:
             nursery.cancel_scope.cancel()
 
 
-# -- Node interop -----------------------------------------------------------------------------------
+# -- Node interop ------------------------------------------------------------------------
 async def test_against_a_node_keep_alive_server(node: str) -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
