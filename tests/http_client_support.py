@@ -9,6 +9,7 @@ bytes for the bad-server cases.
 from __future__ import annotations
 
 import inspect
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -44,6 +45,7 @@ async def serve_h11(
     *,
     keep_requests: bool = False,
     path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[int, ConnectionStats]:
     """Start a counting HTTP/1.1 server on 127.0.0.1 (or Unix ``path``); returns (port, stats)."""
     stats = ConnectionStats()
@@ -53,6 +55,13 @@ async def serve_h11(
         stats.total += 1
         stats.max_open = max(stats.max_open, stats.open)
         try:
+            if ssl_context is not None:
+                tls = trio.SSLStream(sock.stream, ssl_context, server_side=True)
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError:
+                    return
+                sock = trionet.net.Socket(tls)
             await _drive(sock, app, stats, keep_requests)
         finally:
             stats.open -= 1

@@ -8,6 +8,7 @@ module both ways.
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from functools import partial
@@ -16,6 +17,7 @@ from pathlib import Path
 import h11
 import pytest
 import trio
+import trustme
 from conftest import PEERS
 from http_client_support import read_head, serve_h11, serve_raw
 
@@ -453,3 +455,39 @@ async def test_against_a_node_keep_alive_server(node: str) -> None:
             finally:
                 await agent.aclose()
                 proc.terminate()
+
+
+# -- HTTPS (the layer trionet.https builds on) ---------------------------------------------
+async def test_https_request_with_a_per_request_context(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext, tls_ca: trustme.CA
+) -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, ssl_context=server_ssl_context)
+            target = f"https://localhost:{port}/"
+            for _ in range(3):
+                res = await http.request(target, agent=agent, ssl_context=client_ssl_context)
+                assert res.body == b"hello"
+            assert stats.total == 1  # TLS connections are pooled too
+            # Another context (another identity) never gets that connection.
+            other = ssl.create_default_context()
+            tls_ca.configure_trust(other)
+            await http.request(target, agent=agent, ssl_context=other)
+            assert stats.total == 2
+            assert agent.free_sockets == {f"localhost:{port}": 2}
+            await agent.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_https_untrusted_certificate_raises_tls_error(
+    server_ssl_context: ssl.SSLContext,
+) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, ssl_context=server_ssl_context)
+            agent = Agent(ssl_context=ssl.create_default_context())
+            with pytest.raises(trionet.TLSError, match="certificate verify failed|self.signed"):
+                await http.request(f"https://localhost:{port}/", agent=agent)
+            assert agent.sockets == {}
+            nursery.cancel_scope.cancel()

@@ -202,7 +202,7 @@ async def _tls_handshake(stream: trio.abc.Stream, origin: Origin) -> trio.SSLStr
         await trio.aclose_forcefully(stream)
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = cause.verify_message or cause.reason
+            reason = f"certificate verify failed: {cause.verify_message or cause.reason}"
         elif isinstance(cause, ssl.SSLError):
             reason = cause.reason or str(cause)
         else:
