@@ -491,3 +491,109 @@ async def test_https_untrusted_certificate_raises_tls_error(
                 await http.request(f"https://localhost:{port}/", agent=agent)
             assert agent.sockets == {}
             nursery.cancel_scope.cancel()
+
+
+# -- against trionet's own server -------------------------------------------------------------
+async def test_against_trionet_http_server_counting_connections() -> None:
+    """The seed scenario on trionet's server: 10 requests, at most 5 connections."""
+    sockets: set[int] = set()
+    concurrent = 0
+    most = 0
+
+    async def app(req: http.Request, res: http.Response) -> None:
+        nonlocal concurrent, most
+        sockets.add(id(req.socket))
+        concurrent += 1
+        most = max(most, concurrent)
+        await trio.sleep(0.05)
+        concurrent -= 1
+        await res.end(f"you asked for {req.path}")
+
+    agent = Agent(max_sockets=5)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(http.serve, app, 0, host="127.0.0.1"))
+            bodies: list[bytes] = []
+
+            async def get(i: int) -> None:
+                bodies.append((await http.request(url(server.port, f"/{i}"), agent=agent)).body)
+
+            async with trio.open_nursery() as clients:
+                for i in range(10):
+                    clients.start_soon(get, i)
+                await trio.sleep(0.02)
+                assert agent.requests == {f"127.0.0.1:{server.port}": 5}
+                assert server.connections == 5
+            assert sorted(bodies) == sorted(f"you asked for /{i}".encode() for i in range(10))
+            assert most == 5 and len(sockets) == 5
+            await agent.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_keep_alive_hint_of_trionet_server_is_honoured() -> None:
+    async def app(req: http.Request, res: http.Response) -> None:
+        await res.end("ok")
+
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            short = await nursery.start(
+                partial(http.serve, app, 0, host="127.0.0.1", keep_alive_timeout=0.2)
+            )
+            first = await http.request(url(short.port), agent=agent)
+            assert first.headers["keep-alive"] == "timeout=0.2"
+            assert agent.free_sockets == {}  # the hint leaves nothing after the 1 s margin
+            long = await nursery.start(partial(http.serve, app, 0, host="127.0.0.1"))
+            assert (await http.request(url(long.port), agent=agent)).status == 200
+            assert agent.free_sockets == {f"127.0.0.1:{long.port}": 1}
+            nursery.cancel_scope.cancel()
+
+
+async def test_node_client_against_trionet_server(node: str) -> None:
+    async def app(req: http.Request, res: http.Response) -> None:
+        await res.end("from trionet")
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(http.serve, app, 0, host="127.0.0.1"))
+            done = await trio.run_process(
+                [node, str(PEERS / "http_client_node.js"), url(server.port), "200", "20", "5"],
+                capture_stdout=True,
+            )
+            report = json.loads(done.stdout)
+            assert report["ok"] == 200 and report["statuses"] == {"200": 200}
+            assert report["bodies"][0] == "from trionet"
+            assert report["sockets_created"] == 5  # Node's keep-alive agent reused them
+            nursery.cancel_scope.cancel()
+
+
+async def test_connect_tunnel_through_the_servers_on_connect_hook() -> None:
+    """trionet.http.serve(on_connect=...) as a tunnelling proxy, the client's CONNECT through it."""
+
+    async def echo_target(sock: trionet.net.Socket) -> None:
+        await trionet.net.pipe(sock, sock)
+
+    async def on_connect(req: http.Request, sock: trionet.net.Socket, head: bytes) -> None:
+        host, port = req.url.rsplit(":", 1)
+        upstream = await trionet.net.connect(int(port), host)
+        await sock.send(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        if head:
+            await upstream.send(head)
+        async with trio.open_nursery() as pipes:
+            pipes.start_soon(trionet.net.pipe, sock, upstream)
+            pipes.start_soon(trionet.net.pipe, upstream, sock)
+
+    async def app(req: http.Request, res: http.Response) -> None:
+        await res.end("not a proxy request")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            target_port = await serve_raw(nursery, echo_target)
+            proxy = await nursery.start(
+                partial(http.serve, app, 0, host="127.0.0.1", on_connect=on_connect)
+            )
+            tunnel = await http.connect_tunnel(url(proxy.port), f"127.0.0.1:{target_port}")
+            await tunnel.send(b"ping through the proxy")
+            assert await tunnel.receive() == b"ping through the proxy"
+            await tunnel.aclose()
+            nursery.cancel_scope.cancel()
