@@ -641,3 +641,39 @@ async def _socket_pair() -> tuple[net.Socket, net.Socket]:
 async def test_socket_passes_trios_half_closeable_stream_checks() -> None:
     with trio.fail_after(30):
         await trio.testing.check_half_closeable_stream(_socket_pair, None)
+
+
+async def test_the_peers_eof_while_we_send_ends_our_side_after_that_send(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    """Without allow_half_open, a peer's EOF that arrives while another task is in
+    the middle of a send ends our side once that send is done (not a BusyResourceError),
+    and a later send fails as Node's "write after end" does."""
+    outcome: list[BaseException] = []
+    reading = trio.Event()
+
+    async def stream_while_reading(sock: net.Socket) -> None:
+        async def flood() -> None:
+            try:
+                while True:
+                    await sock.send(b"z" * 65536)
+            except trio.ClosedResourceError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as both:
+            both.start_soon(flood)
+            reading.set()
+            assert await read_all(sock) == b""
+
+    server = await nursery.start(endpoint.serve(stream_while_reading))
+    with trio.fail_after(10):
+        async with await endpoint.connect(server, allow_half_open=True) as sock:
+            await reading.wait()
+            await trio.sleep(0.1)  # the flood now blocks on a full buffer
+            await sock.send_eof()
+            total = len(await read_all(sock))
+        while server.connections:
+            await trio.sleep(0.01)
+    assert total > 0
+    assert len(outcome) == 1
+    assert "ended" in str(outcome[0])

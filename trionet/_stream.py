@@ -66,6 +66,11 @@ class Socket(trio.abc.HalfCloseableStream):
         #: ``trio.current_time()`` of the last byte in or out; idle timeouts read it.
         self.last_activity = trio.current_time()
         self._eof_sent = False
+        # A task is inside send(): an automatic end (allow_half_open=False) must
+        # wait for it, since a Trio stream takes one sender at a time.
+        self._sending = False
+        self._end_after_send = False
+        self._ended_by_peer = False
         sock = raw_socket(stream)
         self._sock = sock
         self.remote_address: Address | None = None
@@ -86,14 +91,25 @@ class Socket(trio.abc.HalfCloseableStream):
     # -- sending ---------------------------------------------------------------
     async def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send all of ``data``; returns once the kernel took it (Node's ``drain``)."""
-        if self._eof_sent:
+        if self._eof_sent or self._end_after_send:
             await trio.lowlevel.checkpoint()
-            raise trio.ClosedResourceError("cannot send after send_eof() (Node: write after end)")
+            raise trio.ClosedResourceError(self._why_ended())
         if isinstance(data, str):
             data = data.encode()
-        await self.stream.send_all(data)
+        self._sending = True
+        try:
+            await self.stream.send_all(data)
+        finally:
+            self._sending = False
         self.bytes_written += len(data)
         self.last_activity = trio.current_time()
+        if self._end_after_send:
+            await self._end_quietly()
+
+    def _why_ended(self) -> str:
+        if self._ended_by_peer:
+            return "cannot send: the peer ended the connection (allow_half_open=False)"
+        return "cannot send after send_eof() (Node: write after end)"
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Trio's name for :meth:`send`."""
@@ -129,9 +145,18 @@ class Socket(trio.abc.HalfCloseableStream):
             self.bytes_read += len(data)
             self.last_activity = trio.current_time()
         elif not self.allow_half_open and not self._eof_sent:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await self.send_eof()
+            self._ended_by_peer = True
+            if self._sending:
+                self._end_after_send = True  # that send ends our side when it is done
+            else:
+                await self._end_quietly()
         return bytes(data)
+
+    async def _end_quietly(self) -> None:
+        """End our side for the peer that ended its own (Node's allowHalfOpen=false)."""
+        self._end_after_send = False
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Trio's name for :meth:`receive`."""
