@@ -110,8 +110,20 @@ def encode_header(name: str, value: HeaderValue) -> list[tuple[bytes, bytes]]:
     return lines
 
 
+# Where Node's http.STATUS_CODES differs from Python's http.HTTPStatus.
+_NODE_PHRASES = {
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    509: "Bandwidth Limit Exceeded",
+}
+
+
 def reason_phrase(status: int) -> str:
-    """The standard reason phrase for ``status`` (h11 would send an empty one)."""
+    """Node's reason phrase for ``status`` (h11 would send an empty one)."""
+    phrase = _NODE_PHRASES.get(status)
+    if phrase is not None:
+        return phrase
     try:
         return HTTPStatus(status).phrase
     except ValueError:
