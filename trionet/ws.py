@@ -84,9 +84,11 @@ CloseCode = CloseReason
 #: (ws allows 100 MiB; 1 MiB bounds what one peer can make us hold).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
-#: Messages the receive queue holds before the reader stops reading. The
-#: ``websockets`` package's ``max_queue`` default is 16; trio-websocket's is 1.
-MAX_QUEUE_MESSAGES = 16
+#: Undelivered messages at which the reader stops reading the socket. The
+#: queue is also bounded in bytes, by ``max_message_size`` (see WebSocket).
+#: For comparison: ``websockets`` holds up to ``max_queue=16`` messages of
+#: ``max_size`` (16 MiB), trio-websocket 1, Node's ws has no bound at all.
+MAX_QUEUE_MESSAGES = 1024
 
 #: How long ``aclose()`` waits for the peer's Close. ws waits 30 s
 #: (``closeTimeout``), trio-websocket 60 s; a silent peer holding a socket and
@@ -177,17 +179,19 @@ class WebSocket:
     or from :func:`connect`; they do not create it.
 
     Sending is safe from several tasks at once (frames never interleave) and
-    awaits the socket, so a slow peer slows the sender. Receiving goes through
-    a queue of at most :data:`MAX_QUEUE_MESSAGES` messages.
+    awaits the socket, so a slow peer slows the sender.
 
-    Backpressure trade-off: when the queue is full the reader stops reading
-    the socket, so a peer that out-sends a slow application is slowed down by
-    TCP and memory stays bounded (queue x ``max_message_size``). Frames behind
-    the unread data wait too, but nothing can hang on them:
-    ``aclose()`` first drops the queue and lets the reader drain the socket,
-    so our close handshake always completes; our heartbeat does not count a
-    ping as lost while the reader is held up by our own application; and the
-    pings and Close that were in the data already read are answered at once.
+    Receiving: the reader task keeps reading while the application lags, so
+    pings are answered and a Close is completed whatever the application
+    does, until the undelivered messages reach ``max_message_size`` bytes or
+    :data:`MAX_QUEUE_MESSAGES` messages. Then it stops reading the socket, so
+    TCP slows the peer down and memory stays bounded (about twice
+    ``max_message_size`` per connection, against 16 x 1 MiB for websockets).
+    That is the trade-off: past that point, frames behind the unread data
+    wait for the application too. Nothing can hang on them: ``aclose()``
+    drops the queue and lets the reader drain the socket, so our close
+    handshake always completes, and the heartbeat does not count a ping as
+    lost while the reader is held up by our own application.
     """
 
     def __init__(
@@ -222,6 +226,8 @@ class WebSocket:
         self._close_reason = ""
         self._send_lock = trio.Lock()
         self._queue: deque[str | bytes] = deque()
+        self._queued_bytes = 0
+        self._queue_limit = guard.max_message_size
         self._parts: list[Any] = []
         self._message_arrived = trio.lowlevel.ParkingLot()
         self._room = trio.lowlevel.ParkingLot()
@@ -367,7 +373,8 @@ class WebSocket:
                 self._raise_closed()
             await self._message_arrived.park()
         message = self._queue.popleft()
-        if self._reader_waiting_for_room:
+        self._queued_bytes -= len(message)
+        if self._reader_waiting_for_room and self._has_room():
             self._room.unpark_all()
         return message
 
@@ -406,6 +413,7 @@ class WebSocket:
 
     def _drop_queue(self) -> None:
         self._queue.clear()
+        self._queued_bytes = 0
         self._parts.clear()
         self._room.unpark_all()
         self._message_arrived.unpark_all()
@@ -453,8 +461,15 @@ class WebSocket:
             if not self._closed.is_set():
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
+    def _has_room(self, factor: int = 1) -> bool:
+        return (
+            self._queued_bytes < factor * self._queue_limit
+            and len(self._queue) < factor * MAX_QUEUE_MESSAGES
+        )
+
     async def _wait_for_room(self) -> None:
-        while len(self._queue) >= MAX_QUEUE_MESSAGES and self._state is State.OPEN:
+        """Hold the reader while the application has too much unread."""
+        while not self._has_room() and self._state is State.OPEN:
             self._reader_waiting_for_room = True
             try:
                 await self._room.park()
@@ -467,6 +482,13 @@ class WebSocket:
         for event in self._conn.events():
             if isinstance(event, Message):
                 self._on_message(event)
+                if not self._has_room(factor=2):
+                    # One read can carry many messages (and with compression,
+                    # inflate to many more bytes): stop parsing it half-way.
+                    if not await self._write_control(bytes(replies)):
+                        return
+                    replies.clear()
+                    await self._wait_for_room()
             elif isinstance(event, Ping):
                 if self._conn.state is WireState.OPEN:
                     replies += self._conn.send(event.response())
@@ -494,6 +516,7 @@ class WebSocket:
         else:
             message = event.data
         self._queue.append(message)
+        self._queued_bytes += len(message)
         self._message_arrived.unpark()
 
     def _on_pong(self, payload: bytes) -> None:

@@ -1,0 +1,530 @@
+"""trionet.ws: the server, the client and what a user sees of the protocol.
+
+Every test runs a real server on 127.0.0.1 port 0 and real clients, bounded by
+``trio.fail_after``. Raw-frame protocol violations are in test_ws_violations.py,
+the Autobahn case list in test_ws_autobahn.py, Node and websockets interop in
+test_ws_interop.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import zlib
+from typing import Any
+
+import pytest
+import trio
+from _ws_raw import BINARY, PING, PONG, TEXT, RawClient, close_frame, frame
+from conftest import open_fds
+
+import trionet
+from trionet import ws
+
+pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
+
+
+async def echo(sock: ws.WebSocket) -> None:
+    async for message in sock:
+        await sock.send(message)
+
+
+async def start(nursery: trio.Nursery, handler: Any = echo, **options: Any) -> trionet.net.Server:
+    """Start ``ws.serve`` on 127.0.0.1, port 0."""
+    serve = functools.partial(ws.serve, handler, 0, host="127.0.0.1", **options)
+    return await nursery.start(serve)
+
+
+def url(server: Any, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+# -- the seed's flow and basic messaging --------------------------------------------
+
+
+async def test_seed_flow_hello_world_yakexi(nursery: trio.Nursery) -> None:
+    async def yakexi(sock: ws.WebSocket) -> None:
+        async for message in sock:
+            if message == "hello world!":
+                await sock.send("yakexi")
+
+    server = await start(nursery, yakexi)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.send("hello world!")
+            assert await client.receive() == "yakexi"
+    assert client.close_code == 1000
+
+
+async def test_text_stays_text_and_bytes_stay_bytes(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.send("héllo ✓")
+            await client.send(b"\x00\xffbinary")
+            await client.send(bytearray(b"ba"))
+            assert await client.receive() == "héllo ✓"
+            assert await client.receive() == b"\x00\xffbinary"
+            assert await client.receive() == b"ba"
+
+
+async def test_path_request_and_remote_address(nursery: trio.Nursery) -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(sock: ws.WebSocket) -> None:
+        seen.update(path=sock.path, remote=sock.remote_address, request=sock.request)
+
+    server = await start(nursery, handler)
+    with trio.fail_after(5):
+        async with ws.connect(url(server, "/chat?room=1"), headers={"X-Token": "abc"}) as client:
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+    assert closed.value.code == 1000
+    assert seen["path"] == "/chat?room=1"
+    assert seen["remote"][0] == "127.0.0.1"
+    assert seen["request"].headers["x-token"] == "abc"
+
+
+async def test_async_for_ends_cleanly_when_the_server_closes_normally(
+    nursery: trio.Nursery,
+) -> None:
+    async def three_then_bye(sock: ws.WebSocket) -> None:
+        for i in range(3):
+            await sock.send(str(i))
+        await sock.aclose(1001, "going away")
+
+    server = await start(nursery, three_then_bye)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            assert [m async for m in client] == ["0", "1", "2"]
+    assert (client.close_code, client.close_reason) == (1001, "going away")
+
+
+async def test_an_abnormal_close_code_is_raised_from_async_for(nursery: trio.Nursery) -> None:
+    async def refuse(sock: ws.WebSocket) -> None:
+        await sock.aclose(4000, "custom")
+
+    server = await start(nursery, refuse)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                async for _ in client:
+                    pass
+    assert (closed.value.code, closed.value.reason) == (4000, "custom")
+    assert isinstance(closed.value, trionet.TrionetError)
+
+
+async def test_send_after_close_raises_connection_closed(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.aclose()
+            with pytest.raises(ws.ConnectionClosed):
+                await client.send("too late")
+            assert client.state is ws.State.CLOSED
+
+
+async def test_messages_sent_before_the_peer_closed_are_still_delivered(
+    nursery: trio.Nursery,
+) -> None:
+    async def burst_then_close(sock: ws.WebSocket) -> None:
+        for i in range(10):
+            await sock.send(f"m{i}")
+
+    server = await start(nursery, burst_then_close)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.wait_closed()
+            assert [m async for m in client] == [f"m{i}" for i in range(10)]
+
+
+async def test_handler_exception_closes_with_1011_and_is_logged(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(sock: ws.WebSocket) -> None:
+        raise RuntimeError("boom")
+
+    server = await start(nursery, broken)
+    with trio.fail_after(5), caplog.at_level(logging.INFO, logger="trionet"):
+        async with ws.connect(url(server)) as client:
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+    assert closed.value.code == 1011
+    assert "boom" in caplog.text
+    async with ws.connect(url(server)):  # the server is still up
+        pass
+
+
+async def test_concurrent_senders_never_interleave_frames(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    big = [bytes([i]) * 100_000 for i in range(8)]
+    with trio.fail_after(10):
+        async with ws.connect(url(server)) as client:
+            async with trio.open_nursery() as senders:
+                for message in big:
+                    senders.start_soon(client.send, message)
+            received = [await client.receive() for _ in big]
+    assert sorted(received) == sorted(big)
+
+
+# -- ping and pong ---------------------------------------------------------------
+
+
+async def test_ping_returns_when_the_pong_arrives(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.ping()
+            await client.ping(b"payload")
+            async with trio.open_nursery() as pingers:
+                for i in range(5):
+                    pingers.start_soon(client.ping, str(i).encode())
+
+
+async def test_server_answers_pings_even_when_the_app_never_reads(
+    nursery: trio.Nursery,
+) -> None:
+    """The receive queue fills up; control frames still get answered (trio-websocket#74)."""
+    async def sleeper(sock: ws.WebSocket) -> None:
+        await trio.sleep_forever()
+
+    server = await start(nursery, sleeper)
+    with trio.fail_after(5):
+        raw = await RawClient.connect(server.port)
+        await raw.send(*(frame(TEXT, f"unread {i}") for i in range(100)))
+        await raw.send(frame(PING, b"still there?"))
+        pong = await raw.next_frame()
+        assert pong is not None and (pong.opcode, pong.payload) == (PONG, b"still there?")
+        await raw.send(close_frame(1000))
+        assert await raw.close_code() == 1000
+        await raw.aclose()
+
+
+async def test_aclose_completes_while_the_queue_is_full(nursery: trio.Nursery) -> None:
+    """A client that stops reading can still close at once (trio-websocket#74)."""
+    async def flood(sock: ws.WebSocket) -> None:
+        for i in range(200):
+            await sock.send(f"{i}" * 1000)
+        await sock.wait_closed()
+
+    server = await start(nursery, flood)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await trio.sleep(0.2)  # let the queue fill
+        assert client.close_code == 1000
+
+
+async def test_heartbeat_closes_a_peer_that_stops_answering_pings(
+    nursery: trio.Nursery,
+) -> None:
+    closed = trio.Event()
+    seen: dict[str, Any] = {}
+
+    async def handler(sock: ws.WebSocket) -> None:
+        await sock.wait_closed()
+        seen["code"] = sock.close_code
+        closed.set()
+
+    server = await start(nursery, handler, ping_interval=0.1, ping_timeout=0.2)
+    with trio.fail_after(5):
+        raw = await RawClient.connect(server.port)
+        ping = await raw.next_frame()  # a silent client: never answers
+        assert ping is not None and ping.opcode == PING
+        await closed.wait()
+        frames = await raw.frames_until_close()
+        await raw.aclose()
+    assert seen["code"] == 1011
+    assert not frames or frames[-1].close_code == 1011
+
+
+async def test_heartbeat_keeps_a_live_client(nursery: trio.Nursery) -> None:
+    server = await start(nursery, ping_interval=0.05, ping_timeout=0.5)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await trio.sleep(0.3)
+            await client.send("alive")
+            assert await client.receive() == "alive"
+
+
+# -- handshake options -------------------------------------------------------------
+
+
+async def test_subprotocol_selection_prefers_the_servers_order(nursery: trio.Nursery) -> None:
+    async def report(sock: ws.WebSocket) -> None:
+        await sock.send(sock.subprotocol or "none")
+
+    server = await start(nursery, report, subprotocols=["v2.chat", "v1.chat"])
+    with trio.fail_after(5):
+        async with ws.connect(url(server), subprotocols=["v1.chat", "v2.chat"]) as client:
+            assert client.subprotocol == "v2.chat"
+            assert await client.receive() == "v2.chat"
+        async with ws.connect(url(server), subprotocols=["other"]) as client:
+            assert client.subprotocol is None
+            assert await client.receive() == "none"
+
+
+async def test_accept_refuses_a_handshake_with_a_status(nursery: trio.Nursery) -> None:
+    def only_with_token(req: Any) -> Any:
+        if req.headers.get("authorization") == "Bearer ok":
+            return True
+        if req.path == "/teapot":
+            return (418, {"X-Why": "tea"}, b"short and stout")
+        return False
+
+    server = await start(nursery, accept=only_with_token)
+    with trio.fail_after(5):
+        with pytest.raises(ws.HandshakeError) as refused:
+            async with ws.connect(url(server)):
+                pass
+        assert refused.value.status == 401
+        assert isinstance(refused.value, trionet.ProtocolError)
+        with pytest.raises(ws.HandshakeError) as refused:
+            async with ws.connect(url(server, "/teapot")):
+                pass
+        assert refused.value.status == 418
+        assert refused.value.body == b"short and stout"
+        async with ws.connect(url(server), headers={"Authorization": "Bearer ok"}) as client:
+            await client.send("in")
+            assert await client.receive() == "in"
+
+
+async def test_async_accept_hook(nursery: trio.Nursery) -> None:
+    async def slow_no(req: Any) -> bool:
+        await trio.sleep(0.01)
+        return False
+
+    server = await start(nursery, accept=slow_no)
+    with trio.fail_after(5), pytest.raises(ws.HandshakeError, match="401"):
+        async with ws.connect(url(server)):
+            pass
+
+
+async def test_plain_http_to_a_websocket_server_gets_426(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        raw = RawClient(await trionet.net.connect(server.port, "127.0.0.1"))
+        status, headers = await raw.request("/", {"Host": "x"})
+        await raw.aclose()
+    assert status == 426
+    assert headers["upgrade"].lower() == "websocket"
+
+
+MALFORMED_HANDSHAKES = {
+    "missing key": ({"Sec-WebSocket-Key": None}, "GET", 400),
+    "key not base64": ({"Sec-WebSocket-Key": "not base64!!"}, "GET", 400),
+    "key of 15 bytes": ({"Sec-WebSocket-Key": "YWJjZGVmZ2hpamtsbW5v"}, "GET", 400),
+    "key of 17 bytes": ({"Sec-WebSocket-Key": "YWJjZGVmZ2hpamtsbW5vcHE="}, "GET", 400),
+    "version 8": ({"Sec-WebSocket-Version": "8"}, "GET", 426),
+    "no version": ({"Sec-WebSocket-Version": None}, "GET", 400),
+    "POST": ({}, "POST", 405),
+    "upgrade to h2c": ({"Upgrade": "h2c"}, "GET", 400),
+    # Without "Connection: Upgrade" it is no upgrade at all: the HTTP app answers 426.
+    "no Connection: upgrade": ({"Connection": "keep-alive"}, "GET", 426),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_HANDSHAKES))
+async def test_malformed_handshakes_are_refused_never_101(
+    nursery: trio.Nursery, case: str
+) -> None:
+    changes, method, expected = MALFORMED_HANDSHAKES[case]
+    server = await start(nursery)
+    headers: dict[str, str] = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    for name, value in changes.items():
+        if value is None:
+            del headers[name]
+        else:
+            headers[name] = value
+    if method == "POST":
+        headers["Content-Length"] = "0"
+    with trio.fail_after(5):
+        raw = RawClient(await trionet.net.connect(server.port, "127.0.0.1"))
+        status, response_headers = await raw.request("/", headers, method=method)
+        await raw.aclose()
+        assert status == expected
+        if expected == 426 and case == "version 8":
+            assert response_headers["sec-websocket-version"] == "13"
+        async with ws.connect(url(server)) as client:  # still serving
+            await client.send("ok")
+            assert await client.receive() == "ok"
+
+
+async def test_client_refuses_a_wrong_accept_token(nursery: trio.Nursery) -> None:
+    async def liar(sock: trionet.net.Socket) -> None:
+        await sock.receive()
+        await sock.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
+        )
+        await sock.receive()
+
+    server = await nursery.start(functools.partial(trionet.net.serve, liar, 0, host="127.0.0.1"))
+    with trio.fail_after(5), pytest.raises(ws.HandshakeError, match="accept"):
+        async with ws.connect(url(server)):
+            pass
+
+
+async def test_connect_to_a_closed_port_raises_connect_error() -> None:
+    with socket_port() as port, trio.fail_after(5), pytest.raises(trionet.ConnectError):
+        async with ws.connect(f"ws://127.0.0.1:{port}/"):
+            pass
+
+
+def socket_port() -> Any:
+    """A context manager yielding a port nobody listens on."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def manager() -> Any:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            yield s.getsockname()[1]
+
+    return manager()
+
+
+# -- sizes and compression ---------------------------------------------------------
+
+
+async def test_16_mib_binary_message_arrives_intact(nursery: trio.Nursery) -> None:
+    server = await start(nursery, max_message_size=1 << 25)
+    payload = os.urandom(1 << 20) * 16
+    with trio.fail_after(30):
+        async with ws.connect(url(server), max_message_size=1 << 25) as client:
+            await client.send(payload)
+            assert await client.receive() == payload
+
+
+async def test_message_over_max_message_size_closes_1009(nursery: trio.Nursery) -> None:
+    server = await start(nursery, max_message_size=1000)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.send(b"x" * 1000)
+            assert await client.receive() == b"x" * 1000
+            await client.send(b"x" * 1001)
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+    assert closed.value.code == 1009
+
+
+async def test_client_enforces_its_own_max_message_size(nursery: trio.Nursery) -> None:
+    async def big(sock: ws.WebSocket) -> None:
+        await sock.send(b"y" * 5000)
+        await sock.wait_closed()
+
+    server = await start(nursery, big)
+    with trio.fail_after(5):
+        async with ws.connect(url(server), max_message_size=4096) as client:
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+    assert closed.value.code == 1009
+
+
+async def test_compression_is_negotiated_only_when_the_server_enables_it(
+    nursery: trio.Nursery,
+) -> None:
+    plain = await start(nursery)
+    deflating = await start(nursery, compression=True)
+    text = "compressible " * 10_000
+    with trio.fail_after(5):
+        async with ws.connect(url(plain)) as client:
+            assert client.extensions == []
+        async with ws.connect(url(deflating)) as client:
+            assert [e.name for e in client.extensions] == ["permessage-deflate"]
+            before = client.socket.bytes_written
+            await client.send(text)
+            assert await client.receive() == text
+            assert client.socket.bytes_written - before < len(text) // 10
+
+
+async def test_deflate_bomb_is_refused_without_inflating_it(nursery: trio.Nursery) -> None:
+    """A 100 MiB message compressed to ~100 KiB: the limit applies to the inflated size."""
+    server = await start(nursery, compression=True, max_message_size=1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = compressor.compress(b"\0" * (100 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    bomb = bomb[:-4]
+    with trio.fail_after(10):
+        raw = await RawClient.connect(
+            server.port, headers={"Sec-WebSocket-Extensions": "permessage-deflate"}
+        )
+        await raw.send(frame(BINARY, bomb, rsv=4))
+        assert await raw.close_code() == 1009
+        await raw.aclose()
+
+
+# -- HTTP and WebSocket on one port ------------------------------------------------
+
+
+async def test_http_and_websocket_share_a_port(nursery: trio.Nursery) -> None:
+    async def page(req: Any, res: Any) -> None:
+        await res.end(b"<html>hello</html>")
+
+    serve = functools.partial(
+        trionet.http.serve, page, 0, host="127.0.0.1", on_upgrade=ws.handler(echo)
+    )
+    server = await nursery.start(serve)
+    with trio.fail_after(5):
+        response = await trionet.http.request(f"http://127.0.0.1:{server.port}/")
+        assert response.status == 200
+        assert response.body == b"<html>hello</html>"
+        async with ws.connect(url(server, "/socket")) as client:
+            await client.send("over the same port")
+            assert await client.receive() == "over the same port"
+
+
+# -- scale and hygiene -------------------------------------------------------------
+
+
+async def test_a_thousand_concurrent_connections_echo(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    done = 0
+
+    async def one(i: int) -> None:
+        nonlocal done
+        async with ws.connect(url(server)) as client:
+            await client.send(f"client {i}")
+            assert await client.receive() == f"client {i}"
+        done += 1
+
+    limit = trio.CapacityLimiter(1000)
+
+    async def bounded(i: int) -> None:
+        async with limit:
+            await one(i)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as clients:
+            for i in range(1000):
+                clients.start_soon(bounded, i)
+    assert done == 1000
+
+
+async def test_no_leaked_fds_or_tasks_after_many_connections(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    async with ws.connect(url(server)):  # warm up (imports, lazy objects)
+        pass
+    await trio.sleep(0.05)
+    fds_before = open_fds()
+    tasks_before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    with trio.fail_after(20):
+        for _ in range(30):
+            async with ws.connect(url(server)) as client:
+                await client.send("x")
+                await client.receive()
+        raw = await RawClient.connect(server.port)  # and one broken by a protocol error
+        await raw.send(frame(TEXT, "unmasked", mask=False))
+        await raw.close_code()
+        await raw.aclose()
+        while server.connections:
+            await trio.sleep(0.01)
+    assert open_fds() <= fds_before
+    tasks_after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    assert tasks_after <= tasks_before
