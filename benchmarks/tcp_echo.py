@@ -1,9 +1,11 @@
-"""TCP echo throughput (MB/s): trionet.net server and client vs the same loop on raw Trio.
+"""TCP echo throughput (MB/s) and connection rate: trionet.net vs the same loops on raw Trio.
 
 One process, one connection over 127.0.0.1: the client streams chunks while a
 second task reads the echo back; the server echoes with ``net.pipe(sock, sock)``
 (trionet) or a ``receive_some``/``send_all`` loop (Trio). Figures are MB of
-echoed data per second, best of several interleaved runs.
+echoed data per second, best of several interleaved runs. A third workload
+counts connections per second (connect, echo 4 bytes, close) from 8 clients at
+once, which weighs the per-connection cost of ``serve`` and ``Socket``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import trio
-from _harness import LoopStats, Result, compare, load_loop, main
+from _harness import LoopStats, Result, compare, concurrent_load, load_loop, main
 
 import trionet
 
@@ -100,6 +102,60 @@ def _mb_per_s(
     return stats.rate / 1e6
 
 
+# -- connections per second: accept, one echo, close -------------------------------
+#: Clients connecting at once in the connection-rate workload.
+CONCURRENCY = 8
+
+
+async def _trionet_connections(count: int, seconds: float) -> LoopStats:
+    async def echo(sock: trionet.net.Socket) -> None:
+        await trionet.net.pipe(sock, sock)
+
+    async def one() -> None:
+        async with await trionet.net.connect(server.port, HOST) as sock:
+            await sock.send(b"ping")
+            await sock.send_eof()
+            while await sock.receive():
+                pass
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(trionet.net.serve, echo, 0, host=HOST))
+        stats = await concurrent_load(
+            one, concurrency=CONCURRENCY, max_count=count, max_seconds=seconds
+        )
+        server.close()
+    return stats
+
+
+async def _trio_connections(count: int, seconds: float) -> LoopStats:
+    async def echo(stream: trio.SocketStream) -> None:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+        await stream.send_eof()
+
+    async def one() -> None:
+        async with await trio.open_tcp_stream(HOST, port) as stream:
+            await stream.send_all(b"ping")
+            await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, echo, 0, host=HOST))
+        port = listeners[0].socket.getsockname()[1]
+        stats = await concurrent_load(
+            one, concurrency=CONCURRENCY, max_count=count, max_seconds=seconds
+        )
+        nursery.cancel_scope.cancel()
+    return stats
+
+
+def _per_s(
+    subject: Callable[[int, float], Awaitable[LoopStats]], count: int, seconds: float
+) -> float:
+    return trio.run(subject, count, seconds).rate
+
+
 def run(quick: bool) -> list[Result]:
     repeats, seconds = (2, 1.0) if quick else (5, 3.0)
     results: list[Result] = []
@@ -110,6 +166,13 @@ def run(quick: bool) -> list[Result]:
             "trio": partial(_mb_per_s, _trio, chunk, total, seconds),
         }
         results += compare(name, "MB/s", subjects, baseline="trio", repeats=repeats)
+    count = 1_000 if quick else 20_000
+    connections = {
+        "trionet": partial(_per_s, _trionet_connections, count, seconds),
+        "trio": partial(_per_s, _trio_connections, count, seconds),
+    }
+    name = f"tcp connect+echo+close x{CONCURRENCY}"
+    results += compare(name, "conns/s", connections, baseline="trio", repeats=repeats)
     return results
 
 

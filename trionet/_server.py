@@ -224,19 +224,23 @@ class Server:
         handle: ConnectionHandler,
         ssl_context: TLSContext | None,
     ) -> None:
-        peer = _peer_name(stream)
         wrapped: trio.abc.Stream = stream
         try:
             if ssl_context is not None:
                 wrapped = await tls_handshake(stream, ssl_context)
             await handle(wrapped)
         except TLSHandshakeFailed as exc:
-            logger.info("TLS handshake with %s failed: %s", peer, exc)
+            logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
         except Exception:
-            logger.exception("connection handler for %s failed", peer)
+            logger.exception("connection handler for %s failed", _peer_name(stream))
         finally:
             self._connections -= 1
-            await trio.aclose_forcefully(wrapped)
+            if wrapped is stream:
+                # Closing a plain socket never blocks; aclose_forcefully's
+                # cancelled scope would cost an exception per connection.
+                await stream.aclose()
+            else:
+                await trio.aclose_forcefully(wrapped)
 
 
 class TLSHandshakeFailed(Exception):
