@@ -446,6 +446,7 @@ class WebSocket:
     async def _run_reader(self) -> None:
         """Read frames until the connection ends; answer control frames at once."""
         try:
+            await self._handle_events()  # frames that came with the handshake
             while not self._closed.is_set():
                 await self._wait_for_room()
                 try:
