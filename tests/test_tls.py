@@ -398,3 +398,29 @@ async def test_serve_runs_through_functools_partial_as_documented(
         assert await talk(sock) == b"ping\n"
         await sock.aclose()
     server.close()
+
+
+# -- the stream contract ------------------------------------------------------------------
+async def test_tls_stream_keeps_trios_half_closeable_stream_contract(
+    tls_ca: trustme.CA, server_identity: Identity, ca_pem: bytes
+) -> None:
+    """trio.testing's own checks: checkpoints, busy/closed errors, half-close over TLS 1.3."""
+    from trio.testing import check_half_closeable_stream, memory_stream_pair
+
+    from trionet.tls import TLSStream, client_config, server_config
+
+    server_tls = server_config(**server_identity.options())
+    client_tls = client_config(ca=ca_pem)
+
+    async def stream_maker() -> tuple[TLSStream, TLSStream]:
+        left, right = memory_stream_pair()
+        client = TLSStream(left, client_tls, server_hostname="localhost")
+        server = TLSStream(right, server_tls)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.do_handshake)
+            nursery.start_soon(server.do_handshake)
+        assert client.authorized
+        return client, server
+
+    with trio.fail_after(20):
+        await check_half_closeable_stream(stream_maker, None)

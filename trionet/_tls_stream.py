@@ -22,6 +22,7 @@ Rules that keep it simple:
 from __future__ import annotations
 
 import contextlib
+import operator
 from typing import Any
 
 import trio
@@ -79,8 +80,12 @@ class TLSStream(trio.abc.HalfCloseableStream):
         if server_hostname and not _is_ip(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
         self._send_lock = trio.StrictFIFOLock()
+        # Trio's stream contract: one sender and one receiver at a time.
+        self._sending = False
+        self._receiving = False
         self._handshake_done = False
         self._transport_eof = False
+        self._eof_sent = False
         self._closed = False
         #: True when the peer's certificate was verified (Node's ``authorized``).
         self.authorized = False
@@ -175,46 +180,73 @@ class TLSStream(trio.abc.HalfCloseableStream):
     # -- the stream interface --------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send all of ``data``."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this TLS stream")
         self._check_open()
-        view = memoryview(data)
+        if self._eof_sent:
+            raise trio.ClosedResourceError("send_eof() was called: no more sending")
+        self._sending = True
+        try:
+            await self._send_all(memoryview(data))
+        finally:
+            self._sending = False
+
+    async def _send_all(self, view: memoryview) -> None:
+        if not view:
+            await trio.lowlevel.checkpoint()
+            return
         try:
             for start in range(0, len(view), WRITE_CHUNK):
                 self._conn.sendall(view[start : start + WRITE_CHUNK].tobytes())
                 await self._flush()
         except SSL.Error as exc:
             raise TLSStreamBroken(f"TLS send failed: {_openssl_reason(exc)}") from None
-        if not view:
-            await trio.lowlevel.checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive and decrypt up to ``max_bytes``; ``b""`` once the peer has ended."""
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this TLS stream")
         self._check_open()
-        size = BUFSIZE if max_bytes is None else max_bytes
+        size = BUFSIZE if max_bytes is None else operator.index(max_bytes)
+        if size < 1:
+            raise ValueError(f"max_bytes must be >= 1, not {size}")
+        self._receiving = True
+        try:
+            return await self._receive_some(size)
+        finally:
+            self._receiving = False
+
+    async def _receive_some(self, size: int) -> bytes:
         while True:
             try:
                 data = self._conn.recv(size)
             except SSL.WantReadError:
                 if self._transport_eof:
+                    await trio.lowlevel.checkpoint()
                     return b""
                 # Post-handshake messages (TLS 1.3 tickets, key updates) may need replies.
                 await self._flush()
                 await self._feed()  # at EOF, the next recv() raises ZeroReturn or SysCallError
                 continue
             except SSL.ZeroReturnError:
-                return b""  # close_notify: a clean end of data
+                data = b""  # close_notify: a clean end of data
             except SSL.SysCallError:
-                return b""  # TCP closed without close_notify: treated as the end, as Node does
+                data = b""  # TCP closed without close_notify: the end, as Node treats it
             except SSL.Error as exc:
                 raise TLSStreamBroken(f"TLS receive failed: {_openssl_reason(exc)}") from None
-            await self._flush()
+            await self._flush()  # also a checkpoint, as Trio's stream contract wants
             return data
 
     async def send_eof(self) -> None:
         """Send close_notify: TLS 1.3 lets the peer go on sending (half-close)."""
         self._check_open()
+        if self._eof_sent:
+            await trio.lowlevel.checkpoint()
+            return
+        self._eof_sent = True
         with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
         await self._flush()
