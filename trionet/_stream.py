@@ -63,8 +63,6 @@ class Socket(trio.abc.HalfCloseableStream):
         self.allow_half_open = allow_half_open
         self.bytes_read = 0
         self.bytes_written = 0
-        #: ``trio.current_time()`` of the last byte in or out; idle timeouts read it.
-        self.last_activity = trio.current_time()
         self._eof_sent = False
         # A task is inside send(): an automatic end (allow_half_open=False) must
         # wait for it, since a Trio stream takes one sender at a time.
@@ -102,7 +100,6 @@ class Socket(trio.abc.HalfCloseableStream):
         finally:
             self._sending = False
         self.bytes_written += len(data)
-        self.last_activity = trio.current_time()
         if self._end_after_send:
             await self._end_quietly()
 
@@ -143,7 +140,6 @@ class Socket(trio.abc.HalfCloseableStream):
         data = await self.stream.receive_some(max_bytes)
         if data:
             self.bytes_read += len(data)
-            self.last_activity = trio.current_time()
         elif not self.allow_half_open and not self._eof_sent:
             self._ended_by_peer = True
             if self._sending:
