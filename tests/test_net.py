@@ -540,6 +540,23 @@ async def test_connect_timeout_raises_trionet_timeout_error(nursery: trio.Nurser
     assert f"{HOST}:{server.port}" in str(info.value)
 
 
+async def test_connect_to_localhost_finds_an_ipv4_only_server(nursery: trio.Nursery) -> None:
+    """The default host "localhost" may resolve to ::1 first; happy eyeballs moves on."""
+    server = await nursery.start(partial(net.serve, greeter, 0, host=HOST))
+    with trio.fail_after(5):
+        async with await net.connect(server.port) as sock:
+            assert await read_until(sock, b"\n") == GREETING.encode()
+            assert sock.remote_address == (HOST, server.port)
+
+
+async def test_connect_from_a_chosen_local_address(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    with trio.fail_after(5):
+        async with await net.connect(server.port, HOST, local_address="127.0.0.2") as sock:
+            assert isinstance(sock.local_address, tuple)
+            assert sock.local_address[0] == "127.0.0.2"
+
+
 async def test_connect_needs_a_port_or_a_path() -> None:
     with pytest.raises(ValueError, match="port or a path"):
         await net.connect()
