@@ -49,7 +49,7 @@ class SlotState(enum.Enum):
 class Slot:
     """One connection's place in the pool; ``conn`` is whatever the I/O layer put there."""
 
-    __slots__ = ("conn", "expires_at", "key", "reused", "state")
+    __slots__ = ("conn", "expires_at", "key", "reused", "state", "was_idle")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
@@ -59,6 +59,10 @@ class Slot:
         self.expires_at = float("inf")
         #: True once the connection carried a request before (Node's ``reusedSocket``).
         self.reused = False
+        #: True when the slot was last handed out from the free list (where the
+        #: server may have closed it), False when passed straight from one
+        #: request to the next.
+        self.was_idle = False
 
     def __repr__(self) -> str:
         return f"<Slot {self.key!r} {self.state.value}>"
@@ -178,19 +182,18 @@ class PoolState:
         host = self._hosts[slot.key]
         slot.reused = True
         slot.expires_at = expires_at
-        closing: list[Slot] = []
         queue = host.queue
-        while queue:
-            ticket = queue[0]
-            if ticket.fresh:
-                break
-            queue.popleft()
+        if queue and not queue[0].fresh:
+            ticket = queue.popleft()
+            slot.was_idle = False
             ticket.slot = slot
             if ticket.wake is not None:
                 ticket.wake()
-            return closing
+            return []
+        closing: list[Slot] = []
         host.active -= 1
         slot.state = SlotState.IDLE
+        slot.was_idle = True
         host.idle.append(slot)
         if len(host.idle) > self.max_free_sockets:
             closing.append(self._drop_idle(host, host.idle.popleft()))

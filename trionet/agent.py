@@ -170,7 +170,7 @@ class Agent:
                 await self._connect(slot, origin)
                 return slot
             conn: HTTPConnection = slot.conn
-            if conn.looks_alive():
+            if not slot.was_idle or conn.looks_alive():
                 return slot
             # The server closed it while it sat idle: drop it and ask again.
             conn.close()

@@ -276,10 +276,12 @@ class ClientResponse:
         if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
             self._drop()
             return
-        h.start_next_cycle()
-        hint = self._raw_header(b"keep-alive")
-        if hint is not None:
-            conn.keep_alive_hint = _keep_alive_timeout(hint)
+        if conn.requests == 1:
+            # The server's idle timeout is per server, not per response: read
+            # its Keep-Alive hint once per connection.
+            hint = self._raw_header(b"keep-alive")
+            if hint is not None:
+                conn.keep_alive_hint = _keep_alive_timeout(hint)
         if self._agent is None or self._slot is None:
             self._drop()
         else:
@@ -479,12 +481,39 @@ class _Prepared:
         return self.method in IDEMPOTENT_METHODS and self.body_iter is None
 
 
+#: Requests without headers or body, by URL and options: h11 events are
+#: immutable, so one serves every repeat (building it costs ~10 us).
+_plain_cache: dict[tuple[object, ...], _Prepared] = {}
+_PLAIN_CACHE_SIZE = 512
+
+
+def _prepared_plain(
+    url: str,
+    method: str,
+    agent: Agent | None,
+    keep_alive: bool,
+    expect_continue: bool,
+    ssl_context: ssl.SSLContext | None,
+) -> _Prepared:
+    agent_context = agent.ssl_context if agent is not None else None
+    key = (url, method, keep_alive, expect_continue, ssl_context, agent_context)
+    prepared = _plain_cache.get(key)
+    if prepared is None:
+        if len(_plain_cache) >= _PLAIN_CACHE_SIZE:
+            _plain_cache.clear()
+        prepared = _Prepared(
+            url, method, None, None, agent, keep_alive, expect_continue, ssl_context
+        )
+        _plain_cache[key] = prepared
+    return prepared
+
+
 # -- the exchange --------------------------------------------------------------------------
 async def _send_and_receive_head(
     conn: HTTPConnection, prepared: _Prepared, expect_continue: bool
 ) -> h11.Response:
     """Send the request and read the response head (1xx responses are skipped)."""
-    h = conn.h11
+    h = conn.start_exchange()
     data = h.send(prepared.event)
     assert data is not None
     if expect_continue:
@@ -548,7 +577,12 @@ async def _open(
     """Send one request and read its response head, retrying a stale connection once."""
     pool = _resolve_agent(agent)
     keep_alive = pool is not None and pool.keep_alive
-    prepared = _Prepared(url, method, headers, body, pool, keep_alive, expect_continue, ssl_context)
+    if headers is None and body is None and isinstance(url, str):
+        prepared = _prepared_plain(url, method, pool, keep_alive, expect_continue, ssl_context)
+    else:
+        prepared = _Prepared(
+            url, method, headers, body, pool, keep_alive, expect_continue, ssl_context
+        )
     fresh = False
     while True:
         slot: Slot | None = None
