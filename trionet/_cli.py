@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import io
 import logging
 import sys
 import tempfile
@@ -217,11 +218,13 @@ def run_bench(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     failed: list[str] = []
     for index, name in enumerate(names, 1):
+        chatter = io.StringIO()  # what the benchmark prints, kept off the progress bar
         with Progress(f"[{index}/{len(names)}] {name}") as progress:
             try:
-                found = importlib.import_module(name).run(args.quick)
+                with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                    found = importlib.import_module(name).run(args.quick)
             except ModuleNotFoundError as exc:
-                skipped.append(f"{name}: needs {exc.name} (pip install -e '.[bench]')")
+                skipped.append(f"{name}: needs {exc.name} ({install_hint(str(exc.name))})")
                 progress.outcome = "skipped"
                 continue
             except Exception as exc:
@@ -229,8 +232,16 @@ def run_bench(args: argparse.Namespace) -> int:
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
                 progress.outcome = "failed"
                 continue
+            finally:
+                if getattr(args, "verbose", False):
+                    sys.stderr.write(chatter.getvalue())
         results.extend(found)
         skipped.extend(f"{name}: {r.subject}: {r.extra['skipped']}" for r in found if _skipped(r))
+        skipped.extend(
+            f"{line} ({install_hint(line)})"
+            for line in chatter.getvalue().splitlines()
+            if "skipped" in line
+        )
     measured = [r for r in results if not _skipped(r)]
     print()
     runner.print_table(measured, baseline=runner.BASELINE)
@@ -239,6 +250,22 @@ def run_bench(args: argparse.Namespace) -> int:
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+#: What to install for a peer a benchmark could not find, by a word of its message.
+INSTALL_HINTS = {
+    "npm": "apt-get install nodejs npm, then npm install in tests/peers",
+    "node": "apt-get install nodejs npm",
+    "wrk": "apt-get install wrk",
+}
+
+
+def install_hint(message: str) -> str:
+    """How to install the peer ``message`` talks about; Python peers come with ``[bench]``."""
+    for word, hint in INSTALL_HINTS.items():
+        if word in message:
+            return f"install: {hint}"
+    return "install: pip install -e '.[bench]'"
 
 
 def _skipped(result: Any) -> bool:

@@ -362,15 +362,8 @@ def banner(services: list[Service]) -> str:
 async def start_all(
     nursery: trio.Nursery, opts: Options, say: Say, room: ChatRoom
 ) -> list[Service]:
-    """Start the services in :data:`STARTERS` order; skip those whose module is not written."""
-    services = []
-    for key, start in STARTERS:
-        try:
-            services.append(await start(nursery, opts, say, room))
-        except (NotImplementedError, AttributeError) as exc:
-            # TEMPORARY while the protocol modules land in parallel.
-            say(f"{key}: not available yet: {exc}")
-    return services
+    """Start the services in :data:`STARTERS` order; the first that fails stops the lot."""
+    return [await start(nursery, opts, say, room) for _, start in STARTERS]
 
 
 # -- running and stopping ------------------------------------------------------------
