@@ -77,6 +77,15 @@ def test_python_on_the_pages_comes_from_the_examples() -> None:
                 )
 
 
+def test_python_in_the_readme_is_from_the_examples() -> None:
+    """The README quotes the examples verbatim, so its code runs when they do."""
+    sources = [example.read_text() for example in EXAMPLES]
+    blocks = [body for language, body in fenced_blocks(ROOT / "README.md") if language == "python"]
+    assert blocks
+    for body in blocks:
+        assert any(body in source for source in sources), f"README block not in an example:\n{body}"
+
+
 def test_trionet_commands_on_the_pages_parse() -> None:
     """Every ``$ trionet ...`` line in a console block is a valid command line."""
     parser = build_parser()
