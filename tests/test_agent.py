@@ -318,3 +318,25 @@ def test_agent_survives_across_trio_runs() -> None:
     trio.run(once)
     trio.run(once)
     assert [s.total for s in seen] == [1, 1]
+
+
+async def test_aclose_closes_idle_now_and_busy_when_their_response_ends() -> None:
+    agent = Agent()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, slow_hello)
+            name = f"127.0.0.1:{port}"
+            await http.request(url(port), agent=agent)
+            async with trio.open_nursery() as clients:
+                clients.start_soon(lambda: http.request(url(port), agent=agent))
+                clients.start_soon(lambda: http.request(url(port), agent=agent))
+                await trio.sleep(0.01)
+                assert agent.sockets == {name: 2}
+                await agent.aclose()
+            assert agent.sockets == {} and agent.free_sockets == {}
+            await trio.sleep(0.05)
+            assert stats.open == 0
+            # Still usable afterwards, as Node's agent after destroy().
+            assert (await http.request(url(port), agent=agent)).status == 200
+            assert agent.free_sockets == {name: 1}
+            nursery.cancel_scope.cancel()

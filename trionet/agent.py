@@ -96,6 +96,8 @@ class Agent:
         self._names: dict[object, str] = {}
         self._token: trio.lowlevel.TrioToken | None = None
         self._generation = 0
+        self._opened = 0  # connections opened so far
+        self._retired = 0  # those opened before the last aclose() are not reused
 
     # -- introspection (Node's names) ---------------------------------------------
     @property
@@ -206,6 +208,8 @@ class Agent:
         except BaseException:
             _close_slots(self._state.discard(slot, trio.current_time()))
             raise
+        self._opened += 1
+        conn.serial = self._opened
         self._state.connected(slot, conn)
 
     def release(self, slot: Slot) -> None:
@@ -219,7 +223,7 @@ class Agent:
         hint = conn.keep_alive_hint
         if hint is not None:
             expires_at = min(expires_at, now + hint - KEEP_ALIVE_MARGIN)
-        if not self.keep_alive or expires_at <= now:
+        if not self.keep_alive or expires_at <= now or conn.serial <= self._retired:
             self.discard(slot)
             return
         closing = self._state.release(slot, now, expires_at)
@@ -241,6 +245,7 @@ class Agent:
         The agent stays usable, as Node's after ``destroy()``: a later request
         opens new connections.
         """
+        self._retired = self._opened
         if self._token is not None and self._in_own_run():
             _close_slots(self._state.close_idle())
         await trio.lowlevel.checkpoint()

@@ -73,6 +73,7 @@ class HTTPConnection:
         "keep_alive_hint",
         "origin",
         "requests",
+        "serial",
         "stream",
     )
 
@@ -82,6 +83,8 @@ class HTTPConnection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         #: Exchanges begun on this connection.
         self.requests = 0
+        #: The agent's count of connections when this one was opened.
+        self.serial = 0
         #: The agent's run generation this connection belongs to (Trio sockets
         #: cannot cross ``trio.run`` calls).
         self.generation = generation
