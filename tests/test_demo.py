@@ -240,6 +240,29 @@ def test_https_refuses_a_client_that_does_not_trust_the_ca(demo: Demo) -> None:
         urllib.request.urlopen(url + "hello", timeout=5, context=ssl.create_default_context())
 
 
+def test_host_moves_every_service_to_ipv6_loopback(tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    demo = start_demo(tmp_path, "--host", "::1")
+    try:
+        host, port = demo.find(TCP)
+        assert host == "::1"
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            assert _receive_exactly(sock, len(GREETING.encode())) == GREETING.encode()
+        host, port = demo.find(UDP)
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(b"v6", (host, int(port)))
+            assert sock.recvfrom(100)[0] == b"v6"
+        url = demo.find(HTTP)[0]
+        assert url.startswith("http://[::1]:")
+        with urllib.request.urlopen(url + "hello", timeout=5) as res:
+            assert res.read() == b"Hello World\n"
+        assert demo.stop()[0] == 0
+    finally:
+        demo.kill()
+
+
 # -- stopping ------------------------------------------------------------------------
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_everything_cleanly(tmp_path: Path, signum: int) -> None:

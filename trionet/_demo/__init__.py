@@ -269,8 +269,8 @@ async def start_tcp(nursery: trio.Nursery, opts: Options) -> Service:
         nursery, "TCP echo", "--tcp-port", opts.tcp_port,
         trionet.net.serve, tcp_echo, opts.tcp_port, host=opts.host,
     )  # fmt: skip
-    host = opts.host
-    return Service("TCP echo", server, f"{host}:{server.port}", [f"nc {host} {server.port}"])
+    where = f"{_url_host(opts.host)}:{server.port}"
+    return Service("TCP echo", server, where, [f"nc {opts.host} {server.port}"])
 
 
 async def start_unix(nursery: trio.Nursery, opts: Options) -> Service:
@@ -287,11 +287,10 @@ async def start_udp(nursery: trio.Nursery, opts: Options, say: Say) -> Service:
     server = await _start(
         nursery, "UDP", "--udp-port", opts.udp_port,
         trionet.dgram.serve, udp_printer(say), opts.udp_port, host=opts.host,
+        family="udp6" if ":" in opts.host else "udp4",
     )  # fmt: skip
-    host = opts.host
-    return Service(
-        "UDP", server, f"{host}:{server.port}", [f"echo hello | nc -u -w1 {host} {server.port}"]
-    )
+    where = f"{_url_host(opts.host)}:{server.port}"
+    return Service("UDP", server, where, [f"echo hello | nc -u -w1 {opts.host} {server.port}"])
 
 
 async def start_http(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Service:
