@@ -156,14 +156,34 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     # -- moving ciphertext -----------------------------------------------------
     async def _flush(self) -> None:
-        """Send everything OpenSSL has written to the outgoing BIO, in order."""
-        async with self._send_lock:
-            while True:
-                try:
-                    data = self._conn.bio_read(BUFSIZE)
-                except SSL.WantReadError:
-                    return
-                await self.transport_stream.send_all(data)
+        """Send everything OpenSSL has written to the outgoing BIO, in order.
+
+        Nothing pending and nobody sending costs no await (the common case
+        after a read). Bytes leave the BIO only under the send lock, so two
+        tasks never put ciphertext on the wire out of order.
+        """
+        if self._send_lock.locked():
+            async with self._send_lock:
+                await self._drain()
+            return
+        try:
+            data = self._conn.bio_read(BUFSIZE)
+        except SSL.WantReadError:
+            return
+        self._send_lock.acquire_nowait()  # free, checked above: no task ran since
+        try:
+            await self.transport_stream.send_all(data)
+            await self._drain()
+        finally:
+            self._send_lock.release()
+
+    async def _drain(self) -> None:
+        while True:
+            try:
+                data = self._conn.bio_read(BUFSIZE)
+            except SSL.WantReadError:
+                return
+            await self.transport_stream.send_all(data)
 
     async def _feed(self) -> bool:
         """Move one chunk of ciphertext from the transport into OpenSSL; False at EOF."""
@@ -220,16 +240,18 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._receiving = False
 
     async def _receive_some(self, size: int) -> bytes:
+        waited = False
         while True:
             try:
                 data = self._conn.recv(size)
             except SSL.WantReadError:
                 if self._transport_eof:
-                    await trio.lowlevel.checkpoint()
-                    return b""
+                    data = b""
+                    break
                 # Post-handshake messages (TLS 1.3 tickets, key updates) may need replies.
                 await self._flush()
                 await self._feed()  # at EOF, the next recv() raises ZeroReturn or SysCallError
+                waited = True
                 continue
             except SSL.ZeroReturnError:
                 data = b""  # close_notify: a clean end of data
@@ -237,8 +259,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 data = b""  # TCP closed without close_notify: the end, as Node treats it
             except SSL.Error as exc:
                 raise TLSStreamBroken(f"TLS receive failed: {_openssl_reason(exc)}") from None
-            await self._flush()  # also a checkpoint, as Trio's stream contract wants
-            return data
+            break
+        await self._flush()
+        if not waited:
+            await trio.lowlevel.checkpoint()  # Trio's contract: every call is a checkpoint
+        return data
 
     async def send_eof(self) -> None:
         """Send close_notify: TLS 1.3 lets the peer go on sending (half-close)."""
