@@ -340,3 +340,11 @@ async def test_aclose_closes_idle_now_and_busy_when_their_response_ends() -> Non
             assert (await http.request(url(port), agent=agent)).status == 200
             assert agent.free_sockets == {name: 1}
             nursery.cancel_scope.cancel()
+
+
+def test_keys_with_nothing_left_are_forgotten() -> None:
+    pool = PoolState(max_sockets=1, max_free_sockets=256)
+    for port in range(200):
+        slot = busy(pool, (f"h:{port}", 0))
+        pool.discard(slot, 0.0)  # type: ignore[arg-type]
+    assert len(pool.keys) <= 65

@@ -32,6 +32,10 @@ from typing import Any
 
 __all__ = ["PoolState", "Slot", "SlotState", "Ticket"]
 
+#: Past this many keys, keys left empty are forgotten when a new one arrives,
+#: so a client talking to many hosts does not grow the pool without end.
+SWEEP_HOSTS_ABOVE = 64
+
 
 class SlotState(enum.Enum):
     """Where one connection is in its life."""
@@ -158,6 +162,8 @@ class PoolState:
         """
         host = self._hosts.get(key)
         if host is None:
+            if len(self._hosts) >= SWEEP_HOSTS_ABOVE:
+                self._sweep()
             host = self._hosts[key] = _Host()
         ticket = Ticket(key, fresh)
         closing = self._expire(host, now)
@@ -249,7 +255,13 @@ class PoolState:
         closing: list[Slot] = []
         for host in self._hosts.values():
             closing.extend(self._expire(host, now))
+        self._sweep()
         return closing
+
+    def _sweep(self) -> None:
+        """Forget keys with nothing open, idle or queued (many hosts, or many TLS contexts)."""
+        for key in [k for k, h in self._hosts.items() if not (h.active or h.idle or h.queue)]:
+            del self._hosts[key]
 
     # -- internals ---------------------------------------------------------------
     def _try_assign(self, ticket: Ticket, host: _Host, now: float, closing: list[Slot]) -> bool:

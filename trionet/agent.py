@@ -93,7 +93,6 @@ class Agent:
         self.pool_timeout = pool_timeout
         self.ssl_context = ssl_context
         self._state = self._new_state()
-        self._names: dict[object, str] = {}
         self._token: trio.lowlevel.TrioToken | None = None
         self._generation = 0
         self._opened = 0  # connections opened so far
@@ -133,14 +132,14 @@ class Agent:
         for key in self._state.keys:
             n = count(key)  # type: ignore[operator]
             if n:
-                name = self._names[key]
+                name = _name_of(key)
                 result[name] = result.get(name, 0) + n
         return result
 
     def _all_counts(self) -> dict[str, int]:
         result: dict[str, int] = {}
         for key in self._state.keys:
-            name = self._names[key]
+            name = _name_of(key)
             result[name] = result.get(name, 0) + self._state.active_count(key)
         return result
 
@@ -157,8 +156,6 @@ class Agent:
         """
         self._check_run()
         key = origin.key
-        if key not in self._names:
-            self._names[key] = origin.name
         state = self._state
         while True:
             ticket, closing = state.request(key, trio.current_time(), fresh=fresh)
@@ -271,6 +268,12 @@ class Agent:
     def _new_state(self) -> PoolState:
         lifo = self.scheduling == "lifo"
         return PoolState(self.max_sockets, self.max_free_sockets, self.max_total_sockets, lifo)
+
+
+def _name_of(key: object) -> str:
+    """The ``"host:port"`` part of a pool key (``Origin.key`` is ``(name, tls identity)``)."""
+    assert isinstance(key, tuple)
+    return str(key[0])
 
 
 def _close_slots(slots: list[Slot]) -> None:
