@@ -149,7 +149,10 @@ def analyze_request(event: h11.Request, head: bytes) -> RequestInfo:
     connection = b""
     expect = b""
     upgrade = False
-    for name, value in event.headers:
+    # raw_items() is one list comprehension; iterating the Headers sequence
+    # would call a Python __getitem__ per header.
+    for raw_name, value in event.headers.raw_items():
+        name = raw_name.lower()
         if name == b"content-length":
             content_length = int(value)
             has_length = True
