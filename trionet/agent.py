@@ -28,6 +28,7 @@ uses the agent.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -127,10 +128,10 @@ class Agent:
             f"keep_alive={self.keep_alive} [{'; '.join(hosts)}]>"
         )
 
-    def _counts(self, count: object) -> dict[str, int]:
+    def _counts(self, count: Callable[[Hashable], int]) -> dict[str, int]:
         result: dict[str, int] = {}
         for key in self._state.keys:
-            n = count(key)  # type: ignore[operator]
+            n = count(key)
             if n:
                 name = _name_of(key)
                 result[name] = result.get(name, 0) + n

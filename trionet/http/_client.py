@@ -65,6 +65,9 @@ __all__ = [
 #: The agent used when a request names none (Node's ``http.globalAgent``).
 global_agent = Agent(max_sockets=5)
 
+#: h11 events are immutable: one end-of-message serves every request.
+_END = h11.EndOfMessage()
+
 #: Methods a request may be repeated with (RFC 9110 §9.2.2), so a request that
 #: met a stale keep-alive connection is sent again on a new one.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
@@ -527,7 +530,7 @@ async def _send_and_receive_head(
     elif prepared.body is not None:
         if prepared.body:
             data += h.send(h11.Data(data=prepared.body))
-        await conn.send(data + h.send(h11.EndOfMessage()))
+        await conn.send(data + h.send(_END))
     else:
         await _send_body(conn, prepared, data)
     event = await conn.next_event()
@@ -543,7 +546,7 @@ async def _send_body(conn: HTTPConnection, prepared: _Prepared, head: bytes) -> 
     h = conn.h11
     if prepared.body is not None:
         out = head + (h.send(h11.Data(data=prepared.body)) or b"") if prepared.body else head
-        await conn.send(out + (h.send(h11.EndOfMessage()) or b""))
+        await conn.send(out + (h.send(_END) or b""))
         return
     assert prepared.body_iter is not None
     if head:
@@ -553,7 +556,7 @@ async def _send_body(conn: HTTPConnection, prepared: _Prepared, head: bytes) -> 
             chunk = chunk.encode()
         if chunk:
             await conn.send(h.send(h11.Data(data=chunk)) or b"")
-    await conn.send(h.send(h11.EndOfMessage()) or b"")
+    await conn.send(h.send(_END) or b"")
 
 
 def _resolve_agent(agent: AgentArg) -> Agent | None:
@@ -751,7 +754,7 @@ async def _switch_protocols(
     conn = await open_connection(prepared.origin)
     try:
         h = conn.h11
-        await conn.send(h.send(prepared.event) + h.send(h11.EndOfMessage()))
+        await conn.send(h.send(prepared.event) + h.send(_END))
         event = await conn.next_event()
         while type(event) is h11.InformationalResponse and event.status_code != 101:
             event = await conn.next_event()
@@ -799,7 +802,7 @@ async def connect_tunnel(
         conn = await open_connection(origin)
         try:
             h = conn.h11
-            await conn.send(h.send(event) + h.send(h11.EndOfMessage()))
+            await conn.send(h.send(event) + h.send(_END))
             response = await conn.next_event()
             while type(response) is h11.InformationalResponse:
                 response = await conn.next_event()
