@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import ssl
 import subprocess
 import sys
@@ -132,6 +133,41 @@ def test_bench_quick_prints_one_table_within_a_minute() -> None:
     assert "trionet" in done.stdout and "1.00x" in done.stdout
     # A progress line per benchmark, on stderr.
     assert "[1/" in done.stderr and "done in" in done.stderr
+
+
+NEEDS_A_PYTHON_PEER = '''
+"""A benchmark whose peer is a Python package that is not installed."""
+def run(quick):
+    import no_such_peer_module
+'''
+
+NEEDS_NODE = '''
+"""A benchmark that measures trionet and says it skipped its Node peer."""
+from _harness import Result
+def run(quick):
+    print("half: node is not on PATH; skipped")
+    return [Result("half", "trionet", 5.0, "ops/s"), Result("half", "trio", 4.0, "ops/s")]
+'''
+
+
+def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: Path) -> None:
+    for name in ("run.py", "_harness.py"):
+        shutil.copy(ROOT / "benchmarks" / name, tmp_path / name)
+    (tmp_path / "needs_peer.py").write_text(NEEDS_A_PYTHON_PEER)
+    (tmp_path / "half.py").write_text(NEEDS_NODE)
+    done = trionet("bench", "--quick", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert ["half", "trionet", "5.00", "ops/s", "1.25x"] in rows
+    assert (
+        "skipped: half: node is not on PATH; skipped (install: apt-get install nodejs npm)"
+        in done.stdout
+    )
+    assert (
+        "skipped: needs_peer: needs no_such_peer_module (install: pip install -e '.[bench]')"
+        in done.stdout
+    )
+    assert "needs_peer [--------------------] skipped" in done.stderr
 
 
 def test_bench_names_unknown_benchmarks(tmp_path: Path) -> None:
