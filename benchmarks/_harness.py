@@ -22,7 +22,9 @@ The contract for a benchmark module ``benchmarks/<name>.py``:
 
 The machine is shared and noisy: :func:`best_of` runs subjects interleaved
 (A, B, A, B, ...) and keeps each one's best figure, which is far steadier than
-one long run per subject.
+one long run per subject. When both ends run in the benchmark's own process,
+``LoopStats.cpu_rate`` (per CPU-second) is steadier still: other processes
+taking the CPU slow the wall clock, not the work done per CPU-second.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import trio
 __all__ = [
     "LoopStats",
     "Result",
+    "Stopwatch",
     "best_of",
     "compare",
     "concurrent_load",
@@ -78,15 +81,40 @@ class Result:
 
 @dataclass
 class LoopStats:
-    """What a bounded load loop did: ``count`` operations in ``seconds``."""
+    """What a bounded load loop did: ``count`` operations in ``seconds``.
+
+    ``cpu_seconds`` is the CPU time this process used meanwhile (user + system).
+    When both ends of a benchmark run in this process, ``cpu_rate`` (operations
+    per CPU-second) measures the code's cost and barely moves when other
+    processes crowd the machine, whereas ``rate`` (per wall-clock second) does.
+    """
 
     count: int
     seconds: float
+    cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
-        """Operations per second."""
+        """Operations per wall-clock second."""
         return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Operations per second of this process's CPU time."""
+        return self.count / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
+
+class Stopwatch:
+    """Wall-clock and CPU time since creation: ``Stopwatch().stats(count)``."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+
+    def stats(self, count: int) -> LoopStats:
+        return LoopStats(
+            count, time.perf_counter() - self.start, time.process_time() - self.cpu_start
+        )
 
 
 # -- load loops -------------------------------------------------------------------
@@ -99,13 +127,13 @@ async def load_loop(
     so a stuck peer ends the loop instead of the benchmark.
     """
     count = 0
-    start = time.perf_counter()
-    deadline = start + max_seconds
+    watch = Stopwatch()
+    deadline = watch.start + max_seconds
     with trio.move_on_after(max_seconds * 2):
         while count < max_count and time.perf_counter() < deadline:
             await op()
             count += 1
-    return LoopStats(count, time.perf_counter() - start)
+    return watch.stats(count)
 
 
 async def concurrent_load(
@@ -118,8 +146,8 @@ async def concurrent_load(
     """Run ``op`` from ``concurrency`` tasks at once; ``max_count`` is the total over all."""
     remaining = max_count
     done = 0
-    start = time.perf_counter()
-    deadline = start + max_seconds
+    watch = Stopwatch()
+    deadline = watch.start + max_seconds
 
     async def worker() -> None:
         nonlocal remaining, done
@@ -132,7 +160,7 @@ async def concurrent_load(
         async with trio.open_nursery() as nursery:
             for _ in range(concurrency):
                 nursery.start_soon(worker)
-    return LoopStats(done, time.perf_counter() - start)
+    return watch.stats(done)
 
 
 def best_of(
