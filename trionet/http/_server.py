@@ -145,14 +145,13 @@ class ServerConfig:
         self.connections: set[_Connection] = set()
         self.closing = False
 
-    async def handle(self, stream: trio.abc.Stream) -> None:
-        """Drive one accepted stream (the ``ConnectionHandler`` for ``serve_listeners``)."""
-        connection = _Connection(stream, self)
-        self.connections.add(connection)
-        try:
-            await connection.run()
-        finally:
-            self.connections.discard(connection)
+    def handle(self, stream: trio.abc.Stream) -> Awaitable[None]:
+        """Drive one accepted stream (the ``ConnectionHandler`` for ``serve_listeners``).
+
+        A plain function returning the driver's coroutine: one frame less for
+        every live connection to hold.
+        """
+        return _Connection(stream, self).run()
 
     async def supervise(self, server: Server) -> None:
         """Enforce timeouts while the server runs; on close, end idle connections at once."""
@@ -240,12 +239,12 @@ class Request:
     @property
     def remote_address(self) -> Address | None:
         """The client's ``(host, port)``."""
-        return self._conn.sock.remote_address
+        return self._conn.socket.remote_address
 
     @property
     def socket(self) -> Socket:
         """The connection's :class:`trionet.net.Socket`."""
-        return self._conn.sock
+        return self._conn.socket
 
     async def read(self) -> bytes:
         """The whole body. Sends ``100 Continue`` first if the client waits for it."""
@@ -455,9 +454,12 @@ class _Connection:
     """Drives one HTTP connection: reads heads, runs the app, writes responses."""
 
     __slots__ = (
+        "_sock",
         "body_error",
         "body_left",
         "buf",
+        "bytes_read",
+        "bytes_written",
         "config",
         "continue_sent",
         "deadline",
@@ -472,7 +474,6 @@ class _Connection:
         "response",
         "scanner",
         "scope",
-        "sock",
         "stream",
         "unyielded",
     )
@@ -480,7 +481,9 @@ class _Connection:
     def __init__(self, stream: trio.abc.Stream, config: ServerConfig) -> None:
         self.stream = stream
         self.config = config
-        self.sock = Socket(stream)
+        self._sock: Socket | None = None
+        self.bytes_read = 0
+        self.bytes_written = 0
         self.scope = trio.CancelScope()
         #: When the expiry task cancels this connection (trio.current_time() clock).
         self.deadline = trio.current_time() + config.headers_timeout
@@ -503,6 +506,20 @@ class _Connection:
         self.body_error: ClientError | None = None
         self.request_deadline = math.inf
 
+    @property
+    def socket(self) -> Socket:
+        """The connection as a :class:`trionet.net.Socket`, made on first use.
+
+        Most requests never ask for it; an idle connection then holds no
+        Socket (nor pays the two system calls that name its addresses).
+        """
+        sock = self._sock
+        if sock is None:
+            sock = self._sock = Socket(self.stream)
+            sock.bytes_read = self.bytes_read
+            sock.bytes_written = self.bytes_written
+        return sock
+
     # -- I/O ---------------------------------------------------------------------
     async def _receive(self) -> bytes:
         fd = self.fd
@@ -515,9 +532,13 @@ class _Connection:
                 data = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
                 data = await self._wait_and_read(fd)
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
             else:
                 await self._count_unyielded()
-        self.sock.bytes_read += len(data)
+        self.bytes_read += len(data)
+        if self._sock is not None:
+            self._sock.bytes_read += len(data)
         return data
 
     async def _wait_and_read(self, fd: int) -> bytes:
@@ -553,7 +574,9 @@ class _Connection:
                 await self._write_rest(fd, memoryview(data)[sent:])
             else:
                 await self._count_unyielded()
-        self.sock.bytes_written += len(data)
+        self.bytes_written += len(data)
+        if self._sock is not None:
+            self._sock.bytes_written += len(data)
 
     async def _write_rest(self, fd: int, rest: memoryview) -> None:
         self.unyielded = 0
@@ -576,46 +599,57 @@ class _Connection:
     # -- the request loop --------------------------------------------------------
     async def run(self) -> None:
         """Serve requests until the client or a limit ends the connection."""
+        connections = self.config.connections
+        connections.add(self)
         error: ClientError | None = None
-        with self.scope:
-            try:
-                await self._serve()
-            except ClientError as exc:
-                error = exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-        if self.scope.cancelled_caught and self.phase == _HEAD:
-            error = _timeout_error("request head not received in time")
-        if error is not None and (self.response is None or not self.response.headers_sent):
-            await self._refuse(error)
+        try:
+            with self.scope:
+                try:
+                    # One request per pass; the request's objects live in
+                    # _serve_one's frame, so an idle connection holds none.
+                    while await self._serve_one():
+                        pass
+                except ClientError as exc:
+                    error = exc
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if self.scope.cancelled_caught and self.phase == _HEAD:
+                error = _timeout_error("request head not received in time")
+            if error is not None and (self.response is None or not self.response.headers_sent):
+                await self._refuse(error)
+        finally:
+            connections.discard(self)
 
-    async def _serve(self) -> None:
+    async def _serve_one(self) -> bool:
+        """Read, run and answer one request; False when the connection is done."""
         config = self.config
-        while True:
-            event, head = await self._next_head()
-            if event is None:
-                return
-            self.requests += 1
-            info = analyze_request(event, head)
-            request = self._start_request(event, info)
-            if event.method == b"CONNECT" or (info.upgrade and config.on_upgrade is not None):
-                await self._hand_off(request)
-                return
-            response = self.response
-            assert response is not None
-            await self._run_app(request, response)
-            if config.max_requests_per_socket and self.requests >= config.max_requests_per_socket:
-                if response._keep_alive is False and await self._finish_body():
-                    await self._refuse_pipelined()
-                return
-            if not (response._keep_alive and await self._finish_body()):
-                return
+        event, head = await self._next_head()
+        if event is None:
+            return False
+        self.requests += 1
+        info = analyze_request(event, head)
+        request = self._start_request(event, info)
+        if event.method == b"CONNECT" or (info.upgrade and config.on_upgrade is not None):
+            await self._hand_off(request)
+            return False
+        response = self.response
+        assert response is not None
+        await self._run_app(request, response)
+        if config.max_requests_per_socket and self.requests >= config.max_requests_per_socket:
+            if response._keep_alive is False and await self._finish_body():
+                await self._refuse_pipelined()
+            return False
+        if not (response._keep_alive and await self._finish_body()):
+            return False
+        self.h11 = self.info = self.scanner = None
+        return True
 
     async def _next_head(self) -> tuple[h11.Request | None, bytes]:
         """Wait for the next complete head, check it, and parse it with h11."""
         config = self.config
         self.response = None
         if self.pos >= len(self.buf):
+            self.buf, self.pos = b"", 0  # an idle connection keeps no buffer
             if self.requests:
                 if config.closing:
                     return None, b""
@@ -740,7 +774,7 @@ class _Connection:
         if hook is None:
             raise ClientError(405, "CONNECT is not served here", "ERR_METHOD_NOT_ALLOWED")
         try:
-            await hook(request, self.sock, head)
+            await hook(request, self.socket, head)
         except Exception:
             logger.exception("%s hook failed for %s", request.method, request.url)
 
@@ -750,7 +784,7 @@ class _Connection:
         with trio.move_on_after(ERROR_RESPONSE_TIMEOUT):
             try:
                 if hook is not None:
-                    await hook(error, self.sock)
+                    await hook(error, self.socket)
                     return
                 phrase = reason_phrase(error.status).encode()
                 await self.send(b"HTTP/1.1 %d %s\r\n%s\r\n" % (error.status, phrase, _CLOSE_LINE))
@@ -762,7 +796,7 @@ class _Connection:
         """Half-close, then drop what the client still sends, for a bounded time."""
         with trio.move_on_after(LINGER_TIMEOUT):
             try:
-                await self.sock.send_eof()
+                await self.socket.send_eof()
                 dropped = 0
                 while dropped < LINGER_LIMIT and (data := await self._receive()):
                     dropped += len(data)
