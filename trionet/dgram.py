@@ -13,6 +13,7 @@ import errno
 import socket as _stdlib_socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Literal
 
@@ -277,9 +278,6 @@ async def serve(
         sock.socket.close()
 
 
-_Job = Callable[[], Awaitable[None]]
-
-
 class _Receiver:
     """The loop behind :func:`serve`: receive a datagram, hand it to the handler.
 
@@ -314,16 +312,9 @@ class _Receiver:
                 message, rinfo = await self._sock.receive()
             except (trio.ClosedResourceError, OSError):
                 return
-            job = _bind_job(self._handler, message, rinfo, self._sock)
+            job = partial(self._handler, message, rinfo, self._sock)
             what = f"datagram handler for {rinfo.address}:{rinfo.port}"
             if self._concurrent:
                 nursery.start_soon(self._server.run_counted, what, job)
             else:
                 await self._server.run_counted(what, job)
-
-
-def _bind_job(handler: Handler, message: bytes, rinfo: RemoteInfo, sock: UDPSocket) -> _Job:
-    async def job() -> None:
-        await handler(message, rinfo, sock)
-
-    return job
