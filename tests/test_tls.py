@@ -134,6 +134,43 @@ async def test_request_cert_judges_clients_as_node_does(
         assert "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" in error
 
 
+async def test_expired_client_certificate_is_reported_as_expired(
+    serve: ServeFixture, server_identity: Identity, tls_ca: trustme.CA, ca_pem: bytes
+) -> None:
+    echo = EchoServer()
+    server = await serve(trionet.tls.serve, echo, **server_identity.options(), ca=ca_pem,
+                         request_cert=True, reject_unauthorized=False)
+    expired = tls_ca.issue_cert(
+        "client.localhost", common_name="old-client",
+        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
+    )
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(server.port, "localhost", ca=ca_pem,
+                                         **Identity.of(expired).options())
+        assert await talk(sock) == b"ping\n"
+        await sock.aclose()
+    [(authorized, error, subject)] = echo.seen
+    assert (authorized, subject) == (False, "old-client")
+    assert error == "certificate has expired (CERT_HAS_EXPIRED)"
+
+
+def test_options_are_checked_before_listening(server_identity: Identity, tmp_path: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="either ssl_context= or key="):
+            await trionet.tls.serve(EchoServer(), 0, ssl_context=ssl.create_default_context(),
+                                    **server_identity.options())
+        with pytest.raises(ValueError, match="both cert= and key="):
+            await trionet.tls.connect(1, cert=server_identity.cert)
+        with pytest.raises(ValueError, match="not a PEM certificate"):
+            await trionet.tls.serve(EchoServer(), 0, key=server_identity.key, cert=b"junk")
+        with pytest.raises(FileNotFoundError):
+            await trionet.tls.serve(EchoServer(), 0, key=tmp_path / "missing.key",
+                                    cert=server_identity.cert)
+
+    trio.run(main)
+
+
 # -- the client judging the server -----------------------------------------------------
 async def test_client_with_the_right_ca_is_authorized(
     serve: ServeFixture, server_identity: Identity, ca_pem: bytes

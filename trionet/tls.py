@@ -33,7 +33,7 @@ from typing import Any
 import trio
 from cryptography import x509
 
-from ._errors import TLSError
+from ._errors import TimeoutError, TLSError
 from ._server import TLS_HANDSHAKE_TIMEOUT, Server, open_listener, serve_listeners
 from ._stream import Socket
 from ._tls_context import (
@@ -235,16 +235,16 @@ async def connect(
       TimeoutError: ``timeout`` seconds passed before the handshake was done.
     """
     name = server_name or host
+    tls = ssl_context or client_config(
+        ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized,
+        alpn_protocols=alpn_protocols,
+    )  # built first: bad options fail before any connection is made
     tcp = await tcp_connect(port, host, timeout=timeout)
     try:
         with trio.fail_after(timeout if timeout is not None else float("inf")):
-            stream = await _client_handshake(
-                tcp.stream, name, ca, cert, key, reject_unauthorized, ssl_context, alpn_protocols
-            )
+            stream = await _client_handshake(tcp.stream, tls, name)
     except trio.TooSlowError:
         await trio.aclose_forcefully(tcp)
-        from ._errors import TimeoutError
-
         raise TimeoutError(f"TLS handshake with {host}:{port} timed out after {timeout}s") from None
     except BaseException:
         await trio.aclose_forcefully(tcp)
@@ -253,22 +253,11 @@ async def connect(
 
 
 async def _client_handshake(
-    transport: trio.abc.Stream,
-    name: str,
-    ca: CAInput | None,
-    cert: PemInput | None,
-    key: PemInput | None,
-    reject_unauthorized: bool,
-    ssl_context: TLSConfig | ssl.SSLContext | None,
-    alpn_protocols: Sequence[str] | None,
+    transport: trio.abc.Stream, tls: TLSConfig | ssl.SSLContext, name: str
 ) -> TLSStream | trio.SSLStream[Any]:
-    if isinstance(ssl_context, ssl.SSLContext):
-        return await _stdlib_handshake(transport, ssl_context, name)
-    config = ssl_context or client_config(
-        ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized,
-        alpn_protocols=alpn_protocols,
-    )
-    stream = TLSStream(transport, config, server_hostname=name)
+    if isinstance(tls, ssl.SSLContext):
+        return await _stdlib_handshake(transport, tls, name)
+    stream = TLSStream(transport, tls, server_hostname=name)
     await stream.do_handshake()
     return stream
 
