@@ -79,6 +79,8 @@ class RawClient:
         self.sock = sock
         self.buffer = buffer
         self.eof = False
+        #: The headers of the server's handshake response (lower-case names).
+        self.response_headers: dict[str, str] = {}
 
     @classmethod
     async def connect(
@@ -95,7 +97,7 @@ class RawClient:
             **(headers or {}),
         }
         client = cls(sock)
-        status, _ = await client.request(path, all_headers)
+        status, client.response_headers = await client.request(path, all_headers)
         assert status == 101
         return client
 

@@ -62,7 +62,8 @@ async def test_unmasked_client_frame_closes_1002(server: Any) -> None:
 
 
 async def test_invalid_utf8_text_closes_1007(server: Any) -> None:
-    await assert_closes_with(server, 1007, frame(TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"))
+    surrogate = "κόσμε".encode() + b"\xed\xa0\x80"  # an encoded UTF-16 surrogate
+    await assert_closes_with(server, 1007, frame(TEXT, surrogate))
 
 
 async def test_invalid_utf8_split_across_fragments_closes_1007(server: Any) -> None:
@@ -169,7 +170,9 @@ def accept_token(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-async def fake_server(nursery: trio.Nursery, send_after_handshake: bytes) -> tuple[Any, list[bytes]]:
+async def fake_server(
+    nursery: trio.Nursery, send_after_handshake: bytes
+) -> tuple[Any, list[bytes]]:
     """A TCP server that accepts the handshake, sends raw bytes, and records what it got."""
     received: list[bytes] = []
 
