@@ -403,7 +403,7 @@ async def test_upgrade_returns_the_101_the_socket_and_leftover_bytes() -> None:
         async with trio.open_nursery() as nursery:
             port = await serve_raw(nursery, switching)
             res, sock, leftover = await upgrade(
-                url(port, "/chat"), headers={"Connection": "Upgrade", "Upgrade": "test"}
+                f"ws://127.0.0.1:{port}/chat", headers={"Connection": "Upgrade", "Upgrade": "test"}
             )
             assert res.status == 101 and res.headers["upgrade"] == "test"
             assert leftover == b"EARLY" and sock is not None
@@ -596,4 +596,20 @@ async def test_connect_tunnel_through_the_servers_on_connect_hook() -> None:
             await tunnel.send(b"ping through the proxy")
             assert await tunnel.receive() == b"ping through the proxy"
             await tunnel.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_invalid_requests_raise_value_error_before_sending() -> None:
+    with pytest.raises(ValueError, match="invalid request"):
+        await http.request("http://127.0.0.1:1/", headers={"x": "a\r\nInjected: 1"})
+    with pytest.raises(ValueError, match="unsupported URL scheme"):
+        await http.request("ftp://127.0.0.1/")
+
+
+async def test_non_ascii_path_is_percent_encoded() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port, _ = await serve_h11(nursery, echo)
+            seen = (await http.request(url(port, "/café?q=ü"), agent=Agent())).json()
+            assert seen["target"] == "/caf%C3%A9?q=%C3%BC"
             nursery.cancel_scope.cancel()

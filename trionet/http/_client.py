@@ -42,7 +42,7 @@ import json as _json
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import h11
 import trio
@@ -355,7 +355,7 @@ def _parse_url(url: str) -> _Target:
     if parts.username is not None:
         auth = _basic_auth(f"{unquote(parts.username)}:{unquote(parts.password or '')}")
     return _Target(
-        scheme, host, port, None, path.encode("ascii"), _host_header(host, port, scheme), auth
+        scheme, host, port, None, _encode_path(path), _host_header(host, port, scheme), auth
     )
 
 
@@ -373,10 +373,17 @@ def _target_from_options(options: Mapping[str, Any]) -> _Target:
         host,
         port,
         str(socket_path) if socket_path is not None else None,
-        str(options.get("path") or "/").encode("ascii"),
+        _encode_path(str(options.get("path") or "/")),
         _host_header(host, port, protocol),
         _basic_auth(str(auth)) if auth is not None else None,
     )
+
+
+def _encode_path(path: str) -> bytes:
+    """The request target as bytes; non-ASCII characters are percent-encoded (UTF-8)."""
+    if path.isascii():
+        return path.encode("ascii")
+    return quote(path, safe="!#$%&'()*+,/:;=?@[]~").encode("ascii")
 
 
 def _host_header(host: str, port: int, scheme: str) -> bytes:
@@ -477,7 +484,12 @@ class _Prepared:
             self.body_iter = body
             if b"transfer-encoding" not in names and b"content-length" not in names:
                 header_list.append((b"transfer-encoding", b"chunked"))
-        self.event = h11.Request(method=method, target=target.path, headers=header_list)
+        try:
+            self.event = h11.Request(method=method, target=target.path, headers=header_list)
+        except h11.LocalProtocolError as exc:
+            # A header value with CR/LF, a target with spaces, ...: h11 refuses
+            # to send it (no header injection), and so do we, as Node does.
+            raise ValueError(f"invalid request: {exc}") from None
 
     @property
     def retryable(self) -> bool:
@@ -723,6 +735,9 @@ async def upgrade(
 ) -> tuple[ClientResponse, Socket | None, bytes]:
     """Send an upgrade request on a new connection; the WebSocket client's way in.
 
+    ``url`` may use ``http``/``https`` or ``ws``/``wss``; an ``https``/``wss``
+    URL is TLS with ``ssl_context`` (default ``ssl.create_default_context()``).
+
     ``headers`` must carry the upgrade itself (``Connection: Upgrade``,
     ``Upgrade: websocket``, ``Sec-WebSocket-Key``, ...); ``Host`` is added.
     The connection is never pooled.
@@ -739,8 +754,19 @@ async def upgrade(
     Raises ConnectError, TLSError, ProtocolError, TimeoutError as :func:`request`.
     """
     with trio.move_on_after(float("inf") if timeout is None else timeout):
-        return await _switch_protocols(url, method, headers, ssl_context)
+        return await _switch_protocols(_http_url(url), method, headers, ssl_context)
     raise _timed_out(f"upgrade {_describe(url)}", timeout)
+
+
+def _http_url(url: str | Mapping[str, Any]) -> str | Mapping[str, Any]:
+    """``ws://`` and ``wss://`` URLs name the same origins as ``http://`` and ``https://``."""
+    if isinstance(url, str):
+        lowered = url[:6].lower()
+        if lowered.startswith("ws://"):
+            return "http://" + url[5:]
+        if lowered.startswith("wss://"):
+            return "https://" + url[6:]
+    return url
 
 
 async def _switch_protocols(
