@@ -613,3 +613,15 @@ async def test_non_ascii_path_is_percent_encoded() -> None:
             seen = (await http.request(url(port, "/café?q=ü"), agent=Agent())).json()
             assert seen["target"] == "/caf%C3%A9?q=%C3%BC"
             nursery.cancel_scope.cancel()
+
+
+async def test_upgrade_refused_returns_the_response_and_no_socket() -> None:
+    refusal = b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, partial(reply_with, refusal))
+            res, sock, leftover = await upgrade(
+                url(port), headers={"Connection": "Upgrade", "Upgrade": "test"}
+            )
+            assert (res.status, res.body, sock, leftover) == (426, b"nope", None, b"")
+            nursery.cancel_scope.cancel()
