@@ -261,6 +261,17 @@ async def test_a_connected_socket_sends_without_an_address_and_hears_only_its_pe
         assert info.value.errno == errno.EISCONN
 
 
+async def test_a_connected_socket_reports_a_closed_port_as_connect_error() -> None:
+    with stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM) as gone:
+        gone.bind((HOST, 0))
+        port = gone.getsockname()[1]
+    async with await dgram.bind(0, HOST) as sock:
+        await sock.connect((HOST, port))
+        await sock.send(b"anyone?")
+        with trio.fail_after(5), pytest.raises(trionet.ConnectError, match=f"{HOST}:{port}"):
+            await sock.receive()
+
+
 async def test_an_unconnected_send_needs_an_address() -> None:
     async with await dgram.bind(0, HOST) as sock:
         with pytest.raises(ValueError, match="address"):

@@ -19,10 +19,10 @@ from typing import Literal
 
 import trio
 
-from ._errors import MessageSizeError
+from ._errors import ConnectError, MessageSizeError
 from ._server import Server
 
-__all__ = ["MAX_DATAGRAM_SIZE", "RemoteInfo", "Server", "UDPSocket", "bind", "serve"]
+__all__ = ["MAX_DATAGRAM_SIZE", "Handler", "RemoteInfo", "Server", "UDPSocket", "bind", "serve"]
 
 Family = Literal["udp4", "udp6"]
 
@@ -117,7 +117,7 @@ class UDPSocket:
                 raise MessageSizeError(
                     f"datagram of {len(data)} bytes is too large to send"
                 ) from None
-            raise
+            raise self._refused(exc) from None
 
     async def receive(self, max_size: int = MAX_DATAGRAM_SIZE) -> tuple[bytes, RemoteInfo]:
         """Wait for the next datagram and say where it came from.
@@ -125,12 +125,24 @@ class UDPSocket:
         Raises:
           MessageSizeError: the datagram was longer than ``max_size`` (never
             with the default, which fits any datagram).
+          ConnectError: on a connected socket, an earlier datagram found no
+            one listening at the peer's port (the kernel's ICMP report).
         """
-        data, _, flags, sender = await self.socket.recvmsg(max_size)
+        try:
+            data, _, flags, sender = await self.socket.recvmsg(max_size)
+        except OSError as exc:
+            raise self._refused(exc) from None
         assert isinstance(sender, tuple)
         if flags & _MSG_TRUNC:
             raise MessageSizeError(f"a datagram longer than {max_size} bytes was truncated")
         return data, RemoteInfo(sender[0], self._rinfo_family, sender[1], len(data))
+
+    def _refused(self, exc: OSError) -> OSError:
+        """``exc``, or for a connected socket's ECONNREFUSED a ConnectError naming the peer."""
+        if exc.errno != errno.ECONNREFUSED or self._connected is None:
+            return exc
+        host, port = self._connected
+        return ConnectError(exc.errno, f"ECONNREFUSED: nothing listens on {host}:{port}")
 
     async def __aiter__(self) -> AsyncIterator[tuple[bytes, RemoteInfo]]:
         """Yield ``(message, rinfo)`` for every datagram until the socket is closed."""

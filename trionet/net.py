@@ -23,7 +23,7 @@ from ._errors import ConnectError, TimeoutError
 from ._server import Server, open_listener, serve_listeners
 from ._stream import Socket
 
-__all__ = ["Server", "Socket", "connect", "pipe", "serve"]
+__all__ = ["Handler", "Server", "Socket", "connect", "pipe", "serve"]
 
 logger = logging.getLogger("trionet")
 
