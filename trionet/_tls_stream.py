@@ -104,10 +104,23 @@ class TLSStream(trio.abc.HalfCloseableStream):
           TLSError: the handshake failed, or the peer is not authorized and
             ``reject_unauthorized`` is True; the message says why.
         """
+        try:
+            await self._handshake_rounds()
+            await self._flush()
+        except trio.BrokenResourceError as exc:
+            raise TLSError(self._failure(f"the connection broke ({exc})")) from None
+        self._handshake_done = True
+        self._judge_peer()
+        if self.authorization_error is not None and self._must_reject():
+            await trio.aclose_forcefully(self.transport_stream)
+            raise TLSError(f"TLS handshake failed: {self.authorization_error}")
+
+    async def _handshake_rounds(self) -> None:
+        """Feed OpenSSL the peer's flights and send ours until the handshake is done."""
         while True:
             try:
                 self._conn.do_handshake()
-                break
+                return
             except SSL.WantReadError:
                 await self._flush()
                 if not await self._feed():
@@ -117,12 +130,6 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._flush()
                 raise TLSError(self._failure(_openssl_reason(exc))) from None
-        await self._flush()
-        self._handshake_done = True
-        self._judge_peer()
-        if self.authorization_error is not None and self._must_reject():
-            await trio.aclose_forcefully(self.transport_stream)
-            raise TLSError(f"TLS handshake failed: {self.authorization_error}")
 
     def _must_reject(self) -> bool:
         if self.config.server_side:
