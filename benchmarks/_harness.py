@@ -10,6 +10,8 @@ The contract for a benchmark module ``benchmarks/<name>.py``:
   prints the ratio of each subject to the baseline subject of that benchmark.
 * Every load loop is bounded in count *and* in time: use :func:`load_loop`
   (or :func:`concurrent_load`) rather than ``while True``.
+* A peer that cannot run here (no ``node``, no ``wrk``) gives ``skipped(...)``
+  instead of an exception, so the other figures still print.
 * It runs standalone too: end the module with::
 
       if __name__ == "__main__":
@@ -55,6 +57,7 @@ __all__ = [
     "main",
     "print_table",
     "server_process",
+    "skipped",
     "wait_for_port",
 ]
 
@@ -115,6 +118,15 @@ class Stopwatch:
         return LoopStats(
             count, time.perf_counter() - self.start, time.process_time() - self.cpu_start
         )
+
+
+def skipped(benchmark: str, subject: str, reason: str, unit: str = "") -> Result:
+    """A Result saying a peer could not run here (``extra["skipped"]`` holds why).
+
+    Return it instead of raising when a peer is missing (no node, no wrk), so the
+    other subjects' figures still print; ``trionet bench`` lists these separately.
+    """
+    return Result(benchmark, subject, math.nan, unit, extra={"skipped": reason})
 
 
 # -- load loops -------------------------------------------------------------------
@@ -311,6 +323,9 @@ def print_table(
             (r for r in group if r.subject == baseline), None
         )
         for r in group:
+            if r.extra.get("skipped"):
+                rows.append((bench, r.subject, "-", r.unit, "", f"skipped: {r.extra['skipped']}"))
+                continue
             notes = ", ".join(f"{k}={_format_extra(v)}" for k, v in r.extra.items())
             rows.append((bench, r.subject, _format_value(r.value), r.unit, _ratio(r, base), notes))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
