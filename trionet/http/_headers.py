@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from email.utils import formatdate
+from functools import lru_cache
 from http import HTTPStatus
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "encode_header",
     "reason_phrase",
     "status_line",
+    "value_bytes",
 ]
 
 #: What an app may pass as a header value: one value or one per repeated line.
@@ -90,24 +92,37 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self)!r})"
 
 
-def encode_header(name: str, value: HeaderValue) -> list[tuple[bytes, bytes]]:
-    """Validate one app header and encode it as wire lines.
+def encode_header(name: str, value: HeaderValue) -> bytes:
+    """Validate one app header and encode it as wire lines (``Name: value\\r\\n``).
+
+    A list or tuple value gives one line per item. Apps set the same few
+    headers on every response, so single values are validated once and cached.
 
     Raises:
       ValueError: the name is not a token, or a value holds CR, LF or NUL
         (Node's ERR_INVALID_CHAR): such a value would split the response.
     """
+    if isinstance(value, list | tuple):
+        return b"".join(_encode_line(name, item) for item in value)
+    return _encode_line(name, value)
+
+
+@lru_cache(maxsize=512)
+def _encode_line(name: str, value: str | int | bytes) -> bytes:
     raw_name = name.encode("latin-1") if isinstance(name, str) else bytes(name)
     if not _TOKEN_RE.match(raw_name):
         raise ValueError(f"invalid header name {name!r}")
-    values = value if isinstance(value, list | tuple) else [value]
-    lines = []
-    for item in values:
-        raw = item if isinstance(item, bytes) else str(item).encode("latin-1")
-        if _INVALID_VALUE_RE.search(raw):
-            raise ValueError(f"invalid character in header {name!r}: {item!r}")
-        lines.append((raw_name, raw))
-    return lines
+    raw = value if isinstance(value, bytes) else str(value).encode("latin-1")
+    if _INVALID_VALUE_RE.search(raw):
+        raise ValueError(f"invalid character in header {name!r}: {value!r}")
+    return b"%s: %s\r\n" % (raw_name, raw)
+
+
+def value_bytes(value: HeaderValue) -> bytes:
+    """An app header's value(s) as one lower-case byte string, for framing decisions."""
+    items = value if isinstance(value, list | tuple) else [value]
+    text = b",".join(v if isinstance(v, bytes) else str(v).encode("latin-1") for v in items)
+    return text.lower()
 
 
 # Where Node's http.STATUS_CODES differs from Python's http.HTTPStatus.

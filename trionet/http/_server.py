@@ -53,6 +53,7 @@ from ._headers import (
     encode_header,
     reason_phrase,
     status_line,
+    value_bytes,
 )
 from ._limits import (
     DEFAULT_HEADERS_TIMEOUT,
@@ -283,7 +284,8 @@ class Response:
         self.status_code = 200
         #: The reason phrase; None sends the standard one.
         self.status_message: str | None = None
-        self._headers: dict[str, tuple[HeaderValue, list[tuple[bytes, bytes]]]] = {}
+        # Lower-case name -> (the value as given, its validated wire lines).
+        self._headers: dict[str, tuple[HeaderValue, bytes]] = {}
         self.headers_sent = False
         #: ``end()`` has run: the whole response was handed to the kernel.
         self.finished = False
@@ -398,8 +400,7 @@ class Response:
         parts = [status_line(self.status_code, self.status_message)]
         if headers:
             for _, lines in headers.values():
-                for name, value in lines:
-                    parts.append(b"%s: %s\r\n" % (name, value))
+                parts.append(lines)
             if any(name in headers for name in _FRAMING_NAMES):
                 return self._head_with_app_framing(parts, length)
         framing = self._framing_line(length)
@@ -432,11 +433,11 @@ class Response:
         if "date" not in headers:
             parts.append(date_line())
         if "connection" in headers:
-            value = b"".join(v for _, v in headers["connection"][1]).lower()
+            value = value_bytes(headers["connection"][0])
             keep_alive = keep_alive and b"close" not in value
         framing: bytes | None = b""
         if "transfer-encoding" in headers:
-            te = b"".join(v for _, v in headers["transfer-encoding"][1]).lower()
+            te = value_bytes(headers["transfer-encoding"][0])
             self._chunked = b"chunked" in te and self._has_body()
         elif "content-length" not in headers:
             framing = self._framing_line(length)
