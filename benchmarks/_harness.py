@@ -291,7 +291,7 @@ def server_process(
 
 # -- reporting --------------------------------------------------------------------
 def _ratio(result: Result, base: Result | None) -> str:
-    if base is None or base.value == 0 or result is base:
+    if base is None or not base.value or math.isnan(base.value) or result is base:
         return "" if base is None else "1.00x" if result is base else "-"
     ratio = result.value / base.value
     if not result.higher_is_better:
