@@ -24,9 +24,19 @@ handshake before the first byte of HTTP, failures as :class:`trionet.TLSError`
 with the reason. The context is, in order: the ``ssl_context=`` argument of the
 request, the agent's ``ssl_context``, ``ssl.create_default_context()``. The
 pool key includes the context's identity, so a connection made with one client
-certificate is never reused for a request made with another context.
-:mod:`trionet.https` builds on exactly this: ``request(url, ssl_context=ctx,
-agent=https_agent)``.
+certificate is never reused for a request made with another context (and a
+new context per request means a new connection per request: build contexts
+once per set of options and reuse them).
+
+For the layers built on this module:
+
+- :mod:`trionet.https`: ``await request(url, ..., agent=agent, ssl_context=ctx)``
+  and ``stream(url, ..., ssl_context=ctx)``; ``Agent(ssl_context=ctx)`` for an
+  agent-wide context.
+- :mod:`trionet.ws`: ``res, sock, leftover = await upgrade(url, headers=...,
+  timeout=None, ssl_context=None)`` (``ws://``/``wss://`` URLs accepted): the
+  101 response, the raw :class:`trionet.net.Socket` and the bytes already
+  read past the 101 head; on a refusal ``(response with body, None, b"")``.
 
 Errors: refused or unreachable servers raise :class:`trionet.ConnectError`; a
 malformed, truncated or over-long response raises :class:`trionet.ProtocolError`
