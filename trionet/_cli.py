@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -214,42 +215,60 @@ def run_bench(args: argparse.Namespace) -> int:
         )
         return 2
     names = args.names or available
-    results: list[Any] = []
-    skipped: list[str] = []
-    failed: list[str] = []
-    for index, name in enumerate(names, 1):
-        chatter = io.StringIO()  # what the benchmark prints, kept off the progress bar
-        with Progress(f"[{index}/{len(names)}] {name}") as progress:
-            try:
-                with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-                    found = importlib.import_module(name).run(args.quick)
-            except ModuleNotFoundError as exc:
-                skipped.append(f"{name}: needs {exc.name} ({install_hint(str(exc.name))})")
-                progress.outcome = "skipped"
-                continue
-            except Exception as exc:
-                logger.debug("benchmark %s failed", name, exc_info=True)
-                failed.append(f"{name}: {type(exc).__name__}: {exc}")
-                progress.outcome = "failed"
-                continue
-            finally:
-                if getattr(args, "verbose", False):
-                    sys.stderr.write(chatter.getvalue())
-        results.extend(found)
-        skipped.extend(f"{name}: {r.subject}: {r.extra['skipped']}" for r in found if _skipped(r))
-        skipped.extend(
-            f"{line} ({install_hint(line)})"
-            for line in chatter.getvalue().splitlines()
-            if "skipped" in line
-        )
-    measured = [r for r in results if not _skipped(r)]
+    verbose = getattr(args, "verbose", False)
+    outcomes = [
+        run_one(name, f"[{i}/{len(names)}] {name}", args.quick, verbose)
+        for i, name in enumerate(names, 1)
+    ]
     print()
-    runner.print_table(measured, baseline=runner.BASELINE)
-    for line in skipped:
-        print(f"skipped: {line}")
+    runner.print_table([r for o in outcomes for r in o.results], baseline=runner.BASELINE)
+    for outcome in outcomes:
+        for line in outcome.skipped:
+            print(f"skipped: {line}")
+    failed = [o.failed for o in outcomes if o.failed is not None]
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+@dataclass
+class BenchOutcome:
+    """What one benchmark gave: figures, peers it skipped (with hints), or why it failed."""
+
+    results: list[Any] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: str | None = None
+
+
+def run_one(name: str, label: str, quick: bool, verbose: bool) -> BenchOutcome:
+    """Import and run ``benchmarks/<name>.py`` under a progress bar, keeping its prints aside."""
+    chatter = io.StringIO()
+    outcome = BenchOutcome()
+    with Progress(label) as progress:
+        try:
+            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                found = importlib.import_module(name).run(quick)
+        except ModuleNotFoundError as exc:
+            outcome.skipped.append(f"{name}: needs {exc.name} ({install_hint(str(exc.name))})")
+            progress.outcome = "skipped"
+            return outcome
+        except Exception as exc:
+            logger.debug("benchmark %s failed", name, exc_info=True)
+            first_line = (str(exc).splitlines() or [""])[0]
+            outcome.failed = f"{name}: {type(exc).__name__}: {first_line} (-v shows why)"
+            progress.outcome = "failed"
+            return outcome
+        finally:
+            if verbose:
+                sys.stderr.write(chatter.getvalue())
+    # A peer that is missing shows as a result marked skipped or as a line that says so.
+    outcome.results = [r for r in found if not _skipped(r)]
+    outcome.skipped += [f"{name}: {r.subject}: {r.extra['skipped']}" for r in found if _skipped(r)]
+    outcome.skipped += [
+        f"{line} ({install_hint(line)})" for line in chatter.getvalue().splitlines()
+        if "skipped" in line
+    ]  # fmt: skip
+    return outcome
 
 
 #: What to install for a peer a benchmark could not find, by a word of its message.
