@@ -359,3 +359,43 @@ def test_keys_with_nothing_left_are_forgotten() -> None:
         slot = busy(pool, (f"h:{port}", 0))
         pool.discard(slot, 0.0)  # type: ignore[arg-type]
     assert len(pool.keys) <= 65
+
+
+async def test_random_cancellations_leave_the_pool_consistent() -> None:
+    """Requests cancelled at random points (queued, connecting, mid-response):
+    afterwards nothing is busy or queued, the pool still works, no fd is left."""
+    import random
+
+    rng = random.Random(4)
+
+    async def jittery(request: object, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        await trio.sleep(rng.random() * 0.004)
+        return 200, [], b"x" * rng.randrange(1, 70000)
+
+    agent = Agent(max_sockets=3)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port, stats = await serve_h11(nursery, jittery)
+            fds_before = open_fds()
+            completed = cancelled = 0
+
+            async def worker() -> None:
+                nonlocal completed, cancelled
+                for _ in range(20):
+                    with trio.move_on_after(rng.random() * 0.05) as scope:
+                        await http.request(url(port), agent=agent)
+                        completed += 1
+                    cancelled += scope.cancelled_caught
+
+            async with trio.open_nursery() as clients:
+                for _ in range(30):
+                    clients.start_soon(worker)
+            assert completed > 0 and cancelled > 0
+            assert agent.sockets == {} and agent.requests == {}
+            assert stats.max_open <= 3 + 3  # closed-by-cancel ones may linger server-side
+            assert (await http.request(url(port), agent=agent)).status == 200
+            await agent.aclose()
+            await trio.sleep(0.1)
+            gc.collect()
+            assert open_fds() <= fds_before
+            nursery.cancel_scope.cancel()
