@@ -655,9 +655,29 @@ async def _socket_pair() -> tuple[net.Socket, net.Socket]:
     return net.Socket(trio.SocketStream(a)), net.Socket(trio.SocketStream(b))
 
 
+async def _clogged_socket_pair() -> tuple[net.Socket, net.Socket]:
+    """A pair whose send_all blocks in both directions until the other side reads."""
+    left, right = await _socket_pair()
+    for sock in (left, right):
+        raw = sock.stream.socket  # type: ignore[attr-defined]
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 1)
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 1)
+    for sender in (left, right):
+        async with trio.open_nursery() as filling:
+
+            async def fill(sender: net.Socket = sender) -> None:
+                while True:
+                    await sender.send(b"x" * 10000)
+
+            filling.start_soon(fill)
+            await trio.testing.wait_all_tasks_blocked()
+            filling.cancel_scope.cancel()
+    return left, right
+
+
 async def test_socket_passes_trios_half_closeable_stream_checks() -> None:
     with trio.fail_after(30):
-        await trio.testing.check_half_closeable_stream(_socket_pair, None)
+        await trio.testing.check_half_closeable_stream(_socket_pair, _clogged_socket_pair)
 
 
 async def test_the_peers_eof_while_we_send_ends_our_side_after_that_send(
