@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from OpenSSL import SSL
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from OpenSSL import SSL, crypto
 
 from ._errors import TLSError
 from ._server import TLS_HANDSHAKE_TIMEOUT
@@ -129,12 +129,29 @@ def load_certificates(value: CAInput) -> list[x509.Certificate]:
     return certs
 
 
-def load_private_key(value: PemInput) -> PrivateKeyTypes:
+#: The key types a certificate can be signed for (no DH or X25519 keys).
+SigningKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | dsa.DSAPrivateKey
+)
+
+
+def load_private_key(value: PemInput) -> SigningKey:
     """The (unencrypted) private key in ``value``."""
     try:
-        return serialization.load_pem_private_key(load_pem(value), password=None)
+        key = serialization.load_pem_private_key(load_pem(value), password=None)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not an unencrypted PEM private key: {_describe(value)}") from exc
+    if not isinstance(
+        key,
+        (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+         ed448.Ed448PrivateKey, dsa.DSAPrivateKey),
+    ):
+        raise ValueError(f"a {type(key).__name__} cannot sign a TLS handshake")
+    return key
 
 
 def _describe(value: PemInput) -> str:
@@ -235,7 +252,7 @@ def _use_identity(ctx: SSL.Context, cert: PemInput, key: PemInput) -> None:
     ctx.use_certificate(chain[0])
     for extra in chain[1:]:
         ctx.add_extra_chain_cert(extra)
-    ctx.use_privatekey(load_private_key(key))  # type: ignore[arg-type]
+    ctx.use_privatekey(load_private_key(key))
     try:
         ctx.check_privatekey()
     except SSL.Error as exc:
@@ -250,8 +267,6 @@ def _trust(ctx: SSL.Context, ca: CAInput | None, *, tell_clients: bool = False) 
     store = ctx.get_cert_store()
     assert store is not None
     for cert in load_certificates(ca):
-        from OpenSSL import crypto
-
         store.add_cert(crypto.X509.from_cryptography(cert))
         if tell_clients:
             # The CertificateRequest names these CAs, as Node's server does.
