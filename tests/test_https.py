@@ -243,7 +243,7 @@ async def test_https_request_to_a_node_https_server(
 # -- wss:// ---------------------------------------------------------------------------------
 async def test_wss_echo_with_trustme_certificates(
     serve: ServeFixture, server_ssl_context: ssl.SSLContext,
-    client_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext, tls_ca: trustme.CA,
 ) -> None:
     async def echo(ws: trionet.ws.WebSocket) -> None:
         async for message in ws:
@@ -258,6 +258,11 @@ async def test_wss_echo_with_trustme_certificates(
             assert await ws.receive() == "hello over TLS"
             await ws.send(b"\x00\x01")
             assert await ws.receive() == b"\x00\x01"
+        # Node's options work for ws too, through https.ssl_context().
+        ca_only = trionet.https.ssl_context(ca=tls_ca.cert_pem.bytes())
+        async with trionet.ws.connect(f"wss://localhost:{server.port}/", ssl_context=ca_only) as ws:
+            await ws.send("again")
+            assert await ws.receive() == "again"
         with pytest.raises(trionet.TLSError):
             async with trionet.ws.connect(f"wss://localhost:{server.port}/"):
                 pass

@@ -180,6 +180,8 @@ async def test_client_with_the_right_ca_is_authorized(
         sock = await trionet.tls.connect(server.port, "localhost", ca=ca_pem)
         assert sock.authorized and sock.authorization_error is None
         assert sock.protocol == "TLSv1.3"
+        assert sock.cipher and sock.cipher.startswith("TLS_")
+        assert sock.servername == "localhost"
         assert sock.peer_certificate is not None
         assert sock.peer_certificate["subjectaltname"] == (
             "DNS:localhost, IP Address:127.0.0.1, IP Address:::1"

@@ -124,6 +124,22 @@ class TLSSocket(Socket):
         return version
 
     @property
+    def servername(self) -> str | None:
+        """The SNI name: what the client asked for (Node's ``tlsSocket.servername``)."""
+        if isinstance(self.tls_stream, TLSStream):
+            return self.tls_stream.servername
+        name: str | None = self.tls_stream.server_hostname
+        return name
+
+    @property
+    def cipher(self) -> str | None:
+        """The negotiated cipher suite's OpenSSL name (Node's ``getCipher().name``)."""
+        if isinstance(self.tls_stream, TLSStream):
+            return self.tls_stream.cipher
+        info = self.tls_stream.cipher()
+        return str(info[0]) if info else None
+
+    @property
     def encrypted(self) -> bool:
         """Always True, as Node's ``tlsSocket.encrypted``."""
         return True
