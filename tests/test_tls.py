@@ -463,3 +463,25 @@ async def test_tls_stream_keeps_trios_half_closeable_stream_contract(
 
     with trio.fail_after(20):
         await check_half_closeable_stream(stream_maker, None)
+
+
+async def test_tls12_clients_are_judged_the_same_way(
+    serve: ServeFixture, server_identity: Identity, ca_pem: bytes, tls_ca: trustme.CA,
+    tls_client_cert: trustme.LeafCert,
+) -> None:
+    """In TLS 1.2 the server's verdict comes inside the handshake, so connect() itself fails."""
+    echo = EchoServer()
+    server = await serve(trionet.tls.serve, echo, **server_identity.options(), ca=ca_pem,
+                         request_cert=True)
+    context = ssl.create_default_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    tls_ca.configure_trust(context)
+    with trio.fail_after(10):
+        with pytest.raises(trionet.TLSError):
+            await trionet.tls.connect(server.port, "localhost", ssl_context=context)
+        tls_client_cert.configure_cert(context)
+        sock = await trionet.tls.connect(server.port, "localhost", ssl_context=context)
+        assert sock.protocol == "TLSv1.2"
+        assert await talk(sock) == b"ping\n"
+        await sock.aclose()
+    assert echo.seen == [(True, None, "client")]
