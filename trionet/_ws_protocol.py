@@ -20,12 +20,21 @@ from __future__ import annotations
 import base64
 import binascii
 import http
+import os
+import struct
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+from wsproto.frame_protocol import (
+    CloseReason,
+    FrameDecoder,
+    FrameProtocol,
+    Opcode,
+    RsvBits,
+    XorMaskerSimple,
+)
 
 __all__ = [
     "MAX_FRAGMENTS",
@@ -33,6 +42,7 @@ __all__ = [
     "FrameGuard",
     "Rejection",
     "check_handshake",
+    "encode_message",
     "format_response",
     "pick_subprotocol",
 ]
@@ -151,6 +161,28 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         if self._inflated > self.max_message_size or self._decompressor.unconsumed_tail:
             return CloseReason.MESSAGE_TOO_BIG
         return out
+
+
+def encode_message(opcode: Opcode, payload: bytes, *, mask: bool) -> bytes:
+    """One unfragmented data frame (RFC 6455 section 5.2), for connections without extensions.
+
+    The same bytes as wsproto's ``Connection.send(Message(...))`` without its
+    event objects, extension hooks and four copies of the payload: sending a
+    message is one header, one (masked, for clients) payload and one write.
+    """
+    n = len(payload)
+    mask_bit = 0x80 if mask else 0
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, mask_bit | n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, n)
+    if not mask:
+        return header + payload
+    # Section 5.3: a fresh, unpredictable masking key for every frame.
+    key = os.urandom(4)
+    return header + key + XorMaskerSimple(key).process(bytearray(payload))
 
 
 # -- the opening handshake, server side ----------------------------------------------

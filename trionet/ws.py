@@ -47,7 +47,7 @@ from wsproto.events import (
 )
 from wsproto.events import Request as HandshakeRequest
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import net
@@ -59,6 +59,7 @@ from ._ws_protocol import (
     FrameGuard,
     Rejection,
     check_handshake,
+    encode_message,
     format_response,
     pick_subprotocol,
 )
@@ -279,17 +280,28 @@ class WebSocket:
           ConnectionClosed: the connection is closing or closed.
         """
         if isinstance(message, str):
-            event: Message[Any] = TextMessage(data=message)
+            opcode, payload = Opcode.TEXT, message.encode()
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(message))
+            opcode, payload = Opcode.BINARY, bytes(message)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         await self._acquire_send_lock()
         try:
             self._check_open()
-            await self._write(self._conn.send(event))
+            await self._write(self._encode(opcode, payload, message))
         finally:
             self._send_lock.release()
+
+    def _encode(self, opcode: Opcode, payload: bytes, message: Data) -> bytes:
+        """The frame(s) of one message; wsproto builds them when an extension is on."""
+        if not self.extensions:
+            return encode_message(opcode, payload, mask=self._client)
+        event: Message[Any]
+        if opcode is Opcode.TEXT:
+            event = TextMessage(data=str(message))
+        else:
+            event = BytesMessage(data=payload)
+        return self._conn.send(event)
 
     async def _acquire_send_lock(self) -> None:
         """Take the send lock; uncontended, without a trip through the scheduler.
