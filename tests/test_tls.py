@@ -309,6 +309,35 @@ async def test_half_close_over_tls(
         await sock.aclose()
 
 
+async def test_many_full_duplex_clients_at_once(
+    serve: ServeFixture, server_identity: Identity, ca_pem: bytes
+) -> None:
+    """20 clients each stream 256 KiB while reading the echo back concurrently."""
+    server = await serve(trionet.tls.serve, EchoServer(), **server_identity.options())
+    payload = bytes(range(256)) * 1024
+
+    async def client() -> None:
+        sock = await trionet.tls.connect(server.port, "localhost", ca=ca_pem)
+        assert await sock.receive() == b"welcome!\n"
+        received = bytearray()
+
+        async def send() -> None:
+            for start in range(0, len(payload), 10_000):
+                await sock.send(payload[start : start + 10_000])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            while len(received) < len(payload):
+                received += await sock.receive()
+        assert received == payload
+        await sock.aclose()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(client)
+
+
 # -- the server survives bad clients -------------------------------------------------
 async def test_plain_http_to_a_tls_port_is_refused_and_the_server_goes_on(
     serve: ServeFixture, server_identity: Identity, ca_pem: bytes,
