@@ -3,6 +3,9 @@
 Each Python example on the site is a file in docs/examples/ that a page
 includes with ``--8<-- "name.py"``; its output, when the page shows one, is
 ``name.txt`` beside it. Ports that vary from run to run are written ``PORT``.
+The chapter's complete Node programs shown beside them (docs/examples/node/)
+run too, each against its trionet counterpart; the Node fragments (the agent
+options, the browser's WebSocket, the TLS options) are quoted, not run.
 """
 
 from __future__ import annotations
@@ -10,13 +13,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import runpy
 import shlex
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
+import trionet
 from trionet._cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +128,159 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     page = (tmp_path / "guide" / "net" / "index.html").read_text()
     assert "欢迎光临《深入浅出Node.js》示例" in page  # the snippets were included
     assert (tmp_path / "demo.png").exists()
+
+
+# -- the chapter's Node programs, against trionet ------------------------------------
+# The guide shows Node's code from the chapter beside trionet's. The complete
+# programs among them live in docs/examples/node/; here each one talks to its
+# trionet counterpart, with the chapter's fixed port swapped for a free one.
+NODE_EXAMPLES = DOCS / "examples" / "node"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def node_program(tmp_path: Path, name: str, chapter_port: int, port: int) -> Path:
+    """The chapter's Node program ``name`` with its port replaced by ``port``."""
+    source = (NODE_EXAMPLES / name).read_text()
+    assert str(chapter_port) in source
+    path = tmp_path / name
+    path.write_text(source.replace(str(chapter_port), str(port)))
+    return path
+
+
+def example(name: str, attribute: str) -> Any:
+    """A function from one of the trionet examples (loaded without running its main)."""
+    return runpy.run_path(str(DOCS / "examples" / name), run_name="example")[attribute]
+
+
+class NodeProcess:
+    """A running Node program whose output the test waits on."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.output = b""
+
+    async def expect(self, text: str, timeout: float = 10) -> None:
+        """Wait until ``text`` has appeared in the program's output."""
+        assert self.process.stdout is not None
+        with trio.fail_after(timeout):
+            while text.encode() not in self.output:
+                chunk = await self.process.stdout.receive_some()
+                assert chunk, f"node exited before printing {text!r}: {self.output.decode()}"
+                self.output += chunk
+
+
+@asynccontextmanager
+async def node_running(node: str, script: Path) -> AsyncIterator[NodeProcess]:
+    process = await trio.lowlevel.open_process(
+        [node, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        yield NodeProcess(process)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def wait_listening(port: int) -> None:
+    """Node prints 'Server running' before it listens; wait for the port itself."""
+    with trio.fail_after(10):
+        while True:
+            try:
+                sock = await trionet.net.connect(port, "127.0.0.1")
+            except trionet.ConnectError:
+                await trio.sleep(0.05)
+                continue
+            await sock.aclose()
+            return
+
+
+async def test_node_tcp_server_answers_the_trionet_client(node: str, tmp_path: Path) -> None:
+    port = free_port()
+    async with node_running(node, node_program(tmp_path, "net_server.js", 8124, port)) as server:
+        await server.expect("server bound")
+        sock = await trionet.net.connect(port, "127.0.0.1")
+        greeting = "欢迎光临《深入浅出Node.js》示例：\n".encode()
+        received = b""
+        with trio.fail_after(5):
+            while len(received) < len(greeting):
+                received += await sock.receive()
+            assert received == greeting
+            await sock.send("world!\r\n")
+            assert (await sock.receive()).decode() == "你好"
+        await sock.send_eof()
+        await server.expect("连接断开")
+        await sock.aclose()
+
+
+async def test_node_tcp_client_talks_to_the_trionet_server(node: str, tmp_path: Path) -> None:
+    handler = example("net_server.py", "handler")
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(trionet.net.serve, handler, 0, host="127.0.0.1"))
+        script = node_program(tmp_path, "net_client.js", 8124, server.port)
+        with trio.fail_after(20):
+            done = await trio.run_process([node, str(script)], capture_stdout=True)
+        output = done.stdout.decode().splitlines()
+        assert output[:2] == ["client connected", "欢迎光临《深入浅出Node.js》示例："]
+        assert output[-1] == "client disconnected"
+        nursery.cancel_scope.cancel()
+
+
+async def test_node_udp_server_prints_a_trionet_datagram(node: str, tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    script = node_program(tmp_path, "dgram_server.js", 41234, port)
+    async with node_running(node, script) as server:
+        await server.expect("server listening")
+        sock = await trionet.dgram.bind(0, "127.0.0.1")
+        await sock.send("深入浅出Node.js", ("127.0.0.1", port))
+        await server.expect(f"server got: 深入浅出Node.js from 127.0.0.1:{sock.port}")
+        await sock.aclose()
+
+
+async def test_node_udp_client_reaches_the_trionet_server(node: str, tmp_path: Path) -> None:
+    got: list[bytes] = []
+    arrived = trio.Event()
+
+    async def on_message(msg: bytes, rinfo: Any, sock: Any) -> None:
+        got.append(msg)
+        arrived.set()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(trionet.dgram.serve, on_message, 0, host="127.0.0.1"))
+        script = node_program(tmp_path, "dgram_client.js", 41234, server.port)
+        with trio.fail_after(20):
+            await trio.run_process([node, str(script)], capture_stderr=True)
+            await arrived.wait()
+        assert got == ["深入浅出Node.js".encode()]
+        nursery.cancel_scope.cancel()
+
+
+async def test_node_http_server_answers_a_trionet_request(node: str, tmp_path: Path) -> None:
+    port = free_port()
+    async with node_running(node, node_program(tmp_path, "http_hello.js", 1337, port)) as server:
+        await server.expect("Server running at http://127.0.0.1:")
+        await wait_listening(port)
+        res = await trionet.http.request(f"http://127.0.0.1:{port}/", agent=False)
+        assert (res.status, res.headers["content-type"], res.body) == (
+            200,
+            "text/plain",
+            b"Hello World\n",
+        )
+
+
+async def test_node_http_client_reads_the_trionet_server(node: str, tmp_path: Path) -> None:
+    app = example("http_hello.py", "app")
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(trionet.http.serve, app, 0, host="127.0.0.1"))
+        script = node_program(tmp_path, "http_client.js", 1334, server.port)
+        with trio.fail_after(20):
+            done = await trio.run_process([node, str(script)], capture_stdout=True)
+        lines = done.stdout.decode().splitlines()
+        assert lines[0] == "STATUS: 200"
+        assert lines[1].startswith("HEADERS: {") and '"content-type":"text/plain"' in lines[1]
+        assert "Hello World" in lines
+        nursery.cancel_scope.cancel()
