@@ -20,6 +20,7 @@ the client is (Node's ``req.socket.authorized``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from typing import Any, cast
 
 import trio
 
-from ._server import TLS_HANDSHAKE_TIMEOUT, Server
+from ._server import Server
 from ._tls_context import (
     CAInput,
     PemInput,
@@ -77,7 +78,7 @@ async def serve(
     reject_unauthorized: bool = True,
     ssl_context: TLSConfig | ssl.SSLContext | None = None,
     alpn_protocols: Sequence[str] | None = ("http/1.1",),
-    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    handshake_timeout: float | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     **http_options: Any,
 ) -> None:
@@ -100,8 +101,9 @@ async def serve(
         raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
     else:
         tls = ssl_context
-    if isinstance(tls, TLSConfig):
-        tls.handshake_timeout = handshake_timeout
+    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
+        # A copy: a config passed in may serve elsewhere with its own timeout.
+        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
     # http.serve passes ssl_context to _server.serve_listeners, which takes a
     # TLSConfig as well as an ssl.SSLContext (_server.TLSContext).
     await http_serve(

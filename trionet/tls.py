@@ -25,6 +25,7 @@ the stdlib decides (``authorized`` is True when a verified certificate came).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,7 +35,7 @@ import trio
 from cryptography import x509
 
 from ._errors import TimeoutError, TLSError
-from ._server import TLS_HANDSHAKE_TIMEOUT, Server, open_listener, serve_listeners
+from ._server import Server, open_listener, serve_listeners
 from ._stream import Socket
 from ._tls_context import (
     NO_PEER_CERTIFICATE,
@@ -159,7 +160,7 @@ async def serve(
     host: str | None = None,
     backlog: int | None = None,
     max_connections: int | None = None,
-    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    handshake_timeout: float | None = None,
     allow_half_open: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -169,7 +170,8 @@ async def serve(
     (``functools.partial`` for the keyword options). Each connection's
     handshake runs in its own task; one that fails is logged (with the
     reason) and closed, one that stalls is cut off after ``handshake_timeout``
-    seconds; the server keeps serving. The handler gets a :class:`TLSSocket`.
+    seconds (default 30; Node's ``handshakeTimeout`` is 120); the server keeps
+    serving. The handler gets a :class:`TLSSocket`.
 
     Args:
       key, cert: the server's private key and certificate chain (PEM bytes or paths).
@@ -185,8 +187,9 @@ async def serve(
     tls = _server_tls(
         key, cert, ca, request_cert, reject_unauthorized, ssl_context, alpn_protocols
     )
-    if isinstance(tls, TLSConfig):
-        tls.handshake_timeout = handshake_timeout
+    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
+        # A copy: a config passed in may serve elsewhere with its own timeout.
+        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
     listener = await open_listener(port, host, None, backlog)
 
     async def handle(stream: trio.abc.Stream) -> None:
