@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import socket as _stdlib_socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -194,7 +195,15 @@ class UDPSocket:
         self.socket.setsockopt(*opt, int(flag))
 
     def set_multicast_interface(self, interface: str) -> None:
-        """Send multicast through the interface with this IPv4 address."""
+        """Send multicast through ``interface``: an IPv4 address for udp4, as
+        for :meth:`add_membership` for udp6 ("lo", "::%lo")."""
+        if self.family == "udp6":
+            self.socket.setsockopt(
+                _stdlib_socket.IPPROTO_IPV6,
+                _stdlib_socket.IPV6_MULTICAST_IF,
+                _interface_index(interface),
+            )
+            return
         self.socket.setsockopt(
             _stdlib_socket.IPPROTO_IP,
             _stdlib_socket.IP_MULTICAST_IF,
@@ -202,7 +211,11 @@ class UDPSocket:
         )
 
     def add_membership(self, group: str, interface: str | None = None) -> None:
-        """Join the multicast ``group`` (on ``interface``, an IPv4 address, or any)."""
+        """Join the multicast ``group`` on ``interface``, or on the kernel's choice.
+
+        For udp4 the interface is one of its IPv4 addresses ("127.0.0.1"); for
+        udp6 its name ("lo"), Node's scoped form ("::%lo") or its index.
+        """
         self._membership(group, interface, join=True)
 
     def drop_membership(self, group: str, interface: str | None = None) -> None:
@@ -211,9 +224,9 @@ class UDPSocket:
 
     def _membership(self, group: str, interface: str | None, *, join: bool) -> None:
         if self.family == "udp6":
-            index = _stdlib_socket.if_nametoindex(interface) if interface else 0
-            mreq = _stdlib_socket.inet_pton(_stdlib_socket.AF_INET6, group) + index.to_bytes(
-                4, "little"
+            # struct ipv6_mreq: the group, then the interface index (0: the kernel picks).
+            mreq = _stdlib_socket.inet_pton(_stdlib_socket.AF_INET6, group) + struct.pack(
+                "@I", _interface_index(interface)
             )
             opt = _stdlib_socket.IPV6_JOIN_GROUP if join else _stdlib_socket.IPV6_LEAVE_GROUP
             self.socket.setsockopt(_stdlib_socket.IPPROTO_IPV6, opt, mreq)
@@ -226,6 +239,14 @@ class UDPSocket:
         """Close the socket; a pending :meth:`receive` ends."""
         self.socket.close()
         await trio.lowlevel.checkpoint()
+
+
+def _interface_index(interface: str | None) -> int:
+    """An IPv6 interface given as a name ("lo"), Node's scoped form ("::%lo") or an index."""
+    if not interface:
+        return 0
+    name = interface.rpartition("%")[2]
+    return int(name) if name.isdigit() else _stdlib_socket.if_nametoindex(name)
 
 
 def _check_ttl(ttl: int, lowest: int) -> None:
