@@ -290,6 +290,23 @@ async def test_idle_timeout_closes_a_quiet_connection(
     assert server.connections == 0
 
 
+async def test_idle_timeout_does_not_delay_a_handler_that_returns(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    async def say_bye(sock: net.Socket) -> None:
+        await sock.send(b"bye")
+
+    server = await nursery.start(endpoint.serve(say_bye, idle_timeout=30))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            assert await read_all(sock) == b"bye"
+
+
+async def test_idle_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="idle_timeout"):
+        await net.serve(greeter, 0, host=HOST, idle_timeout=0)
+
+
 # -- shutdown --------------------------------------------------------------------
 async def test_aclose_lets_the_handler_finish_and_refuses_new_connections(
     nursery: trio.Nursery, endpoint: Endpoint
