@@ -104,10 +104,18 @@ def serve_trio_h11(port: int) -> None:
 
 
 async def _asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[1]  # "startup" / "shutdown"
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", b"%d" % len(BODY))]})
     await send({"type": "http.response.body", "body": BODY})
 
 
@@ -202,7 +210,7 @@ def python_load(port: int, seconds: float) -> tuple[float, float, float]:
                 start = time.perf_counter()
                 await stream.send_all(request)
                 data = b""
-                while not data.endswith(BODY):
+                while BODY not in data:
                     chunk = await stream.receive_some(65536)
                     if not chunk:
                         return
@@ -278,7 +286,7 @@ def _open_idle(port: int, request: bytes, count: int) -> list[socket.socket]:
         s = socket.create_connection((HOST, port), timeout=10)
         s.sendall(request)
         data = b""
-        while not data.endswith(BODY):
+        while BODY not in data:
             chunk = s.recv(65536)
             if not chunk:
                 raise RuntimeError("server closed a keep-alive connection")
@@ -292,7 +300,7 @@ def run(quick: bool) -> list[Result]:
     seconds = 2.0 if quick else 5.0
     repeats = 1 if quick else 3
     names = subjects()
-    best: dict[str, tuple[float, float, float]] = {}
+    best: dict[str, tuple[float, float, float, float]] = {}
     memory: dict[str, float] = {}
     tool = "wrk" if shutil.which("wrk") else "python"
     for _ in range(repeats):  # interleaved runs; keep each subject's best
@@ -300,18 +308,23 @@ def run(quick: bool) -> list[Result]:
             port = free_port()
             with server_process(server_argv(name, port), port) as proc:
                 load(port, 0.5)  # warm up
-                figures = load(port, seconds)
+                figures = measure(proc.pid, port, seconds)
                 if name not in memory:
                     memory[name] = idle_connection_cost(proc.pid, port)
             if name not in best or figures[0] > best[name][0]:
                 best[name] = figures
     results = []
     for name in names:
-        rate, p50, p99 = best[name]
+        rate, p50, p99, _ = best[name]
         results.append(Result(
             "http hello keep-alive", name, rate, "req/s",
             extra={"p50_ms": p50, "p99_ms": p99, "load": tool, "runs": repeats},
             baseline=name == "trio+h11",
+        ))
+    for name in names:
+        results.append(Result(
+            "http hello server CPU", name, best[name][3], "us/req",
+            higher_is_better=False, baseline=name == "trio+h11",
         ))
     for name in names:
         results.append(Result(
