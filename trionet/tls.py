@@ -15,8 +15,17 @@ Peer certificates are judged as Node does: with ``reject_unauthorized=True``
 (the default) a peer that fails verification fails the handshake with a
 :class:`trionet.TLSError` saying why; with ``reject_unauthorized=False`` the
 connection goes on and :attr:`TLSSocket.authorized` is False, with the reason
-in :attr:`TLSSocket.authorization_error`. A client checks the server's name
-(``server_name``, else ``host``) unless ``reject_unauthorized=False``.
+in :attr:`TLSSocket.authorization_error`. A client also checks the server's
+name (``server_name``, else ``host``) as Node's ``checkServerIdentity``; a
+mismatch counts as unverified.
+
+Node's rules need a TLS library that can ask for a certificate without
+enforcing it and say why one failed; the stdlib :mod:`ssl` can do neither, so
+the handshake runs in pyOpenSSL (see :mod:`trionet._tls_stream`), whose verify
+callback records OpenSSL's verdict on each certificate. The reasons are
+OpenSSL's, in words, with Node's code: ``"unable to get local issuer
+certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"``,
+``"certificate has expired (CERT_HAS_EXPIRED)"``, ``"hostname mismatch: ..."``.
 
 ``ssl_context=`` takes a ready :class:`TLSConfig` (from :func:`server_config` /
 :func:`client_config`) or a standard :class:`ssl.SSLContext`; with the latter
@@ -26,7 +35,6 @@ the stdlib decides (``authorized`` is True when a verified certificate came).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -64,8 +72,6 @@ __all__ = [
     "serve",
     "server_config",
 ]
-
-logger = logging.getLogger("trionet")
 
 #: The handler ``serve`` runs, in its own task, for each secured connection.
 Handler = Callable[["TLSSocket"], Awaitable[None]]
