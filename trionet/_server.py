@@ -258,7 +258,7 @@ async def tls_handshake(stream: trio.abc.Stream, context: TLSContext) -> trio.ab
                 f"no handshake within {context.handshake_timeout}s"
             ) from None
         except (TLSError, trio.BrokenResourceError, OSError) as exc:
-            raise TLSHandshakeFailed(str(exc)) from None
+            raise TLSHandshakeFailed(str(exc).removeprefix("TLS handshake failed: ")) from None
     tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
     try:
         with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
