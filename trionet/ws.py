@@ -96,6 +96,9 @@ MAX_QUEUE_MESSAGES = 1024
 #: a task that long is a cheap attack, so we wait less.
 CLOSE_TIMEOUT = 10.0
 
+#: How long a failing connection tries to send its Close before dropping TCP.
+FAIL_SEND_TIMEOUT = 1.0
+
 #: How long the client waits for the server's handshake response
 #: (trio-websocket's CONN_TIMEOUT is 60 s).
 HANDSHAKE_TIMEOUT = 30.0
@@ -409,19 +412,21 @@ class WebSocket:
         Queued messages are dropped. Waits at most ``close_timeout`` for the
         peer; calling it again, or on a closed connection, just waits for the end.
         """
-        if self._state is State.OPEN:
-            self._state = State.CLOSING
-            self._drop_queue()
-            async with self._send_lock:
-                if self._conn.state is WireState.OPEN:
-                    with contextlib.suppress(*_SOCKET_GONE):
-                        await self.socket.send(self._conn.send(CloseConnection(code, reason)))
-        with trio.move_on_after(self.close_timeout):
-            await self._closed.wait()
-        if not self._closed.is_set():
-            logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
-        await trio.aclose_forcefully(self.socket)
+        try:
+            if self._state is State.OPEN:
+                self._state = State.CLOSING
+                self._drop_queue()
+                async with self._send_lock:
+                    if self._conn.state is WireState.OPEN:
+                        with contextlib.suppress(*_SOCKET_GONE):
+                            await self.socket.send(self._conn.send(CloseConnection(code, reason)))
+            with trio.move_on_after(self.close_timeout):
+                await self._closed.wait()
+            if not self._closed.is_set():
+                logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
+                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
+        finally:
+            await trio.aclose_forcefully(self.socket)
 
     def _drop_queue(self) -> None:
         self._queue.clear()
@@ -443,13 +448,14 @@ class WebSocket:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP."""
-        logger.info("%r failed: %d %s", self, code, reason)
-        with trio.move_on_after(1):  # the peer may not read; don't wait for it
+        logger.log(
+            logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
+            "%r failed: %d %s", self, code, reason,
+        )
+        with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
             async with self._send_lock:
                 if self._conn.state is WireState.OPEN:
-                    with contextlib.suppress(
-                        trio.BrokenResourceError, trio.ClosedResourceError, OSError
-                    ):
+                    with contextlib.suppress(*_SOCKET_GONE):
                         await self.socket.send(self._conn.send(CloseConnection(code, reason)))
         self._mark_closed(code, reason)
         await trio.aclose_forcefully(self.socket)
@@ -581,23 +587,32 @@ class WebSocket:
 # -- running a connection -----------------------------------------------------------
 
 
-async def _run(
-    ws: WebSocket,
-    body: Callable[[], Awaitable[None]],
-    *,
-    ping_interval: float | None = None,
-    ping_timeout: float | None = None,
-) -> None:
-    """Run ``body`` with the connection's reader (and heartbeat) beside it, then close."""
+@contextlib.asynccontextmanager
+async def _running(
+    ws: WebSocket, *, ping_interval: float | None = None, ping_timeout: float | None = None
+) -> AsyncIterator[None]:
+    """Run the connection's reader (and heartbeat) beside the block, then close.
+
+    A block that ends normally or with an error closes with the handshake
+    (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
+    drops TCP at once instead of waiting for the peer.
+    """
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws._run_reader)
         if ping_interval is not None:
             timeout = ping_timeout if ping_timeout is not None else ping_interval
             nursery.start_soon(ws._heartbeat, ping_interval, timeout)
+        cancelled = False
         try:
-            await body()
+            yield
+        except trio.Cancelled:
+            cancelled = True
+            raise
         finally:
-            with trio.CancelScope(shield=True):
+            if cancelled:
+                with trio.CancelScope(shield=True):
+                    await ws._fail(CloseCode.GOING_AWAY, "going away")
+            else:
                 await ws.aclose()
             nursery.cancel_scope.cancel()
 
@@ -652,7 +667,7 @@ def handler(
         if ws is None:
             return
 
-        async def body() -> None:
+        async with _running(ws, ping_interval=ping_interval, ping_timeout=ping_timeout):
             try:
                 await handler(ws)
             except ConnectionClosed:
@@ -660,8 +675,6 @@ def handler(
             except Exception:
                 logger.exception("WebSocket handler for %r failed", ws.remote_address)
                 await ws._fail(CloseCode.INTERNAL_ERROR, "handler failed")
-
-        await _run(ws, body, ping_interval=ping_interval, ping_timeout=ping_timeout)
 
     return on_upgrade
 
@@ -844,14 +857,8 @@ async def connect(
         await trio.aclose_forcefully(sock)
         raise
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._run_reader)
-        try:
-            yield ws
-        finally:
-            with trio.CancelScope(shield=True):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+    async with _running(ws):
+        yield ws
 
 
 class _Target:
