@@ -195,6 +195,23 @@ async def test_client_half_close_lets_a_half_open_server_answer(
             assert await read_all(sock) == b"got 1000 bytes"
 
 
+async def test_a_node_client_half_closes_and_still_gets_the_answer(
+    nursery: trio.Nursery, endpoint: Endpoint, node: str
+) -> None:
+    async def count_then_answer(sock: net.Socket) -> None:
+        total = len(await read_all(sock))
+        await sock.send(f"got {total} bytes")
+
+    server = await nursery.start(endpoint.serve(count_then_answer, allow_half_open=True))
+    target = endpoint.path or str(server.port)
+    with trio.fail_after(10):
+        done = await trio.run_process(
+            [node, str(PEERS / "net_client.js"), target, "x" * 5000, "--end"],
+            capture_stdout=True,
+        )
+    assert done.stdout == b"got 5000 bytes"
+
+
 async def test_server_half_close_lets_the_client_answer(
     nursery: trio.Nursery, endpoint: Endpoint
 ) -> None:
