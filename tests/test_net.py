@@ -583,6 +583,26 @@ async def test_connect_to_localhost_finds_an_ipv4_only_server(nursery: trio.Nurs
             assert sock.remote_address == (HOST, server.port)
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with stdlib_socket.socket(stdlib_socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+async def test_serve_and_connect_over_ipv6_loopback(nursery: trio.Nursery) -> None:
+    server = await nursery.start(partial(net.serve, greeter, 0, host="::1"))
+    assert server.address == ("::1", server.port)
+    with trio.fail_after(5):
+        for host in ("::1", "localhost"):
+            async with await net.connect(server.port, host) as sock:
+                assert await read_until(sock, b"\n") == GREETING.encode()
+                assert sock.remote_address == ("::1", server.port)
+
+
 async def test_connect_from_a_chosen_local_address(nursery: trio.Nursery) -> None:
     server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
     with trio.fail_after(5):
