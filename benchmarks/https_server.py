@@ -85,8 +85,11 @@ async def _asgi_hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
+    # Content-Length, as trionet and Node send: without it hypercorn chunks the
+    # body into a second write, and Nagle's algorithm stalls it.
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", b"%d" % len(BODY))]})
     await send({"type": "http.response.body", "body": BODY})
 
 
