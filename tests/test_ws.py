@@ -22,8 +22,6 @@ from conftest import open_fds
 import trionet
 from trionet import ws
 
-pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
-
 
 async def echo(sock: ws.WebSocket) -> None:
     async for message in sock:
@@ -528,3 +526,39 @@ async def test_no_leaked_fds_or_tasks_after_many_connections(nursery: trio.Nurse
     assert open_fds() <= fds_before
     tasks_after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
     assert tasks_after <= tasks_before
+
+
+# -- wss:// and shutdown -----------------------------------------------------------
+
+
+async def test_wss_with_a_trusted_certificate(
+    nursery: trio.Nursery, server_ssl_context: Any, client_ssl_context: Any
+) -> None:
+    server = await start(nursery, ssl_context=server_ssl_context)
+    with trio.fail_after(10):
+        async with ws.connect(
+            f"wss://localhost:{server.port}/secure", ssl_context=client_ssl_context
+        ) as client:
+            await client.send("hello world!")
+            assert await client.receive() == "hello world!"
+
+
+async def test_wss_with_an_unknown_ca_raises_tls_error(
+    nursery: trio.Nursery, server_ssl_context: Any
+) -> None:
+    server = await start(nursery, ssl_context=server_ssl_context)
+    with trio.fail_after(10), pytest.raises(trionet.TLSError):
+        async with ws.connect(f"wss://localhost:{server.port}/"):
+            pass
+
+
+async def test_server_shutdown_tells_clients_going_away(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.send("x")
+            assert await client.receive() == "x"
+            nursery.start_soon(functools.partial(server.aclose, timeout=0))
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+    assert closed.value.code == 1001
