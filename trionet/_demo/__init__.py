@@ -25,7 +25,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -111,6 +111,7 @@ def udp_printer(say: Say = _say) -> trionet.dgram.Handler:
     return handler
 
 
+@functools.cache
 def page() -> bytes:
     """The demo's HTML page: one self-contained file, no external assets."""
     return importlib.resources.files(__package__).joinpath("index.html").read_bytes()
@@ -237,70 +238,76 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+@dataclass
+class _Context:
+    """What every service's start function needs."""
+
+    nursery: trio.Nursery
+    opts: Options
+    say: Say
+    room: ChatRoom
+
+
 async def _start(
-    nursery: trio.Nursery,
-    name: str,
-    port_option: str,
-    port: int | None,
-    serve: Callable[..., Awaitable[None]],
-    *args: Any,
-    **kwargs: Any,
+    ctx: _Context, name: str, where: str, option: str, serve: Callable[..., Awaitable[None]]
 ) -> trionet.net.Server:
     """Start one server, turning "address in use" and friends into a :class:`DemoError`."""
     try:
-        server: trionet.net.Server = await nursery.start(functools.partial(serve, *args, **kwargs))
+        server: trionet.net.Server = await ctx.nursery.start(serve)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise DemoError(
-                f"{name}: port {port} is already in use; stop whatever listens there "
-                f"or pick another port with {port_option} (0 picks a free one)"
+                f"{name}: {where} is already in use; stop whatever listens there "
+                f"or pick another with {option}"
             ) from None
         if exc.errno == errno.EACCES:
             raise DemoError(
-                f"{name}: not allowed to listen on port {port}; pick another with {port_option}"
+                f"{name}: not allowed to listen on {where}; pick another with {option}"
             ) from None
-        raise DemoError(f"{name}: could not listen: {exc}") from None
+        raise DemoError(f"{name}: could not listen on {where}: {exc}") from None
     return server
 
 
-async def start_tcp(nursery: trio.Nursery, opts: Options) -> Service:
+def _port_option(option: str, port: int) -> tuple[str, str]:
+    return f"port {port}", f"{option} (0 picks a free one)"
+
+
+async def start_tcp(ctx: _Context) -> Service:
     """The chapter's TCP server: greeting plus echo."""
-    server = await _start(
-        nursery, "TCP echo", "--tcp-port", opts.tcp_port,
-        trionet.net.serve, tcp_echo, opts.tcp_port, host=opts.host,
-    )  # fmt: skip
-    where = f"{_url_host(opts.host)}:{server.port}"
-    return Service("TCP echo", server, where, [f"nc {opts.host} {server.port}"])
+    host, port = ctx.opts.host, ctx.opts.tcp_port
+    serve = functools.partial(trionet.net.serve, tcp_echo, port, host=host)
+    server = await _start(ctx, "TCP echo", *_port_option("--tcp-port", port), serve)
+    where = f"{_url_host(host)}:{server.port}"
+    return Service("TCP echo", server, where, [f"nc {host} {server.port}"])
 
 
-async def start_unix(nursery: trio.Nursery, opts: Options) -> Service:
+async def start_unix(ctx: _Context) -> Service:
     """The same echo on a Unix socket in the demo's temporary directory."""
-    path = str(opts.unix_path)
-    server = await _start(
-        nursery, "Unix echo", "--workdir", None, trionet.net.serve, tcp_echo, path=path
-    )
+    path = str(ctx.opts.unix_path)
+    serve = functools.partial(trionet.net.serve, tcp_echo, path=path)
+    server = await _start(ctx, "Unix echo", path, "--workdir", serve)
     return Service("Unix echo", server, path, [f"nc -U {path}"])
 
 
-async def start_udp(nursery: trio.Nursery, opts: Options, say: Say) -> Service:
+async def start_udp(ctx: _Context) -> Service:
     """The chapter's UDP server, printing what arrives (and echoing it)."""
-    server = await _start(
-        nursery, "UDP", "--udp-port", opts.udp_port,
-        trionet.dgram.serve, udp_printer(say), opts.udp_port, host=opts.host,
-        family="udp6" if ":" in opts.host else "udp4",
-    )  # fmt: skip
-    where = f"{_url_host(opts.host)}:{server.port}"
-    return Service("UDP", server, where, [f"echo hello | nc -u -w1 {opts.host} {server.port}"])
+    host, port = ctx.opts.host, ctx.opts.udp_port
+    family: Literal["udp4", "udp6"] = "udp6" if ":" in host else "udp4"
+    serve = functools.partial(
+        trionet.dgram.serve, udp_printer(ctx.say), port, host=host, family=family
+    )
+    server = await _start(ctx, "UDP", *_port_option("--udp-port", port), serve)
+    where = f"{_url_host(host)}:{server.port}"
+    return Service("UDP", server, where, [f"echo hello | nc -u -w1 {host} {server.port}"])
 
 
-async def start_http(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Service:
+async def start_http(ctx: _Context) -> Service:
     """HTTP on 1337: the page, "Hello World", and the page's WebSocket on the same port."""
-    server = await _start(
-        nursery, "HTTP", "--http-port", opts.http_port,
-        trionet.http.serve, http_app, opts.http_port, host=opts.host,
-        on_upgrade=trionet.ws.handler(room.handle),
-    )  # fmt: skip
-    url = f"http://{_url_host(opts.host)}:{server.port}/"
+    host, port = ctx.opts.host, ctx.opts.http_port
+    on_upgrade = trionet.ws.handler(ctx.room.handle)
+    serve = functools.partial(trionet.http.serve, http_app, port, host=host, on_upgrade=on_upgrade)
+    server = await _start(ctx, "HTTP", *_port_option("--http-port", port), serve)
+    url = f"http://{_url_host(host)}:{server.port}/"
     return Service(
         "HTTP + WebSocket",
         server,
@@ -310,37 +317,35 @@ async def start_http(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Se
     )
 
 
-async def start_https(nursery: trio.Nursery, opts: Options, room: ChatRoom) -> Service:
+async def start_https(ctx: _Context) -> Service:
     """HTTPS on 8443 with a fresh private CA, written where the banner says."""
     from trionet import testing  # late: only the demo and tests need certificates
 
-    hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", opts.host)))
-    files = testing.write_certs(opts.workdir / "certs", hosts=hosts)
-    server = await _start(
-        nursery, "HTTPS", "--https-port", opts.https_port,
-        trionet.https.serve, http_app, opts.https_port, host=opts.host,
-        key=files.key, cert=files.cert, on_upgrade=trionet.ws.handler(room.handle),
+    host, port = ctx.opts.host, ctx.opts.https_port
+    names = tuple(dict.fromkeys(("localhost", "127.0.0.1", "::1", host)))
+    files = testing.write_certs(ctx.opts.workdir / "certs", hosts=names)
+    serve = functools.partial(
+        trionet.https.serve, http_app, port, host=host, key=files.key, cert=files.cert,
+        on_upgrade=trionet.ws.handler(ctx.room.handle),
     )  # fmt: skip
-    url = f"https://{_url_host(opts.host)}:{server.port}/"
-    ca = files.ca
+    server = await _start(ctx, "HTTPS", *_port_option("--https-port", port), serve)
+    url = f"https://{_url_host(host)}:{server.port}/"
     return Service(
         "HTTPS + WebSocket",
         server,
         url,
-        [f"curl --cacert {ca} {url}hello"],
-        [f"the CA certificate is {ca} (trust it in a browser to open {url})"],
+        [f"curl --cacert {files.ca} {url}hello"],
+        [f"the CA certificate is {files.ca} (trust it in a browser to open {url})"],
     )
 
 
-#: The services in the order they start; each takes (nursery, options, say, room).
-Starter = Callable[[trio.Nursery, Options, Say, ChatRoom], Awaitable[Service]]
-
-STARTERS: list[tuple[str, Starter]] = [
-    ("tcp", lambda n, o, s, r: start_tcp(n, o)),
-    ("unix", lambda n, o, s, r: start_unix(n, o)),
-    ("udp", lambda n, o, s, r: start_udp(n, o, s)),
-    ("http", lambda n, o, s, r: start_http(n, o, r)),
-    ("https", lambda n, o, s, r: start_https(n, o, r)),
+#: The services, in the order they start.
+STARTERS: list[Callable[[_Context], Awaitable[Service]]] = [
+    start_tcp,
+    start_unix,
+    start_udp,
+    start_http,
+    start_https,
 ]
 
 
@@ -358,11 +363,9 @@ def banner(services: list[Service]) -> str:
     return "\n".join(lines)
 
 
-async def start_all(
-    nursery: trio.Nursery, opts: Options, say: Say, room: ChatRoom
-) -> list[Service]:
+async def start_all(ctx: _Context) -> list[Service]:
     """Start the services in :data:`STARTERS` order; the first that fails stops the lot."""
-    return [await start(nursery, opts, say, room) for _, start in STARTERS]
+    return [await start(ctx) for start in STARTERS]
 
 
 # -- running and stopping ------------------------------------------------------------
@@ -377,7 +380,7 @@ async def run(opts: Options, say: Say = _say) -> None:
         error: DemoError | None = None
         async with trio.open_nursery() as nursery:
             try:
-                services = await start_all(nursery, opts, say, room)
+                services = await start_all(_Context(nursery, opts, say, room))
             except DemoError as exc:
                 error = exc
                 nursery.cancel_scope.cancel()
