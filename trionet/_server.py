@@ -323,7 +323,10 @@ async def open_tcp_listener(
         try:
             await sock.bind(sockaddr)
         except OSError as exc:
-            raise OSError(exc.errno, f"listen {exc.strerror}: {host}:{port}") from None
+            # Node's words: "listen EADDRINUSE: address already in use 127.0.0.1:8124".
+            code = errno.errorcode.get(exc.errno or 0, "failed")
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(exc.errno, f"listen {code}: {reason} {host}:{port}") from None
         sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
     except BaseException:
         sock.close()
