@@ -132,16 +132,19 @@ class ServerConfig:
         self.on_connect = on_connect
         self.on_check_continue = on_check_continue
         self.on_client_error = on_client_error
+        # As in Node, 0 turns a timeout off.
         self.headers_timeout = headers_timeout or math.inf
         self.request_timeout = request_timeout or math.inf
-        self.keep_alive_timeout = keep_alive_timeout
+        self.keep_alive_timeout = keep_alive_timeout or math.inf
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
         self.max_requests_per_socket = max_requests_per_socket or 0
-        shortest = min(self.headers_timeout, self.request_timeout, keep_alive_timeout)
+        shortest = min(self.headers_timeout, self.request_timeout, self.keep_alive_timeout)
         self.check_interval = min(MAX_CHECK_INTERVAL, max(MIN_CHECK_INTERVAL, shortest / 10))
-        timeout = f"{keep_alive_timeout:g}".encode()
-        self.keep_alive_lines = b"Connection: keep-alive\r\nKeep-Alive: timeout=%s\r\n" % timeout
+        self.keep_alive_lines = b"Connection: keep-alive\r\n"
+        if keep_alive_timeout:
+            hint = f"{keep_alive_timeout:g}".encode()
+            self.keep_alive_lines += b"Keep-Alive: timeout=%s\r\n" % hint
         #: Live connections, so shutdown can close the idle ones.
         self.connections: set[_Connection] = set()
         self.closing = False
