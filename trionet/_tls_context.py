@@ -26,12 +26,19 @@ import ssl
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 from OpenSSL import SSL, crypto
 
 from ._errors import TLSError
@@ -47,6 +54,7 @@ __all__ = [
     "TLSConfig",
     "client_config",
     "client_ssl_context",
+    "explain_chain",
     "hostname_mismatch",
     "load_pem",
     "peer_certificate_dict",
@@ -440,6 +448,66 @@ def _dns_match(pattern: str, host: str) -> bool:
         return pattern == host
     first, _, rest = host.partition(".")
     return bool(first) and rest == pattern[2:] and "." in rest
+
+
+# -- a second judge: cryptography's path validation ----------------------------------
+# Used where OpenSSL did not judge: a stdlib context with verification off
+# (``reject_unauthorized=False`` through ``ssl.SSLContext``). The WebPKI rules
+# for end-entity extensions are relaxed to what OpenSSL checks (trustme's
+# certificates mark subjectAltName critical beside a subject, which the strict
+# profile refuses); chains, CA constraints, validity times and names are checked.
+_EE_CLIENT_POLICY = ExtensionPolicy.permit_all()
+_EE_SERVER_POLICY = ExtensionPolicy.permit_all().require_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
+
+
+def explain_chain(
+    chain: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    hostname: str | None = None,
+) -> str | None:
+    """Why ``chain`` (leaf first) does not verify against ``anchors``, or None if it does.
+
+    With ``hostname`` the leaf must also name it (a server's certificate).
+    The reasons use the same words as OpenSSL's verdicts elsewhere.
+    """
+    if not chain:
+        return NO_PEER_CERTIFICATE
+    if not anchors:
+        return verify_error_words(20)
+    leaf, intermediates = chain[0], list(chain[1:])
+    builder = PolicyBuilder().store(Store(list(anchors))).extension_policies(
+        ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+        ee_policy=_EE_SERVER_POLICY if hostname else _EE_CLIENT_POLICY,
+    )
+    try:
+        if hostname:
+            builder.build_server_verifier(_subject(hostname)).verify(leaf, intermediates)
+        else:
+            builder.build_client_verifier().verify(leaf, intermediates)
+    except VerificationError as exc:
+        return _verification_words(str(exc), leaf, hostname)
+    return None
+
+
+def _subject(hostname: str) -> x509.DNSName | x509.IPAddress:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(hostname.strip("[]")))
+    except ValueError:
+        return x509.DNSName(hostname.rstrip("."))
+
+
+def _verification_words(message: str, leaf: x509.Certificate, hostname: str | None) -> str:
+    """cryptography's VerificationError in OpenSSL's words (with Node's code)."""
+    if "not valid at validation time" in message:
+        now = datetime.now(timezone.utc)
+        return verify_error_words(10 if now > leaf.not_valid_after_utc else 9)
+    if "candidates exhausted" in message:
+        return verify_error_words(20)
+    if hostname and "subjectAltName" in message:
+        return hostname_mismatch(leaf, hostname) or f"hostname mismatch: {message}"
+    return f"certificate verify failed: {message.partition(' (encountered')[0]}"
 
 
 # -- the peer's certificate, as Node's getPeerCertificate() ------------------------

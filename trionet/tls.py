@@ -28,8 +28,12 @@ certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"``,
 ``"certificate has expired (CERT_HAS_EXPIRED)"``, ``"hostname mismatch: ..."``.
 
 ``ssl_context=`` takes a ready :class:`TLSConfig` (from :func:`server_config` /
-:func:`client_config`) or a standard :class:`ssl.SSLContext`; with the latter
-the stdlib decides (``authorized`` is True when a verified certificate came).
+:func:`client_config`) or a standard :class:`ssl.SSLContext`. With the latter
+the stdlib verifies; when its verification is off (``CERT_NONE``, as
+``https.ssl_context(reject_unauthorized=False)`` makes), the peer's certificate
+is judged after the handshake by ``cryptography``'s path validation against
+the context's CAs, so ``authorized`` and ``authorization_error`` still mean
+what they mean in Node.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from ._tls_context import (
     TLSConfig,
     client_config,
     client_ssl_context,
+    explain_chain,
     peer_certificate_dict,
     server_config,
 )
@@ -109,13 +114,20 @@ class TLSSocket(Socket):
         der = stream.getpeercert(binary_form=True)
         cert = x509.load_der_x509_certificate(der) if der else None
         self.peer_certificate = peer_certificate_dict(cert) if cert is not None else None
-        verified = stream.context.verify_mode != ssl.CERT_NONE and cert is not None
-        self.authorized = verified
-        self.authorization_error = None
-        if not verified:
-            self.authorization_error = (
-                NO_PEER_CERTIFICATE if cert is None else "certificate verification was off"
-            )
+        if cert is None:
+            reason: str | None = NO_PEER_CERTIFICATE
+        elif stream.context.verify_mode != ssl.CERT_NONE:
+            reason = None  # the stdlib verified it, or the handshake would have failed
+        else:
+            # Verification was off (reject_unauthorized=False): judge it ourselves.
+            anchors = [
+                x509.load_der_x509_certificate(der)
+                for der in stream.context.get_ca_certs(binary_form=True)
+            ]
+            hostname = None if stream.server_side else stream.server_hostname
+            reason = explain_chain([cert], anchors, hostname)
+        self.authorized = reason is None
+        self.authorization_error = reason
         self.alpn_protocol = stream.selected_alpn_protocol()
 
     def __repr__(self) -> str:
