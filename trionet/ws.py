@@ -21,11 +21,9 @@ hands data messages to :meth:`WebSocket.receive` through a bounded queue.
 from __future__ import annotations
 
 import contextlib
-import enum
 import inspect
 import logging
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,38 +31,38 @@ from urllib.parse import urlsplit
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
-from wsproto.connection import ConnectionState as WireState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Message,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData
 from wsproto.events import Request as HandshakeRequest
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason, Opcode
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import net
-from ._errors import ConnectError, ProtocolError, TLSError, TrionetError
+from ._errors import ConnectError, ProtocolError, TLSError
 from ._server import Server
-from ._stream import Address, Socket
+from ._stream import Socket
+from ._ws_connection import (
+    CLOSE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_QUEUE_MESSAGES,
+    CloseCode,
+    ConnectionClosed,
+    State,
+    WebSocket,
+    _running,
+)
 from ._ws_protocol import (
     BoundedPerMessageDeflate,
     FrameGuard,
     Rejection,
     check_handshake,
-    encode_message,
     format_response,
     pick_subprotocol,
 )
 
 __all__ = [
+    "CLOSE_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_QUEUE_MESSAGES",
     "CloseCode",
     "ConnectionClosed",
     "HandshakeError",
@@ -78,33 +76,12 @@ __all__ = [
 
 logger = logging.getLogger("trionet")
 
-#: Close codes (RFC 6455 section 7.4.1), wsproto's enum under a shorter name.
-CloseCode = CloseReason
-
-#: Largest message accepted by default, as trio-websocket's MAX_MESSAGE_SIZE
-#: (ws allows 100 MiB; 1 MiB bounds what one peer can make us hold).
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
-
-#: Undelivered messages at which the reader stops reading the socket. The
-#: queue is also bounded in bytes, by ``max_message_size`` (see WebSocket).
-#: For comparison: ``websockets`` holds up to ``max_queue=16`` messages of
-#: ``max_size`` (16 MiB), trio-websocket 1, Node's ws has no bound at all.
-MAX_QUEUE_MESSAGES = 1024
-
-#: How long ``aclose()`` waits for the peer's Close. ws waits 30 s
-#: (``closeTimeout``), trio-websocket 60 s; a silent peer holding a socket and
-#: a task that long is a cheap attack, so we wait less.
-CLOSE_TIMEOUT = 10.0
-
-#: How long a failing connection tries to send its Close before dropping TCP.
-FAIL_SEND_TIMEOUT = 1.0
+#: Bytes asked of the kernel per read of the handshake response.
+RECEIVE_SIZE = 65536
 
 #: How long the client waits for the server's handshake response
 #: (trio-websocket's CONN_TIMEOUT is 60 s).
 HANDSHAKE_TIMEOUT = 30.0
-
-#: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
-RECEIVE_SIZE = 65536
 
 #: The largest handshake response head the client reads (Node's maxHeaderSize).
 MAX_RESPONSE_HEAD = 16384
@@ -112,36 +89,15 @@ MAX_RESPONSE_HEAD = 16384
 #: The largest refusal body the client keeps for :class:`HandshakeError`.
 MAX_REJECT_BODY = 65536
 
-#: Close codes that end ``async for`` quietly: normal closure, going away, and
-#: a Close without a code (the ``websockets`` package's OK_CLOSE_CODES).
-OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
-
-#: What a write to a dead socket raises.
-_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-
-#: What ``send()`` accepts: text goes out as a text frame, bytes as binary.
-Data = str | bytes | bytearray | memoryview
-
 #: The handler ``serve``/``handler`` runs, in its own task, per WebSocket.
-Handler = Callable[["WebSocket"], Awaitable[None]]
+Handler = Callable[[WebSocket], Awaitable[None]]
 
 #: ``accept(req)`` may return True/None (go on), False (401) or (status, headers, body).
 AcceptResult = bool | None | tuple[int, Any, Any]
 AcceptHook = Callable[[Any], AcceptResult | Awaitable[AcceptResult]]
 
-
-class ConnectionClosed(TrionetError):
-    """The WebSocket is closed; ``code`` and ``reason`` say how.
-
-    ``code`` is the code of the peer's Close frame, the code we closed with
-    when the peer broke the protocol (1002, 1007, 1009), or 1006 when the
-    connection ended without a Close frame.
-    """
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"WebSocket closed: {code} {reason}".rstrip())
-        self.code = code
-        self.reason = reason
+#: What a write to a dead socket raises.
+_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class HandshakeError(ProtocolError):
@@ -163,458 +119,6 @@ class HandshakeError(ProtocolError):
         self.status = status
         self.headers = list(headers)
         self.body = body
-
-
-class State(enum.Enum):
-    """Where a :class:`WebSocket` is in its life."""
-
-    #: Messages flow both ways.
-    OPEN = 1
-    #: We sent a Close and wait for the peer's.
-    CLOSING = 2
-    #: Both Closes were exchanged, or the connection failed or dropped.
-    CLOSED = 3
-
-
-class WebSocket:
-    """One WebSocket connection, either end.
-
-    Users get one from :func:`serve`/:func:`handler` (passed to the handler)
-    or from :func:`connect`; they do not create it.
-
-    Sending is safe from several tasks at once (frames never interleave) and
-    awaits the socket, so a slow peer slows the sender.
-
-    Receiving: the reader task keeps reading while the application lags, so
-    pings are answered and a Close is completed whatever the application
-    does, until the undelivered messages reach ``max_message_size`` bytes or
-    :data:`MAX_QUEUE_MESSAGES` messages. Then it stops reading the socket, so
-    TCP slows the peer down and memory stays bounded (about twice
-    ``max_message_size`` per connection, against 16 x 1 MiB for websockets).
-    That is the trade-off: past that point, frames behind the unread data
-    wait for the application too. Nothing can hang on them: ``aclose()``
-    drops the queue and lets the reader drain the socket, so our close
-    handshake always completes, and the heartbeat does not count a ping as
-    lost while the reader is held up by our own application.
-    """
-
-    def __init__(
-        self,
-        sock: Socket,
-        connection: Connection,
-        *,
-        guard: FrameGuard,
-        client: bool,
-        path: str,
-        request: Any = None,
-        subprotocol: str | None = None,
-        extensions: Sequence[Extension] = (),
-        close_timeout: float = CLOSE_TIMEOUT,
-    ) -> None:
-        self.socket = sock
-        #: The handshake: the server's ``trionet.http.Request``, or on the client
-        #: the server's 101 response as a :class:`wsproto.events.AcceptConnection`.
-        self.request = request
-        #: The path the client asked for (with its query string).
-        self.path = path
-        #: The subprotocol both sides agreed on, or None.
-        self.subprotocol = subprotocol
-        #: The negotiated extensions (``permessage-deflate`` or nothing).
-        self.extensions = list(extensions)
-        self.close_timeout = close_timeout
-        self._client = client
-        self._conn = connection
-        self._guard = guard
-        self._state = State.OPEN
-        self._close_code: int | None = None
-        self._close_reason = ""
-        self._send_lock = trio.Lock()
-        self._queue: deque[str | bytes] = deque()
-        self._queued_bytes = 0
-        self._queue_limit = guard.max_message_size
-        self._parts: list[Any] = []
-        self._message_arrived = trio.lowlevel.ParkingLot()
-        self._room = trio.lowlevel.ParkingLot()
-        self._reader_waiting_for_room = False
-        self._pings: list[tuple[bytes, trio.Event]] = []
-        self._closed = trio.Event()
-
-    def __repr__(self) -> str:
-        side = "client" if self._client else "server"
-        return f"<trionet.ws.WebSocket {side} {self.path!r} {self._state.name}>"
-
-    # -- properties -----------------------------------------------------------------
-    @property
-    def state(self) -> State:
-        """:class:`State` of the connection."""
-        return self._state
-
-    @property
-    def close_code(self) -> int | None:
-        """How the connection closed (see :class:`ConnectionClosed`); None while open."""
-        return self._close_code
-
-    @property
-    def close_reason(self) -> str:
-        """The reason that came with :attr:`close_code` ("" while open)."""
-        return self._close_reason
-
-    @property
-    def remote_address(self) -> Address | None:
-        """The peer's address ``(host, port)``."""
-        return self.socket.remote_address
-
-    @property
-    def closed(self) -> bool:
-        """True once the connection is completely closed."""
-        return self._closed.is_set()
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection is completely closed."""
-        await self._closed.wait()
-
-    # -- sending --------------------------------------------------------------------
-    async def send(self, message: Data) -> None:
-        """Send one message: ``str`` as a text frame, bytes as a binary frame.
-
-        Returns once the socket took it (backpressure).
-
-        Raises:
-          ConnectionClosed: the connection is closing or closed.
-        """
-        if isinstance(message, str):
-            opcode, payload = Opcode.TEXT, message.encode()
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            opcode, payload = Opcode.BINARY, bytes(message)
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        await self._acquire_send_lock()
-        try:
-            self._check_open()
-            await self._write(self._encode(opcode, payload, message))
-        finally:
-            self._send_lock.release()
-
-    def _encode(self, opcode: Opcode, payload: bytes, message: Data) -> bytes:
-        """The frame(s) of one message; wsproto builds them when an extension is on."""
-        if not self.extensions:
-            return encode_message(opcode, payload, mask=self._client)
-        event: Message[Any]
-        if opcode is Opcode.TEXT:
-            event = TextMessage(data=str(message))
-        else:
-            event = BytesMessage(data=payload)
-        return self._conn.send(event)
-
-    async def _acquire_send_lock(self) -> None:
-        """Take the send lock; uncontended, without a trip through the scheduler.
-
-        The write that follows is a checkpoint anyway, and skipping the lock's
-        own one is a measurable share of a small message's cost.
-        """
-        try:
-            self._send_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._send_lock.acquire()
-
-    async def ping(self, data: bytes = b"") -> None:
-        """Send a Ping and return when its Pong arrives.
-
-        A Pong answers the oldest pending ping with the same payload and every
-        ping sent before it (RFC 6455 section 5.5.3 lets a peer skip some).
-
-        Raises:
-          ConnectionClosed: the connection closed before the Pong came.
-        """
-        if len(data) > 125:
-            raise ValueError("a ping carries at most 125 bytes (RFC 6455 section 5.5)")
-        arrived = trio.Event()
-        async with self._send_lock:
-            self._check_open()
-            self._pings.append((bytes(data), arrived))
-            await self._write(self._conn.send(Ping(payload=bytes(data))))
-        await arrived.wait()
-        if any(event is arrived for _, event in self._pings):
-            # Woken by the end of the connection, not by a Pong.
-            self._pings = [entry for entry in self._pings if entry[1] is not arrived]
-            self._raise_closed()
-
-    def _check_open(self) -> None:
-        if self._state is not State.OPEN:
-            self._raise_closed()
-
-    def _raise_closed(self) -> None:
-        raise ConnectionClosed(
-            self._close_code if self._close_code is not None else CloseCode.ABNORMAL_CLOSURE,
-            self._close_reason,
-        )
-
-    async def _write(self, data: bytes) -> None:
-        """Write frames; a broken socket marks the connection closed (1006)."""
-        try:
-            await self.socket.send(data)
-        except _SOCKET_GONE as exc:
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-            raise ConnectionClosed(self._close_code or 1006, self._close_reason) from exc
-
-    async def _write_control(self, data: bytes) -> bool:
-        """Write control frames from the reader; False if the socket is gone."""
-        if not data:
-            return True
-        async with self._send_lock:
-            try:
-                await self.socket.send(data)
-            except _SOCKET_GONE:
-                return False
-        return True
-
-    # -- receiving ------------------------------------------------------------------
-    async def receive(self) -> str | bytes:
-        """The next message: ``str`` for text, ``bytes`` for binary.
-
-        After the peer closed, the messages it sent before its Close are still
-        delivered; after our own ``aclose()`` they are dropped.
-
-        Raises:
-          ConnectionClosed: no more messages will come; ``code`` says why.
-        """
-        # Always a cancel point; a schedule point only when it has to wait. A
-        # queued message is returned without a trip through the scheduler: the
-        # queue is bounded, so a task that only receives yields within
-        # MAX_QUEUE_MESSAGES messages, and an echo loop's send() yields anyway.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._queue:
-            if self._closed.is_set() or self._state is not State.OPEN:
-                self._raise_closed()
-            await self._message_arrived.park()
-        message = self._queue.popleft()
-        self._queued_bytes -= len(message)
-        if self._reader_waiting_for_room and self._has_room():
-            self._room.unpark_all()
-        return message
-
-    def __aiter__(self) -> WebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        """Messages until the connection closes; a normal close ends the loop."""
-        try:
-            return await self.receive()
-        except ConnectionClosed as exc:
-            if exc.code in OK_CLOSE_CODES:
-                raise StopAsyncIteration from None
-            raise
-
-    # -- closing --------------------------------------------------------------------
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Close: send a Close frame, wait (bounded) for the peer's, close TCP.
-
-        Queued messages are dropped. Waits at most ``close_timeout`` for the
-        peer; calling it again, or on a closed connection, just waits for the end.
-        """
-        try:
-            if self._state is State.OPEN:
-                self._state = State.CLOSING
-                self._drop_queue()
-                async with self._send_lock:
-                    if self._conn.state is WireState.OPEN:
-                        with contextlib.suppress(*_SOCKET_GONE):
-                            await self.socket.send(self._conn.send(CloseConnection(code, reason)))
-            with trio.move_on_after(self.close_timeout):
-                await self._closed.wait()
-            if not self._closed.is_set():
-                logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
-                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
-        finally:
-            await trio.aclose_forcefully(self.socket)
-
-    def _drop_queue(self) -> None:
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._parts.clear()
-        self._room.unpark_all()
-        self._message_arrived.unpark_all()
-
-    def _mark_closed(self, code: int, reason: str) -> None:
-        """Record how the connection ended and wake everyone waiting on it."""
-        if self._close_code is None:
-            self._close_code = int(code)
-            self._close_reason = reason
-        self._state = State.CLOSED
-        self._closed.set()
-        self._message_arrived.unpark_all()
-        self._room.unpark_all()
-        self._wake_pings()
-
-    async def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP."""
-        logger.log(
-            logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
-            "%r failed: %d %s", self, code, reason,
-        )
-        with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
-            async with self._send_lock:
-                if self._conn.state is WireState.OPEN:
-                    with contextlib.suppress(*_SOCKET_GONE):
-                        await self.socket.send(self._conn.send(CloseConnection(code, reason)))
-        self._mark_closed(code, reason)
-        await trio.aclose_forcefully(self.socket)
-
-    # -- the reader task ------------------------------------------------------------
-    async def _run_reader(self) -> None:
-        """Read frames until the connection ends; answer control frames at once."""
-        try:
-            await self._handle_events()  # frames that came with the handshake
-            while not self._closed.is_set():
-                await self._wait_for_room()
-                try:
-                    data = await self.socket.receive(RECEIVE_SIZE)
-                except _SOCKET_GONE:
-                    data = b""
-                if not data:
-                    self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-                    break
-                self._conn.receive_data(data)
-                await self._handle_events()
-        finally:
-            if not self._closed.is_set():
-                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    def _has_room(self, factor: int = 1) -> bool:
-        return (
-            self._queued_bytes < factor * self._queue_limit
-            and len(self._queue) < factor * MAX_QUEUE_MESSAGES
-        )
-
-    async def _wait_for_room(self) -> None:
-        """Hold the reader while the application has too much unread."""
-        while not self._has_room() and self._state is State.OPEN:
-            self._reader_waiting_for_room = True
-            try:
-                await self._room.park()
-            finally:
-                self._reader_waiting_for_room = False
-
-    async def _handle_events(self) -> None:
-        """Handle everything one read delivered; control replies go out in one write."""
-        replies = bytearray()
-        for event in self._conn.events():
-            if isinstance(event, Message):
-                self._on_message(event)
-                if not self._has_room(factor=2):
-                    # One read can carry many messages (and with compression,
-                    # inflate to many more bytes): stop parsing it half-way.
-                    if not await self._write_control(bytes(replies)):
-                        return
-                    replies.clear()
-                    await self._wait_for_room()
-            elif isinstance(event, Ping):
-                if self._conn.state is WireState.OPEN:
-                    replies += self._conn.send(event.response())
-            elif isinstance(event, Pong):
-                self._on_pong(event.payload)
-            elif isinstance(event, CloseConnection):
-                if not await self._write_control(bytes(replies)):
-                    return
-                await self._on_close(event)
-                return
-        if not await self._write_control(bytes(replies)):
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    def _on_message(self, event: Message[Any]) -> None:
-        if self._state is not State.OPEN:
-            return  # after our aclose(): drain and drop
-        if not event.message_finished:
-            self._parts.append(event.data)
-            return
-        if self._parts:
-            self._parts.append(event.data)
-            joiner = "" if isinstance(event.data, str) else b""
-            message = joiner.join(self._parts)
-            self._parts.clear()
-        else:
-            message = event.data
-        self._queue.append(message)
-        self._queued_bytes += len(message)
-        self._message_arrived.unpark()
-
-    def _on_pong(self, payload: bytes) -> None:
-        for index, (sent, _) in enumerate(self._pings):
-            if sent == payload:
-                for _, earlier in self._pings[: index + 1]:
-                    earlier.set()
-                del self._pings[: index + 1]
-                return
-
-    def _wake_pings(self) -> None:
-        for _, event in self._pings:
-            event.set()
-
-    async def _on_close(self, event: CloseConnection) -> None:
-        """A Close arrived from the peer, or wsproto found a protocol violation."""
-        code, reason = int(event.code), event.reason or ""
-        if self._conn.state in (WireState.OPEN, WireState.LOCAL_CLOSING):
-            # wsproto reports a violation as a CloseConnection without a state change.
-            if reason == "error in extension":
-                reason = self._guard.problem or reason
-            logger.info("%r: protocol violation: %d %s", self, code, reason)
-            await self._fail(code, reason)
-            return
-        if self._conn.state is WireState.REMOTE_CLOSING:
-            # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
-            await self._write_control(self._conn.send(event.response()))
-        self._mark_closed(code, reason)
-        if not self._client:
-            # Section 7.1.1: the server closes the TCP connection first.
-            await trio.aclose_forcefully(self.socket)
-
-    # -- heartbeat ------------------------------------------------------------------
-    async def _heartbeat(self, interval: float, timeout: float) -> None:
-        """Ping every ``interval`` seconds; fail the connection if a Pong is late."""
-        while self._state is State.OPEN:
-            await trio.sleep(interval)
-            try:
-                with trio.move_on_after(timeout) as scope:
-                    await self.ping()
-            except ConnectionClosed:
-                return
-            if scope.cancelled_caught and not self._reader_waiting_for_room:
-                logger.info("%r: no pong within %ss, closing", self, timeout)
-                await self._fail(CloseCode.INTERNAL_ERROR, "ping timeout")
-                return
-
-
-# -- running a connection -----------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _running(
-    ws: WebSocket, *, ping_interval: float | None = None, ping_timeout: float | None = None
-) -> AsyncIterator[None]:
-    """Run the connection's reader (and heartbeat) beside the block, then close.
-
-    A block that ends normally or with an error closes with the handshake
-    (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
-    drops TCP at once instead of waiting for the peer.
-    """
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._run_reader)
-        if ping_interval is not None:
-            timeout = ping_timeout if ping_timeout is not None else ping_interval
-            nursery.start_soon(ws._heartbeat, ping_interval, timeout)
-        cancelled = False
-        try:
-            yield
-        except trio.Cancelled:
-            cancelled = True
-            raise
-        finally:
-            if cancelled:
-                with trio.CancelScope(shield=True):
-                    await ws._fail(CloseCode.GOING_AWAY, "going away")
-            else:
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
 
 
 # -- server side -----------------------------------------------------------------
@@ -998,3 +502,8 @@ async def _read_reject_body(sock: Socket, wsconn: WSConnection, rest: bytes) -> 
             except _SOCKET_GONE:
                 break
     return body[:MAX_REJECT_BODY]
+
+
+# Show the public classes as trionet.ws.X in reprs, tracebacks and docs.
+for _public in (ConnectionClosed, State, WebSocket):
+    _public.__module__ = __name__
