@@ -143,10 +143,15 @@ def run(quick):
 
 NEEDS_NODE = '''
 """A benchmark that measures trionet and says it skipped its Node peer."""
-from _harness import Result
+from _harness import Result, skipped
 def run(quick):
     print("half: node is not on PATH; skipped")
-    return [Result("half", "trionet", 5.0, "ops/s"), Result("half", "trio", 4.0, "ops/s")]
+    return [
+        Result("half", "trionet", 5.0, "ops/s"),
+        Result("half", "trio", 4.0, "ops/s"),
+        skipped("half", "wrk-load", "wrk is not on PATH"),
+        skipped("half", "hypercorn", "hypercorn is missing: pip install hypercorn"),
+    ]
 '''
 
 
@@ -167,6 +172,13 @@ def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: 
         "skipped: needs_peer: needs no_such_peer_module (install: pip install -e '.[bench]')"
         in done.stdout
     )
+    assert "skipped: half: wrk-load: wrk is not on PATH (install: apt-get install wrk)" in (
+        done.stdout
+    )
+    assert "skipped: half: hypercorn: hypercorn is missing: pip install hypercorn\n" in (
+        done.stdout
+    )
+    assert "nan" not in done.stdout
     assert "needs_peer [--------------------] skipped" in done.stderr
 
 

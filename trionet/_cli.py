@@ -261,14 +261,20 @@ def run_one(name: str, label: str, quick: bool, verbose: bool) -> BenchOutcome:
         finally:
             if verbose:
                 sys.stderr.write(chatter.getvalue())
-    # A peer that is missing shows as a result marked skipped or as a line that says so.
+    # A missing peer shows as a result marked skipped (_harness.skipped) or a line saying so.
     outcome.results = [r for r in found if not _skipped(r)]
-    outcome.skipped += [f"{name}: {r.subject}: {r.extra['skipped']}" for r in found if _skipped(r)]
     outcome.skipped += [
-        f"{line} ({install_hint(line)})" for line in chatter.getvalue().splitlines()
-        if "skipped" in line
-    ]  # fmt: skip
+        _with_hint(f"{name}: {r.subject}: {r.extra['skipped']}") for r in found if _skipped(r)
+    ]
+    outcome.skipped += [
+        _with_hint(line) for line in chatter.getvalue().splitlines() if "skipped" in line
+    ]
     return outcome
+
+
+def _with_hint(reason: str) -> str:
+    """``reason``, plus how to install the missing peer unless it says already."""
+    return reason if "install" in reason else f"{reason} ({install_hint(reason)})"
 
 
 #: What to install for a peer a benchmark could not find, by a word of its message.
