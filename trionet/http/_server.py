@@ -467,6 +467,7 @@ class _Connection:
         "config",
         "continue_sent",
         "deadline",
+        "drained",
         "fd",
         "h11",
         "http11",
@@ -495,6 +496,8 @@ class _Connection:
         # Plain TCP: the descriptor for direct writes (-1: go through the stream).
         self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         self.unyielded = 0
+        # The last read returned less than asked: the socket was empty then.
+        self.drained = False
         # Received bytes not yet consumed: ``buf[pos:]``.
         self.buf = b""
         self.pos = 0
@@ -531,6 +534,10 @@ class _Connection:
             # SSL streams return bytes; a bytearray from another stream is only
             # ever searched and sliced, which works the same.
             data = cast(bytes, await self.stream.receive_some(RECEIVE_SIZE))
+        elif self.drained:
+            # The last read emptied the socket, so a read now would most likely
+            # fail (a system call and an exception per request): wait first.
+            data = await self._wait_and_read(fd)
         else:
             try:
                 data = os.read(fd, RECEIVE_SIZE)
@@ -540,6 +547,7 @@ class _Connection:
                 raise trio.BrokenResourceError(str(exc)) from exc
             else:
                 await self._count_unyielded()
+        self.drained = len(data) < RECEIVE_SIZE
         self.bytes_read += len(data)
         if self._sock is not None:
             self._sock.bytes_read += len(data)
