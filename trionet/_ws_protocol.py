@@ -128,6 +128,16 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         self.max_message_size = max_message_size
         self._inflated = 0
 
+    def accept(self, offer: str) -> bool | None | str:
+        """Accept the client's first acceptable offer only (RFC 7692 section 5.1).
+
+        wsproto calls this once per offer and would merge the parameters of
+        several offers into one object.
+        """
+        if self.enabled():
+            return None
+        return super().accept(offer)
+
     def frame_inbound_payload_data(self, proto: _Proto, data: bytes) -> bytes | CloseReason:
         if not self._inbound_compressed or not self._inbound_is_compressible:
             return data
