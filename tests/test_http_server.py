@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from _http_server_support import (
     HOST,
     WAIT,
@@ -470,10 +472,57 @@ async def test_graceful_shutdown_finishes_in_flight_response(nursery: trio.Nurse
     await busy.aclose()
 
 
+def count_tasks() -> int:
+    """Every live task in this run, counted from the root down."""
+
+    def below(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(below(child) for n in task.child_nurseries for child in n.child_tasks)
+
+    return below(trio.lowlevel.current_root_task())
+
+
+async def test_aclose_timeout_cancels_what_is_left(nursery: trio.Nursery) -> None:
+    started = trio.Event()
+
+    async def stuck(req: Request, res: Response) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    server = await start(nursery, stuck)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    await started.wait()
+    with trio.fail_after(WAIT):
+        before = trio.current_time()
+        await server.aclose(timeout=0.2)
+        assert trio.current_time() - before < 2
+        assert await client.read_until_close() == b""
+    assert server.connections == 0
+    await client.aclose()
+
+
+async def test_https_with_ssl_context(
+    nursery: trio.Nursery, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    server = await start(nursery, hello, ssl_context=server_ssl_context)
+    with trio.fail_after(WAIT):
+        stream = await trio.open_ssl_over_tcp_stream(
+            HOST, server.port, ssl_context=client_ssl_context, https_compatible=True
+        )
+        await stream.send_all(get("/tls", "Connection: close"))
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+        await stream.aclose()
+    [res] = parse_all(data)
+    assert (res.status, res.body) == (200, b"hello GET /tls")
+
+
 async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> None:
     server = await start(nursery, hello)
+    await trio.testing.wait_all_tasks_blocked()  # the server's own tasks have started
     fds_before = open_fds()
-    tasks_before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    tasks_before = count_tasks()
 
     async def worker(count: int) -> None:
         for i in range(count // 50):
@@ -491,8 +540,7 @@ async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> No
         while server.connections:
             await trio.sleep(0.01)
     assert open_fds() == fds_before
-    tasks_after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
-    assert tasks_after == tasks_before
+    assert count_tasks() == tasks_before
 
 
 # -- real clients -----------------------------------------------------------------------------
