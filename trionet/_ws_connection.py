@@ -97,6 +97,34 @@ class ConnectionClosed(TrionetError):
         self.reason = reason
 
 
+class _SendLock:
+    """The FIFO lock that keeps frames from interleaving on the socket.
+
+    Cheaper than :class:`trio.Lock` when uncontended, which is nearly always:
+    taking it free costs no trip through the scheduler (the write that follows
+    is a checkpoint anyway) and no parking-lot breaker (trio.Lock registers one
+    per acquire; at one acquire per message it showed in profiles). A release
+    hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters = trio.lowlevel.ParkingLot()
+
+    async def __aenter__(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._held:
+            await self._waiters.park()  # woken as the new owner
+        else:
+            self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._waiters:
+            self._waiters.unpark()
+        else:
+            self._held = False
+
+
 class State(enum.Enum):
     """Where a :class:`WebSocket` is in its life."""
 
@@ -160,7 +188,7 @@ class WebSocket:
         self._state = State.OPEN
         self._close_code: int | None = None
         self._close_reason = ""
-        self._send_lock = trio.Lock()
+        self._send_lock = _SendLock()
         self._queue: deque[str | bytes] = deque()
         self._queued_bytes = 0
         self._queue_limit = guard.max_message_size
@@ -220,12 +248,9 @@ class WebSocket:
             opcode, payload = Opcode.BINARY, bytes(message)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        await self._acquire_send_lock()
-        try:
+        async with self._send_lock:
             self._check_open()
             await self._write(self._encode(opcode, payload, message))
-        finally:
-            self._send_lock.release()
 
     def _encode(self, opcode: Opcode, payload: bytes, message: Data) -> bytes:
         """The frame(s) of one message; wsproto builds them when an extension is on."""
@@ -237,17 +262,6 @@ class WebSocket:
         else:
             event = BytesMessage(data=payload)
         return self._conn.send(event)
-
-    async def _acquire_send_lock(self) -> None:
-        """Take the send lock; uncontended, without a trip through the scheduler.
-
-        The write that follows is a checkpoint anyway, and skipping the lock's
-        own one is a measurable share of a small message's cost.
-        """
-        try:
-            self._send_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._send_lock.acquire()
 
     async def ping(self, data: bytes = b"") -> None:
         """Send a Ping and return when its Pong arrives.
