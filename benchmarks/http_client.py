@@ -120,11 +120,11 @@ def run(quick: bool) -> list[Result]:
         subjects = {
             "trionet": lambda: _trionet(url, count, seconds),
             "aiohttp": lambda: _aiohttp(url, count, seconds),
-            "httpx-trio": lambda: _httpx_trio(url, count, 3.0 if quick else 10.0),
+            "httpx-trio": lambda: _httpx_trio(url, count, 3.0 if quick else 6.0),
             "node": lambda: _node(url, count, seconds),
         }
         return compare(
-            BENCHMARK, "req/s", subjects, baseline="aiohttp", repeats=1 if quick else 2
+            BENCHMARK, "req/s", subjects, baseline="aiohttp", repeats=1 if quick else 3
         )
 
 

@@ -261,13 +261,22 @@ async def test_max_total_sockets_caps_all_hosts_together() -> None:
         async with trio.open_nursery() as nursery:
             port_a, stats_a = await serve_h11(nursery, slow_hello)
             port_b, stats_b = await serve_h11(nursery, slow_hello)
+            most = 0
+            statuses: list[int] = []
+
+            async def get(port: int) -> None:
+                statuses.append((await http.request(url(port), agent=agent)).status)
+
             async with trio.open_nursery() as clients:
                 for port in (port_a, port_b) * 3:
-                    clients.start_soon(lambda p=port: http.request(url(p), agent=agent))
-                await trio.sleep(0.02)
-                assert sum(agent.sockets.values()) == 2
-            assert stats_a.max_open + stats_b.max_open <= 2 + 1  # one may be closing
-            assert sum(agent.sockets.values()) + sum(agent.free_sockets.values()) <= 2
+                    clients.start_soon(get, port)
+                while len(statuses) < 6:
+                    open_now = sum(agent.sockets.values()) + sum(agent.free_sockets.values())
+                    most = max(most, open_now)
+                    await trio.sleep(0.001)
+            assert statuses == [200] * 6
+            assert most == 2
+            assert stats_a.total >= 1 and stats_b.total >= 1  # both hosts were served
             nursery.cancel_scope.cancel()
 
 

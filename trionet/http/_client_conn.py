@@ -67,6 +67,7 @@ class HTTPConnection:
     """A Trio stream plus the h11 state of the exchange running over it."""
 
     __slots__ = (
+        "fd",
         "generation",
         "h11",
         "head_bytes",
@@ -80,6 +81,10 @@ class HTTPConnection:
     def __init__(self, stream: trio.abc.Stream, origin: Origin, generation: int = 0) -> None:
         self.stream = stream
         self.origin = origin
+        #: The OS socket's descriptor for the fast path (plain TCP or Unix), or -1 (TLS).
+        self.fd = -1
+        if isinstance(stream, trio.SocketStream):
+            self.fd = stream.socket.fileno()
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         #: Exchanges begun on this connection.
         self.requests = 0
@@ -111,11 +116,29 @@ class HTTPConnection:
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.origin.name} {self.h11.our_state}/{self.h11.their_state}>"
 
+    # The fast path for plain TCP and Unix sockets. Trio's SocketStream yields
+    # to the scheduler after every send and every successful receive; one
+    # request/response exchange on a connection we own alone needs only one
+    # yield. So we write straight to the descriptor and checkpoint once, and
+    # read straight from it, waiting (and so yielding again) only when nothing
+    # has arrived yet. With many tasks sharing a few connections the response
+    # is usually there by the time we read: one write, one read, no epoll
+    # registration per request (strace: 1.0 sendto + 1.0 recvfrom + 0.6
+    # epoll_wait a request). TLS streams take Trio's path.
     async def send(self, data: bytes) -> None:
-        """Send bytes; a dead connection raises :class:`ConnectionLost`."""
+        """Send bytes (one checkpoint); a dead connection raises :class:`ConnectionLost`."""
         try:
+            if self.fd >= 0:
+                try:
+                    sent = os.write(self.fd, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    await trio.lowlevel.checkpoint()
+                    return
+                data = data[sent:]
             await self.stream.send_all(data)
-        except (trio.BrokenResourceError, OSError) as exc:
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(
                 f"connection to {self.origin.name} lost while sending: {exc}"
             ) from exc
@@ -133,8 +156,8 @@ class HTTPConnection:
                     self._check_head_size(event)
                 return event
             try:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, OSError) as exc:
+                data = await self._receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 if conn.their_state is h11.SEND_RESPONSE and not conn.trailing_data[0]:
                     raise ConnectionLost(
                         f"{self.origin.name} reset the connection before responding: {exc}"
@@ -152,6 +175,16 @@ class HTTPConnection:
             if conn.their_state is h11.SEND_RESPONSE:
                 self.head_bytes += len(data)
             conn.receive_data(data)  # type: ignore[arg-type]  # bytearray works
+
+    async def _receive(self) -> bytes | bytearray:
+        fd = self.fd
+        if fd < 0:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        while True:
+            try:
+                return os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
 
     def _check_head_size(self, event: Any) -> None:
         """Refuse a response head over :data:`MAX_HEADER_SIZE` (Node: HPE_HEADER_OVERFLOW)."""
