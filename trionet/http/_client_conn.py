@@ -218,12 +218,14 @@ class HTTPConnection:
 
     def close(self) -> None:
         """Close at once, without waiting (Node's ``destroy()``); safe to repeat."""
+        self.fd = -1  # the number may soon name another socket: never write to it again
         sock = raw_socket(self.stream)
         if sock is not None:
             sock.close()
 
     def close_foreign(self) -> None:
         """Close a connection left over from another ``trio.run`` (no Trio calls)."""
+        self.fd = -1
         sock = raw_socket(self.stream)
         if sock is not None and sock.fileno() != -1:
             os.close(sock.detach())
