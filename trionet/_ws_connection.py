@@ -188,6 +188,7 @@ class WebSocket:
         self._state = State.OPEN
         self._close_code: int | None = None
         self._close_reason = ""
+        self._sent_close: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
         self._send_lock = _SendLock()
         self._queue: deque[str | bytes] = deque()
         self._queued_bytes = 0
@@ -290,10 +291,10 @@ class WebSocket:
             self._raise_closed()
 
     def _raise_closed(self) -> None:
-        raise ConnectionClosed(
-            self._close_code if self._close_code is not None else CloseCode.ABNORMAL_CLOSURE,
-            self._close_reason,
-        )
+        if self._close_code is not None:
+            raise ConnectionClosed(self._close_code, self._close_reason)
+        # Closing but not closed yet: our own aclose() is waiting for the peer.
+        raise ConnectionClosed(*self._sent_close)
 
     async def _write(self, data: bytes) -> None:
         """Write frames; a broken socket marks the connection closed (1006)."""
@@ -361,6 +362,7 @@ class WebSocket:
         try:
             if self._state is State.OPEN:
                 self._state = State.CLOSING
+                self._sent_close = (code, reason)
                 self._drop_queue()
                 async with self._send_lock:
                     if self._conn.state is WireState.OPEN:
