@@ -539,6 +539,7 @@ async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> No
                 inner.start_soon(worker, 2500)
         while server.connections:
             await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the last tasks finish closing
     assert open_fds() == fds_before
     assert count_tasks() == tasks_before
 

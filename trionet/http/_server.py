@@ -646,12 +646,22 @@ class _Connection:
             return False
         response = self.response
         assert response is not None
-        await self._run_app(request, response)
-        if config.max_requests_per_socket and self.requests >= config.max_requests_per_socket:
-            if response._keep_alive is False and await self._finish_body():
+        handler = config.app
+        if info.expect_continue and config.on_check_continue is not None:
+            handler = config.on_check_continue
+        try:
+            await handler(request, response)
+        except Exception as exc:
+            await self._app_failed(request, response, exc)
+        else:
+            if not response.finished:
+                await response.end()  # the app forgot; Node would hang, we finish
+        if not response._keep_alive:
+            limit = config.max_requests_per_socket
+            if limit and self.requests >= limit and await self._finish_body():
                 await self._refuse_pipelined()
             return False
-        if not (response._keep_alive and await self._finish_body()):
+        if not (self.body_complete() or await self._finish_body()):
             return False
         self.h11 = self.info = self.scanner = None
         return True
@@ -743,21 +753,6 @@ class _Connection:
         if info.expect_continue and not self.continue_sent:
             return False  # the client holds its body back; don't read it after
         return info.content_length is None or self.body_left <= DRAIN_LIMIT
-
-    async def _run_app(self, request: Request, response: Response) -> None:
-        config = self.config
-        info = self.info
-        assert info is not None
-        handler = config.app
-        if info.expect_continue and config.on_check_continue is not None:
-            handler = config.on_check_continue
-        try:
-            await handler(request, response)
-        except Exception as exc:
-            await self._app_failed(request, response, exc)
-            return
-        if not response.finished:
-            await response.end()
 
     async def _app_failed(self, request: Request, response: Response, exc: Exception) -> None:
         error = self.body_error
