@@ -300,9 +300,12 @@ async def test_refused_connection_raises_connect_error() -> None:
 async def test_server_closing_idle_connection_is_not_reused() -> None:
     """The server closes an idle keep-alive connection: both GET and POST go on a new one."""
     agent = Agent()
+    closed = trio.Semaphore(0)
 
     async def once_then_close(sock: trionet.net.Socket) -> None:
         await reply_with(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", sock)
+        await sock.aclose()
+        closed.release()
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -310,7 +313,8 @@ async def test_server_closing_idle_connection_is_not_reused() -> None:
             for method in ("GET", "POST", "GET"):
                 res = await http.request(url(port), method=method, agent=agent)
                 assert (res.status, res.reused_socket) == (200, False)
-                await trio.sleep(0.05)  # the server's FIN arrives
+                await closed.acquire()  # the server has closed its side
+                await trio.sleep(0.01)  # and its FIN has crossed loopback
             nursery.cancel_scope.cancel()
 
 
