@@ -629,3 +629,24 @@ async def test_upgrade_refused_returns_the_response_and_no_socket() -> None:
             )
             assert (res.status, res.body, sock, leftover) == (426, b"nope", None, b"")
             nursery.cancel_scope.cancel()
+
+
+def test_keep_alive_header_parsing() -> None:
+    from trionet.http._client import _keep_alive_timeout
+
+    assert _keep_alive_timeout(b"timeout=5, max=1000") == 5.0
+    assert _keep_alive_timeout(b"max=3,Timeout = 2.5") == 2.5
+    assert _keep_alive_timeout(b"timeout=soon") is None
+    assert _keep_alive_timeout(b"max=3") is None
+
+
+def test_pool_key_separates_tls_identities_but_not_names() -> None:
+    from trionet.http._client_conn import Origin
+
+    one, two = ssl.create_default_context(), ssl.create_default_context()
+    a = Origin("https", "example.test", 443, None, one)
+    b = Origin("https", "example.test", 443, None, two)
+    plain = Origin("http", "example.test", 443, None, None)
+    assert a.name == b.name == plain.name == "example.test:443"
+    assert len({a.key, b.key, plain.key}) == 3
+    assert Origin("http", "localhost", 80, "/run/x.sock", None).name == "unix:/run/x.sock"
