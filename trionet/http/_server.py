@@ -7,7 +7,7 @@ request, pipelined or not, is found and checked by trionet's own rules
 a time, so h11's leniencies cannot leak into the next request.
 
 h11 parses each request head (and decodes chunked bodies); the response side
-is written here, because Node's framing differs from h11's (keep-alive for
+is trionet's own (:class:`~._messages.Response` builds the head), because Node's framing differs from h11's (keep-alive for
 HTTP/1.0 clients who ask, ``Keep-Alive: timeout=N``, Date, reason phrases) and
 because h11's response bookkeeping costs more than half of its per-request
 time (measured: 37 of 63 us). A fresh ``h11.Connection`` per request is cheaper
@@ -36,25 +36,16 @@ import logging
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import cast
-from urllib.parse import parse_qs
 
 import h11
 import trio
 
 from .._server import Server, open_listener, serve_listeners
-from .._stream import Address, Socket
-from ._headers import (
-    Headers,
-    HeaderValue,
-    date_line,
-    encode_header,
-    reason_phrase,
-    status_line,
-    value_bytes,
-)
+from .._stream import Socket
+from ._headers import date_line, reason_phrase, status_line
 from ._limits import (
     DEFAULT_HEADERS_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -67,6 +58,7 @@ from ._limits import (
     check_head,
     check_partial_head,
 )
+from ._messages import CLOSE_LINE, Request, Response
 
 __all__ = ["ClientError", "Request", "Response", "ServerConfig", "serve", "serve_http"]
 
@@ -97,13 +89,6 @@ MAX_CHECK_INTERVAL = 1.0
 MIN_CHECK_INTERVAL = 0.01
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE_LINE = b"Connection: close\r\n"
-_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
-# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-_NO_BODY_STATUSES = frozenset({204, 304})
-# Headers whose presence in the app's set changes what the server adds.
-_FRAMING_NAMES = ("content-length", "transfer-encoding", "connection", "date")
 
 # Connection phases; the shutdown watcher closes connections that are _IDLE.
 _IDLE, _HEAD, _BUSY = range(3)
@@ -177,281 +162,6 @@ class ServerConfig:
             for connection in list(self.connections):
                 if connection.deadline <= now:
                     connection.scope.cancel()
-
-
-class Request:
-    """An incoming request, as Node's ``http.IncomingMessage``.
-
-    Attributes are computed when first read: a handler that never looks at
-    the query or the headers does not pay for parsing them.
-    """
-
-    __slots__ = ("_conn", "_event", "_headers", "_method", "_url", "info")
-
-    def __init__(self, event: h11.Request, connection: _Connection, info: RequestInfo) -> None:
-        self._event = event
-        self._conn = connection
-        self.info = info
-        self._method: str | None = None
-        self._url: str | None = None
-        self._headers: Headers | None = None
-
-    def __repr__(self) -> str:
-        return f"<trionet.http.Request {self.method} {self.url}>"
-
-    @property
-    def method(self) -> str:
-        """The method, e.g. ``"GET"``."""
-        if self._method is None:
-            self._method = self._event.method.decode("ascii")
-        return self._method
-
-    @property
-    def url(self) -> str:
-        """The raw request target, e.g. ``"/search?q=trio"``."""
-        if self._url is None:
-            self._url = self._event.target.decode("latin-1")
-        return self._url
-
-    @property
-    def path(self) -> str:
-        """The target without its query string."""
-        return self.url.partition("?")[0]
-
-    @property
-    def query(self) -> dict[str, list[str]]:
-        """The query string parsed into lists of values (blank values kept)."""
-        return parse_qs(self.url.partition("?")[2], keep_blank_values=True)
-
-    @property
-    def http_version(self) -> str:
-        """``"1.1"`` or ``"1.0"``."""
-        return self._event.http_version.decode("ascii")
-
-    @property
-    def headers(self) -> Headers:
-        """Case-insensitive headers with Node's lower-case keys; duplicates joined."""
-        if self._headers is None:
-            self._headers = Headers(self._event.headers.raw_items())
-        return self._headers
-
-    @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The header lines as received: ``(name, value)`` bytes, original case."""
-        return self._event.headers.raw_items()
-
-    @property
-    def remote_address(self) -> Address | None:
-        """The client's ``(host, port)``."""
-        return self._conn.socket.remote_address
-
-    @property
-    def socket(self) -> Socket:
-        """The connection's :class:`trionet.net.Socket`."""
-        return self._conn.socket
-
-    async def read(self) -> bytes:
-        """The whole body. Sends ``100 Continue`` first if the client waits for it."""
-        parts = [chunk async for chunk in self]
-        return b"".join(parts)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives; each chunk is read only when asked for."""
-        while chunk := await self._conn.read_body():
-            yield chunk
-
-
-class Response:
-    """The response to one request, as Node's ``http.ServerResponse``.
-
-    Headers are buffered until the first :meth:`write` or :meth:`end`. A body
-    given whole to ``end(data)`` goes out with ``Content-Length`` in one write;
-    a body written piece by piece is chunked (or close-delimited for HTTP/1.0).
-    """
-
-    __slots__ = (
-        "_chunked",
-        "_conn",
-        "_headers",
-        "_keep_alive",
-        "_method",
-        "finished",
-        "headers_sent",
-        "status_code",
-        "status_message",
-    )
-
-    def __init__(self, connection: _Connection, method: bytes) -> None:
-        self._conn = connection
-        self._method = method
-        self.status_code = 200
-        #: The reason phrase; None sends the standard one.
-        self.status_message: str | None = None
-        # Lower-case name -> (the value as given, its validated wire lines).
-        self._headers: dict[str, tuple[HeaderValue, bytes]] = {}
-        self.headers_sent = False
-        #: ``end()`` has run: the whole response was handed to the kernel.
-        self.finished = False
-        self._chunked = False
-        self._keep_alive = True
-
-    def __repr__(self) -> str:
-        return f"<trionet.http.Response {self.status_code}>"
-
-    # -- headers ---------------------------------------------------------------
-    def set_header(self, name: str, value: HeaderValue) -> None:
-        """Set a header, replacing any earlier value; a list sends one line per value.
-
-        Raises:
-          ValueError: the name is not a token or the value has CR, LF or NUL.
-          RuntimeError: the headers were already sent.
-        """
-        if self.headers_sent:
-            raise RuntimeError("cannot set headers after they are sent")
-        self._headers[name.lower()] = (value, encode_header(name, value))
-
-    def get_header(self, name: str) -> HeaderValue | None:
-        """The value set for ``name`` (any case), or None."""
-        entry = self._headers.get(name.lower())
-        return None if entry is None else entry[0]
-
-    def has_header(self, name: str) -> bool:
-        """Whether a header ``name`` (any case) is set."""
-        return name.lower() in self._headers
-
-    def remove_header(self, name: str) -> None:
-        """Remove a header set earlier (no error if absent)."""
-        if self.headers_sent:
-            raise RuntimeError("cannot remove headers after they are sent")
-        self._headers.pop(name.lower(), None)
-
-    def get_headers(self) -> dict[str, HeaderValue]:
-        """All headers set so far, lower-case names to values."""
-        return {name: entry[0] for name, entry in self._headers.items()}
-
-    def write_head(
-        self,
-        status: int,
-        headers: Mapping[str, HeaderValue] | Sequence[tuple[str, HeaderValue]] | None = None,
-        *,
-        reason: str | None = None,
-    ) -> None:
-        """Set the status (and optionally reason and headers); sent with the first write."""
-        if self.headers_sent:
-            raise RuntimeError("write_head() after the headers were sent")
-        if not 100 <= status <= 999:
-            raise ValueError(f"invalid status code {status}")
-        self.status_code = status
-        if reason is not None:
-            self.status_message = reason
-        items = headers.items() if isinstance(headers, Mapping) else headers or ()
-        for name, value in items:
-            self.set_header(name, value)
-
-    async def write_continue(self) -> None:
-        """Send ``100 Continue`` (for ``on_check_continue`` hooks, Node's writeContinue)."""
-        await self._conn.send_continue()
-
-    # -- body ------------------------------------------------------------------
-    async def write(self, data: bytes | str) -> None:
-        """Send a piece of the body (the head first, if not sent yet)."""
-        if self.finished:
-            raise RuntimeError("write() after end()")
-        if isinstance(data, str):
-            data = data.encode()
-        if not self.headers_sent:
-            head = self._head(None)
-            await self._conn.send(head + self._frame(data) if data else head)
-        elif data:
-            await self._conn.send(self._frame(data))
-
-    async def end(self, data: bytes | str = b"") -> None:
-        """Finish the response, sending ``data`` as its last piece."""
-        if self.finished:
-            return
-        if isinstance(data, str):
-            data = data.encode()
-        self.finished = True
-        if not self.headers_sent:
-            head = self._head(len(data))
-            await self._conn.send(head + data if data and self._has_body() else head)
-        elif self._chunked:
-            last = self._frame(data) + _LAST_CHUNK if data else _LAST_CHUNK
-            await self._conn.send(last)
-        elif data and self._has_body():
-            await self._conn.send(data)
-
-    # -- framing ---------------------------------------------------------------
-    def _has_body(self) -> bool:
-        return self._method != b"HEAD" and self.status_code not in _NO_BODY_STATUSES
-
-    def _frame(self, data: bytes) -> bytes:
-        if not self._has_body():
-            return b""
-        if self._chunked:
-            return b"%x\r\n%s\r\n" % (len(data), data)
-        return data
-
-    def _head(self, length: int | None) -> bytes:
-        """Build the head; ``length`` is the whole body's size, or None if unknown.
-
-        Node's order: the app's headers, then Date, Connection, Keep-Alive and
-        the framing header.
-        """
-        self.headers_sent = True
-        headers = self._headers
-        parts = [status_line(self.status_code, self.status_message)]
-        if headers:
-            for _, lines in headers.values():
-                parts.append(lines)
-            if any(name in headers for name in _FRAMING_NAMES):
-                return self._head_with_app_framing(parts, length)
-        framing = self._framing_line(length)
-        keep_alive = self._keep_alive and framing is not None and self._conn.may_keep_alive()
-        parts.append(date_line())
-        parts.append(self._conn.config.keep_alive_lines if keep_alive else _CLOSE_LINE)
-        if framing:
-            parts.append(framing)
-        parts.append(b"\r\n")
-        self._keep_alive = keep_alive
-        return b"".join(parts)
-
-    def _framing_line(self, length: int | None) -> bytes | None:
-        """The body framing header; None means the body ends at the close (HTTP/1.0)."""
-        if self.status_code in _NO_BODY_STATUSES or self.status_code < 200:
-            return b""
-        if length is not None:
-            return b"Content-Length: %d\r\n" % length
-        if self._method == b"HEAD":
-            return b""
-        if self._conn.http11:
-            self._chunked = True
-            return _CHUNKED_LINE
-        return None
-
-    def _head_with_app_framing(self, parts: list[bytes], length: int | None) -> bytes:
-        """The slow path of :meth:`_head`: the app set Date, Connection or framing itself."""
-        headers = self._headers
-        keep_alive = self._keep_alive and self._conn.may_keep_alive()
-        if "date" not in headers:
-            parts.append(date_line())
-        if "connection" in headers:
-            value = value_bytes(headers["connection"][0])
-            keep_alive = keep_alive and b"close" not in value
-        framing: bytes | None = b""
-        if "transfer-encoding" in headers:
-            te = value_bytes(headers["transfer-encoding"][0])
-            self._chunked = b"chunked" in te and self._has_body()
-        elif "content-length" not in headers:
-            framing = self._framing_line(length)
-        keep_alive = keep_alive and framing is not None
-        if "connection" not in headers:
-            parts.append(self._conn.config.keep_alive_lines if keep_alive else _CLOSE_LINE)
-        if framing:
-            parts.append(framing)
-        parts.append(b"\r\n")
-        self._keep_alive = keep_alive
-        return b"".join(parts)
 
 
 class _Connection:
@@ -794,7 +504,7 @@ class _Connection:
                     await hook(error, self.socket)
                     return
                 phrase = reason_phrase(error.status).encode()
-                await self.send(b"HTTP/1.1 %d %s\r\n%s\r\n" % (error.status, phrase, _CLOSE_LINE))
+                await self.send(b"HTTP/1.1 %d %s\r\n%s\r\n" % (error.status, phrase, CLOSE_LINE))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         await self._linger()
@@ -813,7 +523,7 @@ class _Connection:
     async def _refuse_pipelined(self) -> None:
         """After ``max_requests_per_socket``, answer buffered requests with 503 (as Node)."""
         buf = self.buf
-        lines = b"%s%sContent-Length: 0\r\n\r\n" % (date_line(), _CLOSE_LINE)
+        lines = b"%s%sContent-Length: 0\r\n\r\n" % (date_line(), CLOSE_LINE)
         refusal = status_line(503) + lines
         count = 0
         start = self.pos
