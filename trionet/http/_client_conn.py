@@ -122,9 +122,10 @@ class HTTPConnection:
     # yield. So we write straight to the descriptor and checkpoint once, and
     # read straight from it, waiting (and so yielding again) only when nothing
     # has arrived yet. With many tasks sharing a few connections the response
-    # is usually there by the time we read: one write, one read, no epoll
-    # registration per request (strace: 1.0 sendto + 1.0 recvfrom + 0.6
-    # epoll_wait a request). TLS streams take Trio's path.
+    # is usually there by the time we read: one write, one read, and rarely
+    # an epoll registration (strace over 5,000 requests, 100 tasks on 5
+    # connections: 1.0 write + 1.1 read + 0.4 epoll_wait a request; user CPU
+    # per request down from ~105 to ~90 us). TLS streams take Trio's path.
     async def send(self, data: bytes) -> None:
         """Send bytes (one checkpoint); a dead connection raises :class:`ConnectionLost`."""
         try:
