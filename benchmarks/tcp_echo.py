@@ -25,7 +25,7 @@ HOST = "127.0.0.1"
 # Each workload: (name, chunk size, total bytes full run, total bytes quick run).
 WORKLOADS = [
     ("tcp echo 64 KiB chunks", 65536, 512 << 20, 32 << 20),
-    ("tcp echo 1 KiB chunks", 1024, 32 << 20, 4 << 20),
+    ("tcp echo 1 KiB chunks", 1024, 32 << 20, 2 << 20),
 ]
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -158,7 +158,7 @@ def _per_s(
 
 
 def run(quick: bool) -> list[Result]:
-    repeats, seconds = (2, 1.0) if quick else (5, 3.0)
+    repeats, seconds = (2, 0.5) if quick else (5, 3.0)
     results: list[Result] = []
     for name, chunk, full_total, quick_total in WORKLOADS:
         total = quick_total if quick else full_total
@@ -167,7 +167,7 @@ def run(quick: bool) -> list[Result]:
             "trio": partial(_mb_per_s, _trio, chunk, total, seconds),
         }
         results += compare(name, "MB/cpu-s", subjects, baseline="trio", repeats=repeats)
-    count = 1_000 if quick else 20_000
+    count = 400 if quick else 20_000
     connections = {
         "trionet": partial(_per_s, _trionet_connections, count, seconds),
         "trio": partial(_per_s, _trio_connections, count, seconds),

@@ -82,7 +82,7 @@ def _rate(
 
 
 def run(quick: bool) -> list[Result]:
-    repeats, count, seconds = (2, 5_000, 1.0) if quick else (7, 100_000, 1.5)
+    repeats, count, seconds = (2, 3_000, 0.5) if quick else (7, 100_000, 1.5)
     subjects = {
         "trionet": partial(_rate, _trionet, count, seconds),
         "trio": partial(_rate, _trio, count, seconds),
