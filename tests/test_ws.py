@@ -562,3 +562,32 @@ async def test_server_shutdown_tells_clients_going_away(nursery: trio.Nursery) -
             with pytest.raises(ws.ConnectionClosed) as closed:
                 await client.receive()
     assert closed.value.code == 1001
+
+
+async def test_a_lagging_app_slows_the_peer_down_instead_of_buffering(
+    nursery: trio.Nursery,
+) -> None:
+    """Past max_message_size bytes unread, the reader stops reading: TCP slows the peer."""
+    lagging: list[ws.WebSocket] = []
+    resume = trio.Event()
+
+    async def slow_reader(sock: ws.WebSocket) -> None:
+        lagging.append(sock)
+        await resume.wait()
+        async for _ in sock:
+            pass
+
+    server = await start(nursery, slow_reader, max_message_size=10_000)
+    with trio.fail_after(10):
+        async with ws.connect(url(server)) as client, trio.open_nursery() as sender:
+
+            async def send_500_kb() -> None:
+                for _ in range(500):
+                    await client.send(b"m" * 1000)
+
+            sender.start_soon(send_500_kb)
+            await trio.sleep(0.3)  # the sender blocks once the kernel buffers are full
+            read = lagging[0].socket.bytes_read
+            assert read < 10_000 + 2 * 65536 + 20_000  # the limit + a read or two
+            resume.set()  # the app catches up, the sender finishes
+        assert client.close_code == 1000
