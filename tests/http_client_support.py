@@ -127,3 +127,36 @@ async def read_head(sock: trionet.net.Socket) -> bytes:
             return data
         data += chunk
     return data
+
+
+class Gate:
+    """Holds requests on the server until opened, so tests see the pool mid-flight.
+
+    ``await gate.hold()`` inside any app (or use the gate itself as an h11
+    app); ``await gate.reached(n)`` waits until ``n`` requests are held.
+    """
+
+    def __init__(self) -> None:
+        self.held = 0
+        self._opened = trio.Event()
+        self._changed = trio.Event()
+
+    async def hold(self) -> None:
+        self.held += 1
+        self._changed.set()
+        try:
+            await self._opened.wait()
+        finally:
+            self.held -= 1
+
+    async def __call__(self, request: h11.Request, body: bytes) -> Reply:
+        await self.hold()
+        return 200, [], b"hello"
+
+    async def reached(self, count: int) -> None:
+        while self.held < count:
+            self._changed = trio.Event()
+            await self._changed.wait()
+
+    def open(self) -> None:
+        self._opened.set()

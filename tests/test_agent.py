@@ -7,8 +7,9 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 from conftest import open_fds
-from http_client_support import ConnectionStats, serve_h11
+from http_client_support import ConnectionStats, Gate, serve_h11
 
 import trionet
 from trionet import http
@@ -150,9 +151,10 @@ async def slow_hello(request: object, body: bytes) -> tuple[int, list[tuple[str,
 async def test_seed_ten_requests_through_the_default_agent_use_five_connections() -> None:
     """The seed: 10 concurrent requests, global agent, at most 5 on the wire."""
     assert http.global_agent.max_sockets == 5
+    gate = Gate()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port, stats = await serve_h11(nursery, slow_hello)
+            port, stats = await serve_h11(nursery, gate)
             statuses: list[int] = []
 
             async def get() -> None:
@@ -161,10 +163,13 @@ async def test_seed_ten_requests_through_the_default_agent_use_five_connections(
             async with trio.open_nursery() as clients:
                 for _ in range(10):
                     clients.start_soon(get)
-                await trio.sleep(0.02)
+                await gate.reached(5)  # five requests are on the server now
+                await trio.testing.wait_all_tasks_blocked()
                 name = f"127.0.0.1:{port}"
                 assert http.global_agent.sockets == {name: 5}
                 assert http.global_agent.requests == {name: 5}
+                assert stats.open == 5
+                gate.open()
             assert statuses == [200] * 10
             assert stats.max_open == 5 and stats.total == 5
             assert http.global_agent.free_sockets == {name: 5}
@@ -218,18 +223,21 @@ async def test_ten_thousand_requests_from_200_tasks_reuse_exactly_five_connectio
 
 async def test_queued_request_cancelled_leaves_the_queue_at_once() -> None:
     agent = Agent(max_sockets=1)
+    gate = Gate()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port, _ = await serve_h11(nursery, slow_hello)
+            port, _ = await serve_h11(nursery, gate)
             name = f"127.0.0.1:{port}"
             nursery.start_soon(lambda: http.request(url(port), agent=agent))
+            await gate.reached(1)
             async with trio.open_nursery() as waiters:
                 waiters.start_soon(lambda: http.request(url(port), agent=agent))
                 waiters.start_soon(lambda: http.request(url(port), agent=agent))
-                await trio.sleep(0.01)
+                await trio.testing.wait_all_tasks_blocked()
                 assert agent.requests == {name: 2}
                 waiters.cancel_scope.cancel()
             assert agent.requests == {}
+            gate.open()
             # The pool is intact: the next request is served.
             assert (await http.request(url(port), agent=agent)).status == 200
             assert agent.sockets == {} and agent.free_sockets == {name: 1}
@@ -342,23 +350,22 @@ def test_agent_survives_across_trio_runs() -> None:
 
 async def test_aclose_closes_idle_now_and_busy_when_their_response_ends() -> None:
     agent = Agent()
+    gate = Gate()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port, stats = await serve_h11(nursery, slow_hello)
+            port, stats = await serve_h11(nursery, gate)
             name = f"127.0.0.1:{port}"
-            await http.request(url(port), agent=agent)
             async with trio.open_nursery() as clients:
                 clients.start_soon(lambda: http.request(url(port), agent=agent))
                 clients.start_soon(lambda: http.request(url(port), agent=agent))
-                await trio.sleep(0.01)
+                await gate.reached(2)
                 assert agent.sockets == {name: 2}
                 await agent.aclose()
+                gate.open()
             assert agent.sockets == {} and agent.free_sockets == {}
-            await trio.sleep(0.05)
-            assert stats.open == 0
             # Still usable afterwards, as Node's agent after destroy().
             assert (await http.request(url(port), agent=agent)).status == 200
-            assert agent.free_sockets == {name: 1}
+            assert agent.free_sockets == {name: 1} and stats.total == 3
             nursery.cancel_scope.cancel()
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import h11
 import pytest
 import trio
+import trio.testing
 import trustme
 from conftest import PEERS
-from http_client_support import read_head, serve_h11, serve_raw
+from http_client_support import Gate, read_head, serve_h11, serve_raw
 
 import trionet
 from trionet import http
@@ -501,16 +502,11 @@ async def test_https_untrusted_certificate_raises_tls_error(
 async def test_against_trionet_http_server_counting_connections() -> None:
     """The seed scenario on trionet's server: 10 requests, at most 5 connections."""
     sockets: set[int] = set()
-    concurrent = 0
-    most = 0
+    gate = Gate()
 
     async def app(req: http.Request, res: http.Response) -> None:
-        nonlocal concurrent, most
         sockets.add(id(req.socket))
-        concurrent += 1
-        most = max(most, concurrent)
-        await trio.sleep(0.05)
-        concurrent -= 1
+        await gate.hold()
         await res.end(f"you asked for {req.path}")
 
     agent = Agent(max_sockets=5)
@@ -525,11 +521,13 @@ async def test_against_trionet_http_server_counting_connections() -> None:
             async with trio.open_nursery() as clients:
                 for i in range(10):
                     clients.start_soon(get, i)
-                await trio.sleep(0.02)
+                await gate.reached(5)
+                await trio.testing.wait_all_tasks_blocked()
                 assert agent.requests == {f"127.0.0.1:{server.port}": 5}
                 assert server.connections == 5
+                gate.open()
             assert sorted(bodies) == sorted(f"you asked for /{i}".encode() for i in range(10))
-            assert most == 5 and len(sockets) == 5
+            assert len(sockets) == 5
             await agent.aclose()
             nursery.cancel_scope.cancel()
 
