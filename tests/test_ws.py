@@ -591,3 +591,21 @@ async def test_a_lagging_app_slows_the_peer_down_instead_of_buffering(
             assert read < 10_000 + 2 * 65536 + 20_000  # the limit + a read or two
             resume.set()  # the app catches up, the sender finishes
         assert client.close_code == 1000
+
+
+async def test_a_send_cancelled_on_a_full_socket_drops_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """Half a frame may be on the wire: nothing sent after it would parse, so 1006."""
+    async def never_reads(sock: ws.WebSocket) -> None:
+        await trio.sleep_forever()
+
+    server = await start(nursery, never_reads, max_message_size=1 << 24)
+    with trio.fail_after(10):
+        async with ws.connect(url(server)) as client:
+            with trio.move_on_after(0.5):
+                while True:
+                    await client.send(b"x" * (1 << 20))
+            assert client.close_code == 1006
+            with pytest.raises(ws.ConnectionClosed):
+                await client.send("more")

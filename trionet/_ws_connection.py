@@ -297,12 +297,24 @@ class WebSocket:
         raise ConnectionClosed(*self._sent_close)
 
     async def _write(self, data: bytes) -> None:
-        """Write frames; a broken socket marks the connection closed (1006)."""
+        """Write frames; a broken socket marks the connection closed (1006).
+
+        A send cancelled before it starts changes nothing. One cancelled while
+        blocked on a full socket may have written part of a frame, after which
+        no byte can be sent that the peer would parse right: the connection
+        is dropped (1006), as a cancelled write to a Trio stream breaks it.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             await self.socket.send(data)
         except _SOCKET_GONE as exc:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
             raise ConnectionClosed(self._close_code or 1006, self._close_reason) from exc
+        except trio.Cancelled:
+            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "send cancelled mid-frame")
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.socket)
+            raise
 
     async def _write_control(self, data: bytes) -> bool:
         """Write control frames from the reader; False if the socket is gone."""
