@@ -648,3 +648,21 @@ def test_pool_key_separates_tls_identities_but_not_names() -> None:
     assert a.name == b.name == plain.name == "example.test:443"
     assert len({a.key, b.key, plain.key}) == 3
     assert Origin("http", "localhost", 80, "/run/x.sock", None).name == "unix:/run/x.sock"
+
+
+async def test_repeated_headers_joined_and_distinct() -> None:
+    cookies = (
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT\r\n"
+        b"Set-Cookie: b=2\r\nVia: one\r\nVia: two\r\nContent-Length: 0\r\n\r\n"
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, partial(reply_with, cookies))
+            res = await http.request(url(port), agent=Agent())
+            assert res.headers["via"] == "one, two"
+            assert res.headers_distinct["set-cookie"] == [
+                "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+                "b=2",
+            ]
+            assert res.raw_headers[2] == (b"Via", b"one")
+            nursery.cancel_scope.cancel()

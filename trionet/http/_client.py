@@ -186,6 +186,14 @@ class ClientResponse:
         return self._headers
 
     @property
+    def headers_distinct(self) -> dict[str, list[str]]:
+        """Lower-case names to every value, one per header line (Node's ``headersDistinct``)."""
+        result: dict[str, list[str]] = {}
+        for name, value in self._raw:
+            result.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        return result
+
+    @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """Every header line as sent, name case kept (Node's ``rawHeaders``, paired)."""
         return [(bytes(name), bytes(value)) for name, value in self._raw.raw_items()]
