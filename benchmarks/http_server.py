@@ -15,9 +15,43 @@ Load: ``wrk -t1 -c50`` (install: ``apt-get install wrk``); without wrk, a
 bundled Python load generator drives the same keep-alive load (slower, so
 only the ratios compare). Figures: requests per second, p50 and p99 latency.
 
-A second figure is the memory an idle keep-alive connection costs each
-server: RSS growth over 500 connections that each made one request and then
-sit idle, divided by 500.
+Two more figures: the server's CPU time per request during the same run
+(user + system, from /proc; steadier than req/s on a shared machine, where
+other processes take the server's core), and the memory an idle keep-alive
+connection costs: RSS growth over 500 connections that each made one request
+and then sit idle, divided by 500.
+
+Measured on the shared 2-core build machine (load average about 6 from other
+jobs, so absolute figures are low and noisy; best of 3 interleaved runs)::
+
+    http hello keep-alive        trionet          5,992 req/s     1.82x
+    http hello keep-alive        trio+h11         3,287 req/s     1.00x
+    http hello keep-alive        hypercorn-trio     818 req/s     0.25x
+    http hello keep-alive        uvicorn-h11      2,882 req/s     0.88x
+    http hello keep-alive        node            14,136 req/s     4.30x
+    http hello server CPU        trionet          67.76 us/req    1.83x
+    http hello server CPU        trio+h11           124 us/req    1.00x
+    http hello server CPU        hypercorn-trio     545 us/req    0.23x
+    http hello server CPU        uvicorn-h11        108 us/req    1.15x
+    http hello server CPU        node             32.97 us/req    3.77x
+    http idle keep-alive memory  trionet           5.10 KiB/conn  1.20x
+    http idle keep-alive memory  trio+h11          6.11 KiB/conn  1.00x
+    http idle keep-alive memory  hypercorn-trio   17.36 KiB/conn  0.35x
+    http idle keep-alive memory  uvicorn-h11       6.94 KiB/conn  0.88x
+    http idle keep-alive memory  node              6.34 KiB/conn  0.96x
+
+What the profile (pyinstrument, the trionet server under wrk) showed and what
+was done about it, in order: Trio's ``send_all`` yields to the scheduler even
+when the kernel took the whole response at once (direct ``os.write`` on plain
+TCP, waiting only when the buffer is full); moving a cancel-scope deadline
+twice per request cost 6% (one expiry task per server, a float per
+connection); h11's response-side state machine cost more than its parser (the
+response head is built by trionet, h11 parses each request with a fresh
+``Connection``); a failed ``read`` and its exception per request (wait first
+when the last read emptied the socket); header validation per response
+(validated once, cached as wire bytes). What is left: h11's request parsing
+is about a third of trionet's CPU time per request, the kernel calls and
+Trio's epoll registration another third, trionet's own code the rest.
 
     python benchmarks/http_server.py [--quick]
     python benchmarks/http_server.py --serve trionet PORT    # one server, for profiling
