@@ -288,6 +288,36 @@ async def test_app_exception_after_headers_aborts_the_connection(nursery: trio.N
     assert data.endswith(b"7\r\npartial\r\n")  # no last chunk: the client sees the abort
 
 
+async def test_client_leaving_mid_response_is_not_an_app_error(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrote = trio.Event()
+    outcome: list[str] = []
+
+    async def stream(req: Request, res: Response) -> None:
+        try:
+            await res.write(b"first")
+            wrote.set()
+            for _ in range(10_000):
+                await res.write(b"x" * 65536)
+        except trio.BrokenResourceError:
+            outcome.append("client left")
+            raise
+
+    server = await start(nursery, stream)
+    client = await RawClient.connect(server.port)
+    await client.send(get())
+    await wrote.wait()
+    await client.aclose()
+    with caplog.at_level(logging.DEBUG, logger="trionet"), trio.fail_after(WAIT):
+        while server.connections:
+            await trio.sleep(0.01)
+    assert outcome == ["client left"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    data = await exchange(server.port, get("/", "Connection: close").replace(b"GET", b"HEAD"))
+    assert data.startswith(b"HTTP/1.1 200 OK")
+
+
 @pytest.mark.parametrize(
     "value", ["a\r\nSet-Cookie: evil=1", "a\nb", "a\rb", "nul\x00"]
 )

@@ -41,7 +41,7 @@ class Request:
     the query or the headers does not pay for parsing them.
     """
 
-    __slots__ = ("_conn", "_event", "_headers", "_method", "_url", "info")
+    __slots__ = ("_conn", "_event", "_headers", "_method", "_query", "_url", "info")
 
     def __init__(self, event: h11.Request, connection: _Connection, info: RequestInfo) -> None:
         self._event = event
@@ -50,6 +50,7 @@ class Request:
         self._method: str | None = None
         self._url: str | None = None
         self._headers: Headers | None = None
+        self._query: dict[str, list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"<trionet.http.Request {self.method} {self.url}>"
@@ -76,7 +77,9 @@ class Request:
     @property
     def query(self) -> dict[str, list[str]]:
         """The query string parsed into lists of values (blank values kept)."""
-        return parse_qs(self.url.partition("?")[2], keep_blank_values=True)
+        if self._query is None:
+            self._query = parse_qs(self.url.partition("?")[2], keep_blank_values=True)
+        return self._query
 
     @property
     def http_version(self) -> str:

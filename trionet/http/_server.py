@@ -7,12 +7,13 @@ request, pipelined or not, is found and checked by trionet's own rules
 a time, so h11's leniencies cannot leak into the next request.
 
 h11 parses each request head (and decodes chunked bodies); the response side
-is trionet's own (:class:`~._messages.Response` builds the head), because Node's framing differs from h11's (keep-alive for
-HTTP/1.0 clients who ask, ``Keep-Alive: timeout=N``, Date, reason phrases) and
-because h11's response bookkeeping costs more than half of its per-request
-time (measured: 37 of 63 us). A fresh ``h11.Connection`` per request is cheaper
-than driving one through ``start_next_cycle`` and holds no memory while the
-connection sits idle.
+is trionet's own (:class:`~._messages.Response` builds the head), because
+Node's framing differs from h11's (keep-alive for HTTP/1.0 clients who ask,
+``Keep-Alive: timeout=N``, Date, reason phrases) and because h11's response
+bookkeeping costs more than half of its per-request time (measured: 37 of
+63 us). A fresh ``h11.Connection`` per request is cheaper than driving one
+through ``start_next_cycle`` and holds no memory while the connection sits
+idle.
 
 Timeouts work as Node's ``connectionsCheckingInterval``: each connection keeps
 a plain ``deadline`` number that moves with its phase (``headers_timeout`` from
@@ -471,6 +472,11 @@ class _Connection:
             response._keep_alive = False
             if not response.headers_sent:
                 await self._refuse(error)
+            return
+        if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+            # The client went away mid-response: ordinary, not the app's bug.
+            logger.debug("client left during %s %s: %s", request.method, request.url, exc)
+            response._keep_alive = False
             return
         logger.error(
             "app failed handling %s %s", request.method, request.url, exc_info=exc
