@@ -106,6 +106,22 @@ async def test_write_then_end_is_chunked(nursery: trio.Nursery) -> None:
     await client.aclose()
 
 
+async def test_large_body_given_to_end(nursery: trio.Nursery) -> None:
+    body = bytes(range(256)) * 40_000  # 10 MB: goes out with writev, uncopied
+
+    async def app(req: Request, res: Response) -> None:
+        await res.end(body)
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    for _ in range(2):
+        await client.send(get())
+        res = await client.response()
+        assert res.headers["content-length"] == str(len(body))
+        assert res.body == body
+    await client.aclose()
+
+
 async def test_app_set_content_length_streams_raw(nursery: trio.Nursery) -> None:
     async def app(req: Request, res: Response) -> None:
         res.write_head(201, {"Content-Length": "4", "X-Kind": "raw"})

@@ -232,7 +232,7 @@ class Response:
         self.finished = True
         if not self.headers_sent:
             head = self._head(len(data))
-            await self._conn.send(head + data if data and self._has_body() else head)
+            await self._conn.send(head, data if self._has_body() else b"")
         elif self._chunked:
             last = self._frame(data) + _LAST_CHUNK if data else _LAST_CHUNK
             await self._conn.send(last)
