@@ -12,6 +12,7 @@ import re
 import ssl
 import subprocess
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -562,6 +563,20 @@ async def test_https_with_ssl_context(
         await stream.aclose()
     [res] = parse_all(data)
     assert (res.status, res.body) == (200, b"hello GET /tls")
+
+
+async def test_serve_on_a_unix_socket(nursery: trio.Nursery, tmp_path: Path) -> None:
+    path = str(tmp_path / "http.sock")
+    server = await nursery.start(partial(trionet.http.serve, hello, path=path))
+    assert server.address == path
+    with trio.fail_after(WAIT):
+        stream = await trio.open_unix_socket(path)
+        await stream.send_all(get("/unix", "Connection: close"))
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+        await stream.aclose()
+    assert parse_all(data)[0].body == b"hello GET /unix"
 
 
 async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> None:
