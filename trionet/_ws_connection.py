@@ -69,6 +69,12 @@ CLOSE_TIMEOUT = 10.0
 #: How long a failing connection tries to send its Close before dropping TCP.
 FAIL_SEND_TIMEOUT = 1.0
 
+#: After failing a connection, how long and how much we read and drop before
+#: closing TCP, so that the peer gets our Close instead of a reset (Apache's
+#: "lingering close" does the same for HTTP).
+LINGER_TIMEOUT = 1.0
+LINGER_MAX_BYTES = 1 << 20
+
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
 
@@ -406,8 +412,14 @@ class WebSocket:
         self._room.unpark_all()
         self._wake_pings()
 
-    async def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP."""
+    async def _fail(self, code: int, reason: str, *, linger: bool = False) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP.
+
+        ``linger`` (only from the reader task, the one that may read) drains
+        what the peer still sends before closing: closing a socket with unread
+        data makes the kernel answer with a reset, and the peer's kernel may
+        then drop our Close frame before the peer reads why it was cut off.
+        """
         logger.log(
             logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
             "%r failed: %d %s", self, code, reason,
@@ -418,7 +430,20 @@ class WebSocket:
                     with contextlib.suppress(*_SOCKET_GONE):
                         await self.socket.send(self._conn.send(CloseConnection(code, reason)))
         self._mark_closed(code, reason)
+        if linger:
+            await self._linger()
         await trio.aclose_forcefully(self.socket)
+
+    async def _linger(self) -> None:
+        """Half-close, then read and drop what the peer sends, bounded in time and bytes."""
+        drained = 0
+        with trio.move_on_after(LINGER_TIMEOUT), contextlib.suppress(*_SOCKET_GONE):
+            await self.socket.send_eof()
+            while drained < LINGER_MAX_BYTES:
+                chunk = await self.socket.receive(RECEIVE_SIZE)
+                if not chunk:
+                    return
+                drained += len(chunk)
 
     # -- the reader task ------------------------------------------------------------
     async def _run_reader(self) -> None:
@@ -518,7 +543,7 @@ class WebSocket:
             if reason == "error in extension":
                 reason = self._guard.problem or reason
             logger.info("%r: protocol violation: %d %s", self, code, reason)
-            await self._fail(code, reason)
+            await self._fail(code, reason, linger=True)
             return
         if self._conn.state is WireState.REMOTE_CLOSING:
             # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
