@@ -56,14 +56,22 @@ def test_the_budget_does_not_depend_on_read_sizes() -> None:
     head = b"GET /" + b"a" * 20_000
     for cut in (1000, 16_000, 16_385, len(head)):
         if cut > 16384:
-            assert status_of(check_partial_head, head[:cut], 0, 16384) == 431
+            assert status_of(check_partial_head, head[:cut], 16384) == 431
         else:
-            check_partial_head(head[:cut], 0, 16384)
+            check_partial_head(head[:cut], 16384)
 
 
 def test_partial_head_bare_lf_is_refused_before_the_blank_line() -> None:
-    assert status_of(check_partial_head, b"GET / HTTP/1.1\nHost: x\n", 0, 16384) == 400
-    check_partial_head(b"GET / HTTP/1.1\r\nHost: x\r", 0, 16384)  # CR now, LF next read
+    assert status_of(check_partial_head, b"GET / HTTP/1.1\nHost: x\n", 16384) == 400
+    check_partial_head(b"GET / HTTP/1.1\r\nHost: x\r", 16384)  # CR now, LF next read
+
+
+def test_partial_head_checks_only_new_bytes_but_sees_straddling_pairs() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r"
+    check_partial_head(head + b"\n", 16384, new_from=len(head))  # CR, then LF
+    with pytest.raises(ClientError):
+        check_partial_head(head + b"\nX: y\n", 16384, new_from=len(head))
+    check_partial_head(b"bare\n" + b"GET / HTTP/1.1\r\n", 16384, new_from=5)  # checked before
 
 
 # -- parsed heads -----------------------------------------------------------------------

@@ -208,6 +208,16 @@ async def test_20kb_request_line_in_many_writes_gets_431(nursery: trio.Nursery) 
     await client.aclose()
 
 
+async def test_head_arriving_byte_by_byte_is_served(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello)
+    client = await RawClient.connect(server.port)
+    for byte in get("/slow", "X-Pad: " + "p" * 500):
+        await client.send(bytes([byte]))
+    res = await client.response()
+    assert (res.status, res.body) == (200, b"hello GET /slow")
+    await client.aclose()
+
+
 async def test_header_block_over_max_header_size(nursery: trio.Nursery) -> None:
     server = await start(nursery, hello, max_header_size=1024)
     small = await exchange(server.port, get("/", "X-A: " + "b" * 900, "Connection: close"))

@@ -86,16 +86,19 @@ def _overflow(message: str) -> ClientError:
     return ClientError(431, message, "HPE_HEADER_OVERFLOW")
 
 
-def check_partial_head(buffer: bytes, start: int, max_header_size: int) -> None:
+def check_partial_head(head: bytes | bytearray, max_header_size: int, new_from: int = 0) -> None:
     """Refuse an incomplete head early: over budget (431) or bare LF (400).
 
-    ``buffer[start:]`` holds the start of a head whose blank line has not
-    arrived; checking it now makes the limit independent of how the bytes
-    were split into reads.
+    ``head`` is the start of a head whose blank line has not arrived;
+    checking it on every read makes the limit independent of how the bytes
+    were split into reads. Only ``head[new_from:]`` (the bytes just read) is
+    searched for bare LFs, so a head dripping in byte by byte costs linear
+    time, not quadratic.
     """
-    if len(buffer) - start > max_header_size:
+    if len(head) > max_header_size:
         raise _overflow(f"request head over {max_header_size} bytes")
-    if buffer.count(b"\n", start) != buffer.count(b"\r\n", start):
+    # A CRLF may straddle the reads: the pair search starts one byte earlier.
+    if head.count(b"\n", new_from) != head.count(b"\r\n", max(0, new_from - 1)):
         raise _bad("bare LF in request head", "HPE_LF_EXPECTED")
 
 

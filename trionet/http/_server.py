@@ -433,18 +433,26 @@ class _Connection:
         return event, head
 
     async def _read_rest_of_head(self) -> int:
-        """Read until the blank line ending the head; -1 if the client went away."""
+        """Read until the blank line ending the head; -1 if the client went away.
+
+        The partial head grows in a bytearray, so a head sent byte by byte
+        costs linear time.
+        """
         max_size = self.config.max_header_size
+        head = bytearray(self.buf[self.pos :])
+        self.buf, self.pos = b"", 0
+        checked = 0
         while True:
-            check_partial_head(self.buf, self.pos, max_size)
+            check_partial_head(head, max_size, checked)
             data = await self._receive()
             if not data:
                 return -1
+            checked = len(head)
+            head += data
             # The blank line may straddle the reads: search from 3 bytes back.
-            searched = max(0, len(self.buf) - self.pos - 3)
-            self._append(data)
-            end = self.buf.find(b"\r\n\r\n", searched)
+            end = head.find(b"\r\n\r\n", max(0, checked - 3))
             if end >= 0:
+                self.buf = bytes(head)
                 return end
 
     def _start_request(self, event: h11.Request, info: RequestInfo) -> Request:
