@@ -128,7 +128,7 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         self.max_message_size = max_message_size
         self._inflated = 0
 
-    def accept(self, offer: str) -> bool | None | str:
+    def accept(self, offer: str) -> bool | str | None:
         """Accept the client's first acceptable offer only (RFC 7692 section 5.1).
 
         wsproto calls this once per offer and would merge the parameters of
