@@ -21,24 +21,28 @@ other processes take the server's core), and the memory an idle keep-alive
 connection costs: RSS growth over 500 connections that each made one request
 and then sit idle, divided by 500.
 
-Measured on the shared 2-core build machine (load average about 6 from other
-jobs, so absolute figures are low and noisy; best of 3 interleaved runs)::
+Measured on the shared 2-core build machine, wrk -t1 -c50, 5 s, best of 3
+interleaved runs, load average about 2 from other jobs (under a load of 6 the
+figures halve but the ratios hold: trionet 1.8x the bare loop)::
 
-    http hello keep-alive        trionet          5,992 req/s     1.82x
-    http hello keep-alive        trio+h11         3,287 req/s     1.00x
-    http hello keep-alive        hypercorn-trio     818 req/s     0.25x
-    http hello keep-alive        uvicorn-h11      2,882 req/s     0.88x
-    http hello keep-alive        node            14,136 req/s     4.30x
-    http hello server CPU        trionet          67.76 us/req    1.83x
-    http hello server CPU        trio+h11           124 us/req    1.00x
-    http hello server CPU        hypercorn-trio     545 us/req    0.23x
-    http hello server CPU        uvicorn-h11        108 us/req    1.15x
-    http hello server CPU        node             32.97 us/req    3.77x
-    http idle keep-alive memory  trionet           5.10 KiB/conn  1.20x
-    http idle keep-alive memory  trio+h11          6.11 KiB/conn  1.00x
-    http idle keep-alive memory  hypercorn-trio   17.36 KiB/conn  0.35x
-    http idle keep-alive memory  uvicorn-h11       6.94 KiB/conn  0.88x
-    http idle keep-alive memory  node              6.34 KiB/conn  0.96x
+    http hello keep-alive        trionet         15,044 req/s     1.26x
+    http hello keep-alive        trio+h11        11,901 req/s     1.00x
+    http hello keep-alive        hypercorn-trio   2,179 req/s     0.18x
+    http hello keep-alive        uvicorn-h11     11,175 req/s     0.94x
+    http hello keep-alive        node            50,576 req/s     4.25x
+    http hello server CPU        trionet          59.43 us/req    1.35x
+    http hello server CPU        trio+h11         80.33 us/req    1.00x
+    http hello server CPU        hypercorn-trio     452 us/req    0.18x
+    http hello server CPU        uvicorn-h11      85.73 us/req    0.94x
+    http hello server CPU        node             17.72 us/req    4.53x
+    http idle keep-alive memory  trionet           5.13 KiB/conn  1.18x
+    http idle keep-alive memory  trio+h11          6.06 KiB/conn  1.00x
+    http idle keep-alive memory  hypercorn-trio   16.66 KiB/conn  0.36x
+    http idle keep-alive memory  uvicorn-h11       7.02 KiB/conn  0.86x
+    http idle keep-alive memory  node              2.02 KiB/conn  3.00x
+
+(Node's idle figure swings between 2 and 6 KiB from run to run: V8's heap
+grows in steps.)
 
 What the profile (pyinstrument, the trionet server under wrk) showed and what
 was done about it, in order: Trio's ``send_all`` yields to the scheduler even
