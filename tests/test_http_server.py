@@ -305,6 +305,37 @@ async def test_app_exception_after_headers_aborts_the_connection(nursery: trio.N
     assert data.endswith(b"7\r\npartial\r\n")  # no last chunk: the client sees the abort
 
 
+async def test_app_closing_the_socket_never_writes_to_a_newer_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """After ``req.socket.aclose()`` the descriptor number may be reused at once."""
+    closed = trio.Event()
+
+    async def app(req: Request, res: Response) -> None:
+        if req.path == "/close":
+            await req.socket.aclose()
+            closed.set()
+            await trio.sleep(0.2)  # meanwhile a new connection may take the number
+            return  # the forgotten end() must not reach anyone
+        await res.end(b"second")
+
+    server = await start(nursery, app)
+    first = await RawClient.connect(server.port)
+    await first.send(get("/close"))
+    await closed.wait()
+    second = await RawClient.connect(server.port)
+    await second.send(get("/other"))
+    res = await second.response()
+    assert res.body == b"second"
+    extra = b""
+    with trio.move_on_after(0.5):
+        extra = await second.sock.receive()
+    assert extra == b""  # nothing else arrived on the newer connection
+    assert await first.read_until_close() == b""
+    await first.aclose()
+    await second.aclose()
+
+
 async def test_client_leaving_mid_response_is_not_an_app_error(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:

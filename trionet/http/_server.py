@@ -194,6 +194,7 @@ class _Connection:
         "scanner",
         "scope",
         "stream",
+        "tcp",
         "unyielded",
     )
 
@@ -207,8 +208,10 @@ class _Connection:
         #: When the expiry task cancels this connection (trio.current_time() clock).
         self.deadline = trio.current_time() + config.headers_timeout
         self.phase = _IDLE
-        # Plain TCP: the descriptor for direct writes (-1: go through the stream).
-        self.fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
+        # Plain TCP: the socket and its descriptor for direct I/O (fd -1: go
+        # through the stream).
+        self.tcp = stream.socket if type(stream) is trio.SocketStream else None
+        self.fd = self.tcp.fileno() if self.tcp is not None else -1
         self.unyielded = 0
         # The last read returned less than asked: the socket was empty then.
         self.drained = False
@@ -243,7 +246,7 @@ class _Connection:
 
     # -- I/O ---------------------------------------------------------------------
     async def _receive(self) -> bytes:
-        fd = self.fd
+        fd = self._live_fd()
         if fd < 0:
             # SSL streams return bytes; a bytearray from another stream is only
             # ever searched and sliced, which works the same.
@@ -266,6 +269,17 @@ class _Connection:
         if self._sock is not None:
             self._sock.bytes_read += len(data)
         return data
+
+    def _live_fd(self) -> int:
+        """The descriptor for direct I/O, checked to still be this connection's.
+
+        If the app closed ``req.socket``, the number may already belong to a
+        newer connection; writing to it would answer the wrong client.
+        """
+        fd = self.fd
+        if fd >= 0 and self.tcp is not None and self.tcp.fileno() != fd:
+            raise trio.ClosedResourceError("the connection's socket was closed")
+        return fd
 
     async def _wait_and_read(self, fd: int) -> bytes:
         self.unyielded = 0
@@ -293,7 +307,7 @@ class _Connection:
         if len(more) < COPY_LIMIT:
             data, more = data + more, b""  # small: one plain write is cheapest
         total = len(data) + len(more)
-        fd = self.fd
+        fd = self._live_fd()
         if fd < 0:
             await self.stream.send_all(data)
             if more:
