@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -634,6 +637,62 @@ async def test_no_leaks_after_ten_thousand_requests(nursery: trio.Nursery) -> No
         await trio.testing.wait_all_tasks_blocked()  # the last tasks finish closing
     assert open_fds() == fds_before
     assert count_tasks() == tasks_before
+
+
+IDLE_SERVER = """
+import sys, trio, trionet
+from functools import partial
+
+async def app(req, res):
+    await res.end(b"ok")
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(
+            trionet.http.serve, app, 0, host="127.0.0.1", keep_alive_timeout=60))
+        print(server.port, flush=True)
+
+trio.run(main)
+"""
+
+
+def _rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def test_an_idle_keep_alive_connection_costs_under_8_kib() -> None:
+    """RSS growth of a server process over 300 idle keep-alive connections."""
+    count = 300
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IDLE_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    socks: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+
+        def open_idle(n: int) -> None:
+            for _ in range(n):
+                sock = socket.create_connection((HOST, port), timeout=10)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while not data.endswith(b"ok"):
+                    data += sock.recv(4096)
+                socks.append(sock)
+
+        open_idle(30)  # warm up allocators
+        time.sleep(0.2)
+        before = _rss(proc.pid)
+        open_idle(count)
+        time.sleep(0.3)
+        per_connection = (_rss(proc.pid) - before) / count
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.kill()
+        proc.wait(timeout=10)
+    assert per_connection < 8 * 1024, f"{per_connection:.0f} bytes per connection"
 
 
 # -- real clients -----------------------------------------------------------------------------
