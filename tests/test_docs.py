@@ -5,7 +5,8 @@ includes with ``--8<-- "name.py"``; its output, when the page shows one, is
 ``name.txt`` beside it. Ports that vary from run to run are written ``PORT``.
 The chapter's complete Node programs shown beside them (docs/examples/node/)
 run too, each against its trionet counterpart; the Node fragments (the agent
-options, the browser's WebSocket, the TLS options) are quoted, not run.
+options, the browser's WebSocket, the upgrade listener, the Unix socket pipe)
+are quoted, not run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 import trio
 
 import trionet
+import trionet.testing
 from trionet._cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,9 +177,16 @@ class NodeProcess:
 
 
 @asynccontextmanager
-async def node_running(node: str, script: Path) -> AsyncIterator[NodeProcess]:
+async def node_running(
+    node: str, script: Path, cwd: Path | None = None
+) -> AsyncIterator[NodeProcess]:
+    """Run ``node script`` for the block (stdin closed), then kill it."""
     process = await trio.lowlevel.open_process(
-        [node, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [node, str(script)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     try:
         yield NodeProcess(process)
@@ -283,4 +292,77 @@ async def test_node_http_client_reads_the_trionet_server(node: str, tmp_path: Pa
         assert lines[0] == "STATUS: 200"
         assert lines[1].startswith("HEADERS: {") and '"content-type":"text/plain"' in lines[1]
         assert "Hello World" in lines
+        nursery.cancel_scope.cancel()
+
+
+def chapter_keys(directory: Path) -> trionet.testing.CertFiles:
+    """Certificates under the names the chapter's Node code reads (./keys/server.crt, ...)."""
+    files = trionet.testing.write_certs(directory / "certs")
+    keys = directory / "keys"
+    keys.mkdir()
+    for source, name in [
+        (files.key, "server.key"),
+        (files.cert, "server.crt"),
+        (files.ca, "ca.crt"),
+        (files.client_key, "client.key"),
+        (files.client_cert, "client.crt"),
+    ]:
+        (keys / name).write_bytes(source.read_bytes())
+    return files
+
+
+async def test_node_tls_server_accepts_a_trionet_client(node: str, tmp_path: Path) -> None:
+    files = chapter_keys(tmp_path)
+    port = free_port()
+    script = node_program(tmp_path, "tls_server.js", 8000, port)
+    async with node_running(node, script, cwd=tmp_path) as server:
+        await server.expect("server bound")
+        sock = await trionet.tls.connect(
+            port, "localhost", key=files.client_key, cert=files.client_cert, ca=files.ca
+        )
+        with trio.fail_after(5):
+            assert await sock.receive() == b"welcome!\n"
+            await sock.send("hello over TLS\n")
+            assert await sock.receive() == b"hello over TLS\n"
+        assert sock.authorized
+        await server.expect("server connected authorized")
+        await sock.aclose()
+
+
+async def test_node_tls_client_trusts_the_trionet_server(node: str, tmp_path: Path) -> None:
+    files = chapter_keys(tmp_path)
+    handler = example("tls_server.py", "handler")
+    serve = partial(
+        trionet.tls.serve, handler, 0, host="127.0.0.1",
+        key=files.key, cert=files.cert, request_cert=True, ca=files.ca,
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve)
+        script = node_program(tmp_path, "tls_client.js", 8000, server.port)
+        async with node_running(node, script, cwd=tmp_path) as client:
+            await client.expect("client connected authorized")
+            await client.expect("welcome!")
+        nursery.cancel_scope.cancel()
+
+
+async def test_node_https_server_answers_a_trionet_request(node: str, tmp_path: Path) -> None:
+    files = chapter_keys(tmp_path)
+    port = free_port()
+    script = node_program(tmp_path, "https_server.js", 8000, port)
+    async with node_running(node, script, cwd=tmp_path):
+        await wait_listening(port)
+        res = await trionet.https.request(f"https://localhost:{port}/", ca=files.ca, agent=False)
+        assert (res.status, res.body) == (200, b"hello world\n")
+
+
+async def test_node_https_client_reads_the_trionet_server(node: str, tmp_path: Path) -> None:
+    files = chapter_keys(tmp_path)
+    app = example("https_hello.py", "app")
+    serve = partial(trionet.https.serve, app, 0, host="127.0.0.1", key=files.key, cert=files.cert)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve)
+        script = node_program(tmp_path, "https_client.js", 8000, server.port)
+        with trio.fail_after(20):
+            done = await trio.run_process([node, str(script)], cwd=tmp_path, capture_stdout=True)
+        assert done.stdout.decode().splitlines()[0] == "hello world"
         nursery.cancel_scope.cancel()

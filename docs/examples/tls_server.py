@@ -22,15 +22,24 @@ async def main() -> None:
         files = trionet.testing.write_certs(keys)
         async with trio.open_nursery() as nursery:
             serve = partial(
-                trionet.tls.serve, handler, 0, host="127.0.0.1",
-                key=files.key, cert=files.cert, request_cert=True, ca=files.ca,
-            )  # fmt: skip
+                trionet.tls.serve,
+                handler,
+                0,
+                host="127.0.0.1",
+                key=files.key,
+                cert=files.cert,
+                request_cert=True,
+                ca=files.ca,
+            )
             server = await nursery.start(serve)
             print("server bound")
             stream = await trionet.tls.connect(
-                server.port, "localhost",
-                key=files.client_key, cert=files.client_cert, ca=files.ca,
-            )  # fmt: skip
+                server.port,
+                "localhost",
+                key=files.client_key,
+                cert=files.client_cert,
+                ca=files.ca,
+            )
             welcome = await stream.receive()
             print("client connected", "authorized" if stream.authorized else "unauthorized")
             print(welcome.decode(), end="")
