@@ -5,8 +5,7 @@ includes with ``--8<-- "name.py"``; its output, when the page shows one, is
 ``name.txt`` beside it. Ports that vary from run to run are written ``PORT``.
 The chapter's complete Node programs shown beside them (docs/examples/node/)
 run too, each against its trionet counterpart; the Node fragments (the agent
-options, the browser's WebSocket, the upgrade listener, the Unix socket pipe)
-are quoted, not run.
+options, the browser's WebSocket, the upgrade listener) are quoted, not run.
 """
 
 from __future__ import annotations
@@ -237,6 +236,21 @@ async def test_node_tcp_client_talks_to_the_trionet_server(node: str, tmp_path: 
         assert output[:2] == ["client connected", "欢迎光临《深入浅出Node.js》示例："]
         assert output[-1] == "client disconnected"
         nursery.cancel_scope.cancel()
+
+
+async def test_node_unix_echo_answers_the_trionet_client(node: str, tmp_path: Path) -> None:
+    path = tmp_path / "echo.sock"
+    source = (NODE_EXAMPLES / "net_unix.js").read_text()
+    script = tmp_path / "net_unix.js"
+    script.write_text(source.replace("/tmp/echo.sock", str(path)))
+    async with node_running(node, script):
+        with trio.fail_after(10):
+            while not path.exists():
+                await trio.sleep(0.05)
+            sock = await trionet.net.connect(path=path)
+            await sock.send("hello through a Unix socket")
+            assert await sock.receive() == b"hello through a Unix socket"
+        await sock.aclose()
 
 
 async def test_node_udp_server_prints_a_trionet_datagram(node: str, tmp_path: Path) -> None:
