@@ -142,6 +142,29 @@ async def test_app_set_content_length_streams_raw(nursery: trio.Nursery) -> None
     await client.aclose()
 
 
+async def test_app_content_length_is_held_to(nursery: trio.Nursery) -> None:
+    """As h11 and Node do: more body than declared raises; less closes the connection."""
+    errors: list[str] = []
+
+    async def app(req: Request, res: Response) -> None:
+        res.set_header("Content-Length", "4")
+        if req.path == "/long":
+            try:
+                await res.end(b"too long")
+            except ValueError as exc:
+                errors.append(str(exc))
+                raise
+        await res.write(b"ab")
+        await res.end()  # two bytes short
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get("/long"))
+    assert parse_all(data)[0].status == 500 and len(errors) == 1
+    # Two bytes short: the client can only learn it from the close.
+    data = await exchange(server.port, get("/short"))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nab")
+
+
 async def test_http10_client_gets_close_delimited_body(nursery: trio.Nursery) -> None:
     async def app(req: Request, res: Response) -> None:
         await res.write(b"hel")

@@ -133,6 +133,7 @@ class Response:
         "_headers",
         "_keep_alive",
         "_method",
+        "_unsent",
         "finished",
         "headers_sent",
         "status_code",
@@ -152,6 +153,8 @@ class Response:
         self.finished = False
         self._chunked = False
         self._keep_alive = True
+        # Body bytes still owed when the app set Content-Length itself (-1: not set).
+        self._unsent = -1
 
     def __repr__(self) -> str:
         return f"<trionet.http.Response {self.status_code}>"
@@ -218,9 +221,10 @@ class Response:
         if isinstance(data, str):
             data = data.encode()
         if not self.headers_sent:
-            head = self._head(None)
+            head = self._start(None, data)
             await self._conn.send(head + self._frame(data) if data else head)
         elif data:
+            self._count(data)
             await self._conn.send(self._frame(data))
 
     async def end(self, data: bytes | str = b"") -> None:
@@ -229,15 +233,41 @@ class Response:
             return
         if isinstance(data, str):
             data = data.encode()
-        self.finished = True
         if not self.headers_sent:
-            head = self._head(len(data))
+            head = self._start(len(data), data)
+            self.finished = True
             await self._conn.send(head, data if self._has_body() else b"")
-        elif self._chunked:
-            last = self._frame(data) + _LAST_CHUNK if data else _LAST_CHUNK
-            await self._conn.send(last)
-        elif data and self._has_body():
-            await self._conn.send(data)
+        else:
+            self._count(data)
+            self.finished = True
+            if self._chunked:
+                await self._conn.send(self._frame(data) + _LAST_CHUNK if data else _LAST_CHUNK)
+            elif data and self._has_body():
+                await self._conn.send(data)
+        if self._unsent > 0:
+            # Shorter than the app's Content-Length: only a close tells the client.
+            self._keep_alive = False
+
+    def _start(self, length: int | None, data: bytes) -> bytes:
+        """The head for a first write of ``data``; nothing counts as sent if it fails."""
+        head = self._head(length)
+        try:
+            self._count(data)
+        except ValueError:
+            self.headers_sent = False  # nothing went out: the app may still get a 500
+            self._unsent = -1
+            raise
+        return head
+
+    def _count(self, data: bytes) -> None:
+        """Hold the app to the Content-Length it set (h11 would, as Node does)."""
+        if self._unsent < 0 or not self._has_body():
+            return
+        if len(data) > self._unsent:
+            raise ValueError(
+                f"response body longer than its Content-Length ({self._unsent} bytes left)"
+            )
+        self._unsent -= len(data)
 
     # -- framing ---------------------------------------------------------------
     def _has_body(self) -> bool:
@@ -300,7 +330,9 @@ class Response:
         if "transfer-encoding" in headers:
             te = value_bytes(headers["transfer-encoding"][0])
             self._chunked = b"chunked" in te and self._has_body()
-        elif "content-length" not in headers:
+        elif "content-length" in headers:
+            self._unsent = _declared_length(headers["content-length"][0])
+        else:
             framing = self._framing_line(length)
         keep_alive = keep_alive and framing is not None
         if "connection" not in headers:
@@ -310,3 +342,11 @@ class Response:
         parts.append(b"\r\n")
         self._keep_alive = keep_alive
         return b"".join(parts)
+
+
+def _declared_length(value: HeaderValue) -> int:
+    """The app's Content-Length value as a number (ValueError if it is not one)."""
+    text = value_bytes(value)
+    if not text.isdigit():
+        raise ValueError(f"invalid Content-Length {value!r}")
+    return int(text)
