@@ -22,7 +22,7 @@ import functools
 import importlib.resources
 import json
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -372,6 +372,8 @@ async def start_all(ctx: _Context) -> list[Service]:
 async def run(opts: Options, say: Say = _say) -> None:
     """Start every service, print the banner, and serve until SIGINT or SIGTERM.
 
+    A second signal during the shutdown cuts the grace period short.
+
     Raises:
       DemoError: a service could not start (the others are stopped first).
     """
@@ -388,17 +390,47 @@ async def run(opts: Options, say: Say = _say) -> None:
                 say(banner(services))
                 signum = await signals.__anext__()
                 say(f"\n{signal.Signals(signum).name}: shutting down")
-                await shutdown(services, room)
+                hurry = trio.Event()
+                nursery.start_soon(_hurry_on_signals, signals, hurry, say)
+                await shutdown(services, room, hurry)
                 nursery.cancel_scope.cancel()
         if error is not None:
             raise error
 
 
-async def shutdown(services: list[Service], room: ChatRoom) -> None:
-    """Stop accepting everywhere, say goodbye to the tabs, give live connections a moment."""
+async def _hurry_on_signals(signals: AsyncIterator[int], hurry: trio.Event, say: Say) -> None:
+    """Consume further signals (so none is left to kill us later); the first sets ``hurry``."""
+    async for _ in signals:
+        if not hurry.is_set():
+            say("stopping now")
+            hurry.set()
+
+
+async def shutdown(services: list[Service], room: ChatRoom, hurry: trio.Event) -> None:
+    """Stop accepting everywhere, say goodbye to the tabs, give live connections a moment.
+
+    The moment ends when every server has closed, after :data:`SHUTDOWN_GRACE`
+    seconds, or when ``hurry`` is set, whichever comes first.
+    """
     room.close_all()
     for service in services:
         service.server.close()
-    with trio.move_on_after(SHUTDOWN_GRACE):
+
+    async def all_closed() -> None:
         for service in services:
             await service.server.wait_closed()
+
+    with trio.move_on_after(SHUTDOWN_GRACE):
+        await _first_of(all_closed, hurry.wait)
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Wait until any one of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+        for wait in waits:
+            nursery.start_soon(_then_cancel, wait, nursery.cancel_scope)
+
+
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
