@@ -366,6 +366,55 @@ def mutated_requests(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@st.composite
+def request_sequences(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], list[int]]:
+    """Valid requests (GET, sized and chunked POSTs), the bodies the app should
+    echo, and the points where the byte stream is cut into separate writes."""
+    requests, bodies = [], []
+    for i in range(draw(st.integers(1, 6))):
+        body = draw(st.binary(max_size=40))
+        kind = draw(st.sampled_from(["get", "sized", "chunked"]))
+        if kind == "get":
+            requests.append(get(f"/{i}"))
+            body = b""
+        elif kind == "sized":
+            requests.append(get(f"/{i}", f"Content-Length: {len(body)}", method="POST") + body)
+        else:
+            cut = draw(st.integers(0, len(body)))
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:cut], body[cut:]) if p)
+            requests.append(get(f"/{i}", "Transfer-Encoding: chunked", method="POST")
+                            + chunks + b"0\r\n\r\n")
+        bodies.append(body)
+    total = len(b"".join(requests))
+    cuts = sorted(draw(st.lists(st.integers(1, max(1, total - 1)), max_size=8, unique=True)))
+    return requests, bodies, cuts
+
+
+async def _pipelined(requests: list[bytes], bodies: list[bytes], cuts: list[int]) -> None:
+    async def echo(req: Request, res: Response) -> None:
+        await res.end(await req.read())
+
+    async with trio.open_nursery() as nursery:
+        server = await start(nursery, echo)
+        client = await RawClient.connect(server.port)
+        stream = b"".join(requests)
+        for start_at, end_at in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            await client.send(stream[start_at:end_at])
+            await trio.sleep(0)
+        for body in bodies:
+            assert (await client.response()).body == body
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=request_sequences())
+def test_pipelined_requests_split_anywhere_are_answered_in_order(
+    case: tuple[list[bytes], list[bytes], list[int]],
+) -> None:
+    trio.run(_pipelined, *case)
+
+
 class _Errors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
