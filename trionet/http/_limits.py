@@ -47,7 +47,9 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 DEFAULT_MAX_HEADER_SIZE = 16384
 #: Node's ``server.maxHeadersCount``; Node drops the rest, trionet answers 431.
 MAX_HEADERS_COUNT = 2000
-#: llhttp refuses chunk sizes that overflow 64 bits: at most 16 hex digits.
+#: llhttp refuses a chunk size that overflows 64 bits; trionet caps the digits
+#: at 16 (64 bits' worth), so it also refuses 17 digits with a leading zero,
+#: which Node takes. h11 alone allows 20 digits.
 MAX_CHUNK_SIZE_DIGITS = 16
 
 #: The methods llhttp knows (Node's ``http.METHODS``); anything else, including
