@@ -121,9 +121,10 @@ class ServerConfig:
         self.on_connect = on_connect
         self.on_check_continue = on_check_continue
         self.on_client_error = on_client_error
-        # As in Node, 0 turns a timeout off.
-        self.headers_timeout = headers_timeout or math.inf
+        # As in Node, 0 turns a timeout off, and the head, being part of the
+        # request, never gets longer than request_timeout.
         self.request_timeout = request_timeout or math.inf
+        self.headers_timeout = min(headers_timeout or math.inf, self.request_timeout)
         self.keep_alive_timeout = keep_alive_timeout or math.inf
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
