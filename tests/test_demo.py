@@ -293,6 +293,22 @@ def test_a_signal_stops_everything_cleanly(tmp_path: Path, signum: int) -> None:
         socket.create_connection((host, int(port)), timeout=5)
 
 
+def test_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path, "--grace", "60")
+    try:
+        host, port = demo.find(TCP)
+        # An idle client keeps the TCP server busy through the shutdown grace period.
+        with socket.create_connection((host, int(port)), timeout=5):
+            demo.proc.send_signal(signal.SIGINT)
+            demo.wait_for(r"^SIGINT: shutting down$")
+            status, seconds = demo.stop(signal.SIGINT)
+    finally:
+        demo.kill()
+    assert status == 0
+    assert "stopping now" in demo.lines
+    assert seconds < STOP_TIMEOUT
+
+
 def test_sigint_says_goodbye_to_open_websockets(tmp_path: Path) -> None:
     demo = start_demo(tmp_path)
     try:

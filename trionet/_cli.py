@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--http-port", type=port, default=1337, help="HTTP + WebSocket (%(default)s)")
     demo.add_argument("--https-port", type=port, default=8443, help="HTTPS (%(default)s)")
     demo.add_argument(
+        "--grace",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="on Ctrl-C, how long live connections get to finish (%(default)s); "
+        "a second Ctrl-C stops at once",
+    )
+    demo.add_argument(
         "--workdir",
         type=Path,
         help="where the Unix socket and certificates go (default: a temporary directory, "
@@ -164,6 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
             udp_port=args.udp_port,
             http_port=args.http_port,
             https_port=args.https_port,
+            grace=args.grace,
         )
         try:
             trio.run(_demo.run, opts)

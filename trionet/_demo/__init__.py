@@ -72,6 +72,8 @@ class Options:
     udp_port: int = 41234
     http_port: int = 1337
     https_port: int = 8443
+    #: Seconds live connections get to finish after a signal (then they are cancelled).
+    grace: float = SHUTDOWN_GRACE
 
     @property
     def unix_path(self) -> Path:
@@ -392,7 +394,7 @@ async def run(opts: Options, say: Say = _say) -> None:
                 say(f"\n{signal.Signals(signum).name}: shutting down")
                 hurry = trio.Event()
                 nursery.start_soon(_hurry_on_signals, signals, hurry, say)
-                await shutdown(services, room, hurry)
+                await shutdown(services, room, hurry, opts.grace)
                 nursery.cancel_scope.cancel()
         if error is not None:
             raise error
@@ -406,11 +408,13 @@ async def _hurry_on_signals(signals: AsyncIterator[int], hurry: trio.Event, say:
             hurry.set()
 
 
-async def shutdown(services: list[Service], room: ChatRoom, hurry: trio.Event) -> None:
+async def shutdown(
+    services: list[Service], room: ChatRoom, hurry: trio.Event, grace: float = SHUTDOWN_GRACE
+) -> None:
     """Stop accepting everywhere, say goodbye to the tabs, give live connections a moment.
 
-    The moment ends when every server has closed, after :data:`SHUTDOWN_GRACE`
-    seconds, or when ``hurry`` is set, whichever comes first.
+    The moment ends when every server has closed, after ``grace`` seconds, or
+    when ``hurry`` is set, whichever comes first.
     """
     room.close_all()
     for service in services:
@@ -420,7 +424,7 @@ async def shutdown(services: list[Service], room: ChatRoom, hurry: trio.Event) -
         for service in services:
             await service.server.wait_closed()
 
-    with trio.move_on_after(SHUTDOWN_GRACE):
+    with trio.move_on_after(grace):
         await _first_of(all_closed, hurry.wait)
 
 
