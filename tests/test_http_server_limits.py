@@ -337,6 +337,16 @@ async def test_max_connections(nursery: trio.Nursery) -> None:
     await second.aclose()
 
 
+@pytest.mark.parametrize(
+    "option",
+    [{"headers_timeout": -1}, {"max_header_size": 0}, {"max_body_size": -5},
+     {"max_requests_per_socket": -1}],
+)
+async def test_nonsense_limits_are_refused(nursery: trio.Nursery, option: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(option))):
+        await start(nursery, hello, **option)
+
+
 # -- fuzzing ------------------------------------------------------------------------------------
 VALID_REQUESTS = [
     get("/"),

@@ -116,6 +116,17 @@ class ServerConfig:
         max_body_size: int | None = None,
         max_requests_per_socket: int | None = None,
     ) -> None:
+        for name, value in (
+            ("headers_timeout", headers_timeout),
+            ("request_timeout", request_timeout),
+            ("keep_alive_timeout", keep_alive_timeout),
+            ("max_body_size", max_body_size or 0),
+            ("max_requests_per_socket", max_requests_per_socket or 0),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, not {value}")
+        if max_header_size <= 0:
+            raise ValueError(f"max_header_size must be positive, not {max_header_size}")
         self.app = app
         self.on_upgrade = on_upgrade
         self.on_connect = on_connect
