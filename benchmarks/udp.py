@@ -65,7 +65,7 @@ async def _trio(count: int, seconds: float) -> LoopStats:
             while True:
                 await client.send(PAYLOAD)
                 with trio.move_on_after(RETRY_AFTER):
-                    await client.recv(65535)
+                    await client.recvfrom(65535)  # as UDPSocket.receive: data and sender
                     return
 
         async with trio.open_nursery() as nursery:
