@@ -609,3 +609,25 @@ async def test_a_send_cancelled_on_a_full_socket_drops_the_connection(
             assert client.close_code == 1006
             with pytest.raises(ws.ConnectionClosed):
                 await client.send("more")
+
+
+async def test_a_task_that_only_sends_still_lets_other_tasks_run(nursery: trio.Nursery) -> None:
+    """Writes that the kernel takes at once skip the scheduler, but not for long."""
+    server = await start(nursery, lambda sock: sock.wait_closed())
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0)
+
+    with trio.fail_after(10):
+        async with ws.connect(url(server)) as client, trio.open_nursery() as background:
+            background.start_soon(ticker)
+            await trio.sleep(0)
+            before = ticks
+            for _ in range(1000):
+                await client.send("tick?")
+            assert ticks - before >= 50  # one yield at least every 17 sends
+            background.cancel_scope.cancel()
