@@ -77,11 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
             "Port 0 picks a free port."
         ),
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    demo.add_argument("--tcp-port", type=port, default=8124, help="TCP echo (%(default)s)")
-    demo.add_argument("--udp-port", type=port, default=41234, help="UDP (%(default)s)")
-    demo.add_argument("--http-port", type=port, default=1337, help="HTTP + WebSocket (%(default)s)")
-    demo.add_argument("--https-port", type=port, default=8443, help="HTTPS (%(default)s)")
+    demo.add_argument(
+        "--host", default="127.0.0.1", metavar="ADDRESS", help="where to listen (%(default)s)"
+    )
+    demo.add_argument(
+        "--tcp-port", type=port, default=8124, metavar="PORT", help="TCP echo (%(default)s)"
+    )
+    demo.add_argument(
+        "--udp-port", type=port, default=41234, metavar="PORT", help="UDP (%(default)s)"
+    )
+    demo.add_argument(
+        "--http-port",
+        type=port,
+        default=1337,
+        metavar="PORT",
+        help="HTTP + WebSocket (%(default)s)",
+    )
+    demo.add_argument(
+        "--https-port", type=port, default=8443, metavar="PORT", help="HTTPS (%(default)s)"
+    )
     demo.add_argument(
         "--grace",
         type=float,
@@ -93,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--workdir",
         type=Path,
+        metavar="DIR",
         help="where the Unix socket and certificates go (default: a temporary directory, "
         "removed on exit)",
     )
