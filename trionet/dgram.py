@@ -31,10 +31,6 @@ Family = Literal["udp4", "udp6"]
 #: a buffer this big can never truncate.
 MAX_DATAGRAM_SIZE = 65535
 
-# recvmsg() sets this flag when the datagram did not fit the buffer (a plain
-# int: testing an IntFlag member costs an enum operation per datagram).
-_MSG_TRUNC = int(_stdlib_socket.MSG_TRUNC)
-
 _FAMILIES = {"udp4": _stdlib_socket.AF_INET, "udp6": _stdlib_socket.AF_INET6}
 _ANY = {"udp4": "0.0.0.0", "udp6": "::"}
 
@@ -130,11 +126,12 @@ class UDPSocket:
             one listening at the peer's port (the kernel's ICMP report).
         """
         try:
-            data, _, flags, sender = await self.socket.recvmsg(max_size)
+            # One byte more than allowed: a datagram that fills it was too long
+            # (portable, where recvmsg's MSG_TRUNC flag is not).
+            data, sender = await self.socket.recvfrom(max_size + 1)
         except OSError as exc:
             raise self._refused(exc) from None
-        assert isinstance(sender, tuple)
-        if flags & _MSG_TRUNC:
+        if len(data) > max_size:
             raise MessageSizeError(f"a datagram longer than {max_size} bytes was truncated")
         return data, RemoteInfo(sender[0], self._rinfo_family, sender[1], len(data))
 
