@@ -304,18 +304,18 @@ def rss_bytes(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) * 1024  # type: ignore[union-attr]
 
 
-def idle_connection_cost(pid: int, port: int) -> float:
+def idle_connection_cost(pid: int, port: int, count: int = IDLE_CONNECTIONS) -> float:
     """KiB of server RSS per idle keep-alive connection (each made one request)."""
     request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
     warm = _open_idle(port, request, 50)  # let allocators and caches settle first
-    time.sleep(0.3)
+    time.sleep(0.2)
     before = rss_bytes(pid)
-    socks = _open_idle(port, request, IDLE_CONNECTIONS)
-    time.sleep(0.5)
+    socks = _open_idle(port, request, count)
+    time.sleep(0.3)
     after = rss_bytes(pid)
     for s in socks + warm:
         s.close()
-    return (after - before) / IDLE_CONNECTIONS / 1024
+    return (after - before) / count / 1024
 
 
 def _open_idle(port: int, request: bytes, count: int) -> list[socket.socket]:
@@ -335,8 +335,11 @@ def _open_idle(port: int, request: bytes, count: int) -> list[socket.socket]:
 
 # -- the benchmark -------------------------------------------------------------------------
 def run(quick: bool) -> list[Result]:
-    seconds = 2.0 if quick else 5.0
+    # --quick is a smoke run inside `trionet bench --quick` (a minute for all
+    # benchmarks): one second of load per subject, no warm-up, fewer idle sockets.
+    seconds = 1.0 if quick else 5.0
     repeats = 1 if quick else 3
+    idle = 200 if quick else IDLE_CONNECTIONS
     names = subjects()
     best: dict[str, tuple[float, float, float, float]] = {}
     memory: dict[str, float] = {}
@@ -345,10 +348,11 @@ def run(quick: bool) -> list[Result]:
         for name in names:
             port = free_port()
             with server_process(server_argv(name, port), port) as proc:
-                load(port, 0.5)  # warm up
+                if not quick:
+                    load(port, 1)  # warm up
                 figures = measure(proc.pid, port, seconds)
                 if name not in memory:
-                    memory[name] = idle_connection_cost(proc.pid, port)
+                    memory[name] = idle_connection_cost(proc.pid, port, idle)
             if name not in best or figures[0] > best[name][0]:
                 best[name] = figures
     results = []
