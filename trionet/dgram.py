@@ -21,7 +21,8 @@ from typing import Literal
 import trio
 
 from ._errors import ConnectError, MessageSizeError
-from ._server import Server
+from ._server import ACCEPT_BACKOFF as RETRY_AFTER
+from ._server import Server, logger
 
 __all__ = ["MAX_DATAGRAM_SIZE", "Handler", "RemoteInfo", "Server", "UDPSocket", "bind", "serve"]
 
@@ -340,8 +341,12 @@ class _Receiver:
         while not self._stopped:
             try:
                 message, rinfo = await self._sock.receive()
-            except (trio.ClosedResourceError, OSError):
+            except trio.ClosedResourceError:
                 return
+            except OSError as exc:  # ENOBUFS, ENOMEM...: transient, as in the accept loop
+                logger.error("receiving a datagram failed: %s; retrying in %ss", exc, RETRY_AFTER)
+                await trio.sleep(RETRY_AFTER)
+                continue
             job = partial(self._handler, message, rinfo, self._sock)
             what = f"datagram handler for {rinfo.address}:{rinfo.port}"
             if self._concurrent:
