@@ -26,6 +26,8 @@ import pytest
 import trio
 import trio.testing
 from conftest import PEERS, open_fds, require_tool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trionet
 from trionet import net
@@ -700,6 +702,34 @@ async def test_pipe_without_end_leaves_the_destination_open() -> None:
     assert await right.receive_some() == b"data"
     await left.send_all(b"still open")
     assert await right.receive_some() == b"still open"
+
+
+@given(chunks=st.lists(st.binary(min_size=1, max_size=300_000), max_size=8))
+@settings(max_examples=25, deadline=None)
+def test_pipe_delivers_any_chunking_intact_and_ends_the_destination(chunks: list[bytes]) -> None:
+    async def main() -> None:
+        source_in, source_out = trio.testing.memory_stream_one_way_pair()
+        left, right = trio.testing.memory_stream_pair()
+        got = bytearray()
+
+        async def feed() -> None:
+            for chunk in chunks:
+                await source_in.send_all(chunk)
+            await source_in.aclose()
+
+        async def drain() -> None:
+            while data := await right.receive_some():  # ends at pipe's EOF
+                got.extend(data)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                nursery.start_soon(drain)
+                copied = await net.pipe(source_out, left)
+        assert copied == sum(map(len, chunks))
+        assert got == b"".join(chunks)
+
+    trio.run(main)
 
 
 # -- net.Socket is a Trio HalfCloseableStream ------------------------------------------
