@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import PEERS
+from conftest import PEERS, open_fds
 
 import trionet
 from trionet import dgram
@@ -468,3 +468,22 @@ async def test_the_port_is_free_again_after_close(nursery: trio.Nursery) -> None
         await server.aclose()
     async with await dgram.bind(port, HOST) as again:
         assert again.port == port
+
+
+async def test_no_file_descriptor_leaks_after_200_servers_and_sockets() -> None:
+    async def ignore(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        pass
+
+    async def one_round() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(dgram.serve, ignore, 0, host=HOST))
+            async with await dgram.bind(0, HOST) as client:
+                await client.send(b"x", server.address)
+            await server.aclose()
+
+    with trio.fail_after(30):
+        await one_round()
+        before = open_fds()
+        for _ in range(200):
+            await one_round()
+    assert open_fds() <= before
