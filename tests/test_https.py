@@ -23,8 +23,10 @@ pytestmark = pytest.mark.timeout(60)
 
 async def hello(req: trionet.http.Request, res: trionet.http.Response) -> None:
     """Hello world, naming the client certificate when one was verified."""
-    tls = req.socket.stream
-    who = tls.peer_certificate["subject"].get("CN") if tls.authorized else None  # type: ignore[attr-defined]
+    tls = req.socket
+    assert isinstance(tls, trionet.tls.TLSSocket)  # as Node's req.socket is a TLSSocket
+    cert = tls.peer_certificate if tls.authorized else None
+    who = cert["subject"].get("CN") if cert else None
     await res.end(f"hello {who or 'world'}\n".encode())
 
 
@@ -196,9 +198,10 @@ async def test_https_server_reports_unauthorized_clients(
     """request_cert without reject_unauthorized: the app sees who is not authorized, and why."""
 
     async def who(req: trionet.http.Request, res: trionet.http.Response) -> None:
-        tls = req.socket.stream
-        await res.end(json.dumps({"authorized": tls.authorized,  # type: ignore[attr-defined]
-                                  "error": tls.authorization_error}).encode())  # type: ignore[attr-defined]
+        tls = req.socket
+        assert isinstance(tls, trionet.tls.TLSSocket)
+        await res.end(json.dumps({"authorized": tls.authorized,
+                                  "error": tls.authorization_error}).encode())
 
     server = await serve(trionet.https.serve, who, **server_identity.options(), ca=ca_pem,
                          request_cert=True, reject_unauthorized=False)

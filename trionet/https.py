@@ -26,7 +26,7 @@ import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import trio
 
@@ -104,10 +104,8 @@ async def serve(
     if isinstance(tls, TLSConfig) and handshake_timeout is not None:
         # A copy: a config passed in may serve elsewhere with its own timeout.
         tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
-    # http.serve passes ssl_context to _server.serve_listeners, which takes a
-    # TLSConfig as well as an ssl.SSLContext (_server.TLSContext).
     await http_serve(
-        app, port, ssl_context=cast(ssl.SSLContext, tls), task_status=task_status, **http_options
+        app, port, ssl_context=tls, task_status=task_status, **http_options
     )
 
 

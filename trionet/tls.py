@@ -164,6 +164,17 @@ class TLSSocket(Socket):
         return True
 
 
+def socket_for(stream: trio.abc.Stream) -> Socket:
+    """The right Socket for an accepted stream: a :class:`TLSSocket` over TLS.
+
+    Protocol drivers (HTTP, WebSocket) call this so that ``req.socket.authorized``
+    works over HTTPS as it does in Node.
+    """
+    if isinstance(stream, TLSStream | trio.SSLStream):
+        return TLSSocket(stream)
+    return Socket(stream)
+
+
 async def serve(
     handler: Handler,
     port: int | None = None,

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import cast
@@ -44,8 +43,9 @@ from typing import cast
 import h11
 import trio
 
-from .._server import Server, open_listener, serve_listeners
+from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
+from ..tls import socket_for
 from ._headers import date_line, reason_phrase, status_line
 from ._limits import (
     DEFAULT_HEADERS_TIMEOUT,
@@ -251,7 +251,7 @@ class _Connection:
         """
         sock = self._sock
         if sock is None:
-            sock = self._sock = Socket(self.stream)
+            sock = self._sock = socket_for(self.stream)
             sock.bytes_read = self.bytes_read
             sock.bytes_written = self.bytes_written
         return sock
@@ -697,7 +697,7 @@ async def serve_http(
     *,
     max_connections: int | None = None,
     unix_path: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: TLSContext | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP with ``config`` on ready listeners (``https.serve`` builds on this)."""
@@ -734,7 +734,7 @@ async def serve(
     max_body_size: int | None = None,
     max_requests_per_socket: int | None = None,
     max_connections: int | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: TLSContext | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` over HTTP/1.1 (Node's ``http.createServer(app).listen(port)``).
