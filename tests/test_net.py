@@ -693,6 +693,32 @@ async def test_pipe_copies_between_two_connections(nursery: trio.Nursery) -> Non
             assert await sock.receive() == b""
 
 
+async def test_pipe_stops_reading_while_the_destination_is_stalled() -> None:
+    """Backpressure: a writer feeding a pipe whose destination nobody reads soon
+    blocks, instead of pipe buffering everything it is sent."""
+    writer, source = await _socket_pair()
+    dst_send, _nobody_reads = trio.testing.lockstep_stream_pair()
+    offered = 64 << 20
+    pushed = 0
+
+    async def push() -> None:
+        nonlocal pushed
+        block = b"p" * 65536
+        with trio.move_on_after(0.5):
+            while pushed < offered:
+                await writer.send(block)
+                pushed += len(block)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(net.pipe, source, dst_send)
+            await push()
+            assert pushed < offered // 4  # held back by the kernel's buffers
+            nursery.cancel_scope.cancel()
+    await writer.aclose()
+    await source.aclose()
+
+
 async def test_pipe_without_end_leaves_the_destination_open() -> None:
     left, right = trio.testing.memory_stream_pair()
     source = trio.testing.memory_stream_one_way_pair()
