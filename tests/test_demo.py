@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -47,10 +48,12 @@ class Demo:
     """A running ``trionet demo`` process, with its output collected line by line."""
 
     def __init__(self, *args: str) -> None:
+        # stderr goes to a file: a pipe nobody reads could fill up and stall the demo.
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trionet", "demo", *args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             encoding="utf-8",
         )
@@ -110,8 +113,8 @@ class Demo:
             self.proc.wait()
 
     def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
+        self._stderr.seek(0)
+        return self._stderr.read()
 
 
 def start_demo(tmp_path: Path, *extra: str) -> Demo:
