@@ -38,6 +38,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -257,36 +258,37 @@ def server_process(
     """Run a server command, wait until it listens on ``port``, stop it afterwards.
 
     Pick the port with :func:`free_port` and pass it in ``argv``. The process
-    is terminated (then killed after 5 s) when the block ends, and its stderr
-    is shown if it died before listening.
+    is terminated (then killed after 5 s) when the block ends. Its stderr goes
+    to a temporary file, not a pipe, so a server that logs every request can
+    never stall on a full pipe; the file's tail is shown if it died before
+    listening.
     """
-    proc = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-    try:
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
         try:
-            wait_for_port(port, host, timeout=timeout)
-        except TimeoutError:
-            proc.kill()
-            _, err = proc.communicate(timeout=5)
-            raise RuntimeError(
-                f"{argv[0]} did not listen on {host}:{port}: {err.decode(errors='replace')[-800:]}"
-            ) from None
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
             try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+                wait_for_port(port, host, timeout=timeout)
+            except TimeoutError:
                 proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+                proc.wait(timeout=5)
+                stderr.seek(0)
+                tail = stderr.read().decode(errors="replace")[-800:]
+                raise RuntimeError(f"{argv[0]} did not listen on {host}:{port}: {tail}") from None
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 # -- reporting --------------------------------------------------------------------
