@@ -7,6 +7,7 @@ try it; the tests read those commands back and use them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -326,6 +327,24 @@ def test_sigint_says_goodbye_to_open_websockets(tmp_path: Path) -> None:
     assert closed.value.rcvd is not None
     assert (status, closed.value.rcvd.code) == (0, 1001)
     assert seconds < STOP_TIMEOUT
+
+
+@pytest.mark.parametrize("verbose", [True, False], ids=["-v", "quiet"])
+def test_v_logs_what_the_library_says(tmp_path: Path, verbose: bool) -> None:
+    """A plain-text client on the HTTPS port: with -v the failed handshake is logged."""
+    demo = start_demo(tmp_path, *(["-v"] if verbose else []))
+    try:
+        url = demo.find(HTTPS)[2]
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                sock.recv(100)  # the server hangs up
+        assert demo.stop()[0] == 0
+    finally:
+        demo.kill()
+    logged = re.search(r"INFO trionet: TLS handshake with .* failed", demo.stderr())
+    assert bool(logged) == verbose, demo.stderr()
 
 
 def test_a_port_in_use_is_named(tmp_path: Path) -> None:
