@@ -272,14 +272,12 @@ def server_process(
             cwd=cwd,
         )
         try:
-            try:
-                wait_for_port(port, host, timeout=timeout)
-            except TimeoutError:
+            if not _wait_listening(proc, port, host, timeout):
                 proc.kill()
                 proc.wait(timeout=5)
                 stderr.seek(0)
                 tail = stderr.read().decode(errors="replace")[-800:]
-                raise RuntimeError(f"{argv[0]} did not listen on {host}:{port}: {tail}") from None
+                raise RuntimeError(f"{argv[0]} did not listen on {host}:{port}: {tail}")
             yield proc
         finally:
             if proc.poll() is None:
@@ -289,6 +287,19 @@ def server_process(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, host: str, timeout: float) -> bool:
+    """Whether ``proc`` listens within ``timeout``; gives up at once if it exits."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            wait_for_port(port, host, timeout=0.2)
+            return True
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                return False
+    return False
 
 
 # -- reporting --------------------------------------------------------------------
