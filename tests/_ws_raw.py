@@ -8,6 +8,7 @@ exactly what the server answers.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import struct
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 #: A valid Sec-WebSocket-Key and its Sec-WebSocket-Accept (RFC 6455 section 1.3).
 SAMPLE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def accept_token(key: str) -> str:
+    """The Sec-WebSocket-Accept for ``key`` (RFC 6455 section 4.2.2)."""
+    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def frame(

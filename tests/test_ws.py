@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from _ws_raw import BINARY, PING, PONG, TEXT, RawClient, close_frame, frame
+from _ws_raw import BINARY, PING, PONG, TEXT, RawClient, accept_token, close_frame, frame
 from conftest import open_fds
 
 import trionet
@@ -631,3 +631,26 @@ async def test_a_task_that_only_sends_still_lets_other_tasks_run(nursery: trio.N
                 await client.send("tick?")
             assert ticks - before >= 50  # one yield at least every 17 sends
             background.cancel_scope.cancel()
+
+
+async def test_a_ping_given_up_on_leaves_nothing_behind(nursery: trio.Nursery) -> None:
+    async def silent(sock: trionet.net.Socket) -> None:
+        head = await sock.receive()
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        await sock.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept_token(key)}\r\n\r\n".encode()
+        )
+        await trio.sleep_forever()  # never answers a ping
+
+    server = await nursery.start(functools.partial(trionet.net.serve, silent, 0, host="127.0.0.1"))
+    with trio.fail_after(5):
+        async with ws.connect(url(server), close_timeout=0.1) as client:
+            for _ in range(3):
+                with trio.move_on_after(0.05):
+                    await client.ping(b"anyone?")
+            assert client._pings == []  # no leftover waiters (a leak per timed-out ping)

@@ -8,9 +8,7 @@ and then checks that the server still serves a well-behaved client.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import logging
 import struct
 from typing import Any
@@ -25,6 +23,7 @@ from _ws_raw import (
     PONG,
     TEXT,
     RawClient,
+    accept_token,
     close_frame,
     frame,
 )
@@ -163,11 +162,6 @@ async def test_violations_are_logged_on_the_trionet_logger(
 
 
 # -- the client side -----------------------------------------------------------------
-
-
-def accept_token(key: str) -> str:
-    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-    return base64.b64encode(digest).decode()
 
 
 async def fake_server(

@@ -112,9 +112,9 @@ class _SendLock:
     """The FIFO lock that keeps frames from interleaving on the socket.
 
     Cheaper than :class:`trio.Lock` when uncontended, which is nearly always:
-    taking it free costs no trip through the scheduler (the write that follows
-    is a checkpoint anyway) and no parking-lot breaker (trio.Lock registers one
-    per acquire; at one acquire per message it showed in profiles). A release
+    taking it free costs a cancel point but no trip through the scheduler and
+    no parking-lot breaker (trio.Lock registers one per acquire; at one
+    acquire per message it showed in profiles). A release
     hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
     """
 
@@ -295,10 +295,14 @@ class WebSocket:
             self._check_open()
             self._pings.append((bytes(data), arrived))
             await self._write(self._conn.send(Ping(payload=bytes(data))))
-        await arrived.wait()
-        if any(event is arrived for _, event in self._pings):
-            # Woken by the end of the connection, not by a Pong.
-            self._pings = [entry for entry in self._pings if entry[1] is not arrived]
+        try:
+            await arrived.wait()
+        finally:
+            # Still listed: woken by the end of the connection (or cancelled), not by a Pong.
+            unanswered = any(event is arrived for _, event in self._pings)
+            if unanswered:
+                self._pings = [entry for entry in self._pings if entry[1] is not arrived]
+        if unanswered:
             self._raise_closed()
 
     def _check_open(self) -> None:
