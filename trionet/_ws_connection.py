@@ -416,7 +416,7 @@ class WebSocket:
         # Always a cancel point; a schedule point only when it has to wait. A
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
-        # MAX_QUEUE_MESSAGES messages, and an echo loop's send() yields anyway.
+        # MAX_QUEUE_MESSAGES messages (and send() every FAST_IO_BURST writes).
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._queue:
             if self._closed.is_set() or self._state is not State.OPEN:
