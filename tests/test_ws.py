@@ -654,3 +654,17 @@ async def test_a_ping_given_up_on_leaves_nothing_behind(nursery: trio.Nursery) -
                 with trio.move_on_after(0.05):
                     await client.ping(b"anyone?")
             assert client._pings == []  # no leftover waiters (a leak per timed-out ping)
+
+
+async def test_a_crashing_accept_hook_answers_500_and_is_logged(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(req: Any) -> bool:
+        raise KeyError("no such user")
+
+    server = await start(nursery, accept=broken)
+    with trio.fail_after(5), pytest.raises(ws.HandshakeError) as refused:
+        async with ws.connect(url(server)):
+            pass
+    assert refused.value.status == 500
+    assert "no such user" in caplog.text

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
@@ -198,7 +199,11 @@ async def _server_handshake(
     raw_headers = list(req.raw_headers)
     rejection = check_handshake(str(req.method).upper(), raw_headers)
     if rejection is None and accept is not None:
-        rejection = await _ask_accept(accept, req)
+        try:
+            rejection = await _ask_accept(accept, req)
+        except Exception:
+            logger.exception("accept() hook failed for %r", getattr(req, "url", None))
+            rejection = Rejection(500, [], b"Internal Server Error\n")
     if rejection is not None:
         await _refuse(sock, rejection, req)
         return None
@@ -206,7 +211,7 @@ async def _server_handshake(
     try:
         wsconn.initiate_upgrade_connection(raw_headers, req.url)
         offer = next(e for e in wsconn.events() if isinstance(e, HandshakeRequest))
-    except (RemoteProtocolError, StopIteration) as exc:
+    except (RemoteProtocolError, StopIteration, h11.ProtocolError) as exc:
         await _refuse(sock, Rejection(400, [], f"bad WebSocket handshake: {exc}\n".encode()), req)
         return None
     subprotocol = pick_subprotocol(offer.subprotocols, subprotocols)
