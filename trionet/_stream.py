@@ -56,6 +56,9 @@ class Socket(trio.abc.HalfCloseableStream):
       stream: the Trio stream to wrap.
       allow_half_open: when False (Node's default), the end of the peer's data
         ends our side too, so a handler that only reads still closes cleanly.
+        If another task is sending at that moment, our side ends when that
+        send is done; any later send raises :class:`trio.ClosedResourceError`,
+        as Node's writes fail once the peer has ended the connection.
     """
 
     def __init__(self, stream: trio.abc.Stream, *, allow_half_open: bool = True) -> None:
