@@ -6,8 +6,11 @@ The contract for a benchmark module ``benchmarks/<name>.py``:
   in a few seconds (CI smoke runs); the full run should stay under a minute.
 * It measures trionet *and* a peer (raw Trio, hypercorn, Node, ...) in the same
   run, on loopback only, and returns one :class:`Result` per (benchmark, subject).
-  Give every result of one comparison the same ``benchmark`` name; the table
-  prints the ratio of each subject to the baseline subject of that benchmark.
+  Give every result of one comparison the same ``benchmark`` name and mark the
+  peer to compare with ``baseline=True``; the table prints each subject's ratio
+  to it. :func:`compare` does all this for callables that return a figure.
+* A peer in another process (Node, uvicorn) runs under :func:`server_process`,
+  on a port from :func:`free_port`.
 * Every load loop is bounded in count *and* in time: use :func:`load_loop`
   (or :func:`concurrent_load`) rather than ``while True``.
 * A peer that cannot run here (no ``node``, no ``wrk``) gives ``skipped(...)``
