@@ -14,6 +14,7 @@ import logging
 import random
 import shutil
 import socket as stdlib_socket
+import struct
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -475,6 +476,36 @@ async def test_a_failing_handler_is_logged_and_the_server_keeps_serving(
     assert len(failures) == 1
     assert isinstance(failures[0].exc_info[1], ValueError)  # type: ignore[index]
     assert "handler" in failures[0].getMessage()
+
+
+async def test_a_peer_that_resets_the_connection_ends_only_its_handler(
+    nursery: trio.Nursery,
+) -> None:
+    seen: list[BaseException] = []
+    reading = trio.Event()
+
+    async def read_forever(sock: net.Socket) -> None:
+        reading.set()
+        try:
+            await read_all(sock)
+        except trio.BrokenResourceError as exc:  # ECONNRESET
+            seen.append(exc)
+
+    server = await nursery.start(partial(net.serve, read_forever, 0, host=HOST))
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        await reading.wait()
+        await sock.send(b"last words")
+        # SO_LINGER with a zero timeout: close() sends a RST instead of a FIN.
+        raw = sock.stream.socket  # type: ignore[attr-defined]
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await sock.aclose()
+        while server.connections:
+            await trio.sleep(0.01)
+        async with await net.connect(server.port, HOST) as again:
+            await again.send_eof()
+            assert await read_all(again) == b""
+    assert len(seen) == 1
 
 
 async def test_no_file_descriptor_leaks_after_1000_connections(
