@@ -172,3 +172,22 @@ async def test_running_out_of_file_descriptors_pauses_accepting(
             await trio.sleep(0.01)
     for client in clients:
         client.close()
+
+
+async def test_aclose_with_a_timeout_returns_as_soon_as_connections_end(
+    nursery: trio.Nursery,
+) -> None:
+    server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        while not server.connections:
+            await trio.sleep(0.01)
+        async with trio.open_nursery() as closer:
+            closer.start_soon(partial(server.aclose, timeout=60))
+            await trio.sleep(0.05)
+            await sock.send(b"still echoed while closing")
+            assert await sock.receive() == b"still echoed while closing"
+            start = trio.current_time()
+            await sock.aclose()
+        assert trio.current_time() - start < 2
+    assert server.connections == 0
