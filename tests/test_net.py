@@ -854,3 +854,30 @@ async def test_the_peers_eof_while_we_send_ends_our_side_after_that_send(
     assert total > 0
     assert len(outcome) == 1
     assert "ended" in str(outcome[0])
+
+
+async def test_a_reset_the_handler_does_not_catch_is_one_log_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer's RST is the network's doing: logged once at INFO, without a traceback."""
+    reading = trio.Event()
+
+    async def read_forever(sock: net.Socket) -> None:
+        reading.set()
+        await read_all(sock)
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    server = await nursery.start(partial(net.serve, read_forever, 0, host=HOST))
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        await reading.wait()
+        await sock.send(b"last words")
+        raw = sock.stream.socket  # type: ignore[attr-defined]
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await sock.aclose()
+        while server.connections:
+            await trio.sleep(0.01)
+    broken = [r for r in caplog.records if r.name == "trionet" and "broken" in r.getMessage()]
+    assert len(broken) == 1
+    assert broken[0].levelno == logging.INFO and broken[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

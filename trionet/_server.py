@@ -231,6 +231,10 @@ class Server:
             await handle(wrapped)
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
+        except trio.BrokenResourceError as exc:
+            # The peer reset or vanished mid-conversation: Node's socket 'error'
+            # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
+            logger.info("connection with %s broken: %s", _peer_name(stream), exc)
         except Exception:
             logger.exception("connection handler for %s failed", _peer_name(stream))
         finally:
