@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import trio
@@ -25,6 +26,7 @@ from wsproto.connection import ConnectionState as WireState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
+    Event,
     Message,
     Ping,
     Pong,
@@ -35,7 +37,7 @@ from wsproto.frame_protocol import CloseReason, Opcode
 
 from ._errors import TrionetError
 from ._stream import Address, Socket
-from ._ws_protocol import FrameGuard, encode_message
+from ._ws_protocol import CommonFrames, FrameGuard, encode_message
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -181,6 +183,7 @@ class WebSocket:
         subprotocol: str | None = None,
         extensions: Sequence[Extension] = (),
         close_timeout: float = CLOSE_TIMEOUT,
+        pending: bytes = b"",
     ) -> None:
         self.socket = sock
         #: The handshake: the server's ``trionet.http.Request``, or on the client
@@ -196,6 +199,11 @@ class WebSocket:
         self._client = client
         self._conn = connection
         self._guard = guard
+        #: Parses the common frames until the first other one; then wsproto does.
+        limit = guard.max_message_size
+        self._fast = None if extensions else CommonFrames(client=client, max_message_size=limit)
+        #: Bytes that arrived with the handshake, parsed when the reader starts.
+        self._pending = pending
         self._state = State.OPEN
         self._close_code: int | None = None
         self._close_reason = ""
@@ -519,7 +527,7 @@ class WebSocket:
     async def _run_reader(self) -> None:
         """Read frames until the connection ends; answer control frames at once."""
         try:
-            await self._handle_events()  # frames that came with the handshake
+            await self._handle_events(self._parse(self._pending))  # came with the handshake
             while not self._closed.is_set():
                 await self._wait_for_room()
                 try:
@@ -529,8 +537,7 @@ class WebSocket:
                 if not data:
                     self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
                     break
-                self._conn.receive_data(data)
-                await self._handle_events()
+                await self._handle_events(self._parse(data))
         finally:
             if not self._closed.is_set():
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
@@ -550,10 +557,23 @@ class WebSocket:
             finally:
                 self._reader_waiting_for_room = False
 
-    async def _handle_events(self) -> None:
+    def _parse(self, data: bytes) -> Iterable[Event]:
+        """The events in ``data``: from CommonFrames while it can, then from wsproto."""
+        fast = self._fast
+        if fast is None:
+            self._conn.receive_data(data)
+            return self._conn.events()
+        events, rest = fast.feed(data)
+        if rest is None:
+            return events
+        self._fast = None  # wsproto parses the rest of the connection
+        self._conn.receive_data(rest)
+        return itertools.chain(events, self._conn.events())
+
+    async def _handle_events(self, events: Iterable[Event]) -> None:
         """Handle everything one read delivered; control replies go out in one write."""
         replies = bytearray()
-        for event in self._conn.events():
+        for event in events:
             if isinstance(event, Message):
                 self._on_message(event)
                 if not self._has_room(factor=2):

@@ -223,7 +223,7 @@ async def _server_handshake(
         return None
     agreed = [e for e in offered if e.enabled()]
     guard = FrameGuard(max_message_size)
-    connection = Connection(ConnectionType.SERVER, [*agreed, guard], head)
+    connection = Connection(ConnectionType.SERVER, [*agreed, guard])
     try:
         await sock.send(response)
     except _SOCKET_GONE:
@@ -238,6 +238,7 @@ async def _server_handshake(
         subprotocol=subprotocol,
         extensions=agreed,
         close_timeout=close_timeout,
+        pending=head,
     )
 
 
@@ -458,7 +459,7 @@ async def _client_handshake(
     if not isinstance(event, AcceptConnection):
         raise HandshakeError(f"no handshake response, got {event!r}")
     guard = FrameGuard(max_message_size)
-    connection = Connection(ConnectionType.CLIENT, [*event.extensions, guard], rest)
+    connection = Connection(ConnectionType.CLIENT, [*event.extensions, guard])
     return WebSocket(
         sock,
         connection,
@@ -469,6 +470,7 @@ async def _client_handshake(
         subprotocol=event.subprotocol,
         extensions=event.extensions,
         close_timeout=close_timeout,
+        pending=rest,
     )
 
 
