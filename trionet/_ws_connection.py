@@ -330,8 +330,8 @@ class WebSocket:
         blocked on a full socket may have written part of a frame, after which
         no byte can be sent that the peer would parse right: the connection
         is dropped (1006), as a cancelled write to a Trio stream breaks it.
+        The send lock, taken before, was the cancel point.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             await self._send_bytes(data)
         except _SOCKET_GONE as exc:
@@ -593,7 +593,7 @@ class WebSocket:
                     return
                 await self._on_close(event)
                 return
-        if not await self._write_control(bytes(replies)):
+        if replies and not await self._write_control(bytes(replies)):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
     def _on_message(self, event: Message[Any]) -> None:
