@@ -303,7 +303,22 @@ def _unmask(payload: bytes | bytearray, key: bytes | bytearray) -> bytes:
         return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
             n, "little"
         )
-    return bytes(XorMaskerSimple(key).process(bytearray(payload)))
+    # Byte i is XORed with key[i % 4]: four strided translations, in place.
+    out = bytearray(payload)
+    for i in range(4):
+        out[i::4] = out[i::4].translate(_xor_table(key[i]))
+    return bytes(out)
+
+
+_XOR_TABLES: dict[int, bytes] = {}
+
+
+def _xor_table(k: int) -> bytes:
+    """The 256-byte translation table of ``byte ^ k`` (built on first use)."""
+    table = _XOR_TABLES.get(k)
+    if table is None:
+        table = _XOR_TABLES[k] = bytes(b ^ k for b in range(256))
+    return table
 
 
 # -- the opening handshake, server side ----------------------------------------------
