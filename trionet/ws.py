@@ -269,6 +269,10 @@ async def _refuse(sock: Socket, rejection: Rejection, req: Any) -> None:
         await sock.send(format_response(rejection.status, rejection.headers, rejection.body))
 
 
+#: :func:`handler` under another name, for :func:`serve` whose argument is called handler.
+_upgrade_hook = handler
+
+
 async def _upgrade_required(req: Any, res: Any) -> None:
     """The HTTP app of a WebSocket-only server: everything else gets 426."""
     res.write_head(426, {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
@@ -276,7 +280,7 @@ async def _upgrade_required(req: Any, res: Any) -> None:
 
 
 async def serve(
-    handler_: Handler,
+    handler: Handler,
     port: int | None = None,
     *,
     host: str | None = None,
@@ -298,8 +302,8 @@ async def serve(
     """
     from . import http  # the HTTP server imports nothing of ours; import late anyway
 
-    hook = handler(
-        handler_,
+    hook = _upgrade_hook(
+        handler,
         subprotocols=subprotocols,
         accept=accept,
         max_message_size=max_message_size,
