@@ -161,7 +161,13 @@ def test_encode_message_matches_wsproto(size: int, mask: bool) -> None:
 
 
 def events_of(items: list[object]) -> list[tuple[str, object]]:
-    return [(type(e).__name__, getattr(e, "data", getattr(e, "payload", None))) for e in items]
+    """Events as (kind, data); CommonFrames' bare str and bytes are whole messages."""
+    named = {str: "TextMessage", bytes: "BytesMessage"}
+    return [
+        (named[type(e)], e) if type(e) in named
+        else (type(e).__name__, getattr(e, "data", getattr(e, "payload", None)))
+        for e in items
+    ]
 
 
 def test_common_frames_parse_like_wsproto() -> None:
@@ -270,8 +276,7 @@ def merge_partials(events: list[object]) -> list[tuple[str, object]]:
     merged: list[tuple[str, object]] = []
     open_message = False
     for event in events:
-        name = type(event).__name__
-        data = getattr(event, "data", getattr(event, "payload", None))
+        ((name, data),) = events_of([event])
         if open_message and name == merged[-1][0]:
             merged[-1] = (name, merged[-1][1] + data)  # type: ignore[operator]
         else:

@@ -557,7 +557,7 @@ class WebSocket:
             finally:
                 self._reader_waiting_for_room = False
 
-    def _parse(self, data: bytes) -> Iterable[Event]:
+    def _parse(self, data: bytes) -> Iterable[Event | str | bytes]:
         """The events in ``data``: from CommonFrames while it can, then from wsproto."""
         fast = self._fast
         if fast is None:
@@ -570,12 +570,19 @@ class WebSocket:
         self._conn.receive_data(rest)
         return itertools.chain(events, self._conn.events())
 
-    async def _handle_events(self, events: Iterable[Event]) -> None:
-        """Handle everything one read delivered; control replies go out in one write."""
+    async def _handle_events(self, events: Iterable[Event | str | bytes]) -> None:
+        """Handle everything one read delivered; control replies go out in one write.
+
+        A whole message comes as ``str`` or ``bytes`` (from CommonFrames),
+        anything else as a wsproto event.
+        """
         replies = bytearray()
         for event in events:
-            if isinstance(event, Message):
-                self._on_message(event)
+            if isinstance(event, (str, bytes, Message)):
+                if isinstance(event, Message):
+                    self._on_message(event)
+                elif self._state is State.OPEN:
+                    self._deliver(event)
                 if not self._has_room(factor=2):
                     # One read can carry many messages (and with compression,
                     # inflate to many more bytes): stop parsing it half-way.
@@ -609,6 +616,9 @@ class WebSocket:
             self._parts.clear()
         else:
             message = event.data
+        self._deliver(message)
+
+    def _deliver(self, message: str | bytes) -> None:
         self._queue.append(message)
         self._queued_bytes += len(message)
         self._message_arrived.unpark()

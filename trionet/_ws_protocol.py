@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wsproto.events import BytesMessage, Event, Ping, Pong, TextMessage
+from wsproto.events import Event, Ping, Pong
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
     CloseReason,
@@ -226,17 +226,19 @@ class CommonFrames:
         self._limit = max_message_size
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> tuple[list[Event], bytes | None]:
-        """The events of the complete common frames, and the bytes for wsproto.
+    def feed(self, data: bytes) -> tuple[list[Event | str | bytes], bytes | None]:
+        """What the complete common frames carry, and the bytes for wsproto.
 
-        The second item is None while everything was common; otherwise it is
-        what wsproto must parse from now on, and this parser must not be fed again.
+        Messages come as ``str`` (text) or ``bytes`` (binary), without event
+        objects around them; pings and pongs as wsproto's events. The second
+        item is None while everything was common; otherwise it is what wsproto
+        must parse from now on, and this parser must not be fed again.
         """
         buf: bytes | bytearray = data
         if self._buffer:
             self._buffer += data  # a frame split across reads: append, never re-copy
             buf = self._buffer
-        events: list[Event] = []
+        events: list[Event | str | bytes] = []
         pos, end = 0, len(buf)
         while end - pos >= 2:
             frame = self._parse(buf, pos, end)
@@ -253,7 +255,7 @@ class CommonFrames:
 
     def _parse(
         self, buf: bytes | bytearray, pos: int, end: int
-    ) -> tuple[Event, int] | Literal[False] | None:
+    ) -> tuple[Event | str | bytes, int] | Literal[False] | None:
         """One frame at ``pos``: (event, next position), None if incomplete, False if uncommon."""
         b0, b1 = buf[pos], buf[pos + 1]
         if b0 not in _COMMON_OPCODES or bool(b1 & 0x80) is not self._masked:
@@ -285,11 +287,11 @@ class CommonFrames:
         opcode = b0 & 0x0F
         if opcode == 0x1:
             try:
-                return TextMessage(data=payload.decode("utf-8")), stop
+                return payload.decode("utf-8"), stop
             except UnicodeDecodeError:
                 return False
         if opcode == 0x2:
-            return BytesMessage(data=payload), stop
+            return payload, stop
         if opcode == 0x9:
             return Ping(payload=payload), stop
         return Pong(payload=payload), stop
