@@ -16,6 +16,13 @@ One HTTP server can serve pages and WebSockets on one port:
 Each connection has one reader task in its own nursery. It answers pings and
 completes close handshakes by itself, whatever the application is doing, and
 hands data messages to :meth:`WebSocket.receive` through a bounded queue.
+
+Where things are: this module does the opening handshakes (wsproto's, with
+the checks wsproto skips) and starts connections; ``_ws_connection`` is the
+connection itself (queue, pings, close handshake, heartbeat);
+``_ws_protocol`` holds the sans-IO parts: size and fragment limits enforced
+from frame headers, inflation bounded while it happens, the fast parser for
+common frames (wsproto parses everything else), handshake checks.
 """
 
 from __future__ import annotations
