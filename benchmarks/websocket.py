@@ -16,14 +16,14 @@ cProfile, November 2026): on the 32-byte echo, half of the CPU went to
 writing (Trio's ``send_all``: a conflict detector, a cancel point and a trip
 through the scheduler around the ``send`` syscall), a quarter to wsproto's
 frame parser (several objects and four payload copies per frame), the rest to
-Trio's receive path and task switches. So the common frames (unfragmented
-text and binary, ping, pong) are parsed by ``CommonFrames`` and anything else
-by wsproto, reads and writes go straight to the descriptor when it is ready,
-a send skips wsproto's event objects, and the send lock is not a trio.Lock
-(which registers a parking-lot breaker per acquire): 64 -> ~32 us of server
-CPU per echoed message. What is left is system calls and Trio's scheduling.
-On the 64 KiB stream, pure-Python unmasking (~870 MB/s: four strided byte
-translations) is about half the CPU; websockets does it in C.
+Trio's receive path and task switches. Reads and writes go straight to the
+descriptor when it is ready and the send lock is not a trio.Lock (which
+registers a parking-lot breaker per acquire). A hand-written parser for the
+common frames took the echo to ~2x trio-websocket, but trionet parses every
+frame with wsproto on purpose (one audited state machine, no second parser),
+so it was removed: the echo runs at ~1.4x trio-websocket, the 64 KiB stream
+at ~2.3-2.7x. On the stream, unmasking in pure Python (wsproto's masker) is
+about half the CPU; websockets does it in C.
 """
 
 from __future__ import annotations

@@ -5,21 +5,16 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from _ws_raw import BINARY, CLOSE, CONT, PING, PONG, TEXT, frame
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from _ws_raw import BINARY, CONT, TEXT, frame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import Opcode
 
 from trionet._ws_protocol import (
     MAX_FRAGMENTS,
     BoundedPerMessageDeflate,
-    CommonFrames,
     FrameGuard,
     check_handshake,
-    encode_message,
     format_response,
     pick_subprotocol,
 )
@@ -144,142 +139,3 @@ def test_only_the_first_deflate_offer_is_accepted() -> None:
     pmd = BoundedPerMessageDeflate(1000)
     assert pmd.accept("permessage-deflate; server_no_context_takeover") is not None
     assert pmd.accept("permessage-deflate") is None
-
-
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 100_000])
-@pytest.mark.parametrize("mask", [False, True], ids=["server", "client"])
-def test_encode_message_matches_wsproto(size: int, mask: bool) -> None:
-    """Our frames parse back through wsproto to the same message."""
-    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    data = encode_message(Opcode.BINARY, payload, mask=mask)
-    peer = Connection(ConnectionType.SERVER if mask else ConnectionType.CLIENT)
-    peer.receive_data(data)
-    assert b"".join(e.data for e in peer.events() if isinstance(e, BytesMessage)) == payload
-
-
-# -- CommonFrames: the fast parser in front of wsproto -------------------------------
-
-
-def events_of(items: list[object]) -> list[tuple[str, object]]:
-    """Events as (kind, data); CommonFrames' bare str and bytes are whole messages."""
-    named = {str: "TextMessage", bytes: "BytesMessage"}
-    return [
-        (named[type(e)], e) if type(e) in named
-        else (type(e).__name__, getattr(e, "data", getattr(e, "payload", None)))
-        for e in items
-    ]
-
-
-def test_common_frames_parse_like_wsproto() -> None:
-    data = (
-        frame(TEXT, "héllo") + frame(BINARY, b"\x00" * 70_000) + frame(PING, b"p")
-        + frame(PONG, b"q") + frame(TEXT, "x" * 200)
-    )
-    fast = CommonFrames(client=False, max_message_size=1 << 20)
-    events, rest = fast.feed(data)
-    assert rest is None
-    reference = Connection(ConnectionType.SERVER)
-    reference.receive_data(data)
-    assert events_of(events) == events_of(list(reference.events()))
-
-
-def test_common_frames_wait_for_frames_split_across_reads() -> None:
-    data = frame(BINARY, bytes(range(256)) * 1000) + frame(TEXT, "tail")
-    fast = CommonFrames(client=False, max_message_size=1 << 20)
-    got = []
-    for i in range(0, len(data), 997):
-        events, rest = fast.feed(data[i : i + 997])
-        assert rest is None
-        got += events
-    assert events_of(got) == [
-        ("BytesMessage", bytes(range(256)) * 1000), ("TextMessage", "tail")
-    ]
-
-
-@pytest.mark.parametrize(
-    "uncommon",
-    [
-        frame(TEXT, "frag", fin=False),
-        frame(CLOSE, b"\x03\xe8"),
-        frame(TEXT, "rsv", rsv=1),
-        frame(TEXT, "no mask", mask=False),
-        frame(BINARY, b"", length=2000),  # over the limit: wsproto's guard says 1009
-        frame(TEXT, b"\xff"),
-        frame(11, b"reserved opcode"),
-    ],
-    ids=["fragment", "close", "rsv", "unmasked", "too long", "bad utf-8", "opcode 11"],
-)
-def test_anything_else_is_handed_to_wsproto_from_that_frame_on(uncommon: bytes) -> None:
-    fast = CommonFrames(client=False, max_message_size=1000)
-    before, after = frame(TEXT, "before"), frame(TEXT, "after")
-    events, rest = fast.feed(before + uncommon + after)
-    assert events_of(events) == [("TextMessage", "before")]
-    assert rest == uncommon + after
-
-
-def test_the_client_side_expects_unmasked_frames() -> None:
-    fast = CommonFrames(client=True, max_message_size=1000)
-    events, rest = fast.feed(frame(TEXT, "from server", mask=False))
-    assert rest is None and events_of(events) == [("TextMessage", "from server")]
-    _, rest = fast.feed(frame(TEXT, "masked by a server"))
-    assert rest is not None
-
-
-common_frame = st.one_of(
-    st.text(max_size=300).map(lambda t: frame(TEXT, t)),
-    st.binary(max_size=3000).map(lambda b: frame(BINARY, b)),
-    st.binary(max_size=125).map(lambda b: frame(PING, b)),
-    st.binary(max_size=125).map(lambda b: frame(PONG, b)),
-)
-any_frame = st.one_of(
-    common_frame,
-    st.just(frame(TEXT, "a", fin=False) + frame(CONT, "b")),
-    st.just(frame(TEXT, b"\xc3")),
-    st.just(frame(BINARY, b"x", rsv=2)),
-    st.just(frame(BINARY, b"", length=5000)),
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(frames=st.lists(any_frame, max_size=12), cuts=st.lists(st.integers(1, 4000), max_size=8))
-def test_common_frames_then_wsproto_see_what_wsproto_alone_sees(
-    frames: list[bytes], cuts: list[int]
-) -> None:
-    """Differential: the same bytes, cut anywhere, give the same events as wsproto alone."""
-    data = b"".join(frames)
-    reference, _ = server(4096)
-    reference.receive_data(data)
-    expected = list(reference.events())
-
-    conn, _ = server(4096)
-    fast: CommonFrames | None = CommonFrames(client=False, max_message_size=4096)
-    got: list[object] = []
-    pieces, start = [], 0
-    for cut in sorted(set(cuts)):
-        pieces.append(data[start:cut])
-        start = max(start, cut)
-    pieces.append(data[start:])
-    for piece in pieces:
-        if fast is not None:
-            events, rest = fast.feed(piece)
-            got += events
-            if rest is None:
-                continue
-            fast, piece = None, rest
-        conn.receive_data(piece)
-        got += list(conn.events())
-    assert merge_partials(got) == merge_partials(expected)
-
-
-def merge_partials(events: list[object]) -> list[tuple[str, object]]:
-    """Join wsproto's partial message events (where reads were cut changes them)."""
-    merged: list[tuple[str, object]] = []
-    open_message = False
-    for event in events:
-        ((name, data),) = events_of([event])
-        if open_message and name == merged[-1][0]:
-            merged[-1] = (name, merged[-1][1] + data)  # type: ignore[operator]
-        else:
-            merged.append((name, data))
-        open_message = not getattr(event, "message_finished", True)
-    return merged

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
 import logging
 import os
 from collections import deque
@@ -37,7 +36,7 @@ from wsproto.frame_protocol import CloseReason, Opcode
 
 from ._errors import TrionetError
 from ._stream import Address, Socket
-from ._ws_protocol import CommonFrames, FrameGuard, encode_message
+from ._ws_protocol import FrameGuard
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -199,9 +198,6 @@ class WebSocket:
         self._client = client
         self._conn = connection
         self._guard = guard
-        #: Parses the common frames until the first other one; then wsproto does.
-        limit = guard.max_message_size
-        self._fast = None if extensions else CommonFrames(client=client, max_message_size=limit)
         #: Bytes that arrived with the handshake, parsed when the reader starts.
         self._pending = pending
         self._state = State.OPEN
@@ -277,9 +273,7 @@ class WebSocket:
             await self._write(self._encode(opcode, payload, message))
 
     def _encode(self, opcode: Opcode, payload: bytes, message: Data) -> bytes:
-        """The frame(s) of one message; wsproto builds them when an extension is on."""
-        if not self.extensions:
-            return encode_message(opcode, payload, mask=self._client)
+        """The frame(s) of one message, built by wsproto."""
         event: Message[Any]
         if opcode is Opcode.TEXT:
             event = TextMessage(data=str(message))
@@ -557,32 +551,17 @@ class WebSocket:
             finally:
                 self._reader_waiting_for_room = False
 
-    def _parse(self, data: bytes) -> Iterable[Event | str | bytes]:
-        """The events in ``data``: from CommonFrames while it can, then from wsproto."""
-        fast = self._fast
-        if fast is None:
-            self._conn.receive_data(data)
-            return self._conn.events()
-        events, rest = fast.feed(data)
-        if rest is None:
-            return events
-        self._fast = None  # wsproto parses the rest of the connection
-        self._conn.receive_data(rest)
-        return itertools.chain(events, self._conn.events())
+    def _parse(self, data: bytes) -> Iterable[Event]:
+        """The events wsproto finds in ``data``."""
+        self._conn.receive_data(data)
+        return self._conn.events()
 
-    async def _handle_events(self, events: Iterable[Event | str | bytes]) -> None:
-        """Handle everything one read delivered; control replies go out in one write.
-
-        A whole message comes as ``str`` or ``bytes`` (from CommonFrames),
-        anything else as a wsproto event.
-        """
+    async def _handle_events(self, events: Iterable[Event]) -> None:
+        """Handle everything one read delivered; control replies go out in one write."""
         replies = bytearray()
         for event in events:
-            if isinstance(event, (str, bytes, Message)):
-                if isinstance(event, Message):
-                    self._on_message(event)
-                elif self._state is State.OPEN:
-                    self._deliver(event)
+            if isinstance(event, Message):
+                self._on_message(event)
                 if not self._has_room(factor=2):
                     # One read can carry many messages (and with compression,
                     # inflate to many more bytes): stop parsing it half-way.

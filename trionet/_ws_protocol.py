@@ -20,14 +20,10 @@ from __future__ import annotations
 import base64
 import binascii
 import http
-import os
-import struct
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from wsproto.events import Event, Ping, Pong
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
     CloseReason,
@@ -35,17 +31,14 @@ from wsproto.frame_protocol import (
     FrameProtocol,
     Opcode,
     RsvBits,
-    XorMaskerSimple,
 )
 
 __all__ = [
     "MAX_FRAGMENTS",
     "BoundedPerMessageDeflate",
-    "CommonFrames",
     "FrameGuard",
     "Rejection",
     "check_handshake",
-    "encode_message",
     "format_response",
     "pick_subprotocol",
 ]
@@ -174,153 +167,6 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         if self._inflated > self.max_message_size or self._decompressor.unconsumed_tail:
             return CloseReason.MESSAGE_TOO_BIG
         return out
-
-
-def encode_message(opcode: Opcode, payload: bytes, *, mask: bool) -> bytes:
-    """One unfragmented data frame (RFC 6455 section 5.2), for connections without extensions.
-
-    The same bytes as wsproto's ``Connection.send(Message(...))`` without its
-    event objects, extension hooks and four copies of the payload: sending a
-    message is one header, one (masked, for clients) payload and one write.
-    """
-    n = len(payload)
-    mask_bit = 0x80 if mask else 0
-    if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, mask_bit | n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, n)
-    if not mask:
-        return header + payload
-    # Section 5.3: a fresh, unpredictable masking key for every frame.
-    key = os.urandom(4)
-    return header + key + XorMaskerSimple(key).process(bytearray(payload))
-
-
-#: Payloads up to this size are unmasked with one big-integer XOR; longer ones
-#: with wsproto's four strided byte translations, faster past this point.
-SMALL_PAYLOAD = 512
-
-#: First byte (FIN, no RSV bits) of the frames CommonFrames parses, by opcode.
-_COMMON_OPCODES = frozenset({0x81, 0x82, 0x89, 0x8A})
-
-
-class CommonFrames:
-    """The frames almost every message is made of, parsed without wsproto.
-
-    Nearly all traffic is unfragmented text and binary frames, pings and
-    pongs. This parser reads those with a few integer operations each, where
-    wsproto's general parser builds several objects and copies the payload
-    four times per frame (it was the largest share of a small message's CPU).
-    It never judges anything: at the first frame that is anything else (a
-    fragment, a Close, reserved bits, a wrong mask bit, a non-minimal length,
-    a declared length over the limit, text that is not UTF-8), it stops for
-    good and hands that frame and everything after it to wsproto, which then
-    parses the rest of the connection and reports violations with the right
-    close code. Only for connections without extensions.
-    """
-
-    def __init__(self, *, client: bool, max_message_size: int) -> None:
-        self._masked = not client  # RFC 6455 section 5.1: clients mask, servers don't
-        self._limit = max_message_size
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> tuple[list[Event | str | bytes], bytes | None]:
-        """What the complete common frames carry, and the bytes for wsproto.
-
-        Messages come as ``str`` (text) or ``bytes`` (binary), without event
-        objects around them; pings and pongs as wsproto's events. The second
-        item is None while everything was common; otherwise it is what wsproto
-        must parse from now on, and this parser must not be fed again.
-        """
-        buf: bytes | bytearray = data
-        if self._buffer:
-            self._buffer += data  # a frame split across reads: append, never re-copy
-            buf = self._buffer
-        events: list[Event | str | bytes] = []
-        pos, end = 0, len(buf)
-        while end - pos >= 2:
-            frame = self._parse(buf, pos, end)
-            if frame is None:
-                break  # incomplete: wait for more
-            if frame is False:
-                self._buffer = bytearray()
-                return events, bytes(buf[pos:])
-            event, pos = frame
-            events.append(event)
-        if buf is not self._buffer or pos:
-            self._buffer = bytearray(buf[pos:])
-        return events, None
-
-    def _parse(
-        self, buf: bytes | bytearray, pos: int, end: int
-    ) -> tuple[Event | str | bytes, int] | Literal[False] | None:
-        """One frame at ``pos``: (event, next position), None if incomplete, False if uncommon."""
-        b0, b1 = buf[pos], buf[pos + 1]
-        if b0 not in _COMMON_OPCODES or bool(b1 & 0x80) is not self._masked:
-            return False
-        length, head = b1 & 0x7F, pos + 2
-        if length == 126:
-            if end - head < 2:
-                return None
-            length = int.from_bytes(buf[head : head + 2], "big")
-            head += 2
-            if length < 126 or b0 & 0x08:
-                return False
-        elif length == 127:
-            if end - head < 8:
-                return None
-            length = int.from_bytes(buf[head : head + 8], "big")
-            head += 8
-            if length < 1 << 16 or length >> 63 or b0 & 0x08:
-                return False
-        if length > self._limit:
-            return False
-        stop = head + (4 if self._masked else 0) + length
-        if stop > end:
-            return None
-        if self._masked:
-            payload = _unmask(buf[head + 4 : stop], buf[head : head + 4])
-        else:
-            payload = bytes(buf[head:stop])
-        opcode = b0 & 0x0F
-        if opcode == 0x1:
-            try:
-                return payload.decode("utf-8"), stop
-            except UnicodeDecodeError:
-                return False
-        if opcode == 0x2:
-            return payload, stop
-        if opcode == 0x9:
-            return Ping(payload=payload), stop
-        return Pong(payload=payload), stop
-
-
-def _unmask(payload: bytes | bytearray, key: bytes | bytearray) -> bytes:
-    """``payload`` XOR the repeated 4-byte ``key`` (RFC 6455 section 5.3)."""
-    n = len(payload)
-    if n <= SMALL_PAYLOAD:
-        mask = (key * ((n >> 2) + 1))[:n]
-        return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(
-            n, "little"
-        )
-    # Byte i is XORed with key[i % 4]: four strided translations, in place.
-    out = bytearray(payload)
-    for i in range(4):
-        out[i::4] = out[i::4].translate(_xor_table(key[i]))
-    return bytes(out)
-
-
-_XOR_TABLES: dict[int, bytes] = {}
-
-
-def _xor_table(k: int) -> bytes:
-    """The 256-byte translation table of ``byte ^ k`` (built on first use)."""
-    table = _XOR_TABLES.get(k)
-    if table is None:
-        table = _XOR_TABLES[k] = bytes(b ^ k for b in range(256))
-    return table
 
 
 # -- the opening handshake, server side ----------------------------------------------
