@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import os
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, Opcode
 
 from ._errors import TrionetError
+from ._fdio import DirectIO
 from ._stream import Address, Socket
 from ._ws_protocol import FrameGuard
 
@@ -76,10 +76,6 @@ FAIL_SEND_TIMEOUT = 1.0
 #: "lingering close" does the same for HTTP).
 LINGER_TIMEOUT = 1.0
 LINGER_MAX_BYTES = 1 << 20
-
-#: Reads or writes done straight on the socket's file descriptor before one
-#: goes through Trio and yields to the scheduler (see WebSocket._send_bytes).
-FAST_IO_BURST = 16
 
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
@@ -205,10 +201,8 @@ class WebSocket:
         self._close_reason = ""
         self._sent_close: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
         self._send_lock = _SendLock()
-        #: The plain TCP stream under us, for direct reads and writes (None under TLS).
-        self._tcp = sock.stream if isinstance(sock.stream, trio.SocketStream) else None
-        self._fast_writes = 0
-        self._fast_reads = 0
+        #: Direct reads and writes on plain TCP; under TLS, through the Socket.
+        self._io = DirectIO(sock.stream if isinstance(sock.stream, trio.SocketStream) else sock)
         self._queue: deque[str | bytes] = deque()
         self._queued_bytes = 0
         self._queue_limit = guard.max_message_size
@@ -338,61 +332,17 @@ class WebSocket:
             raise
 
     async def _send_bytes(self, data: bytes) -> None:
-        """Write ``data`` (the caller holds the send lock).
-
-        On plain TCP the bytes go straight to the file descriptor when the
-        kernel takes them all at once, which is nearly always: Trio's
-        ``send_all`` costs about a fifth of a small message's CPU (a conflict
-        detector, a cancel point and a trip through the scheduler per call),
-        as profiling the echo benchmark showed. What the kernel does not take
-        goes through ``send_all``, which waits for room. Every
-        :data:`FAST_IO_BURST` writes one goes through Trio anyway, so a task
-        that only sends still yields to the others. The descriptor is checked
-        just before each write, with no await in between, so a socket closed
-        by another task is never written to under a reused number.
-        """
-        tcp = self._tcp
-        if tcp is not None and self._fast_writes < FAST_IO_BURST:
-            fd = tcp.socket.fileno()
-            if fd >= 0:
-                try:
-                    sent = os.write(fd, data)
-                except BlockingIOError:
-                    sent = 0
-                self.socket.bytes_written += sent
-                if sent == len(data):
-                    self._fast_writes += 1
-                    return
-                data = data[sent:]
-        self._fast_writes = 0
-        await self.socket.send(data)
+        """Write ``data`` (the caller holds the send lock); see :mod:`trionet._fdio`."""
+        await self._io.send(data)
+        if self._io.direct:  # otherwise the Socket counted them
+            self.socket.bytes_written += len(data)
 
     async def _receive_bytes(self) -> bytes:
-        """Read what the socket has (up to RECEIVE_SIZE); ``b""`` at its end.
-
-        The reading twin of :meth:`_send_bytes`: on plain TCP, read the file
-        descriptor directly and wait for readability only when it is empty,
-        yielding to the scheduler at least every :data:`FAST_IO_BURST` reads.
-        """
-        tcp = self._tcp
-        if tcp is None:
-            return await self.socket.receive(RECEIVE_SIZE)
-        while True:
-            fd = tcp.socket.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(tcp.socket)
-                self._fast_reads = 0
-                continue
-            self._fast_reads += 1
-            if self._fast_reads >= FAST_IO_BURST:
-                self._fast_reads = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
+        """Read what the socket has (up to RECEIVE_SIZE); ``b""`` at its end."""
+        data = await self._io.receive(RECEIVE_SIZE)
+        if self._io.direct:
             self.socket.bytes_read += len(data)
-            return data
+        return data
 
     async def _write_control(self, data: bytes) -> bool:
         """Write control frames from the reader; False if the socket is gone."""
@@ -418,7 +368,7 @@ class WebSocket:
         # Always a cancel point; a schedule point only when it has to wait. A
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
-        # MAX_QUEUE_MESSAGES messages (and send() every FAST_IO_BURST writes).
+        # MAX_QUEUE_MESSAGES messages (and send() every MAX_UNYIELDED_IO writes, see _fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._queue:
             if self._closed.is_set() or self._state is not State.OPEN:

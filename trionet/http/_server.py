@@ -23,12 +23,8 @@ cancels the connections whose deadline has passed. Moving a Trio cancel-scope
 deadline twice per request cost 6% of the request's CPU time; a float costs
 nothing. Body reads by the app are bounded by ``request_timeout`` directly.
 
-On plain TCP the driver writes with ``os.write`` on the socket's descriptor and
-waits only when the kernel's buffer is full, as Node's ``socket.write`` does:
-Trio's ``send_all`` yields to the scheduler even when the write completed at
-once, which cost a scheduler pass per response. A checkpoint every
-``MAX_UNYIELDED_IO`` immediate operations keeps a pipelining client or a
-streaming app from starving the other connections.
+On plain TCP the driver reads and writes the socket's descriptor directly
+(:class:`trionet._fdio.DirectIO`, which says why and how).
 """
 
 from __future__ import annotations
@@ -38,11 +34,11 @@ import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import cast
 
 import h11
 import trio
 
+from .._fdio import DirectIO
 from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
 from ..tls import socket_for
@@ -82,11 +78,6 @@ ERROR_RESPONSE_TIMEOUT = 5.0
 #: and destroy the response before the client read it (nginx's lingering_close).
 LINGER_TIMEOUT = 2.0
 LINGER_LIMIT = 256 * 1024
-#: Below this size a body is joined to its head (one small copy, one write);
-#: above it the two go out with writev, uncopied.
-COPY_LIMIT = 16384
-#: I/O operations that completed without waiting before the driver yields once.
-MAX_UNYIELDED_IO = 16
 #: Longest and shortest pause of the task that enforces timeouts (Node checks
 #: every 30 s; we check ten times per shortest timeout, at most once a second).
 MAX_CHECK_INTERVAL = 1.0
@@ -193,11 +184,10 @@ class _Connection:
         "config",
         "continue_sent",
         "deadline",
-        "drained",
-        "fd",
         "h11",
         "http11",
         "info",
+        "io",
         "phase",
         "pos",
         "request_deadline",
@@ -206,8 +196,6 @@ class _Connection:
         "scanner",
         "scope",
         "stream",
-        "tcp",
-        "unyielded",
     )
 
     def __init__(self, stream: trio.abc.Stream, config: ServerConfig) -> None:
@@ -220,13 +208,7 @@ class _Connection:
         #: When the expiry task cancels this connection (trio.current_time() clock).
         self.deadline = trio.current_time() + config.headers_timeout
         self.phase = _IDLE
-        # Plain TCP: the socket and its descriptor for direct I/O (fd -1: go
-        # through the stream).
-        self.tcp = stream.socket if type(stream) is trio.SocketStream else None
-        self.fd = self.tcp.fileno() if self.tcp is not None else -1
-        self.unyielded = 0
-        # The last read returned less than asked: the socket was empty then.
-        self.drained = False
+        self.io = DirectIO(stream)
         # Received bytes not yet consumed: ``buf[pos:]``.
         self.buf = b""
         self.pos = 0
@@ -258,100 +240,19 @@ class _Connection:
 
     # -- I/O ---------------------------------------------------------------------
     async def _receive(self) -> bytes:
-        fd = self._live_fd()
-        if fd < 0:
-            # SSL streams return bytes; a bytearray from another stream is only
-            # ever searched and sliced, which works the same.
-            data = cast(bytes, await self.stream.receive_some(RECEIVE_SIZE))
-        elif self.drained:
-            # The last read emptied the socket, so a read now would most likely
-            # fail (a system call and an exception per request): wait first.
-            data = await self._wait_and_read(fd)
-        else:
-            try:
-                data = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                data = await self._wait_and_read(fd)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            else:
-                await self._count_unyielded()
-        self.drained = len(data) < RECEIVE_SIZE
+        data = await self.io.receive(RECEIVE_SIZE)
         self.bytes_read += len(data)
         if self._sock is not None:
             self._sock.bytes_read += len(data)
         return data
 
-    def _live_fd(self) -> int:
-        """The descriptor for direct I/O, checked to still be this connection's.
-
-        If the app closed ``req.socket``, the number may already belong to a
-        newer connection; writing to it would answer the wrong client.
-        """
-        fd = self.fd
-        if fd >= 0 and self.tcp is not None and self.tcp.fileno() != fd:
-            raise trio.ClosedResourceError("the connection's socket was closed")
-        return fd
-
-    async def _wait_and_read(self, fd: int) -> bytes:
-        self.unyielded = 0
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(fd)
-                return os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-
-    async def _count_unyielded(self) -> None:
-        self.unyielded += 1
-        if self.unyielded >= MAX_UNYIELDED_IO:
-            self.unyielded = 0
-            await trio.lowlevel.checkpoint()
-
     async def send(self, data: bytes, more: bytes = b"") -> None:
-        """Write ``data`` then ``more``; returns once the kernel took both.
-
-        Two buffers go out in one ``writev`` without being joined, so a large
-        body given to ``end()`` is never copied next to its head.
-        """
-        if len(more) < COPY_LIMIT:
-            data, more = data + more, b""  # small: one plain write is cheapest
+        """Write ``data`` then ``more`` (uncopied when large); returns once the kernel took both."""
+        await self.io.send(data, more)
         total = len(data) + len(more)
-        fd = self._live_fd()
-        if fd < 0:
-            await self.stream.send_all(data)
-            if more:
-                await self.stream.send_all(more)
-        else:
-            try:
-                sent = os.writev(fd, (data, more)) if more else os.write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if sent < total:
-                if sent < len(data):
-                    await self._write_rest(fd, memoryview(data)[sent:])
-                    sent = len(data)
-                await self._write_rest(fd, memoryview(more)[sent - len(data) :])
-            else:
-                await self._count_unyielded()
         self.bytes_written += total
         if self._sock is not None:
             self._sock.bytes_written += total
-
-    async def _write_rest(self, fd: int, rest: memoryview) -> None:
-        self.unyielded = 0
-        while rest:
-            await trio.lowlevel.wait_writable(fd)
-            try:
-                rest = rest[os.write(fd, rest) :]
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
 
     def _append(self, data: bytes) -> None:
         if self.pos >= len(self.buf):

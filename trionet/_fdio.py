@@ -1,0 +1,188 @@
+"""Direct reads and writes on a plain socket's descriptor: the hot paths' I/O.
+
+Why this exists: Trio's ``SocketStream.send_all`` and ``receive_some`` pass
+through the scheduler on every call, even when the kernel completed the
+operation at once (a conflict detector, a cancel point and a trip through the
+run queue per call). On the request/response and echo paths that cost is a
+large share of trionet's CPU time, as profiling showed in each protocol:
+
+- HTTP server: ``send_all`` cost a scheduler pass per response.
+- WebSocket: ``send_all`` was about a fifth of a small message's CPU in the
+  echo benchmark.
+- HTTP client: with the direct path, one exchange is 1.0 ``write`` + 1.1
+  ``read`` + 0.4 ``epoll_wait`` system calls a request (strace over 5,000
+  requests, 100 tasks on 5 connections), and user CPU per request fell from
+  ~105 to ~90 us.
+
+So :class:`DirectIO`, on a plain TCP or Unix ``trio.SocketStream``, calls
+``os.read`` / ``os.write`` / ``os.writev`` on the descriptor and waits
+(``trio.lowlevel.wait_readable`` / ``wait_writable``) only when the kernel says
+it would block, as Node's libuv does. Any other stream (TLS, in-memory, a
+wrapper) goes through its own ``send_all`` / ``receive_some``.
+
+Safety rules, kept here so no caller has to remember them:
+
+1. The descriptor is checked just before each system call, with no ``await``
+   in between: the socket's ``fileno()`` must still be the number captured at
+   construction. A socket closed by another task (``req.socket.close()``, the
+   agent dropping a connection) reports -1, and its old number may already
+   name a newer connection; writing there would answer the wrong peer. Such a
+   call raises ``trio.ClosedResourceError`` instead, and a task waiting on the
+   descriptor when the socket is closed gets the same from Trio.
+2. ``OSError`` from the kernel (reset, broken pipe) becomes
+   ``trio.BrokenResourceError``, as from Trio's own streams.
+3. Fairness: Trio yields on every I/O call so that no busy task starves the
+   others; we yield once every :data:`MAX_UNYIELDED_IO` operations that
+   completed without waiting. The yield is a full checkpoint taken *before*
+   the operation, so a cancellation there loses no bytes already read and
+   never cuts a write in half.
+4. One task sends and one receives at a time, as on any Trio stream (the
+   callers' locks and task structure see to it; nothing here checks).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+import trio
+
+__all__ = ["JOIN_LIMIT", "MAX_UNYIELDED_IO", "DirectIO"]
+
+#: Operations that completed without waiting before the next one yields to the
+#: scheduler first. Trio yields on every call; 16 keeps a pipelining client, a
+#: streaming app or a WebSocket flood from starving other connections for more
+#: than a few dozen microseconds, while the yield's cost, spread over 16
+#: operations, is lost in the noise of the benchmarks.
+MAX_UNYIELDED_IO = 16
+
+#: ``send(data, more)``: below this size ``more`` is joined to ``data`` (one
+#: small copy, one write); above it the two go out with ``writev``, uncopied.
+JOIN_LIMIT = 16384
+
+_Buffer = bytes | bytearray | memoryview
+
+
+class DirectIO:
+    """Send and receive on ``stream``, straight on its descriptor when it is a socket.
+
+    ``direct`` tells whether the descriptor path is in use; callers that count
+    bytes need it when the fallback stream counts them too.
+    """
+
+    __slots__ = ("_drained", "_fd", "_sock", "_stream", "_unyielded", "direct")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        #: The descriptor captured now; -1: go through the stream.
+        self._fd = self._sock.fileno() if self._sock is not None else -1
+        self.direct = self._fd >= 0
+        #: Operations completed without waiting since the last yield.
+        self._unyielded = 0
+        #: The last read returned less than asked (the socket was empty) and
+        #: nothing here has yielded since, so the peer most likely has not
+        #: written again: the next read waits first instead of failing with
+        #: EAGAIN (a system call and an exception saved per request).
+        self._drained = False
+
+    def _live_fd(self) -> int:
+        """The descriptor, checked to still be this socket's (rule 1)."""
+        sock = self._sock
+        if sock is None or sock.fileno() != self._fd:
+            raise trio.ClosedResourceError("the socket was closed")
+        return self._fd
+
+    async def checkpoint(self) -> None:
+        """Yield to the scheduler unless no operation completed since the last yield.
+
+        For callers that want Trio's rule (every call yields) at a coarser
+        grain, e.g. once per request rather than once per system call. A no-op
+        on the fallback path, whose every call already yielded.
+        """
+        if self._unyielded:
+            await trio.lowlevel.checkpoint()
+            self._unyielded = 0
+            self._drained = False
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` bytes; ``b""`` once the peer closed its side."""
+        if self._fd < 0:
+            # SocketStream and SSLStream return bytes; another stream's
+            # bytearray is only searched, sliced and parsed, which works the same.
+            return cast(bytes, await self._stream.receive_some(max_bytes))
+        if self._unyielded >= MAX_UNYIELDED_IO:
+            await self.checkpoint()
+        if self._drained:
+            data = await self._wait_and_read(max_bytes)
+        else:
+            fd = self._live_fd()
+            try:
+                data = os.read(fd, max_bytes)
+            except BlockingIOError:
+                data = await self._wait_and_read(max_bytes)
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            else:
+                self._unyielded += 1
+        self._drained = len(data) < max_bytes
+        return data
+
+    async def _wait_and_read(self, max_bytes: int) -> bytes:
+        self._unyielded = 0
+        while True:
+            # Checked before the wait too: never wait on a number that may now
+            # be another connection's.
+            await trio.lowlevel.wait_readable(self._live_fd())
+            fd = self._live_fd()
+            try:
+                return os.read(fd, max_bytes)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def send(self, data: _Buffer, more: _Buffer = b"") -> None:
+        """Write ``data`` then ``more``; returns once the kernel took both.
+
+        Two buffers go out in one ``writev`` without being joined, so a large
+        body is never copied next to its head; a small ``more`` is joined.
+        """
+        if more and len(more) < JOIN_LIMIT:
+            data, more = bytes(data) + more, b""
+        if self._fd < 0:
+            await self._stream.send_all(data)
+            if more:
+                await self._stream.send_all(more)
+            return
+        if self._unyielded >= MAX_UNYIELDED_IO:
+            await self.checkpoint()
+        fd = self._live_fd()
+        try:
+            sent = os.writev(fd, (data, more)) if more else os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data) + len(more):
+            self._unyielded += 1
+            return
+        if sent < len(data):
+            await self._write_rest(memoryview(data)[sent:])
+            sent = len(data)
+        if more:
+            await self._write_rest(memoryview(more)[sent - len(data) :])
+
+    async def _write_rest(self, rest: memoryview) -> None:
+        """Write ``rest`` after the kernel refused part of a write: wait, then write."""
+        self._unyielded = 0
+        self._drained = False
+        while rest:
+            await trio.lowlevel.wait_writable(self._live_fd())
+            fd = self._live_fd()
+            try:
+                rest = rest[os.write(fd, rest) :]
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
