@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import socket
@@ -131,6 +132,17 @@ def skipped(benchmark: str, subject: str, reason: str, unit: str = "") -> Result
     other subjects' figures still print; ``trionet bench`` lists these separately.
     """
     return Result(benchmark, subject, math.nan, unit, extra={"skipped": reason})
+
+
+def missing_module(module: str) -> str | None:
+    """Why a peer written with ``module`` cannot run here, or None when it can.
+
+    The peers (hypercorn, uvicorn, httpx, aiohttp, trio-websocket, websockets)
+    are the ``bench`` extra, not trionet's dependencies.
+    """
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{module} is not installed (pip install -e '.[bench]')"
 
 
 # -- load loops -------------------------------------------------------------------

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 import trio
-from _harness import Result, compare, concurrent_load, free_port, main, server_process
+from _harness import (
+    Result,
+    compare,
+    concurrent_load,
+    free_port,
+    main,
+    missing_module,
+    server_process,
+    skipped,
+)
 
 import trionet
 
@@ -123,9 +132,17 @@ def run(quick: bool) -> list[Result]:
             "httpx-trio": lambda: _httpx_trio(url, count, 3.0 if quick else 6.0),
             "node": lambda: _node(url, count, seconds),
         }
-        return compare(
+        missing = {
+            name: why
+            for name, module in (("aiohttp", "aiohttp"), ("httpx-trio", "httpx"))
+            if (why := missing_module(module))
+        }
+        for name in missing:
+            del subjects[name]
+        results = compare(
             BENCHMARK, "req/s", subjects, baseline="aiohttp", repeats=1 if quick else 3
         )
+        return results + [skipped(BENCHMARK, name, why, "req/s") for name, why in missing.items()]
 
 
 if __name__ == "__main__":

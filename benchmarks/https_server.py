@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import Result, free_port, main, server_process
+from _harness import Result, free_port, main, missing_module, server_process, skipped
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -135,11 +135,27 @@ def server_argv(name: str, port: int, certs: Path) -> list[str]:
     return [*pin, sys.executable, script, "--serve", name, str(port), str(certs)]
 
 
+#: The peers that need the ``bench`` extra, and the module each imports.
+PEER_MODULES = {'hypercorn-trio': 'hypercorn'}
+
+
 def subjects() -> list[str]:
-    names = list(SERVERS)
+    """The servers that can run here: ours, and each peer that is installed."""
+    names = [name for name in SERVERS if missing_peer(name) is None]
     if shutil.which("node"):
         names.append("node")
     return names
+
+
+def missing_peer(name: str) -> str | None:
+    module = PEER_MODULES.get(name)
+    return None if module is None else missing_module(module)
+
+
+def skipped_peers(benchmark: str, unit: str) -> list[Result]:
+    """A skipped Result for each peer server that is not installed."""
+    reasons = {name: missing_peer(name) for name in SERVERS}
+    return [skipped(benchmark, name, why, unit) for name, why in reasons.items() if why]
 
 
 # -- load ---------------------------------------------------------------------------------
@@ -217,7 +233,7 @@ def run(quick: bool) -> list[Result]:
         Result("https hello keep-alive", name, best[name], "req/s",
                extra={"load": tool, "runs": repeats}, baseline=name == "hypercorn-trio")
         for name in names
-    ]
+    ] + skipped_peers("https hello keep-alive", "req/s")
 
 
 if __name__ == "__main__":
