@@ -21,8 +21,8 @@ Where things are: this module does the opening handshakes (wsproto's, with
 the checks wsproto skips) and starts connections; ``_ws_connection`` is the
 connection itself (queue, pings, close handshake, heartbeat);
 ``_ws_protocol`` holds the sans-IO parts: size and fragment limits enforced
-from frame headers, inflation bounded while it happens, the fast parser for
-common frames (wsproto parses everything else), handshake checks.
+from frame headers, inflation bounded while it happens, handshake checks.
+Every frame is parsed and built by wsproto.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import net
-from ._errors import ConnectError, ProtocolError, TLSError
-from ._server import Server
+from ._errors import ConnectError, ProtocolError, TimeoutError, TLSError
+from ._server import Server, TLSContext
 from ._stream import Socket
 from ._ws_connection import (
     CLOSE_TIMEOUT,
@@ -66,6 +66,7 @@ from ._ws_protocol import (
     format_response,
     pick_subprotocol,
 )
+from .tls import TLSSocket
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -298,7 +299,7 @@ async def serve(
     ping_timeout: float | None = None,
     compression: bool = False,
     close_timeout: float = CLOSE_TIMEOUT,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: TLSContext | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSockets on ``port`` (Node ws's ``new WebSocketServer({port})``).
@@ -371,9 +372,7 @@ async def connect(
             )
     except trio.TooSlowError:
         await trio.aclose_forcefully(sock)
-        from ._errors import TimeoutError as TrionetTimeout
-
-        raise TrionetTimeout(f"no WebSocket handshake from {url} within {timeout}s") from None
+        raise TimeoutError(f"no WebSocket handshake from {url} within {timeout}s") from None
     except BaseException:
         await trio.aclose_forcefully(sock)
         raise
@@ -426,7 +425,7 @@ async def _open(target: _Target, ssl_context: ssl.SSLContext | None, timeout: fl
         await trio.aclose_forcefully(tls)
         cause = exc.__cause__ or exc
         raise TLSError(f"TLS handshake with {target.host}:{target.port} failed: {cause}") from exc
-    return Socket(tls)
+    return TLSSocket(tls)
 
 
 async def _client_handshake(
