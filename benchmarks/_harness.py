@@ -39,12 +39,14 @@ import contextlib
 import importlib.util
 import math
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,15 +136,37 @@ def skipped(benchmark: str, subject: str, reason: str, unit: str = "") -> Result
     return Result(benchmark, subject, math.nan, unit, extra={"skipped": reason})
 
 
-def missing_module(module: str) -> str | None:
-    """Why a peer written with ``module`` cannot run here, or None when it can.
+def missing_peers(peer_modules: Mapping[str, str]) -> dict[str, str]:
+    """Each peer whose Python module is not installed here, with why.
 
-    The peers (hypercorn, uvicorn, httpx, aiohttp, trio-websocket, websockets)
-    are the ``bench`` extra, not trionet's dependencies.
+    ``peer_modules`` maps a subject's name to the module it imports. The peers
+    (hypercorn, uvicorn, httpx, aiohttp, trio-websocket, websockets) are the
+    ``bench`` extra, not trionet's dependencies.
     """
-    if importlib.util.find_spec(module) is not None:
-        return None
-    return f"{module} is not installed (pip install -e '.[bench]')"
+    return {
+        peer: f"{module} is not installed (pip install -e '.[bench]')"
+        for peer, module in peer_modules.items()
+        if importlib.util.find_spec(module) is None
+    }
+
+
+def run_wrk(
+    url: str, seconds: float, *, connections: int, core: str | None = None, latency: bool = False
+) -> str:
+    """``wrk -t1`` against ``url`` for ``seconds`` (pinned to ``core`` where taskset exists).
+
+    Returns wrk's report; read it with :func:`wrk_rate`.
+    """
+    pin = ["taskset", "-c", core] if core is not None and shutil.which("taskset") else []
+    argv = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    argv += ["--latency", url] if latency else [url]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+
+
+def wrk_rate(report: str) -> float:
+    """Requests per second from a wrk report (0.0 when wrk printed none)."""
+    match = re.search(r"Requests/sec:\s+([\d.]+)", report)
+    return float(match.group(1)) if match else 0.0
 
 
 # -- load loops -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from _harness import (
     concurrent_load,
     free_port,
     main,
-    missing_module,
+    missing_peers,
     server_process,
     skipped,
 )
@@ -132,11 +132,7 @@ def run(quick: bool) -> list[Result]:
             "httpx-trio": lambda: _httpx_trio(url, count, 3.0 if quick else 6.0),
             "node": lambda: _node(url, count, seconds),
         }
-        missing = {
-            name: why
-            for name, module in (("aiohttp", "aiohttp"), ("httpx-trio", "httpx"))
-            if (why := missing_module(module))
-        }
+        missing = missing_peers({"aiohttp": "aiohttp", "httpx-trio": "httpx"})
         for name in missing:
             del subjects[name]
         results = compare(

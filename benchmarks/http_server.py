@@ -68,14 +68,22 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import Result, free_port, main, missing_module, server_process, skipped
+from _harness import (
+    Result,
+    free_port,
+    main,
+    missing_peers,
+    run_wrk,
+    server_process,
+    skipped,
+    wrk_rate,
+)
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -209,37 +217,24 @@ def server_argv(name: str, port: int) -> list[str]:
 
 
 #: The peers that need the ``bench`` extra, and the module each imports.
-PEER_MODULES = {'hypercorn-trio': 'hypercorn', 'uvicorn-h11': 'uvicorn'}
+PEER_MODULES = {"hypercorn-trio": "hypercorn", "uvicorn-h11": "uvicorn"}
 
 
 def subjects() -> list[str]:
     """The servers that can run here: ours, and each peer that is installed."""
-    names = [name for name in SERVERS if missing_peer(name) is None]
+    missing = missing_peers(PEER_MODULES)
+    names = [name for name in SERVERS if name not in missing]
     if shutil.which("node"):
         names.append("node")
     return names
 
 
-def missing_peer(name: str) -> str | None:
-    module = PEER_MODULES.get(name)
-    return None if module is None else missing_module(module)
-
-
-def skipped_peers(benchmark: str, unit: str) -> list[Result]:
-    """A skipped Result for each peer server that is not installed."""
-    reasons = {name: missing_peer(name) for name in SERVERS}
-    return [skipped(benchmark, name, why, unit) for name, why in reasons.items() if why]
-
-
 # -- load ---------------------------------------------------------------------------------
 def wrk_load(port: int, seconds: float) -> tuple[float, float, float]:
     """``wrk -t1 -c50`` for ``seconds``: (req/s, p50 ms, p99 ms)."""
-    pin = ["taskset", "-c", LOAD_CORE] if shutil.which("taskset") else []
-    argv = [*pin, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
-            f"http://{HOST}:{port}/"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, _wrk_latency(out, "50%"), _wrk_latency(out, "99%")
+    out = run_wrk(f"http://{HOST}:{port}/", seconds, connections=CONNECTIONS, core=LOAD_CORE,
+                  latency=True)
+    return wrk_rate(out), _wrk_latency(out, "50%"), _wrk_latency(out, "99%")
 
 
 def _wrk_latency(out: str, label: str) -> float:
@@ -349,6 +344,10 @@ def _open_idle(port: int, request: bytes, count: int) -> list[socket.socket]:
     return socks
 
 
+#: The headline benchmark's name in the results table.
+BENCHMARK = "http hello keep-alive"
+
+
 # -- the benchmark -------------------------------------------------------------------------
 def run(quick: bool) -> list[Result]:
     # --quick is a smoke run inside `trionet bench --quick` (a minute for all
@@ -375,7 +374,7 @@ def run(quick: bool) -> list[Result]:
     for name in names:
         rate, p50, p99, _ = best[name]
         results.append(Result(
-            "http hello keep-alive", name, rate, "req/s",
+            BENCHMARK, name, rate, "req/s",
             extra={"p50_ms": p50, "p99_ms": p99, "load": tool, "runs": repeats},
             baseline=name == "trio+h11",
         ))
@@ -389,7 +388,8 @@ def run(quick: bool) -> list[Result]:
             "http idle keep-alive memory", name, memory[name], "KiB/conn",
             higher_is_better=False, baseline=name == "trio+h11",
         ))
-    return results + skipped_peers("http hello keep-alive", "req/s")
+    missing = missing_peers(PEER_MODULES)
+    return results + [skipped(BENCHMARK, name, why, "req/s") for name, why in missing.items()]
 
 
 if __name__ == "__main__":

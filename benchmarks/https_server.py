@@ -24,10 +24,8 @@ figure is TLS record work, not handshakes); without wrk, a Trio client with
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _harness import Result, free_port, main, missing_module, server_process, skipped
+from _harness import (
+    Result,
+    free_port,
+    main,
+    missing_peers,
+    run_wrk,
+    server_process,
+    skipped,
+    wrk_rate,
+)
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -136,37 +143,23 @@ def server_argv(name: str, port: int, certs: Path) -> list[str]:
 
 
 #: The peers that need the ``bench`` extra, and the module each imports.
-PEER_MODULES = {'hypercorn-trio': 'hypercorn'}
+PEER_MODULES = {"hypercorn-trio": "hypercorn"}
 
 
 def subjects() -> list[str]:
     """The servers that can run here: ours, and each peer that is installed."""
-    names = [name for name in SERVERS if missing_peer(name) is None]
+    missing = missing_peers(PEER_MODULES)
+    names = [name for name in SERVERS if name not in missing]
     if shutil.which("node"):
         names.append("node")
     return names
 
 
-def missing_peer(name: str) -> str | None:
-    module = PEER_MODULES.get(name)
-    return None if module is None else missing_module(module)
-
-
-def skipped_peers(benchmark: str, unit: str) -> list[Result]:
-    """A skipped Result for each peer server that is not installed."""
-    reasons = {name: missing_peer(name) for name in SERVERS}
-    return [skipped(benchmark, name, why, unit) for name, why in reasons.items() if why]
-
-
 # -- load ---------------------------------------------------------------------------------
 def wrk_load(port: int, seconds: float) -> float:
     """``wrk -t1 -c50`` over https for ``seconds``: requests per second."""
-    pin = ["taskset", "-c", LOAD_CORE] if shutil.which("taskset") else []
-    argv = [*pin, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s",
-            f"https://{HOST}:{port}/"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(match.group(1)) if match else 0.0
+    return wrk_rate(run_wrk(f"https://{HOST}:{port}/", seconds, connections=CONNECTIONS,
+                            core=LOAD_CORE))
 
 
 def python_load(port: int, seconds: float, ca: Path) -> float:
@@ -233,7 +226,10 @@ def run(quick: bool) -> list[Result]:
         Result("https hello keep-alive", name, best[name], "req/s",
                extra={"load": tool, "runs": repeats}, baseline=name == "hypercorn-trio")
         for name in names
-    ] + skipped_peers("https hello keep-alive", "req/s")
+    ] + [
+        skipped("https hello keep-alive", name, why, "req/s")
+        for name, why in missing_peers(PEER_MODULES).items()
+    ]
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from _harness import (  # noqa: E402
     Result,
     free_port,
     main,
-    missing_module,
+    missing_peers,
     server_process,
     skipped,
 )
@@ -204,10 +204,7 @@ def run(quick: bool) -> list[Result]:
         return [r for subject in SUBJECTS for r in _skipped_all(subject, reason)]
     seconds, rounds = (1.0, 1) if quick else (3.0, 2)
     best: dict[tuple[str, str], Result] = {}
-    peers = {"trio-websocket": "trio_websocket", "websockets": "websockets"}
-    failed: dict[str, str] = {
-        subject: why for subject, module in peers.items() if (why := missing_module(module))
-    }
+    failed = missing_peers({"trio-websocket": "trio_websocket", "websockets": "websockets"})
     for _ in range(rounds):
         for subject in SUBJECTS:
             if subject in failed:
