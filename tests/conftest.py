@@ -7,13 +7,17 @@ curl, openssl, Node, the ``websockets`` package).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 PEERS = Path(__file__).parent / "peers"
 
@@ -69,3 +73,31 @@ def node_peers(node: str) -> Iterator[Path]:
         if done.returncode != 0:
             pytest.skip(f"npm install failed: {done.stderr.decode(errors='replace')[-500:]}")
     yield PEERS
+
+
+@contextlib.asynccontextmanager
+async def node_process(node: str, script: str, *args: str) -> AsyncIterator[Any]:
+    """Run a Node peer script; yields the JSON it prints on its first line.
+
+    The script exits when its stdin closes; it is killed if it lingers.
+    """
+    proc = await trio.lowlevel.open_process(
+        [node, str(PEERS / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        with trio.fail_after(10):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some()
+                assert chunk, f"{script} exited before printing its address"
+                line += chunk
+        yield json.loads(line)
+    finally:
+        with trio.CancelScope(shield=True):
+            assert proc.stdin is not None
+            await proc.stdin.aclose()
+            with trio.move_on_after(5):
+                await proc.wait()
+            proc.kill()
+            await proc.wait()

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import logging
 import socket as stdlib_socket
 import struct
-import subprocess
-from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import pytest
 import trio
-from conftest import PEERS, open_fds
+from conftest import node_process, open_fds
 
 import trionet
 from trionet import dgram
@@ -67,33 +63,6 @@ def _multicast_refusal(family: int) -> str | None:
 
 _REFUSAL4 = _multicast_refusal(stdlib_socket.AF_INET)
 _REFUSAL6 = _multicast_refusal(stdlib_socket.AF_INET6) if _has_ipv6_loopback() else "no IPv6"
-
-
-@contextlib.asynccontextmanager
-async def node_peer(node: str, *args: str) -> AsyncIterator[Any]:
-    """Run ``tests/peers/dgram_peer.js``; yields the JSON line it prints ({"port": N})."""
-    proc = await trio.lowlevel.open_process(
-        [node, str(PEERS / "dgram_peer.js"), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with trio.fail_after(10):
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some()
-                assert chunk, "dgram_peer.js exited before printing its port"
-                line += chunk
-        yield json.loads(line)
-    finally:
-        with trio.CancelScope(shield=True):
-            assert proc.stdin is not None
-            await proc.stdin.aclose()
-            with trio.move_on_after(5):
-                await proc.wait()
-            proc.kill()
-            await proc.wait()
 
 
 async def start_recorder(
@@ -157,7 +126,8 @@ async def test_iteration_ends_when_the_socket_is_closed(nursery: trio.Nursery) -
 
 # -- Node's dgram, both ways -------------------------------------------------------
 async def test_trionet_client_and_node_dgram_peer(node: str) -> None:
-    async with node_peer(node, "udp4", HOST) as peer, await dgram.bind(0, HOST) as client:
+    peer_process = node_process(node, "dgram_peer.js", "udp4", HOST)
+    async with peer_process as peer, await dgram.bind(0, HOST) as client:
         await client.send(SEED_MESSAGE, (HOST, peer["port"]))
         with trio.fail_after(10):
             message, rinfo = await client.receive()
@@ -175,7 +145,7 @@ async def test_node_dgram_peer_sends_to_a_trionet_server(nursery: trio.Nursery, 
             replies.append(message)
 
     server = await nursery.start(partial(dgram.serve, answer, 0, host=HOST))
-    async with node_peer(node, "udp4", HOST, str(server.port)):
+    async with node_process(node, "dgram_peer.js", "udp4", HOST, str(server.port)):
         with trio.fail_after(10):
             while not replies:
                 await trio.sleep(0.01)
@@ -192,7 +162,7 @@ async def test_udp6_on_ipv6_loopback(nursery: trio.Nursery, node: str) -> None:
         assert message.decode() == SEED_MESSAGE
         assert (rinfo.address, rinfo.family, rinfo.port) == ("::1", "IPv6", client.port)
 
-        async with node_peer(node, "udp6", "::1") as peer:
+        async with node_process(node, "dgram_peer.js", "udp6", "::1") as peer:
             await client.send(b"v6", ("::1", peer["port"]))
             with trio.fail_after(10):
                 message, rinfo = await client.receive()

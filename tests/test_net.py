@@ -9,15 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import random
 import shutil
 import socket as stdlib_socket
 import struct
-import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import PEERS, open_fds, require_tool
+from conftest import PEERS, node_process, open_fds, require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,34 +96,6 @@ def endpoint(request: pytest.FixtureRequest, short_tmp: Path) -> Endpoint:
     if request.param == "unix":
         return Endpoint("unix", str(short_tmp / "s.sock"))
     return Endpoint("tcp")
-
-
-@contextlib.asynccontextmanager
-async def node_process(node: str, script: str, *args: str) -> AsyncIterator[Any]:
-    """Run a Node peer script; yields the JSON it prints on its first line.
-
-    The script exits when its stdin closes; it is killed if it lingers.
-    """
-    proc = await trio.lowlevel.open_process(
-        [node, str(PEERS / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with trio.fail_after(10):
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some()
-                assert chunk, f"{script} exited before printing its address"
-                line += chunk
-        yield json.loads(line)
-    finally:
-        with trio.CancelScope(shield=True):
-            assert proc.stdin is not None
-            await proc.stdin.aclose()
-            with trio.move_on_after(5):
-                await proc.wait()
-            proc.kill()
-            await proc.wait()
 
 
 # -- the seed's greeting server, four ways -------------------------------------
@@ -478,6 +448,13 @@ async def test_a_failing_handler_is_logged_and_the_server_keeps_serving(
     assert "handler" in failures[0].getMessage()
 
 
+async def reset(sock: net.Socket) -> None:
+    """Close with a RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    raw = sock.stream.socket  # type: ignore[attr-defined]
+    raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await sock.aclose()
+
+
 async def test_a_peer_that_resets_the_connection_ends_only_its_handler(
     nursery: trio.Nursery,
 ) -> None:
@@ -496,10 +473,7 @@ async def test_a_peer_that_resets_the_connection_ends_only_its_handler(
         sock = await net.connect(server.port, HOST)
         await reading.wait()
         await sock.send(b"last words")
-        # SO_LINGER with a zero timeout: close() sends a RST instead of a FIN.
-        raw = sock.stream.socket  # type: ignore[attr-defined]
-        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await sock.aclose()
+        await reset(sock)
         while server.connections:
             await trio.sleep(0.01)
         async with await net.connect(server.port, HOST) as again:
@@ -872,9 +846,7 @@ async def test_a_reset_the_handler_does_not_catch_is_one_log_line(
         sock = await net.connect(server.port, HOST)
         await reading.wait()
         await sock.send(b"last words")
-        raw = sock.stream.socket  # type: ignore[attr-defined]
-        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await sock.aclose()
+        await reset(sock)
         while server.connections:
             await trio.sleep(0.01)
     broken = [r for r in caplog.records if r.name == "trionet" and "broken" in r.getMessage()]
