@@ -20,7 +20,6 @@ the client is (Node's ``req.socket.authorized``).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import ssl
 from collections import OrderedDict
@@ -37,7 +36,6 @@ from ._tls_context import (
     TLSConfig,
     client_ssl_context,
     load_pem,
-    server_config,
 )
 from .agent import Agent
 from .http import ClientResponse
@@ -46,6 +44,7 @@ from .http import Response as Response
 from .http import request as http_request
 from .http import serve as http_serve
 from .http import stream as http_stream
+from .tls import server_tls
 
 __all__ = [
     "Agent",
@@ -88,22 +87,16 @@ async def serve(
     :func:`trionet.http.serve` (``host``, timeouts, limits, hooks). A failed or
     stalled handshake is logged and closed; the server keeps serving.
     """
-    if ssl_context is None:
-        tls: TLSConfig | ssl.SSLContext = server_config(
-            key=key,
-            cert=cert,
-            ca=ca,
-            request_cert=request_cert,
-            reject_unauthorized=reject_unauthorized,
-            alpn_protocols=alpn_protocols,
-        )
-    elif key is not None or cert is not None or ca is not None:
-        raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
-    else:
-        tls = ssl_context
-    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
-        # A copy: a config passed in may serve elsewhere with its own timeout.
-        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
+    tls = server_tls(
+        key=key,
+        cert=cert,
+        ca=ca,
+        request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized,
+        ssl_context=ssl_context,
+        alpn_protocols=alpn_protocols,
+        handshake_timeout=handshake_timeout,
+    )
     await http_serve(
         app, port, ssl_context=tls, task_status=task_status, **http_options
     )

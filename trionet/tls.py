@@ -213,12 +213,16 @@ async def serve(
         instead of the options above.
       alpn_protocols: protocols offered through ALPN, preferred first.
     """
-    tls = _server_tls(
-        key, cert, ca, request_cert, reject_unauthorized, ssl_context, alpn_protocols
+    tls = server_tls(
+        key=key,
+        cert=cert,
+        ca=ca,
+        request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized,
+        ssl_context=ssl_context,
+        alpn_protocols=alpn_protocols,
+        handshake_timeout=handshake_timeout,
     )
-    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
-        # A copy: a config passed in may serve elsewhere with its own timeout.
-        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
     listener = await open_listener(port, host, None, backlog)
 
     async def handle(stream: trio.abc.Stream) -> None:
@@ -231,7 +235,8 @@ async def serve(
     )
 
 
-def _server_tls(
+def server_tls(
+    *,
     key: PemInput | None,
     cert: PemInput | None,
     ca: CAInput | None,
@@ -239,19 +244,26 @@ def _server_tls(
     reject_unauthorized: bool,
     ssl_context: TLSConfig | ssl.SSLContext | None,
     alpn_protocols: Sequence[str] | None,
+    handshake_timeout: float | None,
 ) -> TLSConfig | ssl.SSLContext:
+    """What a TLS server (tls.serve, https.serve) runs on: Node's options, or ``ssl_context``."""
     if ssl_context is not None:
         if key is not None or cert is not None or ca is not None:
             raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
-        return ssl_context
-    return server_config(
-        key=key,
-        cert=cert,
-        ca=ca,
-        request_cert=request_cert,
-        reject_unauthorized=reject_unauthorized,
-        alpn_protocols=alpn_protocols,
-    )
+        tls: TLSConfig | ssl.SSLContext = ssl_context
+    else:
+        tls = server_config(
+            key=key,
+            cert=cert,
+            ca=ca,
+            request_cert=request_cert,
+            reject_unauthorized=reject_unauthorized,
+            alpn_protocols=alpn_protocols,
+        )
+    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
+        # A copy: a config passed in may serve elsewhere with its own timeout.
+        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
+    return tls
 
 
 async def connect(
