@@ -44,8 +44,8 @@ from wsproto.events import Request as HandshakeRequest
 from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import net
-from ._errors import ConnectError, ProtocolError, TimeoutError, TLSError
+from . import net, tls
+from ._errors import ConnectError, ProtocolError, TimeoutError
 from ._server import Server, TLSContext
 from ._stream import Socket
 from ._ws_connection import (
@@ -66,7 +66,6 @@ from ._ws_protocol import (
     format_response,
     pick_subprotocol,
 )
-from .tls import TLSSocket
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -339,7 +338,7 @@ async def connect(
     *,
     subprotocols: Sequence[str] = (),
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: tls.TLSConfig | ssl.SSLContext | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     compression: bool = True,
     close_timeout: float = CLOSE_TIMEOUT,
@@ -408,24 +407,15 @@ def _parse_url(url: str) -> _Target:
     return _Target(secure, host, port, resource, host_header)
 
 
-async def _open(target: _Target, ssl_context: ssl.SSLContext | None, timeout: float) -> Socket:
-    """Connect TCP, and TLS for wss://."""
-    sock = await net.connect(target.port, target.host, timeout=timeout)
-    if not target.secure:
-        return sock
-    context = ssl_context or ssl.create_default_context()
-    tls = trio.SSLStream(sock.stream, context, server_hostname=target.host, https_compatible=True)
-    try:
-        with trio.fail_after(timeout):
-            await tls.do_handshake()
-    except trio.TooSlowError:
-        await trio.aclose_forcefully(tls)
-        raise TLSError(f"TLS handshake with {target.host}:{target.port} timed out") from None
-    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-        await trio.aclose_forcefully(tls)
-        cause = exc.__cause__ or exc
-        raise TLSError(f"TLS handshake with {target.host}:{target.port} failed: {cause}") from exc
-    return TLSSocket(tls)
+async def _open(
+    target: _Target, ssl_context: tls.TLSConfig | ssl.SSLContext | None, timeout: float
+) -> Socket:
+    """Connect TCP, and TLS for wss:// (through :func:`trionet.tls.connect`)."""
+    if target.secure:
+        return await tls.connect(
+            target.port, target.host, ssl_context=ssl_context, timeout=timeout
+        )
+    return await net.connect(target.port, target.host, timeout=timeout)
 
 
 async def _client_handshake(
