@@ -44,15 +44,9 @@ except ImportError as exc:  # pragma: no cover - only without pytest
     if exc.name not in ("pytest", "_pytest"):
         raise
 else:
-    __all__ += [
-        "ServeFixture",
-        "client_ssl_context",
-        "serve",
-        "server_ssl_context",
-        "tls_ca",
-        "tls_client_cert",
-        "tls_server_cert",
-    ]
+    from ._testing_plugin import __all__ as _fixture_names
+
+    __all__ += _fixture_names
 
 
 @dataclass(frozen=True)
