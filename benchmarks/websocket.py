@@ -35,6 +35,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -60,7 +61,7 @@ STREAM_WINDOW = 8
 #: The largest message any server accepts here (above the stream's messages).
 MAX_SIZE = 1 << 20
 
-SUBJECTS = ("trionet", "trio-websocket", "websockets", "node-ws")
+SUBJECTS = ("trionet", "trio+wsproto", "trio-websocket", "websockets", "node-ws")
 
 
 # -- the servers (run in a child process by --serve) ---------------------------------
@@ -83,6 +84,63 @@ def serve_trionet(port: int) -> None:
             )
 
     trio.run(run)
+
+
+def serve_trio_wsproto(port: int) -> None:
+    """The floor: the smallest wsproto echo loop on Trio, one task per connection.
+
+    No reader task, no queue, no limits, no close handshake beyond echoing
+    the Close: read, parse with wsproto, answer, write. It reads and writes
+    the descriptor directly, as trionet does (see trionet/_fdio.py), so it
+    measures what wsproto's parser and builder plus the system calls cost,
+    the part any server that parses with wsproto pays.
+    """
+    import trio
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request
+
+    async def write(stream: trio.SocketStream, fd: int, data: bytes) -> None:
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            await stream.send_all(data[sent:])
+
+    async def echo(stream: trio.SocketStream) -> None:
+        fd = stream.socket.fileno()
+        ws = WSConnection(ConnectionType.SERVER)
+        parts: list[Any] = []
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            if not data:
+                return
+            ws.receive_data(data)
+            out = bytearray()
+            for event in ws.events():
+                if isinstance(event, Message):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
+                        parts.clear()
+                        out += ws.send(type(event)(data=message))
+                elif isinstance(event, Request):
+                    out += ws.send(AcceptConnection())
+                elif isinstance(event, Ping):
+                    out += ws.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    await write(stream, fd, bytes(out + ws.send(event.response())))
+                    return
+            if out:
+                await write(stream, fd, bytes(out))
+            if len(data) < 65536:  # the socket is empty: wait instead of failing a read
+                await trio.lowlevel.wait_readable(fd)
+
+    trio.run(lambda: trio.serve_tcp(echo, port, host="127.0.0.1"))
 
 
 def serve_trio_websocket(port: int) -> None:
@@ -119,6 +177,7 @@ def serve_websockets(port: int) -> None:
 
 SERVERS: dict[str, Callable[[int], None]] = {
     "trionet": serve_trionet,
+    "trio+wsproto": serve_trio_wsproto,
     "trio-websocket": serve_trio_websocket,
     "websockets": serve_websockets,
 }

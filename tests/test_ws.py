@@ -443,6 +443,27 @@ async def test_compression_is_negotiated_only_when_the_server_enables_it(
             assert client.socket.bytes_written - before < len(text) // 10
 
 
+async def test_compression_leaves_messages_under_1_kib_plain(nursery: trio.Nursery) -> None:
+    """As ws's ``threshold``: short messages go out with RSV1 clear, long ones deflated."""
+    server = await start(nursery, compression=True)
+    long_text = b"compressible " * 200
+    with trio.fail_after(5):
+        raw = await RawClient.connect(
+            server.port, headers={"Sec-WebSocket-Extensions": "permessage-deflate"}
+        )
+        inflater = zlib.decompressobj(-15)
+        for message in (b"short", long_text, b"short again", long_text):
+            await raw.send(frame(TEXT, message))
+            echoed = await raw.next_frame()
+            assert echoed is not None and echoed.opcode == TEXT
+            if len(message) < 1024:
+                assert echoed.rsv == 0 and echoed.payload == message
+            else:
+                assert echoed.rsv == 4 and len(echoed.payload) < len(message) // 10
+                assert inflater.decompress(echoed.payload + b"\x00\x00\xff\xff") == message
+        await raw.aclose()
+
+
 async def test_deflate_bomb_is_refused_without_inflating_it(nursery: trio.Nursery) -> None:
     """A 100 MiB message compressed to ~100 KiB: the limit applies to the inflated size."""
     server = await start(nursery, compression=True, max_message_size=1 << 20)

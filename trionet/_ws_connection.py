@@ -31,7 +31,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason, Opcode
+from wsproto.frame_protocol import CloseReason
 
 from ._errors import TrionetError
 from ._fdio import DirectIO
@@ -256,24 +256,16 @@ class WebSocket:
         Raises:
           ConnectionClosed: the connection is closing or closed.
         """
+        event: Message[Any]
         if isinstance(message, str):
-            opcode, payload = Opcode.TEXT, message.encode()
+            event = TextMessage(data=message)
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            opcode, payload = Opcode.BINARY, bytes(message)
+            event = BytesMessage(data=bytes(message))
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         async with self._send_lock:
             self._check_open()
-            await self._write(self._encode(opcode, payload, message))
-
-    def _encode(self, opcode: Opcode, payload: bytes, message: Data) -> bytes:
-        """The frame(s) of one message, built by wsproto."""
-        event: Message[Any]
-        if opcode is Opcode.TEXT:
-            event = TextMessage(data=str(message))
-        else:
-            event = BytesMessage(data=payload)
-        return self._conn.send(event)
+            await self._write(self._conn.send(event))
 
     async def ping(self, data: bytes = b"") -> None:
         """Send a Ping and return when its Pong arrives.

@@ -35,6 +35,7 @@ from wsproto.frame_protocol import (
 
 __all__ = [
     "MAX_FRAGMENTS",
+    "COMPRESSION_THRESHOLD",
     "BoundedPerMessageDeflate",
     "FrameGuard",
     "Rejection",
@@ -46,6 +47,11 @@ __all__ = [
 #: Fragments one message may have. ws caps them too (``maxFragments``, 16384 in
 #: ws 8); a peer that splits a message into more is flooding us with headers.
 MAX_FRAGMENTS = 16384
+
+#: Messages shorter than this go out uncompressed, as in ws (its
+#: ``perMessageDeflate.threshold``, 1024): deflating a short message costs a
+#: zlib call on each side and saves a few bytes, or adds some.
+COMPRESSION_THRESHOLD = 1024
 
 #: The only WebSocket version there is (RFC 6455 section 4.1, "MUST be 13").
 WEBSOCKET_VERSION = "13"
@@ -133,6 +139,19 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         if self.enabled():
             return None
         return super().accept(offer)
+
+    def frame_outbound(
+        self, proto: _Proto, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
+    ) -> tuple[RsvBits, bytes]:
+        """Deflate a message unless it is one frame under COMPRESSION_THRESHOLD bytes.
+
+        RFC 7692 lets the sender choose per message (RSV1 on its first frame
+        says which); a message sent plain never touches the compressor, so the
+        peer's inflater stays in step.
+        """
+        if fin and opcode is not Opcode.CONTINUATION and len(data) < COMPRESSION_THRESHOLD:
+            return rsv, data
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
 
     def frame_inbound_payload_data(self, proto: _Proto, data: bytes) -> bytes | CloseReason:
         if not self._inbound_compressed or not self._inbound_is_compressible:

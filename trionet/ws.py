@@ -152,7 +152,8 @@ def handler(
     101), asks ``accept(req)`` (Node ws's ``verifyClient``: return False for
     401, or ``(status, headers, body)`` to refuse), agrees on a subprotocol
     (the first of ``subprotocols`` the client offers) and on permessage-deflate
-    (only with ``compression=True``), answers 101 and runs ``handler(ws)``.
+    (only with ``compression=True``; as in ws, messages under 1 KiB are sent
+    uncompressed), answers 101 and runs ``handler(ws)``.
     When the handler returns the connection is closed with 1000; when it
     raises, the error is logged and the connection closed with 1011.
 
