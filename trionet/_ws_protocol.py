@@ -34,8 +34,8 @@ from wsproto.frame_protocol import (
 )
 
 __all__ = [
-    "MAX_FRAGMENTS",
     "COMPRESSION_THRESHOLD",
+    "MAX_FRAGMENTS",
     "BoundedPerMessageDeflate",
     "FrameGuard",
     "Rejection",
