@@ -138,7 +138,7 @@ class State(enum.Enum):
 
     #: Messages flow both ways.
     OPEN = 1
-    #: We sent a Close and wait for the peer's.
+    #: A Close was sent or read; the close handshake is finishing.
     CLOSING = 2
     #: Both Closes were exchanged, or the connection failed or dropped.
     CLOSED = 3
@@ -433,6 +433,8 @@ class WebSocket:
         what the peer still sends before closing: closing a socket with unread
         data makes the kernel answer with a reset, and the peer's kernel may
         then drop our Close frame before the peer reads why it was cut off.
+        The connection counts as closed (``wait_closed()``, ``aclose()``)
+        only after that, so that nobody closes the socket under the drain.
         """
         logger.log(
             logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
@@ -443,9 +445,9 @@ class WebSocket:
                 if self._conn.state is WireState.OPEN:
                     with contextlib.suppress(*_SOCKET_GONE):
                         await self._send_bytes(self._conn.send(CloseConnection(code, reason)))
-        self._mark_closed(code, reason)
         if linger:
             await self._linger()
+        self._mark_closed(code, reason)
         await trio.aclose_forcefully(self.socket)
 
     async def _linger(self) -> None:
@@ -517,6 +519,7 @@ class WebSocket:
             elif isinstance(event, Pong):
                 self._on_pong(event.payload)
             elif isinstance(event, CloseConnection):
+                self._note_close(event)
                 if not await self._write_control(bytes(replies)):
                     return
                 await self._on_close(event)
@@ -556,13 +559,33 @@ class WebSocket:
         for _, event in self._pings:
             event.set()
 
-    async def _on_close(self, event: CloseConnection) -> None:
-        """A Close arrived from the peer, or wsproto found a protocol violation."""
+    def _is_violation(self) -> bool:
+        """Whether the CloseConnection just read is wsproto reporting a protocol violation.
+
+        wsproto reports one as a CloseConnection without a state change; a
+        real Close from the peer moves it to REMOTE_CLOSING (or CLOSED after ours).
+        """
+        return self._conn.state in (WireState.OPEN, WireState.LOCAL_CLOSING)
+
+    def _note_close(self, event: CloseConnection) -> None:
+        """Record a Close (or a violation) the moment it is read, before any await.
+
+        wsproto's state has already moved on, so from here on send() must
+        raise ConnectionClosed with this code rather than reach wsproto;
+        receive() still delivers what came before the Close.
+        """
         code, reason = int(event.code), event.reason or ""
-        if self._conn.state in (WireState.OPEN, WireState.LOCAL_CLOSING):
-            # wsproto reports a violation as a CloseConnection without a state change.
-            if reason == "error in extension":
-                reason = self._guard.problem or reason
+        if self._is_violation() and reason == "error in extension":
+            reason = self._guard.problem or reason
+        if self._close_code is None:
+            self._close_code, self._close_reason = code, reason
+        if self._state is State.OPEN:
+            self._state = State.CLOSING
+
+    async def _on_close(self, event: CloseConnection) -> None:
+        """Complete the close the peer started, or fail the connection it broke."""
+        code, reason = self._close_code or int(event.code), self._close_reason
+        if self._is_violation():
             logger.info("%r: protocol violation: %d %s", self, code, reason)
             await self._fail(code, reason, linger=True)
             return
