@@ -101,6 +101,21 @@ async def test_curl_with_a_client_certificate(
     assert (code, out) == (0, "hello client\n"), err
 
 
+async def test_curl_gets_the_certificate_of_the_name_it_asks_for(
+    serve: ServeFixture, server_identity: Identity, tls_ca: trustme.CA,
+    tls_server_cert: trustme.LeafCert, tmp_path: Path,
+) -> None:
+    """sni_contexts over HTTPS, checked by curl's own verification of each name."""
+    contexts = {"api.test": Identity.of(tls_ca.issue_cert("api.test")).options()}
+    server = await serve(trionet.https.serve, hello, **server_identity.options(),
+                         sni_contexts=contexts)
+    files = write_cert_files(tmp_path, tls_ca, tls_server_cert)
+    code, out, err = await run(curl_command(
+        server.port, "--cacert", str(files.ca), "--resolve", f"api.test:{server.port}:127.0.0.1",
+        f"https://api.test:{server.port}/"))
+    assert (code, out) == (0, "hello world\nhello world\n"), err  # localhost, then api.test
+
+
 # -- trionet's HTTPS client ---------------------------------------------------------------
 async def test_right_ca_succeeds(https_server: trionet.net.Server, ca_pem: bytes) -> None:
     with trio.fail_after(10):

@@ -220,6 +220,70 @@ async def test_hostname_mismatch_fails_with_tls_error(
         await trionet.tls.connect(server.port, "127.0.0.1", ca=ca_pem, server_name="example.com")
 
 
+# -- a certificate per server name (SNI) ----------------------------------------------
+async def test_sni_contexts_give_each_name_its_certificate(
+    serve: ServeFixture, server_identity: Identity, tls_ca: trustme.CA, ca_pem: bytes
+) -> None:
+    """Node's server.addContext(): the name the client asks for picks the certificate."""
+    contexts = {
+        name: Identity.of(tls_ca.issue_cert(name)).options() for name in ("a.test", "*.wild.test")
+    }
+    server = await serve(
+        trionet.tls.serve, EchoServer(), **server_identity.options(), sni_contexts=contexts
+    )
+
+    async def names_presented(server_name: str) -> str:
+        with trio.fail_after(10):
+            sock = await trionet.tls.connect(
+                server.port, "127.0.0.1", ca=ca_pem, server_name=server_name,
+                reject_unauthorized=False,
+            )
+            assert await talk(sock) == b"ping\n"
+            await sock.aclose()
+        assert sock.peer_certificate is not None
+        return str(sock.peer_certificate["subjectaltname"])
+
+    assert await names_presented("a.test") == "DNS:a.test"
+    assert await names_presented("A.Test") == "DNS:a.test"  # names are case-insensitive
+    assert await names_presented("x.wild.test") == "DNS:*.wild.test"
+    default = "DNS:localhost, IP Address:127.0.0.1, IP Address:::1"
+    assert await names_presented("y.x.wild.test") == default  # * stands for one label
+    assert await names_presented("b.test") == default
+
+
+async def test_sni_name_verified_end_to_end(
+    serve: ServeFixture, server_identity: Identity, tls_ca: trustme.CA, ca_pem: bytes
+) -> None:
+    contexts = {"a.test": Identity.of(tls_ca.issue_cert("a.test")).options()}
+    server = await serve(
+        trionet.tls.serve, EchoServer(), **server_identity.options(), sni_contexts=contexts
+    )
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(server.port, "127.0.0.1", ca=ca_pem, server_name="a.test")
+        assert sock.authorized and sock.servername == "a.test"
+        await sock.aclose()
+        with pytest.raises(trionet.TLSError, match="hostname mismatch"):
+            await trionet.tls.connect(server.port, "127.0.0.1", ca=ca_pem, server_name="b.test")
+
+
+@pytest.mark.parametrize(
+    "contexts",
+    [
+        {"": {}},
+        {"*.test": {}},
+        {"a.*.test": {}},
+        {"a..test": {}},
+        {"a.test": {"cert": b"only a cert"}},
+    ],
+    ids=["empty-name", "wildcard-tld", "inner-wildcard", "empty-label", "no-key"],
+)
+def test_malformed_sni_contexts_are_refused(
+    server_identity: Identity, contexts: dict[str, dict[str, bytes]]
+) -> None:
+    with pytest.raises(ValueError, match="sni_contexts"):
+        trionet.tls.server_config(**server_identity.options(), sni_contexts=contexts)
+
+
 async def test_expired_certificate_fails_with_tls_error(
     serve: ServeFixture, tls_ca: trustme.CA, ca_pem: bytes
 ) -> None:

@@ -24,7 +24,7 @@ import ipaddress
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ __all__ = [
     "CAInput",
     "PeerVerdict",
     "PemInput",
+    "SNIContexts",
     "TLSConfig",
     "client_config",
     "client_ssl_context",
@@ -66,6 +67,8 @@ __all__ = [
 PemInput = bytes | str | os.PathLike[str]
 #: One PEM input or several, as Node's ``ca`` option.
 CAInput = PemInput | Sequence[PemInput]
+#: A certificate per server name: ``{"a.example.com": {"key": ..., "cert": ...}}``.
+SNIContexts = Mapping[str, Mapping[str, PemInput]]
 
 # Node 20's tls.DEFAULT_MIN_VERSION is 'TLSv1.2' (ANCHORS §1.5).
 MIN_VERSION = SSL.TLS1_2_VERSION
@@ -302,26 +305,45 @@ def server_config(
     request_cert: bool = False,
     reject_unauthorized: bool = True,
     alpn_protocols: Sequence[str] | None = None,
+    sni_contexts: SNIContexts | None = None,
 ) -> TLSConfig:
     """A server's TLS configuration from Node's ``tls.createServer`` options.
 
     Node: "requestCert: If true the server will request a certificate from
     clients that connect and attempt to verify that certificate." The
     clients' certificates are checked against ``ca`` (else the system's CAs).
+
+    ``sni_contexts`` maps server names to ``{"key": ..., "cert": ...}``, as
+    Node's ``server.addContext(hostname, context)``: a client that asks for
+    one of them (through SNI) gets that certificate, any other client gets
+    ``cert``. A name may start with ``*.`` to stand for one more label
+    (``*.example.com`` covers ``a.example.com``). The other options apply
+    to every name.
     """
     if key is None or cert is None:
         raise ValueError("a TLS server needs key= and cert= (or ssl_context=)")
-    ctx = _new_context(SSL.TLS_SERVER_METHOD)
-    _use_identity(ctx, cert, key)
-    ctx.set_session_id(SESSION_ID_CONTEXT)
-    if request_cert:
-        _trust(ctx, ca, tell_clients=True)
-        mode = SSL.VERIFY_PEER
-        if reject_unauthorized:
-            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-        ctx.set_verify(mode, _verify_callback)
-    if alpn_protocols:
-        ctx.set_alpn_select_callback(_alpn_selector(alpn_protocols))
+
+    def context(key: PemInput, cert: PemInput) -> SSL.Context:
+        ctx = _new_context(SSL.TLS_SERVER_METHOD)
+        _use_identity(ctx, cert, key)
+        ctx.set_session_id(SESSION_ID_CONTEXT)
+        if request_cert:
+            _trust(ctx, ca, tell_clients=True)
+            mode = SSL.VERIFY_PEER
+            if reject_unauthorized:
+                mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            ctx.set_verify(mode, _verify_callback)
+        if alpn_protocols:
+            ctx.set_alpn_select_callback(_alpn_selector(alpn_protocols))
+        return ctx
+
+    ctx = context(key, cert)
+    if sni_contexts:
+        by_name = {
+            _sni_name(name): context(*_sni_identity(name, identity))
+            for name, identity in sni_contexts.items()
+        }
+        ctx.set_tlsext_servername_callback(_sni_selector(by_name))
     return TLSConfig(
         ctx,
         server_side=True,
@@ -329,6 +351,42 @@ def server_config(
         request_cert=request_cert,
         alpn_protocols=tuple(alpn_protocols or ()),
     )
+
+
+def _sni_name(name: str) -> str:
+    """A server name as ``sni_contexts`` takes it, lower-cased; ValueError if malformed."""
+    host = name.rstrip(".").lower()
+    labels = host.split(".")
+    wildcard_too_wide = host.startswith("*.") and len(labels) < 3
+    if not host or "" in labels or "*" in host.removeprefix("*.") or wildcard_too_wide:
+        raise ValueError(f"sni_contexts: {name!r} is not a server name (or *.domain.tld)")
+    return host
+
+
+def _sni_identity(name: str, identity: Mapping[str, PemInput]) -> tuple[PemInput, PemInput]:
+    """The ``(key, cert)`` of one ``sni_contexts`` entry."""
+    if set(identity) != {"key", "cert"}:
+        raise ValueError(f"sni_contexts[{name!r}] needs exactly 'key' and 'cert'")
+    return identity["key"], identity["cert"]
+
+
+def _sni_selector(contexts: dict[str, SSL.Context]) -> Callable[[SSL.Connection], None]:
+    """OpenSSL's servername callback: switch to the context of the name asked for."""
+    exact = {name: ctx for name, ctx in contexts.items() if not name.startswith("*.")}
+    wildcards = [(name, ctx) for name, ctx in contexts.items() if name.startswith("*.")]
+
+    def select(conn: SSL.Connection) -> None:
+        asked = conn.get_servername()
+        if not asked:
+            return  # no SNI (an IP address, an old client): the default certificate
+        host = asked.decode("ascii", "replace").rstrip(".").lower()
+        ctx = exact.get(host)
+        if ctx is None:
+            ctx = next((c for pattern, c in wildcards if _dns_match(pattern, host)), None)
+        if ctx is not None:
+            conn.set_context(ctx)
+
+    return select
 
 
 def client_config(

@@ -33,6 +33,7 @@ from ._server import Server
 from ._tls_context import (
     CAInput,
     PemInput,
+    SNIContexts,
     TLSConfig,
     client_ssl_context,
     load_pem,
@@ -77,6 +78,7 @@ async def serve(
     reject_unauthorized: bool = True,
     ssl_context: TLSConfig | ssl.SSLContext | None = None,
     alpn_protocols: Sequence[str] | None = ("http/1.1",),
+    sni_contexts: SNIContexts | None = None,
     handshake_timeout: float | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     **http_options: Any,
@@ -95,6 +97,7 @@ async def serve(
         reject_unauthorized=reject_unauthorized,
         ssl_context=ssl_context,
         alpn_protocols=alpn_protocols,
+        sni_contexts=sni_contexts,
         handshake_timeout=handshake_timeout,
     )
     await http_serve(

@@ -53,6 +53,7 @@ from ._tls_context import (
     NO_PEER_CERTIFICATE,
     CAInput,
     PemInput,
+    SNIContexts,
     TLSConfig,
     client_config,
     client_ssl_context,
@@ -66,6 +67,7 @@ from .net import connect as tcp_connect
 __all__ = [
     "CAInput",
     "PemInput",
+    "SNIContexts",
     "Server",
     "TLSConfig",
     "TLSSocket",
@@ -186,6 +188,7 @@ async def serve(
     reject_unauthorized: bool = True,
     ssl_context: TLSConfig | ssl.SSLContext | None = None,
     alpn_protocols: Sequence[str] | None = None,
+    sni_contexts: SNIContexts | None = None,
     host: str | None = None,
     backlog: int | None = None,
     max_connections: int | None = None,
@@ -212,6 +215,9 @@ async def serve(
       ssl_context: a ready :class:`TLSConfig` or :class:`ssl.SSLContext`
         instead of the options above.
       alpn_protocols: protocols offered through ALPN, preferred first.
+      sni_contexts: another certificate per server name the client may ask
+        for, ``{"a.example.com": {"key": ..., "cert": ...}}`` (Node's
+        ``server.addContext``); ``*.example.com`` covers one more label.
     """
     tls = server_tls(
         key=key,
@@ -221,6 +227,7 @@ async def serve(
         reject_unauthorized=reject_unauthorized,
         ssl_context=ssl_context,
         alpn_protocols=alpn_protocols,
+        sni_contexts=sni_contexts,
         handshake_timeout=handshake_timeout,
     )
     listener = await open_listener(port, host, None, backlog)
@@ -244,12 +251,13 @@ def server_tls(
     reject_unauthorized: bool,
     ssl_context: TLSConfig | ssl.SSLContext | None,
     alpn_protocols: Sequence[str] | None,
+    sni_contexts: SNIContexts | None,
     handshake_timeout: float | None,
 ) -> TLSConfig | ssl.SSLContext:
     """What a TLS server (tls.serve, https.serve) runs on: Node's options, or ``ssl_context``."""
     if ssl_context is not None:
-        if key is not None or cert is not None or ca is not None:
-            raise ValueError("give either ssl_context= or key=/cert=/ca=, not both")
+        if key is not None or cert is not None or ca is not None or sni_contexts:
+            raise ValueError("give either ssl_context= or key=/cert=/ca=/sni_contexts=, not both")
         tls: TLSConfig | ssl.SSLContext = ssl_context
     else:
         tls = server_config(
@@ -259,6 +267,7 @@ def server_tls(
             request_cert=request_cert,
             reject_unauthorized=reject_unauthorized,
             alpn_protocols=alpn_protocols,
+            sni_contexts=sni_contexts,
         )
     if isinstance(tls, TLSConfig) and handshake_timeout is not None:
         # A copy: a config passed in may serve elsewhere with its own timeout.
