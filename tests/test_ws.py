@@ -113,6 +113,26 @@ async def test_an_abnormal_close_code_is_raised_from_async_for(nursery: trio.Nur
     assert isinstance(closed.value, trionet.TrionetError)
 
 
+async def test_an_error_in_the_connect_block_comes_out_as_itself(nursery: trio.Nursery) -> None:
+    """Not wrapped in an ExceptionGroup by the connection's nursery; the close still happens."""
+    closes: list[int | None] = []
+
+    async def watch(sock: ws.WebSocket) -> None:
+        async for _ in sock:
+            pass
+        closes.append(sock.close_code)
+
+    server = await start(nursery, watch)
+    with trio.fail_after(5):
+        with pytest.raises(ValueError, match="boom"):
+            async with ws.connect(url(server)) as client:
+                await client.send("x")
+                raise ValueError("boom")
+        while not closes:
+            await trio.sleep(0.01)
+    assert closes == [1000]
+
+
 async def test_send_after_close_raises_connection_closed(nursery: trio.Nursery) -> None:
     server = await start(nursery)
     with trio.fail_after(5):

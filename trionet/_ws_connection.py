@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -32,6 +33,9 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from ._errors import TrionetError
 from ._fdio import DirectIO
@@ -625,22 +629,32 @@ async def _running(
     A block that ends normally or with an error closes with the handshake
     (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
     drops TCP at once instead of waiting for the peer.
+
+    An error raised by the block comes out as itself, not wrapped in the
+    ExceptionGroup the nursery would make of it: ``except ValueError`` around
+    ``async with ws.connect(...)`` works (trio-websocket's users asked for
+    this, python-trio/trio-websocket#188).
     """
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._run_reader)
-        if ping_interval is not None:
-            timeout = ping_timeout if ping_timeout is not None else ping_interval
-            nursery.start_soon(ws._heartbeat, ping_interval, timeout)
-        cancelled = False
-        try:
-            yield
-        except trio.Cancelled:
-            cancelled = True
-            raise
-        finally:
-            if cancelled:
-                with trio.CancelScope(shield=True):
-                    await ws._fail(CloseCode.GOING_AWAY, "going away")
-            else:
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+    from_block: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws._run_reader)
+            if ping_interval is not None:
+                timeout = ping_timeout if ping_timeout is not None else ping_interval
+                nursery.start_soon(ws._heartbeat, ping_interval, timeout)
+            try:
+                yield
+            except BaseException as exc:
+                from_block = exc
+                raise
+            finally:
+                if isinstance(from_block, trio.Cancelled):
+                    with trio.CancelScope(shield=True):
+                        await ws._fail(CloseCode.GOING_AWAY, "going away")
+                else:
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and group.exceptions[0] is from_block:
+            raise from_block from None
+        raise
