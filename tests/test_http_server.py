@@ -491,6 +491,72 @@ async def test_on_check_continue_runs_instead_of_app(nursery: trio.Nursery) -> N
     await client.aclose()
 
 
+PRELOAD = "</style.css>; rel=preload; as=style"
+
+
+async def early_hints_app(req: Request, res: Response) -> None:
+    await res.write_early_hints({"Link": [PRELOAD, "</app.js>; rel=preload; as=script"]})
+    await res.end(b"page\n")
+
+
+async def test_early_hints_go_out_before_the_response(nursery: trio.Nursery) -> None:
+    server = await start(nursery, early_hints_app)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/"))
+    hints = await client.response(head_only=True)
+    assert (hints.status, hints.reason) == (103, "Early Hints")
+    assert hints.head == (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n"
+        b"Link: </app.js>; rel=preload; as=script\r\n\r\n"
+    )
+    final = await client.response()
+    assert (final.status, final.body) == (200, b"page\n")
+    await client.aclose()
+    # Our client skips 1xx heads, as Node's does unless one listens for 'information'.
+    with trio.fail_after(WAIT):
+        res = await trionet.http.request(f"http://{HOST}:{server.port}/")
+    assert (res.status, res.text()) == (200, "page\n")
+
+
+async def test_no_early_hints_for_an_http10_client(nursery: trio.Nursery) -> None:
+    server = await start(nursery, early_hints_app)
+    data = await exchange(server.port, get("/", version="1.0"))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"page\n")
+
+
+async def test_early_hints_need_a_link_and_must_come_first(nursery: trio.Nursery) -> None:
+    errors: list[str] = []
+
+    async def app(req: Request, res: Response) -> None:
+        for hints in ({"X-Other": "1"}, {"Link": "<a>\r\nSet-Cookie: x=1"}):
+            try:
+                await res.write_early_hints(hints)
+            except ValueError as exc:
+                errors.append(str(exc))
+        await res.write(b"started")
+        try:
+            await res.write_early_hints({"Link": PRELOAD})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        await res.end()
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get("/", "Connection: close"))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"103" not in data
+    assert errors == [
+        "early hints need a Link header",
+        "invalid character in header 'Link': '<a>\\r\\nSet-Cookie: x=1'",
+        "early hints after the response head was sent",
+    ]
+
+
+async def test_curl_sees_early_hints(nursery: trio.Nursery, curl: object) -> None:
+    server = await start(nursery, early_hints_app)
+    responses, out, _ = await run_curl(f"http://{HOST}:{server.port}/")
+    assert [status for status, _ in responses] == [103, 200]
+    assert responses[0][1]["link"].startswith("</") and out == "page\n"
+
+
 async def test_on_client_error_hook(nursery: trio.Nursery) -> None:
     seen: list[tuple[int, str]] = []
 

@@ -213,6 +213,25 @@ class Response:
         """Send ``100 Continue`` (for ``on_check_continue`` hooks, Node's writeContinue)."""
         await self._conn.send_continue()
 
+    async def write_early_hints(self, hints: Mapping[str, HeaderValue]) -> None:
+        """Send ``103 Early Hints`` ahead of the response (Node's writeEarlyHints).
+
+        ``hints`` must hold a ``Link`` (e.g. ``"</style.css>; rel=preload;
+        as=style"``, or a list of them), so that a browser fetches those while
+        the app prepares the response. An HTTP/1.0 client gets nothing: RFC
+        9110 section 15.2 forbids 1xx responses to it.
+
+        Raises:
+          ValueError: no Link, or a name or value that is not a valid header.
+          RuntimeError: the response head was already sent.
+        """
+        if self.headers_sent:
+            raise RuntimeError("early hints after the response head was sent")
+        if not any(name.lower() == "link" for name in hints):
+            raise ValueError("early hints need a Link header")
+        lines = b"".join(encode_header(name, value) for name, value in hints.items())
+        await self._conn.send_informational(b"HTTP/1.1 103 Early Hints\r\n" + lines + b"\r\n")
+
     # -- body ------------------------------------------------------------------
     async def write(self, data: bytes | str) -> None:
         """Send a piece of the body (the head first, if not sent yet)."""

@@ -496,6 +496,11 @@ class _Connection:
             return self.body_left == 0
         return scanner.done and self.h11 is None
 
+    async def send_informational(self, head: bytes) -> None:
+        """Send a 1xx response head before the response, unless the client speaks HTTP/1.0."""
+        if self.http11:
+            await self.send(head)
+
     async def send_continue(self) -> None:
         """Send ``100 Continue`` once, if the client asked and no response began."""
         response = self.response
