@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 import trio
-from _ws_raw import BINARY, PING, PONG, TEXT, RawClient, accept_token, close_frame, frame
+from _ws_raw import (
+    BINARY,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    RawClient,
+    accept_token,
+    close_frame,
+    frame,
+)
 from conftest import open_fds
 
 import trionet
@@ -187,6 +197,50 @@ async def test_concurrent_senders_never_interleave_frames(nursery: trio.Nursery)
 
 
 # -- ping and pong ---------------------------------------------------------------
+
+
+async def test_a_message_sent_in_fragments_arrives_whole(nursery: trio.Nursery) -> None:
+    """send(fin=False), as ws's {fin: false}: one message on the wire in several frames."""
+
+    async def fragments(sock: ws.WebSocket) -> None:
+        await sock.send("hel", fin=False)
+        await sock.send("lo ", fin=False)
+        await sock.send("world")
+        await sock.send(b"\x00", fin=False)
+        await sock.send(b"\x01")
+        await sock.wait_closed()
+
+    server = await start(nursery, fragments)
+    with trio.fail_after(5):
+        raw = await RawClient.connect(server.port)
+        frames = [await raw.next_frame() for _ in range(5)]
+        assert [(f.opcode, f.fin, f.payload) for f in frames if f] == [
+            (TEXT, False, b"hel"), (CONT, False, b"lo "), (CONT, True, b"world"),
+            (BINARY, False, b"\x00"), (CONT, True, b"\x01"),
+        ]
+        await raw.aclose()
+        async with ws.connect(url(server)) as client:  # our client reassembles them
+            assert [await client.receive(), await client.receive()] == ["hello world", b"\x00\x01"]
+
+
+async def test_other_tasks_wait_while_a_fragmented_message_is_open(nursery: trio.Nursery) -> None:
+    async def two_senders(sock: ws.WebSocket) -> None:
+        async def whole() -> None:
+            await sock.send("whole")
+
+        await sock.send("frag", fin=False)
+        async with trio.open_nursery() as senders:
+            senders.start_soon(whole)
+            await trio.sleep(0.05)  # the other task is waiting now
+            with pytest.raises(TypeError, match="continues a text message"):
+                await sock.send(b"bytes")
+            await sock.send("mented")
+        await sock.wait_closed()
+
+    server = await start(nursery, two_senders)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            assert [await client.receive(), await client.receive()] == ["fragmented", "whole"]
 
 
 async def test_ping_returns_when_the_pong_arrives(nursery: trio.Nursery) -> None:

@@ -205,6 +205,9 @@ class WebSocket:
         self._close_reason = ""
         self._sent_close: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
         self._send_lock = _SendLock()
+        #: A message sent in fragments (send(fin=False)) is open: whose, and its type.
+        self._fragmenting: tuple[trio.lowlevel.Task, type[Message[Any]]] | None = None
+        self._message_ended = trio.lowlevel.ParkingLot()
         #: Direct reads and writes on plain TCP; under TLS, through the Socket.
         self._io = DirectIO(sock.stream if isinstance(sock.stream, trio.SocketStream) else sock)
         self._queue: deque[str | bytes] = deque()
@@ -252,24 +255,48 @@ class WebSocket:
         await self._closed.wait()
 
     # -- sending --------------------------------------------------------------------
-    async def send(self, message: Data) -> None:
+    async def send(self, message: Data, *, fin: bool = True) -> None:
         """Send one message: ``str`` as a text frame, bytes as a binary frame.
 
         Returns once the socket took it (backpressure).
 
+        ``fin=False`` sends a fragment and leaves the message open, as ws's
+        ``send(data, {fin: false})``: the next sends of the same task continue
+        it (same type: str or bytes) until one with ``fin=True`` ends it. The
+        peer receives one message; nothing of it has to be in memory at once.
+        Meanwhile, other tasks' sends wait for the message to end.
+
         Raises:
           ConnectionClosed: the connection is closing or closed.
+          TypeError: a fragment of another type than the message it continues.
         """
         event: Message[Any]
         if isinstance(message, str):
-            event = TextMessage(data=message)
+            event = TextMessage(data=message, message_finished=fin)
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(message))
+            event = BytesMessage(data=bytes(message), message_finished=fin)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        if self._fragmenting is not None:
+            await self._wait_for_own_message(event)
         async with self._send_lock:
             self._check_open()
             await self._write(self._conn.send(event))
+        if not fin:
+            self._fragmenting = (trio.lowlevel.current_task(), type(event))
+        elif self._fragmenting is not None:
+            self._fragmenting = None
+            self._message_ended.unpark_all()
+
+    async def _wait_for_own_message(self, event: Message[Any]) -> None:
+        """Before a send while a fragmented message is open: wait for it, unless it is ours."""
+        task = trio.lowlevel.current_task()
+        while self._fragmenting is not None and self._fragmenting[0] is not task:
+            self._check_open()
+            await self._message_ended.park()
+        if self._fragmenting is not None and self._fragmenting[1] is not type(event):
+            kind = "text" if self._fragmenting[1] is TextMessage else "binary"
+            raise TypeError(f"this fragment continues a {kind} message: send the same type")
 
     async def ping(self, data: bytes = b"") -> None:
         """Send a Ping and return when its Pong arrives.
@@ -427,6 +454,7 @@ class WebSocket:
         self._state = State.CLOSED
         self._closed.set()
         self._message_arrived.unpark_all()
+        self._message_ended.unpark_all()
         self._room.unpark_all()
         self._wake_pings()
 
