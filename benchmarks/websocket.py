@@ -29,8 +29,17 @@ Earlier rounds removed Trio's per-call scheduler pass on reads and writes
 hand-written parser for common frames (fast, but a second parser beside
 wsproto, which parses every frame by design). What is left is wsproto and the
 kernel: the ``trio+wsproto`` floor, with none of trionet's guarantees, is
-about 1.7x trio-websocket on the echo and 2.4-3x on the stream; trionet is
-within 10-20 % of it.
+1.7-1.96x trio-websocket on the echo and 2.4-3x on the stream (November 2026,
+several full runs); trionet is 20-25 % below it on the echo, 5-10 % on the
+stream. Tried and measured without a gain, so not kept: the application task
+reading the socket itself instead of a hand-off from the reader task (the
+same or slower, pinned A/B over many rounds), dropping the frame-size guard,
+direct descriptor I/O under TLS.
+
+The stream's wall-clock figure has a ceiling that is not the server's: the
+one Node ``ws`` load client moves about 370-400 MB/s here, which Node's own
+``ws`` server, ``websockets`` and trionet all reach (about 2.5-2.7x
+trio-websocket); the per-CPU-second rows are the servers' own cost.
 """
 
 from __future__ import annotations
