@@ -525,6 +525,35 @@ async def test_openssl_s_client_talks_to_tls_serve(
     assert out == b"welcome!\nhello from openssl\n"
 
 
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [
+        ("xn--tst-qla.example", "täst.example"),
+        ("täst.example", "täst.example"),
+        ("a" * 200, "a" * 200),
+    ],
+    ids=["idna", "raw-utf8", "overlong-label"],
+)
+async def test_any_sni_name_a_client_sends_is_readable(
+    serve: ServeFixture, server_identity: Identity, sent: str, seen: str
+) -> None:
+    """The SNI name is the peer's choice: servername never raises, whatever it sent."""
+    names: list[str | None] = []
+
+    async def record(sock: trionet.tls.TLSSocket) -> None:
+        names.append(sock.servername)
+        await sock.send(b"seen\n")
+
+    server = await serve(trionet.tls.serve, record, **server_identity.options())
+    command = ["/usr/bin/openssl", "s_client", "-connect", f"127.0.0.1:{server.port}",
+               "-servername", sent, "-quiet"]
+    with trio.fail_after(20):
+        done = await trio.run_process(command, stdin=b"", capture_stdout=True,
+                                      capture_stderr=True, check=False)
+    assert done.stdout == b"seen\n", done.stderr
+    assert names == [seen]
+
+
 async def test_node_tls_connect_talks_to_tls_serve(
     serve: ServeFixture, node_peers: Path, node: str, tls_ca: trustme.CA,
     tls_server_cert: trustme.LeafCert, tmp_path: Path,

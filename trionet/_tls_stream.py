@@ -316,9 +316,19 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def servername(self) -> str | None:
-        """The SNI name: the one the client sent (server side) or will send."""
+        """The SNI name: the one the client sent (server side) or will send.
+
+        The peer chose those bytes: a name that is not valid IDNA (raw UTF-8,
+        an overlong label) comes back decoded with replacement characters
+        rather than raising in the application.
+        """
         name = self._conn.get_servername()
-        return name.decode("idna") if name else self.server_hostname
+        if not name:
+            return self.server_hostname
+        try:
+            return name.decode("idna")
+        except UnicodeError:
+            return name.decode("utf-8", "replace")
 
 
 def _as_x509(cert: Any) -> x509.Certificate:
