@@ -8,6 +8,7 @@ curl, openssl, Node, the ``websockets`` package).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -101,3 +102,21 @@ async def node_process(node: str, script: str, *args: str) -> AsyncIterator[Any]
                 await proc.wait()
             proc.kill()
             await proc.wait()
+
+
+async def silent_peer(nursery: trio.Nursery) -> tuple[int, list[bytes]]:
+    """A TCP server on 127.0.0.1 that reads but never answers: a handshake hangs on it.
+
+    Returns its port and, per connection, what it read before the client
+    closed (so a test can see the client gave up and closed its socket).
+    """
+    seen: list[bytes] = []
+
+    async def swallow(stream: trio.SocketStream) -> None:
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+        seen.append(data)
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, swallow, 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1], seen

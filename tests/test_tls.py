@@ -17,6 +17,7 @@ import pytest
 import trio
 import trustme
 from _tls_support import Identity, node_server, write_cert_files
+from conftest import silent_peer
 
 import trionet
 from trionet.testing import ServeFixture
@@ -282,6 +283,18 @@ def test_malformed_sni_contexts_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="sni_contexts"):
         trionet.tls.server_config(**server_identity.options(), sni_contexts=contexts)
+
+
+async def test_a_silent_server_times_the_handshake_out_and_the_socket_is_closed(
+    nursery: trio.Nursery, ca_pem: bytes
+) -> None:
+    port, seen = await silent_peer(nursery)
+    with trio.fail_after(5):
+        with pytest.raises(trionet.TimeoutError, match=r"TLS handshake with .* after 0\.2s"):
+            await trionet.tls.connect(port, "127.0.0.1", ca=ca_pem, timeout=0.2)
+        while not seen:  # the server reads our EOF: the client closed its socket
+            await trio.sleep(0.01)
+    assert seen[0].startswith(b"\x16\x03")  # a TLS ClientHello record
 
 
 async def test_expired_certificate_fails_with_tls_error(

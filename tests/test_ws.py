@@ -27,7 +27,7 @@ from _ws_raw import (
     close_frame,
     frame,
 )
-from conftest import open_fds
+from conftest import open_fds, silent_peer
 
 import trionet
 from trionet import ws
@@ -447,6 +447,19 @@ async def test_connect_to_a_closed_port_raises_connect_error() -> None:
     with socket_port() as port, trio.fail_after(5), pytest.raises(trionet.ConnectError):
         async with ws.connect(f"ws://127.0.0.1:{port}/"):
             pass
+
+
+async def test_a_silent_server_times_the_handshake_out_and_the_socket_is_closed(
+    nursery: trio.Nursery,
+) -> None:
+    port, seen = await silent_peer(nursery)
+    with trio.fail_after(5):
+        with pytest.raises(trionet.TimeoutError, match=r"WebSocket handshake with .* after 0\.2s"):
+            async with ws.connect(f"ws://127.0.0.1:{port}/", timeout=0.2):
+                pass
+        while not seen:  # the server reads our EOF: the client closed its socket
+            await trio.sleep(0.01)
+    assert seen[0].startswith(b"GET / HTTP/1.1\r\n")
 
 
 def socket_port() -> Any:

@@ -16,7 +16,9 @@ from typing import Any
 
 import trio
 
-__all__ = ["Address", "Socket", "format_address", "raw_socket"]
+from ._errors import TimeoutError
+
+__all__ = ["Address", "Socket", "format_address", "handshake", "raw_socket"]
 
 #: A TCP address ``(host, port)`` or the path of a Unix socket.
 Address = tuple[str, int] | str
@@ -204,3 +206,23 @@ class Socket(trio.abc.HalfCloseableStream):
             _stdlib_socket.AF_INET,
             _stdlib_socket.AF_INET6,
         )
+
+
+@contextlib.asynccontextmanager
+async def handshake(
+    resource: trio.abc.AsyncResource, timeout: float | None, what: str
+) -> AsyncIterator[None]:
+    """Run the block (a protocol handshake over ``resource``) within ``timeout`` seconds.
+
+    On any failure the resource is closed before the error goes on, so a
+    failed or abandoned handshake never leaks a socket; running out of time
+    raises :class:`trionet.TimeoutError` ("``what`` timed out after N s").
+    """
+    try:
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            yield
+    except BaseException as exc:
+        await trio.aclose_forcefully(resource)
+        if isinstance(exc, trio.TooSlowError):
+            raise TimeoutError(f"{what} timed out after {timeout}s") from None
+        raise

@@ -46,9 +46,9 @@ from typing import Any
 import trio
 from cryptography import x509
 
-from ._errors import TimeoutError, TLSError
+from ._errors import TLSError
 from ._server import Server, open_listener, serve_listeners
-from ._stream import Socket
+from ._stream import Socket, handshake
 from ._tls_context import (
     NO_PEER_CERTIFICATE,
     CAInput,
@@ -309,15 +309,8 @@ async def connect(
         alpn_protocols=alpn_protocols,
     )  # built first: bad options fail before any connection is made
     tcp = await tcp_connect(port, host, timeout=timeout)
-    try:
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
-            stream = await _client_handshake(tcp.stream, tls, name)
-    except trio.TooSlowError:
-        await trio.aclose_forcefully(tcp)
-        raise TimeoutError(f"TLS handshake with {host}:{port} timed out after {timeout}s") from None
-    except BaseException:
-        await trio.aclose_forcefully(tcp)
-        raise
+    async with handshake(tcp, timeout, f"TLS handshake with {host}:{port}"):
+        stream = await _client_handshake(tcp.stream, tls, name)
     return TLSSocket(stream, allow_half_open=allow_half_open)
 
 

@@ -45,9 +45,9 @@ from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import net, tls
-from ._errors import ConnectError, ProtocolError, TimeoutError
+from ._errors import ConnectError, ProtocolError
 from ._server import Server, TLSContext
-from ._stream import Socket
+from ._stream import Socket, handshake
 from ._ws_connection import (
     CLOSE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -359,23 +359,16 @@ async def connect(
     """
     target = _parse_url(url)
     sock = await _open(target, ssl_context, timeout)
-    try:
-        with trio.fail_after(timeout):
-            ws = await _client_handshake(
-                sock,
-                target,
-                subprotocols=subprotocols,
-                headers=headers,
-                max_message_size=max_message_size,
-                compression=compression,
-                close_timeout=close_timeout,
-            )
-    except trio.TooSlowError:
-        await trio.aclose_forcefully(sock)
-        raise TimeoutError(f"no WebSocket handshake from {url} within {timeout}s") from None
-    except BaseException:
-        await trio.aclose_forcefully(sock)
-        raise
+    async with handshake(sock, timeout, f"WebSocket handshake with {url}"):
+        ws = await _client_handshake(
+            sock,
+            target,
+            subprotocols=subprotocols,
+            headers=headers,
+            max_message_size=max_message_size,
+            compression=compression,
+            close_timeout=close_timeout,
+        )
 
     async with _running(ws):
         yield ws
