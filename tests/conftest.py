@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
+from _tls_support import Identity
 
 PEERS = Path(__file__).parent / "peers"
 
@@ -120,3 +122,16 @@ async def silent_peer(nursery: trio.Nursery) -> tuple[int, list[bytes]]:
 
     listeners = await nursery.start(functools.partial(trio.serve_tcp, swallow, 0, host="127.0.0.1"))
     return listeners[0].socket.getsockname()[1], seen
+
+
+# -- TLS material from the plugin's CA (tls_ca, tls_server_cert) ------------------------
+@pytest.fixture
+def server_identity(tls_server_cert: trustme.LeafCert) -> Identity:
+    """The server certificate chain and key as PEM bytes: what key=/cert= take."""
+    return Identity.of(tls_server_cert)
+
+
+@pytest.fixture
+def ca_pem(tls_ca: trustme.CA) -> bytes:
+    """The test CA's certificate as PEM bytes: what ca= takes."""
+    return tls_ca.cert_pem.bytes()

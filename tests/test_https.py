@@ -31,16 +31,6 @@ async def hello(req: trionet.http.Request, res: trionet.http.Response) -> None:
 
 
 @pytest.fixture
-def server_identity(tls_server_cert: trustme.LeafCert) -> Identity:
-    return Identity.of(tls_server_cert)
-
-
-@pytest.fixture
-def ca_pem(tls_ca: trustme.CA) -> bytes:
-    return tls_ca.cert_pem.bytes()
-
-
-@pytest.fixture
 async def https_server(serve: ServeFixture, server_identity: Identity) -> trionet.net.Server:
     return await serve(trionet.https.serve, hello, **server_identity.options())
 

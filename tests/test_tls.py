@@ -32,16 +32,6 @@ def other_ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def server_identity(tls_server_cert: trustme.LeafCert) -> Identity:
-    return Identity.of(tls_server_cert)
-
-
-@pytest.fixture
-def ca_pem(tls_ca: trustme.CA) -> bytes:
-    return tls_ca.cert_pem.bytes()
-
-
 class EchoServer:
     """The seed's TLS echo server: says welcome, then echoes; remembers what it saw."""
 
