@@ -551,10 +551,10 @@ class WebSocket:
             elif isinstance(event, Pong):
                 self._on_pong(event.payload)
             elif isinstance(event, CloseConnection):
-                self._note_close(event)
+                code, reason = self._note_close(event)
                 if not await self._write_control(bytes(replies)):
                     return
-                await self._on_close(event)
+                await self._on_close(event, code, reason)
                 return
         if replies and not await self._write_control(bytes(replies)):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
@@ -599,12 +599,13 @@ class WebSocket:
         """
         return self._conn.state in (WireState.OPEN, WireState.LOCAL_CLOSING)
 
-    def _note_close(self, event: CloseConnection) -> None:
+    def _note_close(self, event: CloseConnection) -> tuple[int, str]:
         """Record a Close (or a violation) the moment it is read, before any await.
 
         wsproto's state has already moved on, so from here on send() must
         raise ConnectionClosed with this code rather than reach wsproto;
-        receive() still delivers what came before the Close.
+        receive() still delivers what came before the Close. Returns the
+        code and reason, the guard's words for a refused frame.
         """
         code, reason = int(event.code), event.reason or ""
         if self._is_violation() and reason == "error in extension":
@@ -613,10 +614,10 @@ class WebSocket:
             self._close_code, self._close_reason = code, reason
         if self._state is State.OPEN:
             self._state = State.CLOSING
+        return code, reason
 
-    async def _on_close(self, event: CloseConnection) -> None:
+    async def _on_close(self, event: CloseConnection, code: int, reason: str) -> None:
         """Complete the close the peer started, or fail the connection it broke."""
-        code, reason = self._close_code or int(event.code), self._close_reason
         if self._is_violation():
             logger.info("%r: protocol violation: %d %s", self, code, reason)
             await self._fail(code, reason, linger=True)

@@ -507,7 +507,7 @@ class _Connection:
         if self.continue_sent or (response is not None and response.headers_sent):
             return
         self.continue_sent = True
-        await self.send(_CONTINUE)
+        await self.send_informational(_CONTINUE)
 
     async def read_body(self) -> bytes:
         """The next piece of the request body, ``b""`` at its end."""
