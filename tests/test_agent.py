@@ -1,4 +1,4 @@
-"""The Agent: pool assignment without sockets, then the pool's promises on real ones."""
+"""The Agent's promises on real sockets (its pure assignment rules: tests/test_pool.py)."""
 
 from __future__ import annotations
 
@@ -13,129 +13,7 @@ from http_client_support import ConnectionStats, Gate, serve_h11
 
 import trionet
 from trionet import http
-from trionet._pool import PoolState, SlotState
 from trionet.agent import Agent
-
-KEY = ("127.0.0.1:80", 0)
-OTHER = ("127.0.0.1:81", 0)
-
-
-# -- sans-IO: PoolState ---------------------------------------------------------------------
-def busy(pool: PoolState, key: object = KEY, now: float = 0.0, conn: object = None) -> object:
-    """Request a slot that is granted at once, and 'open' its connection."""
-    ticket, _ = pool.request(key, now)
-    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
-    pool.connected(ticket.slot, conn if conn is not None else object())
-    return ticket.slot
-
-
-def test_pool_caps_connections_per_key_and_queues_the_rest() -> None:
-    pool = PoolState(max_sockets=2, max_free_sockets=256)
-    busy(pool)
-    busy(pool)
-    waiting, _ = pool.request(KEY, 0.0)
-    assert waiting.slot is None
-    assert (pool.active_count(KEY), pool.queued_count(KEY)) == (2, 1)
-    # Another key has its own cap.
-    busy(pool, OTHER)
-    assert pool.active_count(OTHER) == 1
-
-
-def test_released_connection_goes_to_the_oldest_waiter_directly() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    slot = busy(pool)
-    woken: list[str] = []
-    first, _ = pool.request(KEY, 0.0)
-    second, _ = pool.request(KEY, 0.0)
-    first.wake = lambda: woken.append("first")
-    second.wake = lambda: woken.append("second")
-    pool.release(slot, 1.0, expires_at=10.0)  # type: ignore[arg-type]
-    assert first.slot is slot and second.slot is None and woken == ["first"]
-    assert pool.idle_count(KEY) == 0 and pool.active_count(KEY) == 1
-    assert slot.reused  # type: ignore[attr-defined]
-
-
-def test_free_list_is_lifo_or_fifo() -> None:
-    for lifo, expected in ((True, "b"), (False, "a")):
-        pool = PoolState(max_sockets=2, max_free_sockets=256, lifo=lifo)
-        a, b = busy(pool, conn="a"), busy(pool, conn="b")
-        pool.release(a, 0.0, 10.0)  # type: ignore[arg-type]
-        pool.release(b, 0.0, 10.0)  # type: ignore[arg-type]
-        ticket, _ = pool.request(KEY, 1.0)
-        assert ticket.slot is not None and ticket.slot.conn == expected
-
-
-def test_idle_connections_expire_and_overflow_max_free_sockets() -> None:
-    pool = PoolState(max_sockets=3, max_free_sockets=1)
-    a, b = busy(pool, conn="a"), busy(pool, conn="b")
-    pool.release(a, 0.0, expires_at=5.0)  # type: ignore[arg-type]
-    closing = pool.release(b, 0.0, expires_at=5.0)  # type: ignore[arg-type]
-    assert [s.conn for s in closing] == ["a"]  # over max_free_sockets: oldest closed
-    ticket, closing = pool.request(KEY, now=6.0)  # "b" expired meanwhile
-    assert [s.conn for s in closing] == ["b"]
-    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
-    assert pool.total == 1
-
-
-def test_max_total_sockets_closes_an_idle_connection_of_another_key() -> None:
-    pool = PoolState(max_sockets=5, max_free_sockets=256, max_total_sockets=2)
-    a, b = busy(pool, conn="a"), busy(pool, conn="b")
-    waiting, _ = pool.request(OTHER, 0.0)
-    assert waiting.slot is None  # total cap reached, nothing idle to evict
-    closing = pool.release(a, 0.0, 10.0)  # type: ignore[arg-type]
-    # The freed connection of KEY was evicted so OTHER's waiter may connect.
-    assert [s.conn for s in closing] == ["a"]
-    assert waiting.slot is not None and waiting.slot.state is SlotState.CONNECTING
-    assert pool.total == 2 and b is not None
-
-
-def test_withdrawn_queued_ticket_leaves_the_queue_at_once() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    busy(pool)
-    ticket, _ = pool.request(KEY, 0.0)
-    assert pool.queued_count(KEY) == 1
-    assert pool.withdraw(ticket, 0.0) == []
-    assert pool.queued_count(KEY) == 0
-
-
-def test_withdrawn_after_assignment_hands_the_connection_on() -> None:
-    """The httpcore#1110 race: a connection assigned to a waiter that is being
-    cancelled goes to the next waiter instead of being lost or double-booked."""
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    slot = busy(pool, conn="c")
-    cancelled, _ = pool.request(KEY, 0.0)
-    patient, _ = pool.request(KEY, 0.0)
-    pool.release(slot, 0.0, 10.0)  # type: ignore[arg-type]
-    assert cancelled.slot is slot
-    pool.withdraw(cancelled, 0.0)
-    assert patient.slot is slot and slot.state is SlotState.BUSY  # type: ignore[attr-defined]
-    assert pool.active_count(KEY) == 1 and pool.idle_count(KEY) == 0
-
-
-def test_withdrawn_connect_permission_is_returned() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    ticket, _ = pool.request(KEY, 0.0)
-    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
-    pool.withdraw(ticket, 0.0)
-    assert pool.active_count(KEY) == 0 and pool.total == 0
-
-
-def test_fresh_ticket_skips_idle_connections() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    slot = busy(pool, conn="stale?")
-    pool.release(slot, 0.0, 10.0)  # type: ignore[arg-type]
-    ticket, closing = pool.request(KEY, 0.0, fresh=True)
-    # At the cap with only an idle connection: it is closed to make room.
-    assert ticket.slot is not None and ticket.slot.state is SlotState.CONNECTING
-    assert closing == [] or [s.conn for s in closing] == ["stale?"]
-
-
-def test_discard_gives_the_room_to_a_waiter() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    slot = busy(pool)
-    waiting, _ = pool.request(KEY, 0.0)
-    pool.discard(slot, 0.0)  # type: ignore[arg-type]
-    assert waiting.slot is not None and waiting.slot.state is SlotState.CONNECTING
 
 
 # -- the Agent on real sockets --------------------------------------------------------------
@@ -367,14 +245,6 @@ async def test_aclose_closes_idle_now_and_busy_when_their_response_ends() -> Non
             assert (await http.request(url(port), agent=agent)).status == 200
             assert agent.free_sockets == {name: 1} and stats.total == 3
             nursery.cancel_scope.cancel()
-
-
-def test_keys_with_nothing_left_are_forgotten() -> None:
-    pool = PoolState(max_sockets=1, max_free_sockets=256)
-    for port in range(200):
-        slot = busy(pool, (f"h:{port}", 0))
-        pool.discard(slot, 0.0)  # type: ignore[arg-type]
-    assert len(pool.keys) <= 65
 
 
 async def test_random_cancellations_leave_the_pool_consistent() -> None:

@@ -10,17 +10,33 @@ outside, as in httpcore's ``_assign_requests_to_connections``.
 
 Vocabulary (Node's): a *key* is one origin (``"host:port"`` plus the TLS
 identity); a *slot* is one connection, counted against ``max_sockets`` from the
-moment we decide to open it; a *ticket* is one request asking for a slot.
+moment we decide to open it until it is closed; a *ticket* is one request
+asking for a slot.
 
 Rules, per key:
 
-- at most ``max_sockets`` slots CONNECTING or BUSY (Node's ``agent.sockets``);
+- at most ``max_sockets`` slots open at any instant: CONNECTING, BUSY and IDLE
+  together. Node's ``Agent.addRequest`` counts ``freeSockets[name].length +
+  sockets[name].length`` against ``maxSockets`` (lib/_http_agent.js,
+  https://github.com/nodejs/node/blob/v20.x/lib/_http_agent.js); counting only
+  the busy ones let a key hold ``max_sockets`` busy connections plus a free
+  list, which is what a server sizing itself by ``max_sockets`` cannot take;
 - tickets that cannot be served wait in FIFO order (Node's ``agent.requests``);
 - a freed connection goes straight to the oldest waiter, else to the free list
   (Node's ``agent.freeSockets``), which hands out the newest (``lifo``) or the
   oldest (``fifo``) connection and holds at most ``max_free_sockets``;
+- a *fresh* ticket (the retry after a stale kept-alive connection) never takes
+  an idle connection; when the room is full and some of it is idle, the oldest
+  idle connection is closed to make room, else the ticket waits its turn.
+  Rejected: handing the freed connection past a fresh ticket at the head of the
+  queue to the next waiter (breaks FIFO), and letting the fresh ticket connect
+  beyond the cap (the overshoot this rule replaces);
 - ``max_total_sockets`` caps all slots of all keys, idle ones included; an idle
   connection of another key is closed to make room for a waiter.
+
+Closing never happens here: the transitions return the slots to close, and the
+caller closes them before it opens the connection that takes their room, so a
+server counting its connections never sees more than the cap either.
 """
 
 from __future__ import annotations
@@ -106,7 +122,7 @@ class PoolState:
     """The agent's bookkeeping: slots per key, free lists and wait queues.
 
     Args:
-      max_sockets: CONNECTING + BUSY slots allowed per key.
+      max_sockets: open slots allowed per key (CONNECTING, BUSY and IDLE).
       max_free_sockets: idle connections kept per key.
       max_total_sockets: all slots of all keys together (None: no cap).
       lifo: reuse the most recently freed connection (True) or the oldest.
@@ -273,8 +289,12 @@ class PoolState:
                 host.active += 1
                 ticket.slot = slot
                 return True
+        # Room for a new connection: idle ones count (Node's addRequest). Here
+        # any idle one left means a fresh ticket; the oldest makes room for it.
         if host.active >= self.max_sockets:
             return False
+        if host.active + len(host.idle) >= self.max_sockets:
+            closing.append(self._drop_idle(host, host.idle.popleft()))
         if not self._total_has_room(host, closing):
             return False
         host.active += 1
