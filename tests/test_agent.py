@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import random
+import socket
+import struct
 from functools import partial
 
 import pytest
@@ -285,3 +288,138 @@ async def test_random_cancellations_leave_the_pool_consistent() -> None:
             gc.collect()
             assert open_fds() <= fds_before
             nursery.cancel_scope.cancel()
+
+
+# -- the cap under churn, counted by the server ----------------------------------------------
+#: ``tcpi_state`` of an ESTABLISHED connection (Linux include/net/tcp_states.h):
+#: once the client closes its end, the server's end is CLOSE_WAIT or CLOSED.
+TCP_ESTABLISHED = 1
+
+
+def established(sock: trio.socket.SocketType) -> bool:
+    """Is this server-side connection still open at the client's end?"""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+
+
+class ChurningServer:
+    """HTTP/1.1 keep-alive server that closes connections under the client's feet.
+
+    At every accept it counts its connections that are still ESTABLISHED (the
+    client has not closed them) and keeps the most. After a response it closes
+    one connection in ten a moment later without warning (the client finds it
+    dead while idle, or sends its next request into the close); every 150th
+    request is reset half-way through its body; ``/slow`` sends half a body
+    and then waits for the client to give up.
+    """
+
+    BODY = b"x" * 2000
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.streams: set[trio.SocketStream] = set()
+        self.most = 0
+        self.accepted = 0
+        self.requests = 0
+        self.idle_closes = 0
+        self.resets = 0
+
+    async def run(self, listener: trio.SocketListener) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                stream = await listener.accept()
+                self.accepted += 1
+                self.streams.add(stream)
+                now_open = sum(established(s.socket) for s in self.streams)
+                self.most = max(self.most, now_open)
+                nursery.start_soon(self._serve, stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(self.BODY)
+        buffered = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffered += data
+                request, _, buffered = buffered.partition(b"\r\n\r\n")
+                self.requests += 1
+                if request.startswith(b"GET /slow "):
+                    await stream.send_all(head + self.BODY[:1000])
+                    with trio.move_on_after(5):
+                        await stream.receive_some(65536)  # the client's close
+                    return
+                if self.requests % 150 == 0:
+                    await stream.send_all(head + self.BODY[:1000])
+                    linger = struct.pack("ii", 1, 0)  # close() sends RST
+                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.resets += 1
+                    return
+                await stream.send_all(head + self.BODY)
+                if self.rng.random() < 0.1:
+                    await trio.sleep(self.rng.random() * 0.002)
+                    self.idle_closes += 1
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.streams.discard(stream)
+            stream.socket.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="reads TCP states (Linux)")
+async def test_max_sockets_caps_open_connections_while_the_server_churns() -> None:
+    """issue 11 §1: 100 tasks x 30 GETs through Agent(max_sockets=4), 10 of them
+    cancelled mid-response, the server closing kept-alive connections at random
+    and resetting some mid-response. The server never has more than 4 open,
+    and the requests not cancelled succeed (the stale ones retried)."""
+    rng = random.Random(11)
+    server = ChurningServer(rng)
+    agent = Agent(max_sockets=4)
+    ok = failed = cancelled = 0
+    client_most = 0
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listener.socket.getsockname()[1]
+            name = f"127.0.0.1:{port}"
+            nursery.start_soon(server.run, listener)
+
+            async def client(task: int) -> None:
+                nonlocal ok, failed, cancelled
+                for i in range(30):
+                    if task < 10 and i == 15:
+                        with trio.move_on_after(0.1) as scope:
+                            await http.request(url(port, "/slow"), agent=agent)
+                        assert scope.cancelled_caught
+                        cancelled += 1
+                        continue
+                    try:
+                        res = await http.request(url(port), agent=agent)
+                    except (trionet.ConnectError, trionet.ProtocolError):
+                        failed += 1
+                    else:
+                        assert res.status == 200 and res.body == ChurningServer.BODY
+                        ok += 1
+
+            async def watch_the_client() -> None:
+                nonlocal client_most
+                while True:
+                    in_pool = agent.sockets.get(name, 0) + agent.free_sockets.get(name, 0)
+                    client_most = max(client_most, in_pool)
+                    await trio.sleep(0.001)
+
+            nursery.start_soon(watch_the_client)
+            async with trio.open_nursery() as clients:
+                for task in range(100):
+                    clients.start_soon(client, task)
+            nursery.cancel_scope.cancel()
+    await agent.aclose()
+    # The churn really happened: connections were replaced many times over.
+    assert server.idle_closes > 50 and server.resets > 5 and server.accepted > 100
+    assert cancelled == 10 and ok + failed == 100 * 30 - 10
+    assert server.most <= 4 and client_most <= 4
+    # Only the resets mid-response fail; every stale connection was retried.
+    assert failed <= server.resets
+    assert ok >= 0.99 * (ok + failed)

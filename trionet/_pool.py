@@ -18,9 +18,10 @@ Rules, per key:
 - at most ``max_sockets`` slots open at any instant: CONNECTING, BUSY and IDLE
   together. Node's ``Agent.addRequest`` counts ``freeSockets[name].length +
   sockets[name].length`` against ``maxSockets`` (lib/_http_agent.js,
-  https://github.com/nodejs/node/blob/v20.x/lib/_http_agent.js); counting only
-  the busy ones let a key hold ``max_sockets`` busy connections plus a free
-  list, which is what a server sizing itself by ``max_sockets`` cannot take;
+  https://github.com/nodejs/node/blob/v20.x/lib/_http_agent.js). Counting only
+  the busy ones (as before) let a key hold a free list on top of
+  ``max_sockets`` busy connections: more than a server sized for the client's
+  cap expects;
 - tickets that cannot be served wait in FIFO order (Node's ``agent.requests``);
 - a freed connection goes straight to the oldest waiter, else to the free list
   (Node's ``agent.freeSockets``), which hands out the newest (``lifo``) or the
@@ -197,8 +198,10 @@ class PoolState:
     def release(self, slot: Slot, now: float, expires_at: float) -> list[Slot]:
         """A BUSY connection finished its exchange and may be reused until ``expires_at``.
 
-        It goes to the oldest waiter of its key, else to the free list. Returns
-        the slots to close.
+        It goes to the oldest waiter of its key, else to the free list; a fresh
+        ticket at the head of the queue cannot take a used connection, so then
+        it goes to the free list too, and the oldest idle one of the full room
+        is closed for that ticket to connect. Returns the slots to close.
         """
         assert slot.state is SlotState.BUSY, slot
         host = self._hosts[slot.key]

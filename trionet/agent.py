@@ -7,8 +7,14 @@
     agent.requests       # {"127.0.0.1:8000": 3}  requests waiting for a connection
     await agent.aclose()
 
-Never more than ``max_sockets`` connections (busy plus connecting) go to one
-``host:port``; further requests wait in FIFO order. Which request gets which
+Never more than ``max_sockets`` connections are open to one ``host:port`` (plus
+TLS identity) at any instant: connecting, busy and idle together, as Node's
+``Agent.addRequest`` counts ``freeSockets`` with ``sockets``
+(https://github.com/nodejs/node/blob/v20.x/lib/_http_agent.js). Further
+requests wait in FIFO order; a retry that needs a fresh connection while the
+room is full of idle ones closes the oldest idle one, and the evicted
+connection is closed before the new one is opened, so the server never sees
+more than the cap either. Which request gets which
 connection is decided by :class:`trionet._pool.PoolState`, pure state changes
 without I/O; this module is the thin Trio layer around it: it opens and closes
 connections and wakes waiting tasks.
@@ -55,10 +61,12 @@ class Agent:
     """A pool of keep-alive connections, capped per ``host:port``.
 
     Args:
-      max_sockets: connections (busy plus connecting) per host:port.
+      max_sockets: connections open per host:port at any instant: connecting,
+        busy and idle together (Node's ``maxSockets``).
       keep_alive: keep finished connections for reuse; False closes each after
         its response and sends ``Connection: close``.
-      max_free_sockets: idle connections kept per host:port.
+      max_free_sockets: idle connections kept per host:port (they count
+        against ``max_sockets`` too, so more than that has no effect).
       keep_alive_timeout: seconds an idle connection is kept; a shorter
         ``Keep-Alive: timeout=N`` from the server, minus one second, wins.
       max_total_sockets: cap over all hosts (idle connections included); an
