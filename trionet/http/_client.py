@@ -38,9 +38,16 @@ For the layers built on this module:
   101 response, the raw :class:`trionet.net.Socket` and the bytes already
   read past the 101 head; on a refusal ``(response with body, None, b"")``.
 
-Errors: refused or unreachable servers raise :class:`trionet.ConnectError`; a
-malformed, truncated or over-long response raises :class:`trionet.ProtocolError`
-saying what was wrong; ``timeout`` raises :class:`trionet.TimeoutError`.
+Errors, all exported from :mod:`trionet` and :mod:`trionet.http`: refused or
+unreachable servers raise :class:`trionet.ConnectError`; a server that closes
+or resets the connection without answering, :class:`trionet.ConnectionLost`
+(but a response it sent before closing, even mid-upload, is returned); a
+malformed, truncated or over-long response, or one with both Content-Length
+and Transfer-Encoding, raises :class:`trionet.ProtocolError` saying what was
+wrong and closes the connection; a body over ``max_body_size``,
+:class:`trionet.MessageSizeError`; ``timeout``, :class:`trionet.TimeoutError`.
+A body of any size is read into memory unless ``max_body_size`` says
+otherwise: :func:`stream` reads one in pieces.
 """
 
 from __future__ import annotations
@@ -57,11 +64,12 @@ from urllib.parse import quote, unquote, urlsplit
 import h11
 import trio
 
-from .._errors import ConnectError, ProtocolError, TimeoutError
+from .._errors import ConnectError, ConnectionLost, MessageSizeError, ProtocolError, TimeoutError
 from .._pool import Slot
 from .._stream import Socket
 from ..agent import Agent
-from ._client_conn import ConnectionLost, HTTPConnection, Origin, open_connection
+from ._client_conn import END as _END
+from ._client_conn import HTTPConnection, Origin, check_framing, open_connection
 
 __all__ = [
     "ClientResponse",
@@ -74,9 +82,6 @@ __all__ = [
 
 #: The agent used when a request names none (Node's ``http.globalAgent``).
 global_agent = Agent(max_sockets=5)
-
-#: h11 events are immutable: one end-of-message serves every request.
-_END = h11.EndOfMessage()
 
 #: Methods a request may be repeated with (RFC 9110 §9.2.2), so a request that
 #: met a stale keep-alive connection is sent again on a new one.
@@ -261,24 +266,60 @@ class ClientResponse:
             self._abandon()
             raise
 
-    async def _read_all(self) -> None:
-        """Read the whole body (the :func:`request` path: no per-chunk bytes copies)."""
+    async def _read_all(self, max_body_size: int | None = None) -> None:
+        """Read the whole body (the :func:`request` path: no per-chunk bytes copies).
+
+        Over ``max_body_size``: :class:`MessageSizeError`, raised before the
+        body is read when Content-Length declares it, else as soon as the
+        bytes received pass the limit; the connection is closed either way.
+        """
         conn = self._conn
         assert conn is not None
         chunks = []
         try:
-            while True:
-                event = await conn.next_event()
-                kind = type(event)
-                if kind is h11.Data:
-                    chunks.append(event.data)
-                elif kind is h11.EndOfMessage:
-                    break
+            if max_body_size is None:
+                while True:
+                    event = await conn.next_event()
+                    kind = type(event)
+                    if kind is h11.Data:
+                        chunks.append(event.data)
+                    elif kind is h11.EndOfMessage:
+                        break
+            else:
+                declared = self._declared_length()
+                if declared is not None and declared > max_body_size:
+                    raise self._too_large(max_body_size, f"declares {declared} bytes")
+                received = 0
+                while True:
+                    event = await conn.next_event()
+                    kind = type(event)
+                    if kind is h11.Data:
+                        received += len(event.data)
+                        if received > max_body_size:
+                            raise self._too_large(max_body_size, f"passed {received} bytes")
+                        chunks.append(event.data)
+                    elif kind is h11.EndOfMessage:
+                        break
         except BaseException:
             self._abandon()
             raise
         self.body = b"".join(chunks)
         self._finish()
+
+    def _declared_length(self) -> int | None:
+        """The body length Content-Length declares, when the response has a body."""
+        if self.method == "HEAD" or self.status in (204, 304):
+            return None
+        value = self._raw_header(b"content-length")
+        return int(value) if value is not None else None  # h11 checked it is digits
+
+    def _too_large(self, limit: int, how: str) -> MessageSizeError:
+        conn = self._conn
+        name = conn.origin.name if conn is not None else "the server"
+        return MessageSizeError(
+            f"response body from {name} {how}, over max_body_size={limit}; "
+            "read large bodies in pieces with trionet.http.stream()"
+        )
 
     # -- the connection's fate ---------------------------------------------------------
     def _finish(self) -> None:
@@ -545,48 +586,10 @@ def _prepared_plain(
 async def _send_and_receive_head(
     conn: HTTPConnection, prepared: _Prepared, expect_continue: bool
 ) -> h11.Response:
-    """Send the request and read the response head (1xx responses are skipped)."""
-    h = conn.start_exchange()
-    data = h.send(prepared.event)
-    assert data is not None
-    if expect_continue:
-        await conn.send(data)
-        event = await conn.next_event()
-        while type(event) is h11.InformationalResponse and event.status_code != 100:
-            event = await conn.next_event()
-        if type(event) is h11.Response:
-            return event  # refused before the body: the connection won't be reused
-        await _send_body(conn, prepared, b"")
-    elif prepared.body is not None:
-        if prepared.body:
-            data += h.send(h11.Data(data=prepared.body))
-        await conn.send(data + h.send(_END))
-    else:
-        await _send_body(conn, prepared, data)
-    event = await conn.next_event()
-    while type(event) is h11.InformationalResponse:
-        event = await conn.next_event()
-    if type(event) is not h11.Response:
-        raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
-    return event
-
-
-async def _send_body(conn: HTTPConnection, prepared: _Prepared, head: bytes) -> None:
-    """Send the body after ``head`` (bytes already owed): known, or chunk by chunk."""
-    h = conn.h11
-    if prepared.body is not None:
-        out = head + (h.send(h11.Data(data=prepared.body)) or b"") if prepared.body else head
-        await conn.send(out + (h.send(_END) or b""))
-        return
-    assert prepared.body_iter is not None
-    if head:
-        await conn.send(head)
-    async for chunk in prepared.body_iter:
-        if isinstance(chunk, str):
-            chunk = chunk.encode()
-        if chunk:
-            await conn.send(h.send(h11.Data(data=chunk)) or b"")
-    await conn.send(h.send(_END) or b"")
+    """Send the request and read the final response head (see ``HTTPConnection.exchange``)."""
+    return await conn.exchange(
+        prepared.event, prepared.body, prepared.body_iter, expect_continue
+    )
 
 
 def _resolve_agent(agent: AgentArg) -> Agent | None:
@@ -667,6 +670,7 @@ async def request(
     timeout: float | None = None,
     expect_continue: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    max_body_size: int | None = None,
 ) -> ClientResponse:
     """Send a request and read the whole response (Node's ``http.request`` plus reading).
 
@@ -687,19 +691,40 @@ async def request(
         the server's ``100 Continue`` (a final response instead means the body
         is never sent).
       ssl_context: the TLS context for an ``https`` URL (see the module docstring).
+      max_body_size: the most response body bytes to read into memory; None
+        (the default, as in Node, httpx and aiohttp) reads any size, which
+        costs about twice the body in memory while it is joined. Read large
+        bodies with :func:`stream`.
+
+    Returns:
+      The response, body read. A response the server sent before it had read
+      the whole request body (a ``413`` for a large upload, say) is returned
+      even if the server then closed or reset the connection (RFC 9112 §9.5;
+      curl and Node do the same); the rest of the body is not sent.
 
     Raises:
-      ConnectError: the server refused, or closed the connection before answering.
-      ProtocolError: the response was malformed, cut short or longer than declared.
-      TimeoutError: ``timeout`` ran out; PoolTimeout: the agent's pool_timeout did.
+      ConnectError: the server could not be reached (refused, unreachable,
+        unknown name).
+      ConnectionLost: the server closed or reset the connection without
+        answering (a :class:`ConnectError`); an idempotent request on a reused
+        connection is sent once more first.
+      TLSError: the TLS handshake of an ``https`` request failed.
+      ProtocolError: the response was malformed, cut short, longer than
+        declared, or had both Content-Length and Transfer-Encoding; the
+        connection is closed, never reused.
+      MessageSizeError: the body is over ``max_body_size``; the connection is
+        closed.
+      TimeoutError: ``timeout`` ran out.
+      PoolTimeout: the agent's ``pool_timeout`` ran out (a :class:`TimeoutError`).
+      ValueError: the URL or a header cannot be sent (checked before sending).
     """
     if timeout is None:
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
-        await res._read_all()
+        await res._read_all(max_body_size)
         return res
     with trio.move_on_after(timeout):
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
-        await res._read_all()
+        await res._read_all(max_body_size)
         return res
     raise _timed_out(f"{method} {_describe(url)}", timeout)
 
@@ -721,7 +746,13 @@ async def stream(
     ``await res.read()`` or ``async for chunk in res`` inside the block. On
     leaving it, a response read to the end has returned its connection to the
     pool; an unfinished one closes it. ``timeout`` bounds getting the response
-    head and then each wait for body data.
+    head and then each wait for body data. The body is never held whole, so
+    there is no ``max_body_size``: this is the way to read large bodies.
+
+    Raises:
+      ConnectError, ConnectionLost, TLSError, ProtocolError, TimeoutError,
+      PoolTimeout, ValueError: as :func:`request`, while getting the head;
+      ProtocolError and TimeoutError also while reading the body.
     """
     if timeout is None:
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
@@ -808,6 +839,7 @@ async def _switch_protocols(
             return res, Socket(conn.stream, allow_half_open=False), leftover
         if type(event) is not h11.Response:
             raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
+        check_framing(event, conn.origin)
         res = ClientResponse(event, conn, None, None, prepared.method)
         res._complete = False
         await res._read_all()
