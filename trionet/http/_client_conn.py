@@ -47,6 +47,7 @@ from .._fdio import DirectIO
 from .._stream import raw_socket
 
 __all__ = [
+    "EARLY_BODY_LIMIT",
     "END",
     "STOP_SENDING_STATUS",
     "WATCHED_BODY_SIZE",
@@ -76,6 +77,11 @@ WATCHED_BODY_SIZE = 65536
 #: ``CURLOPT_KEEP_SENDING_ON_ERROR`` keeps sending). Below it, the body is
 #: sent to the end, as Node's client does.
 STOP_SENDING_STATUS = 300
+
+#: An early final response of :data:`STOP_SENDING_STATUS` or more is read up
+#: to this much of its body before the upload stops (error pages are small);
+#: past it the upload stops anyway, and on TLS the rest may be lost.
+EARLY_BODY_LIMIT = 1024 * 1024
 
 #: h11 events are immutable: one end-of-message serves every request.
 END = h11.EndOfMessage()
@@ -153,6 +159,7 @@ class HTTPConnection:
         "io",
         "keep_alive_hint",
         "origin",
+        "replay",
         "requests",
         "serial",
         "stream",
@@ -177,6 +184,8 @@ class HTTPConnection:
         #: head size only while the head is incomplete; a whole one in one read
         #: would slip past, so we check too).
         self.head_bytes = 0
+        #: Events read ahead (an early response's body), handed out first.
+        self.replay: list[Any] = []
 
     def start_exchange(self) -> h11.Connection:
         """A fresh h11 state for the next request/response on this connection.
@@ -285,6 +294,12 @@ class HTTPConnection:
                 nursery.cancel_scope.cancel()
             else:
                 if response.status_code >= STOP_SENDING_STATUS and not upload.done:
+                    # Read the answer first, then stop the upload: a cancelled
+                    # send breaks a TLS stream (trio.SSLStream), answer unread.
+                    try:
+                        await self._buffer_body()
+                    except Exception as exc:
+                        failure = exc
                     nursery.cancel_scope.cancel()
         if upload.error is not None:
             raise upload.error
@@ -294,6 +309,18 @@ class HTTPConnection:
             raise failure
         assert response is not None
         return response
+
+    async def _buffer_body(self) -> None:
+        """Read the response body into :attr:`replay`, up to :data:`EARLY_BODY_LIMIT` bytes."""
+        size = 0
+        while size <= EARLY_BODY_LIMIT:
+            event = await self.next_event()
+            self.replay.append(event)
+            kind = type(event)
+            if kind is h11.Data:
+                size += len(event.data)
+            elif kind is h11.EndOfMessage:
+                return
 
     async def _upload(
         self,
@@ -334,6 +361,8 @@ class HTTPConnection:
 
     async def next_event(self) -> Any:
         """The next h11 event from the server, reading as needed."""
+        if self.replay:
+            return self.replay.pop(0)
         conn = self.h11
         while True:
             try:
