@@ -301,3 +301,37 @@ def test_every_raise_site_of_the_client_uses_a_public_error(module_name: str) ->
             raised.add(name)
     assert raised, "no raise sites found"
     assert raised <= allowed, raised - allowed
+
+
+# -- the upload's task stays out of sight ---------------------------------------------------------
+async def test_a_failing_body_iterator_raises_its_own_error() -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        raise RuntimeError("the caller's data source failed")
+
+    async def read_forever(sock: trionet.net.Socket) -> None:
+        while await sock.receive():
+            pass
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, read_forever)
+            with pytest.raises(RuntimeError, match="data source failed"):
+                await http.request(url(port), method="POST", body=broken(), agent=Agent())
+            nursery.cancel_scope.cancel()
+
+
+async def test_timeout_during_a_stalled_upload_raises_timeout_error() -> None:
+    async def never_read(sock: trionet.net.Socket) -> None:
+        await read_head(sock)
+        await trio.sleep_forever()
+
+    sent = [0]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, never_read)
+            with pytest.raises(trionet.TimeoutError, match=r"timed out after 0\.5s"):
+                await http.request(
+                    url(port), method="PUT", body=chunks(1024, sent), agent=Agent(), timeout=0.5
+                )
+            nursery.cancel_scope.cancel()

@@ -45,7 +45,7 @@ from .http import Response as Response
 from .http import request as http_request
 from .http import serve as http_serve
 from .http import stream as http_stream
-from .http._client import Body, HeadersArg
+from .http._client_request import Body, HeadersArg
 from .tls import server_tls
 
 __all__ = [
