@@ -210,8 +210,9 @@ async def request(
     Raises:
       TLSError: the handshake failed, saying why (unknown CA, hostname
         mismatch, expired certificate).
-      ConnectError, ConnectionLost, ProtocolError, MessageSizeError,
-      TimeoutError, PoolTimeout, ValueError: as :func:`trionet.http.request`.
+      ConnectError: as :func:`trionet.http.request`, and so do ConnectionLost,
+        ProtocolError, MessageSizeError, TimeoutError, PoolTimeout and
+        ValueError.
     """
     context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
     return await http_request(

@@ -262,9 +262,12 @@ async def stream(
     there is no ``max_body_size``: this is the way to read large bodies.
 
     Raises:
-      ConnectError, ConnectionLost, TLSError, ProtocolError, TimeoutError,
-      PoolTimeout, ValueError: as :func:`request`, while getting the head;
-      ProtocolError and TimeoutError also while reading the body.
+      ConnectError: as :func:`request`; so do ConnectionLost, TLSError,
+        PoolTimeout and ValueError, all while getting the response head.
+      ProtocolError: as :func:`request`, while getting the head or reading
+        the body (the connection is closed).
+      TimeoutError: ``timeout`` ran out getting the head, or waiting for
+        body data.
     """
     if timeout is None:
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
