@@ -16,7 +16,10 @@ both report that response. So a large or streamed body goes out from a task
 of its own while the request's task reads; a final response of 300 or more
 that arrives first stops the upload (curl's default, see its
 ``CURLOPT_KEEP_SENDING_ON_ERROR``), one under 300 lets it finish (Node and
-curl keep sending). A send that fails (``EPIPE``, ``ECONNRESET``) is not the
+curl keep sending). The upload stops only once that response's body is read
+(into :attr:`HTTPConnection.replay`, up to :data:`EARLY_BODY_LIMIT`):
+cancelling a send breaks a ``trio.SSLStream``, and the answer with it. A send
+that fails (``EPIPE``, ``ECONNRESET``) is not the
 error either: what the server sent before closing is read and returned.
 Either way a request whose body did not go out whole marks the connection
 unusable (h11's ``send_failed()``), so it is never pooled.
