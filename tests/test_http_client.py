@@ -630,7 +630,7 @@ async def test_upgrade_refused_returns_the_response_and_no_socket() -> None:
 
 
 def test_keep_alive_header_parsing() -> None:
-    from trionet.http._client import _keep_alive_timeout
+    from trionet.http._client_response import _keep_alive_timeout
 
     assert _keep_alive_timeout(b"timeout=5, max=1000") == 5.0
     assert _keep_alive_timeout(b"max=3,Timeout = 2.5") == 2.5

@@ -16,6 +16,7 @@ from . import net as net
 from . import tls as tls
 from . import ws as ws
 from ._errors import ConnectError as ConnectError
+from ._errors import ConnectionLost as ConnectionLost
 from ._errors import MessageSizeError as MessageSizeError
 from ._errors import PoolTimeout as PoolTimeout
 from ._errors import ProtocolError as ProtocolError
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConnectError",
+    "ConnectionLost",
     "MessageSizeError",
     "PoolTimeout",
     "ProtocolError",

@@ -12,6 +12,7 @@ import builtins
 
 __all__ = [
     "ConnectError",
+    "ConnectionLost",
     "MessageSizeError",
     "PoolTimeout",
     "ProtocolError",
@@ -30,6 +31,18 @@ class ConnectError(TrionetError, OSError):
 
     Also an :class:`OSError`, so code written for plain sockets keeps working;
     the message names the address that failed.
+    """
+
+
+class ConnectionLost(ConnectError):
+    """The server closed or reset the connection before sending a response.
+
+    Node's client reports this as ``socket hang up`` / ``ECONNRESET``. A
+    response the server did send before closing is returned, not this error
+    (e.g. a ``413`` sent while the request body was still going out). On a
+    kept-alive connection this is the stale-connection race: an idempotent
+    request is sent once more on a new connection first. A subclass of
+    :class:`ConnectError`, so ``except ConnectError`` covers it.
     """
 
 
@@ -53,4 +66,9 @@ class PoolTimeout(TimeoutError):
 
 
 class MessageSizeError(TrionetError, ValueError):
-    """A message is larger than the transport can carry (a UDP datagram over 64 KiB)."""
+    """A message is larger than the transport can carry or the caller allows.
+
+    A UDP datagram over 64 KiB; a response body over the ``max_body_size``
+    given to :func:`trionet.http.request` (the message points to
+    :func:`trionet.http.stream`, which reads a body in pieces).
+    """

@@ -45,6 +45,7 @@ from .http import Response as Response
 from .http import request as http_request
 from .http import serve as http_serve
 from .http import stream as http_stream
+from .http._client_request import Body, HeadersArg
 from .tls import server_tls
 
 __all__ = [
@@ -187,26 +188,43 @@ def _request_context(
 async def request(
     url: str | dict[str, Any],
     *,
+    method: str = "GET",
+    headers: HeadersArg = None,
+    body: Body = None,
+    timeout: float | None = None,
+    expect_continue: bool = False,
+    max_body_size: int | None = None,
     ca: CAInput | None = None,
     cert: PemInput | None = None,
     key: PemInput | None = None,
     reject_unauthorized: bool = True,
     ssl_context: ssl.SSLContext | None = None,
     agent: Agent | bool | None = None,
-    **options: Any,
 ) -> ClientResponse:
     """Send an HTTPS request and read the response (Node's ``https.request``).
 
-    Takes :func:`trionet.http.request`'s arguments plus Node's TLS options;
-    ``agent=None`` uses :data:`global_agent`.
+    Takes :func:`trionet.http.request`'s arguments (the same meaning, the
+    same early-response and ``max_body_size`` behaviour) plus Node's TLS
+    options; ``agent=None`` uses :data:`global_agent`.
 
     Raises:
       TLSError: the handshake failed, saying why (unknown CA, hostname
-        mismatch, expired certificate); and what ``http.request`` raises.
+        mismatch, expired certificate).
+      ConnectError: as :func:`trionet.http.request`, and so do ConnectionLost,
+        ProtocolError, MessageSizeError, TimeoutError, PoolTimeout and
+        ValueError.
     """
     context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
     return await http_request(
-        url, agent=global_agent if agent is None else agent, ssl_context=context, **options
+        url,
+        method=method,
+        headers=headers,
+        body=body,
+        agent=global_agent if agent is None else agent,
+        timeout=timeout,
+        expect_continue=expect_continue,
+        ssl_context=context,
+        max_body_size=max_body_size,
     )
 
 
@@ -214,17 +232,31 @@ async def request(
 async def stream(
     url: str | dict[str, Any],
     *,
+    method: str = "GET",
+    headers: HeadersArg = None,
+    body: Body = None,
+    timeout: float | None = None,
+    expect_continue: bool = False,
     ca: CAInput | None = None,
     cert: PemInput | None = None,
     key: PemInput | None = None,
     reject_unauthorized: bool = True,
     ssl_context: ssl.SSLContext | None = None,
     agent: Agent | bool | None = None,
-    **options: Any,
 ) -> AsyncIterator[ClientResponse]:
-    """:func:`trionet.http.stream` over TLS: the response with its body unread."""
+    """:func:`trionet.http.stream` over TLS: the response with its body unread.
+
+    Raises what :func:`trionet.http.stream` raises, and :class:`trionet.TLSError`.
+    """
     context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
     async with http_stream(
-        url, agent=global_agent if agent is None else agent, ssl_context=context, **options
+        url,
+        method=method,
+        headers=headers,
+        body=body,
+        agent=global_agent if agent is None else agent,
+        timeout=timeout,
+        expect_continue=expect_continue,
+        ssl_context=context,
     ) as res:
         yield res

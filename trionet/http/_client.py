@@ -38,30 +38,45 @@ For the layers built on this module:
   101 response, the raw :class:`trionet.net.Socket` and the bytes already
   read past the 101 head; on a refusal ``(response with body, None, b"")``.
 
-Errors: refused or unreachable servers raise :class:`trionet.ConnectError`; a
-malformed, truncated or over-long response raises :class:`trionet.ProtocolError`
-saying what was wrong; ``timeout`` raises :class:`trionet.TimeoutError`.
+Errors, all exported from :mod:`trionet` and :mod:`trionet.http`: refused or
+unreachable servers raise :class:`trionet.ConnectError`; a server that closes
+or resets the connection without answering, :class:`trionet.ConnectionLost`
+(but a response it sent before closing, even mid-upload, is returned); a
+malformed, truncated or over-long response, or one with both Content-Length
+and Transfer-Encoding, raises :class:`trionet.ProtocolError` saying what was
+wrong and closes the connection; a body over ``max_body_size``,
+:class:`trionet.MessageSizeError`; ``timeout``, :class:`trionet.TimeoutError`.
+A body of any size is read into memory unless ``max_body_size`` says
+otherwise: :func:`stream` reads one in pieces.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import json as _json
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import Any, NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import h11
 import trio
 
-from .._errors import ConnectError, ProtocolError, TimeoutError
+from .._errors import ConnectError, ConnectionLost, ProtocolError, TimeoutError
 from .._pool import Slot
 from .._stream import Socket
 from ..agent import Agent
-from ._client_conn import ConnectionLost, HTTPConnection, Origin, open_connection
+from ._client_conn import END as _END
+from ._client_conn import HTTPConnection, Origin, check_framing, open_connection
+from ._client_request import (
+    Body,
+    HeadersArg,
+    _default_ssl_context,
+    _header_list,
+    _parse_url,
+    _Prepared,
+    _prepared_plain,
+    _target_from_options,
+)
+from ._client_response import ClientResponse
 
 __all__ = [
     "ClientResponse",
@@ -75,518 +90,18 @@ __all__ = [
 #: The agent used when a request names none (Node's ``http.globalAgent``).
 global_agent = Agent(max_sockets=5)
 
-#: h11 events are immutable: one end-of-message serves every request.
-_END = h11.EndOfMessage()
-
-#: Methods a request may be repeated with (RFC 9110 §9.2.2), so a request that
-#: met a stale keep-alive connection is sent again on a new one.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-
-#: Methods that carry a body by convention; sent without one they get
-#: ``Content-Length: 0`` so servers don't wait for one.
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-#: A request body: bytes or str sent with Content-Length, or an async iterable
-#: of chunks sent with Transfer-Encoding: chunked.
-Body = bytes | bytearray | memoryview | str | AsyncIterable[bytes | str] | None
-
-#: Request headers: a mapping or pairs; a list value sends the header repeatedly.
-HeadersArg = Mapping[str, Any] | Iterable[tuple[str | bytes, Any]] | None
-
 #: ``agent=``: an Agent, None for :data:`global_agent`, False for no pool.
 AgentArg = Agent | None | bool
-
-
-class Headers(dict[str, str]):
-    """Response headers as Node's ``res.headers``: lower-case keys, any-case lookup.
-
-    Repeated headers are joined with ``", "`` (``set-cookie`` with ``"\\n"``;
-    :attr:`ClientResponse.raw_headers` keeps every line).
-    """
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key.lower() if isinstance(key, str) else key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
-class ClientResponse:
-    """A response: status line and headers, and the body once read.
-
-    From :func:`request` the body is already read into :attr:`body`. From
-    :func:`stream` it is not: ``await res.read()`` or ``async for chunk in res``.
-    """
-
-    __slots__ = (
-        "_agent",
-        "_complete",
-        "_conn",
-        "_headers",
-        "_raw",
-        "_read_timeout",
-        "_slot",
-        "body",
-        "http_version",
-        "method",
-        "reason",
-        "reused_socket",
-        "status",
-    )
-
-    def __init__(
-        self,
-        event: h11.Response | h11.InformationalResponse,
-        conn: HTTPConnection | None,
-        agent: Agent | None,
-        slot: Slot | None,
-        method: str,
-    ) -> None:
-        #: The status code, e.g. 200 (Node's ``statusCode``).
-        self.status: int = event.status_code
-        #: The reason phrase, e.g. ``"OK"`` (Node's ``statusMessage``).
-        self.reason: str = event.reason.decode("latin-1")
-        #: ``"1.1"`` or ``"1.0"``.
-        self.http_version: str = event.http_version.decode("ascii")
-        #: The body; ``b""`` until read when streaming.
-        self.body = b""
-        self.method = method
-        #: True when the request went over a kept-alive connection (Node's ``reusedSocket``).
-        self.reused_socket = slot.reused if slot is not None else False
-        self._raw = event.headers
-        self._headers: Headers | None = None
-        self._conn = conn
-        self._agent = agent
-        self._slot = slot
-        self._complete = conn is None
-        self._read_timeout: float | None = None
-
-    def __repr__(self) -> str:
-        return f"<ClientResponse {self.status} {self.reason}>"
-
-    # -- headers -------------------------------------------------------------------
-    @property
-    def headers(self) -> Headers:
-        """Lower-case names to values, as Node's ``res.headers``."""
-        if self._headers is None:
-            headers = Headers()
-            for name, value in self._raw:
-                key = name.decode("latin-1")
-                text = value.decode("latin-1")
-                if key in headers:
-                    sep = "\n" if key == "set-cookie" else ", "
-                    text = dict.__getitem__(headers, key) + sep + text
-                dict.__setitem__(headers, key, text)
-            self._headers = headers
-        return self._headers
-
-    @property
-    def headers_distinct(self) -> dict[str, list[str]]:
-        """Lower-case names to every value, one per header line (Node's ``headersDistinct``)."""
-        result: dict[str, list[str]] = {}
-        for name, value in self._raw:
-            result.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
-        return result
-
-    @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """Every header line as sent, name case kept (Node's ``rawHeaders``, paired)."""
-        return [(bytes(name), bytes(value)) for name, value in self._raw.raw_items()]
-
-    # -- body ------------------------------------------------------------------------
-    def text(self, encoding: str | None = None) -> str:
-        """The body decoded with ``encoding``, else the Content-Type charset, else UTF-8."""
-        if encoding is None:
-            encoding = "utf-8"
-            for param in self.headers.get("content-type", "").split(";")[1:]:
-                name, _, value = param.strip().partition("=")
-                if name.lower() == "charset" and value:
-                    encoding = value.strip('"')
-        return self.body.decode(encoding, errors="replace")
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return _json.loads(self.body)
-
-    async def read(self) -> bytes:
-        """Read the rest of the body, store it in :attr:`body` and return it."""
-        if self._complete:
-            return self.body
-        chunks = []
-        while (chunk := await self._next_chunk()) is not None:
-            chunks.append(chunk)
-        self.body = b"".join(chunks)
-        return self.body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        """Yield the body in chunks as they arrive."""
-        while (chunk := await self._next_chunk()) is not None:
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Stop reading: an unfinished response closes its connection."""
-        self._abandon()
-        await trio.lowlevel.checkpoint()
-
-    async def _next_chunk(self) -> bytes | None:
-        """The next piece of the body, or None at its end (which frees the connection)."""
-        if self._complete:
-            return None
-        conn = self._conn
-        assert conn is not None
-        try:
-            if self._read_timeout is None:
-                event = await conn.next_event()
-            else:
-                with trio.move_on_after(self._read_timeout) as scope:
-                    event = await conn.next_event()
-                if scope.cancelled_caught:
-                    raise TimeoutError(
-                        f"no data from {conn.origin.name} for {self._read_timeout}s"
-                    )
-            while True:
-                kind = type(event)
-                if kind is h11.Data:
-                    return bytes(event.data)
-                if kind is h11.EndOfMessage:
-                    self._finish()
-                    return None
-                event = await conn.next_event()
-        except BaseException:
-            self._abandon()
-            raise
-
-    async def _read_all(self) -> None:
-        """Read the whole body (the :func:`request` path: no per-chunk bytes copies)."""
-        conn = self._conn
-        assert conn is not None
-        chunks = []
-        try:
-            while True:
-                event = await conn.next_event()
-                kind = type(event)
-                if kind is h11.Data:
-                    chunks.append(event.data)
-                elif kind is h11.EndOfMessage:
-                    break
-        except BaseException:
-            self._abandon()
-            raise
-        self.body = b"".join(chunks)
-        self._finish()
-
-    # -- the connection's fate ---------------------------------------------------------
-    def _finish(self) -> None:
-        """The body ended: give the connection back if it can carry another exchange."""
-        self._complete = True
-        conn = self._conn
-        assert conn is not None
-        h = conn.h11
-        extra = h.trailing_data[0]
-        if extra:
-            self._drop()
-            raise ProtocolError(
-                f"response from {conn.origin.name} is longer than it declared: "
-                f"{len(extra)} bytes after its end"
-            )
-        if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-            self._drop()
-            return
-        if conn.requests == 1:
-            # The server's idle timeout is per server, not per response: read
-            # its Keep-Alive hint once per connection.
-            hint = self._raw_header(b"keep-alive")
-            if hint is not None:
-                conn.keep_alive_hint = _keep_alive_timeout(hint)
-        if self._agent is None or self._slot is None:
-            self._drop()
-        else:
-            self._agent.release(self._slot)
-        self._conn = None
-
-    def _abandon(self) -> None:
-        """The body was not read to the end: the connection cannot be reused."""
-        if not self._complete:
-            self._complete = True
-            self._drop()
-
-    def _drop(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        if self._agent is not None and self._slot is not None:
-            self._agent.discard(self._slot)
-        else:
-            conn.close()
-
-    def _raw_header(self, name: bytes) -> bytes | None:
-        for key, value in self._raw:
-            if key == name:
-                return bytes(value)
-        return None
-
-
-def _keep_alive_timeout(value: bytes) -> float | None:
-    """The ``timeout=N`` of a ``Keep-Alive`` header, in seconds."""
-    for part in value.split(b","):
-        name, _, number = part.strip().partition(b"=")
-        if name.strip().lower() == b"timeout":
-            try:
-                return float(number.strip())
-            except ValueError:
-                return None
-    return None
-
-
-# -- preparing a request -------------------------------------------------------------------
-class _Target(NamedTuple):
-    scheme: str
-    host: str
-    port: int
-    socket_path: str | None
-    path: bytes
-    host_header: bytes
-    authorization: bytes | None
-
-
-@functools.lru_cache(maxsize=512)
-def _parse_url(url: str) -> _Target:
-    """Split an ``http``/``https`` URL into what a request needs (cached: URLs repeat)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (http or https)")
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"no host in URL {url!r}")
-    port = parts.port or DEFAULT_PORTS[scheme]
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    auth = None
-    if parts.username is not None:
-        auth = _basic_auth(f"{unquote(parts.username)}:{unquote(parts.password or '')}")
-    return _Target(
-        scheme, host, port, None, _encode_path(path), _host_header(host, port, scheme), auth
-    )
-
-
-def _target_from_options(options: Mapping[str, Any]) -> _Target:
-    """Node's ``http.request(options)`` dict: hostname, port, path, auth, socket_path."""
-    protocol = str(options.get("protocol", "http:")).rstrip(":").lower()
-    if protocol not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported protocol {options.get('protocol')!r}")
-    host = str(options.get("hostname") or options.get("host") or "localhost")
-    port = int(options.get("port") or DEFAULT_PORTS[protocol])
-    socket_path = options.get("socket_path", options.get("socketPath"))
-    auth = options.get("auth")
-    return _Target(
-        protocol,
-        host,
-        port,
-        str(socket_path) if socket_path is not None else None,
-        _encode_path(str(options.get("path") or "/")),
-        _host_header(host, port, protocol),
-        _basic_auth(str(auth)) if auth is not None else None,
-    )
-
-
-def _encode_path(path: str) -> bytes:
-    """The request target as bytes; non-ASCII characters are percent-encoded (UTF-8)."""
-    if path.isascii():
-        return path.encode("ascii")
-    return quote(path, safe="!#$%&'()*+,/:;=?@[]~").encode("ascii")
-
-
-def _host_header(host: str, port: int, scheme: str) -> bytes:
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    if port == DEFAULT_PORTS[scheme]:
-        return host.encode("idna")
-    return f"{host}:{port}".encode("idna")
-
-
-def _basic_auth(credentials: str) -> bytes:
-    return b"Basic " + base64.b64encode(credentials.encode())
-
-
-def _header_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("latin-1")
-
-
-def _header_list(headers: HeadersArg) -> list[tuple[bytes, bytes]]:
-    if headers is None:
-        return []
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    result: list[tuple[bytes, bytes]] = []
-    for name, value in pairs:
-        raw_name = name if isinstance(name, bytes) else name.encode("ascii")
-        if isinstance(value, list | tuple):
-            result.extend((raw_name, _header_bytes(v)) for v in value)
-        else:
-            result.append((raw_name, _header_bytes(value)))
-    return result
-
-
-_default_context: ssl.SSLContext | None = None
-
-
-def _default_ssl_context() -> ssl.SSLContext:
-    global _default_context
-    if _default_context is None:
-        _default_context = ssl.create_default_context()
-    return _default_context
-
-
-class _Prepared:
-    """Everything about one request that does not change on a retry."""
-
-    __slots__ = ("body", "body_iter", "event", "method", "origin")
-
-    def __init__(
-        self,
-        url: str | Mapping[str, Any],
-        method: str,
-        headers: HeadersArg,
-        body: Body,
-        agent: Agent | None,
-        keep_alive: bool,
-        expect_continue: bool,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        if isinstance(url, str):
-            target = _parse_url(url)
-            extra: HeadersArg = None
-        else:
-            target = _target_from_options(url)
-            method = str(url.get("method", method)) if method == "GET" else method
-            extra = url.get("headers")
-        method = method.upper()
-        self.method = method
-        context = None
-        if target.scheme == "https":
-            context = ssl_context or (agent.ssl_context if agent is not None else None)
-            context = context or _default_ssl_context()
-        self.origin = Origin(target.scheme, target.host, target.port, target.socket_path, context)
-
-        header_list = _header_list(extra) + _header_list(headers)
-        names = {name.lower() for name, _ in header_list} if header_list else set()
-        if b"host" not in names:
-            header_list.insert(0, (b"host", target.host_header))
-        if b"connection" not in names:
-            header_list.append((b"connection", b"keep-alive" if keep_alive else b"close"))
-        if target.authorization is not None and b"authorization" not in names:
-            header_list.append((b"authorization", target.authorization))
-        if expect_continue:
-            header_list.append((b"expect", b"100-continue"))
-
-        self.body: bytes | None = None
-        self.body_iter: AsyncIterable[bytes | str] | None = None
-        if body is None:
-            self.body = b""
-            if method in BODY_METHODS and b"content-length" not in names:
-                header_list.append((b"content-length", b"0"))
-        elif isinstance(body, bytes | bytearray | memoryview | str):
-            self.body = body.encode() if isinstance(body, str) else bytes(body)
-            if b"content-length" not in names:
-                header_list.append((b"content-length", str(len(self.body)).encode()))
-        else:
-            self.body_iter = body
-            if b"transfer-encoding" not in names and b"content-length" not in names:
-                header_list.append((b"transfer-encoding", b"chunked"))
-        try:
-            self.event = h11.Request(method=method, target=target.path, headers=header_list)
-        except h11.LocalProtocolError as exc:
-            # A header value with CR/LF, a target with spaces, ...: h11 refuses
-            # to send it (no header injection), and so do we, as Node does.
-            raise ValueError(f"invalid request: {exc}") from None
-
-    @property
-    def retryable(self) -> bool:
-        return self.method in IDEMPOTENT_METHODS and self.body_iter is None
-
-
-#: Requests without headers or body, by URL and options: h11 events are
-#: immutable, so one serves every repeat (building it costs ~10 us).
-_plain_cache: dict[tuple[object, ...], _Prepared] = {}
-_PLAIN_CACHE_SIZE = 512
-
-
-def _prepared_plain(
-    url: str,
-    method: str,
-    agent: Agent | None,
-    keep_alive: bool,
-    expect_continue: bool,
-    ssl_context: ssl.SSLContext | None,
-) -> _Prepared:
-    agent_context = agent.ssl_context if agent is not None else None
-    key = (url, method, keep_alive, expect_continue, ssl_context, agent_context)
-    prepared = _plain_cache.get(key)
-    if prepared is None:
-        if len(_plain_cache) >= _PLAIN_CACHE_SIZE:
-            _plain_cache.clear()
-        prepared = _Prepared(
-            url, method, None, None, agent, keep_alive, expect_continue, ssl_context
-        )
-        _plain_cache[key] = prepared
-    return prepared
 
 
 # -- the exchange --------------------------------------------------------------------------
 async def _send_and_receive_head(
     conn: HTTPConnection, prepared: _Prepared, expect_continue: bool
 ) -> h11.Response:
-    """Send the request and read the response head (1xx responses are skipped)."""
-    h = conn.start_exchange()
-    data = h.send(prepared.event)
-    assert data is not None
-    if expect_continue:
-        await conn.send(data)
-        event = await conn.next_event()
-        while type(event) is h11.InformationalResponse and event.status_code != 100:
-            event = await conn.next_event()
-        if type(event) is h11.Response:
-            return event  # refused before the body: the connection won't be reused
-        await _send_body(conn, prepared, b"")
-    elif prepared.body is not None:
-        if prepared.body:
-            data += h.send(h11.Data(data=prepared.body))
-        await conn.send(data + h.send(_END))
-    else:
-        await _send_body(conn, prepared, data)
-    event = await conn.next_event()
-    while type(event) is h11.InformationalResponse:
-        event = await conn.next_event()
-    if type(event) is not h11.Response:
-        raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
-    return event
-
-
-async def _send_body(conn: HTTPConnection, prepared: _Prepared, head: bytes) -> None:
-    """Send the body after ``head`` (bytes already owed): known, or chunk by chunk."""
-    h = conn.h11
-    if prepared.body is not None:
-        out = head + (h.send(h11.Data(data=prepared.body)) or b"") if prepared.body else head
-        await conn.send(out + (h.send(_END) or b""))
-        return
-    assert prepared.body_iter is not None
-    if head:
-        await conn.send(head)
-    async for chunk in prepared.body_iter:
-        if isinstance(chunk, str):
-            chunk = chunk.encode()
-        if chunk:
-            await conn.send(h.send(h11.Data(data=chunk)) or b"")
-    await conn.send(h.send(_END) or b"")
+    """Send the request and read the final response head (see ``HTTPConnection.exchange``)."""
+    return await conn.exchange(
+        prepared.event, prepared.body, prepared.body_iter, expect_continue
+    )
 
 
 def _resolve_agent(agent: AgentArg) -> Agent | None:
@@ -667,6 +182,7 @@ async def request(
     timeout: float | None = None,
     expect_continue: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    max_body_size: int | None = None,
 ) -> ClientResponse:
     """Send a request and read the whole response (Node's ``http.request`` plus reading).
 
@@ -687,19 +203,40 @@ async def request(
         the server's ``100 Continue`` (a final response instead means the body
         is never sent).
       ssl_context: the TLS context for an ``https`` URL (see the module docstring).
+      max_body_size: the most response body bytes to read into memory; None
+        (the default, as in Node, httpx and aiohttp) reads any size, which
+        costs about twice the body in memory while it is joined. Read large
+        bodies with :func:`stream`.
+
+    Returns:
+      The response, body read. A response the server sent before it had read
+      the whole request body (a ``413`` for a large upload, say) is returned
+      even if the server then closed or reset the connection (RFC 9112 §9.5;
+      curl and Node do the same); the rest of the body is not sent.
 
     Raises:
-      ConnectError: the server refused, or closed the connection before answering.
-      ProtocolError: the response was malformed, cut short or longer than declared.
-      TimeoutError: ``timeout`` ran out; PoolTimeout: the agent's pool_timeout did.
+      ConnectError: the server could not be reached (refused, unreachable,
+        unknown name).
+      ConnectionLost: the server closed or reset the connection without
+        answering (a :class:`ConnectError`); an idempotent request on a reused
+        connection is sent once more first.
+      TLSError: the TLS handshake of an ``https`` request failed.
+      ProtocolError: the response was malformed, cut short, longer than
+        declared, or had both Content-Length and Transfer-Encoding; the
+        connection is closed, never reused.
+      MessageSizeError: the body is over ``max_body_size``; the connection is
+        closed.
+      TimeoutError: ``timeout`` ran out.
+      PoolTimeout: the agent's ``pool_timeout`` ran out (a :class:`TimeoutError`).
+      ValueError: the URL or a header cannot be sent (checked before sending).
     """
     if timeout is None:
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
-        await res._read_all()
+        await res._read_all(max_body_size)
         return res
     with trio.move_on_after(timeout):
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
-        await res._read_all()
+        await res._read_all(max_body_size)
         return res
     raise _timed_out(f"{method} {_describe(url)}", timeout)
 
@@ -721,7 +258,16 @@ async def stream(
     ``await res.read()`` or ``async for chunk in res`` inside the block. On
     leaving it, a response read to the end has returned its connection to the
     pool; an unfinished one closes it. ``timeout`` bounds getting the response
-    head and then each wait for body data.
+    head and then each wait for body data. The body is never held whole, so
+    there is no ``max_body_size``: this is the way to read large bodies.
+
+    Raises:
+      ConnectError: as :func:`request`; so do ConnectionLost, TLSError,
+        PoolTimeout and ValueError, all while getting the response head.
+      ProtocolError: as :func:`request`, while getting the head or reading
+        the body (the connection is closed).
+      TimeoutError: ``timeout`` ran out getting the head, or waiting for
+        body data.
     """
     if timeout is None:
         res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
@@ -808,6 +354,7 @@ async def _switch_protocols(
             return res, Socket(conn.stream, allow_half_open=False), leftover
         if type(event) is not h11.Response:
             raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
+        check_framing(event, conn.origin)
         res = ClientResponse(event, conn, None, None, prepared.method)
         res._complete = False
         await res._read_all()

@@ -1,10 +1,36 @@
 """One client connection: a Trio stream (TCP, Unix or TLS) with an h11 client on it.
 
 The agent pools these; the request code in :mod:`trionet.http._client` drives
-them. Opening maps every failure to trionet's errors (:class:`ConnectError`,
-:class:`TLSError`); reading maps h11's complaints to :class:`ProtocolError` and
-tells apart the one failure a retry can fix: the server closed the connection
-before sending a single byte of the response (:class:`ConnectionLost`).
+them through :meth:`HTTPConnection.exchange`, which sends a request and reads
+the response head. Opening maps every failure to trionet's errors
+(:class:`ConnectError`, :class:`TLSError`); reading maps h11's complaints to
+:class:`ProtocolError` and tells apart the one failure a retry can fix: the
+server closed the connection before sending a single byte of the response
+(:class:`ConnectionLost`).
+
+The server may answer before it has read the whole request body: a ``413``
+for an upload over its limit, then it closes. RFC 9112 §9.5: "A client
+sending a message body SHOULD monitor the network connection for an error
+response while it is transmitting the request", and curl and Node's client
+both report that response. So a large or streamed body goes out from a task
+of its own while the request's task reads; a final response of 300 or more
+that arrives first stops the upload (curl's default, see its
+``CURLOPT_KEEP_SENDING_ON_ERROR``), one under 300 lets it finish (Node and
+curl keep sending). The upload stops only once that response's body is read
+(into :attr:`HTTPConnection.replay`, up to :data:`EARLY_BODY_LIMIT`):
+cancelling a send breaks a ``trio.SSLStream``, and the answer with it. A send
+that fails (``EPIPE``, ``ECONNRESET``) is not the
+error either: what the server sent before closing is read and returned.
+Either way a request whose body did not go out whole marks the connection
+unusable (h11's ``send_failed()``), so it is never pooled.
+
+Rejected: reading only after a failed send. On plain TCP the kernel keeps
+the response readable after the reset, but a TLS stream is broken by the
+failed send and a server that answers and stops reading without closing
+would leave the upload blocked until a timeout. Also rejected: a watching
+task for every request; a small body goes out with the head in one write
+(the request path's single system call), so only bodies over
+:data:`WATCHED_BODY_SIZE` pay for the task.
 """
 
 from __future__ import annotations
@@ -12,22 +38,59 @@ from __future__ import annotations
 import os
 import select
 import ssl
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import h11
 import trio
 
-from .._errors import ConnectError, ProtocolError, TLSError
+from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
 from .._fdio import DirectIO
 from .._stream import raw_socket
 
-__all__ = ["ConnectionLost", "HTTPConnection", "Origin", "open_connection"]
+__all__ = [
+    "EARLY_BODY_LIMIT",
+    "END",
+    "STOP_SENDING_STATUS",
+    "WATCHED_BODY_SIZE",
+    "HTTPConnection",
+    "Origin",
+    "check_framing",
+    "open_connection",
+]
 
 #: Bytes asked of the kernel per read; a whole small response arrives in one.
 RECEIVE_SIZE = 65536
 
 #: Longest response head we accept, Node's ``http.maxHeaderSize`` (16 KiB).
 MAX_HEADER_SIZE = 16384
+
+#: Bodies up to this size go out with the head in one write and nothing
+#: watches for an early response while they do: the kernel takes them at
+#: once (Linux's send buffer starts at 16 KiB, ``tcp_wmem``, and grows; on
+#: loopback it holds megabytes) and a server that answers and closes is still
+#: heard, by reading after the failed send. Larger bodies and streamed ones
+#: are sent by a task of their own (a nursery and a task: a few microseconds,
+#: small next to sending 64 KiB).
+WATCHED_BODY_SIZE = 65536
+
+#: A final response with this status or more that arrives while the body is
+#: still going out stops the upload (curl's default; its
+#: ``CURLOPT_KEEP_SENDING_ON_ERROR`` keeps sending). Below it, the body is
+#: sent to the end, as Node's client does.
+STOP_SENDING_STATUS = 300
+
+#: An early final response of :data:`STOP_SENDING_STATUS` or more is read up
+#: to this much of its body before the upload stops (error pages are small);
+#: past it the upload stops anyway, and on TLS the rest may be lost.
+EARLY_BODY_LIMIT = 1024 * 1024
+
+#: h11 events are immutable: one end-of-message serves every request.
+END = h11.EndOfMessage()
+
+#: A body as the exchange sends it: whole bytes, or chunks from an iterable.
+BodyIterable = AsyncIterable[bytes | str]
 
 
 class Origin(NamedTuple):
@@ -56,12 +119,37 @@ class Origin(NamedTuple):
         return (self.name, id(self.ssl_context) if self.ssl_context is not None else 0)
 
 
-class ConnectionLost(ConnectError):
-    """The server closed (or reset) the connection before sending any of the response.
+def check_framing(event: h11.Response, origin: Origin) -> None:
+    """Refuse a response with both Content-Length and Transfer-Encoding.
 
-    On a reused keep-alive connection this is the stale-connection race, and an
-    idempotent request is retried on a new connection.
+    RFC 9112 §6.2: "A sender MUST NOT send a Content-Length header field in
+    any message that contains a Transfer-Encoding header field"; §6.3 (3):
+    such a message "ought to be handled as an error" (a smuggling or
+    response-splitting sign). Node's client fails with
+    HPE_INVALID_TRANSFER_ENCODING ("Transfer-Encoding can't be present with
+    Content-Length"); h11 lets Transfer-Encoding win and would reuse the
+    connection. The caller closes it.
+
+    Only header names 17 bytes long are lowered and compared: 0.4 us on a
+    five-header response.
     """
+    items = event.headers.raw_items()
+    for name, _ in items:
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
+            if any(other.lower() == b"content-length" for other, _ in items):
+                raise ProtocolError(
+                    f"bad response from {origin.name}: both Content-Length and "
+                    "Transfer-Encoding (RFC 9112 §6.3)"
+                )
+            return
+
+
+@dataclass(slots=True)
+class _Upload:
+    """How the body's task ended: sent whole, or failed (the caller's iterator raised)."""
+
+    done: bool = False
+    error: Exception | None = None
 
 
 class HTTPConnection:
@@ -74,6 +162,7 @@ class HTTPConnection:
         "io",
         "keep_alive_hint",
         "origin",
+        "replay",
         "requests",
         "serial",
         "stream",
@@ -98,6 +187,8 @@ class HTTPConnection:
         #: head size only while the head is incomplete; a whole one in one read
         #: would slip past, so we check too).
         self.head_bytes = 0
+        #: Events read ahead (an early response's body), handed out first.
+        self.replay: list[Any] = []
 
     def start_exchange(self) -> h11.Connection:
         """A fresh h11 state for the next request/response on this connection.
@@ -132,8 +223,149 @@ class HTTPConnection:
                 f"connection to {self.origin.name} lost while sending: {exc}"
             ) from exc
 
+    # -- one exchange ------------------------------------------------------------------
+    async def exchange(
+        self,
+        request: h11.Request,
+        body: bytes | None,
+        body_iter: BodyIterable | None,
+        expect_continue: bool,
+    ) -> h11.Response:
+        """Send a request and read its final response head (other 1xx are skipped).
+
+        ``body`` is the whole body (``b""`` for none) or None when ``body_iter``
+        gives it in chunks. With ``expect_continue`` the body waits for
+        ``100 Continue``; a final response instead means it is never sent.
+        A response that came before the body went out whole is returned (see
+        the module docstring) and the connection is left unusable.
+
+        Raises:
+          ConnectionLost: the server closed or reset the connection without
+            answering.
+          ProtocolError: the response head is malformed, too large, or has
+            both Content-Length and Transfer-Encoding.
+        """
+        h = self.start_exchange()
+        head = h.send(request)
+        assert head is not None
+        if expect_continue:
+            await self.send(head)
+            event = await self.next_event()
+            while type(event) is h11.InformationalResponse and event.status_code != 100:
+                event = await self.next_event()
+            if type(event) is h11.Response:
+                check_framing(event, self.origin)
+                return event  # refused before the body: the connection won't be reused
+            head = b""
+        elif body is not None and len(body) <= WATCHED_BODY_SIZE:
+            if body:
+                head += h.send(h11.Data(data=body))
+            try:
+                await self.send(head + h.send(END))
+            except ConnectionLost:
+                # Closed or reset: read what the server said before it went
+                # (nothing, on a stale keep-alive connection: ConnectionLost).
+                h.send_failed()
+            return await self.receive_head()
+        return await self._send_watching(head, body, body_iter)
+
+    async def receive_head(self) -> h11.Response:
+        """Read the final response head, skipping 1xx responses."""
+        event = await self.next_event()
+        while type(event) is h11.InformationalResponse:
+            event = await self.next_event()
+        if type(event) is not h11.Response:
+            raise ProtocolError(f"unexpected {event!r} from {self.origin.name}")
+        check_framing(event, self.origin)
+        return event
+
+    async def _send_watching(
+        self, head: bytes, body: bytes | None, body_iter: BodyIterable | None
+    ) -> h11.Response:
+        """Send the body from a task of its own while this one reads the response head."""
+        upload = _Upload()
+        response: h11.Response | None = None
+        failure: Exception | None = None
+        # Both tasks keep their exceptions and the nursery ends cleanly, so the
+        # caller sees ConnectionLost or ProtocolError, not an ExceptionGroup.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._upload, head, body, body_iter, upload, nursery.cancel_scope)
+            try:
+                response = await self.receive_head()
+            except Exception as exc:
+                failure = exc
+                nursery.cancel_scope.cancel()
+            else:
+                if response.status_code >= STOP_SENDING_STATUS and not upload.done:
+                    # Read the answer first, then stop the upload: a cancelled
+                    # send breaks a TLS stream (trio.SSLStream), answer unread.
+                    try:
+                        await self._buffer_body()
+                    except Exception as exc:
+                        failure = exc
+                    nursery.cancel_scope.cancel()
+        if upload.error is not None:
+            raise upload.error
+        if not upload.done:
+            self.h11.send_failed()
+        if failure is not None:
+            raise failure
+        assert response is not None
+        return response
+
+    async def _buffer_body(self) -> None:
+        """Read the response body into :attr:`replay`, up to :data:`EARLY_BODY_LIMIT` bytes."""
+        size = 0
+        while size <= EARLY_BODY_LIMIT:
+            event = await self.next_event()
+            self.replay.append(event)
+            kind = type(event)
+            if kind is h11.Data:
+                size += len(event.data)
+            elif kind is h11.EndOfMessage:
+                return
+
+    async def _upload(
+        self,
+        head: bytes,
+        body: bytes | None,
+        body_iter: BodyIterable | None,
+        upload: _Upload,
+        scope: trio.CancelScope,
+    ) -> None:
+        try:
+            await self._send_body(head, body, body_iter)
+        except ConnectionLost:
+            pass  # the reading task reports the server's response, or its absence
+        except Exception as exc:
+            upload.error = exc
+            scope.cancel()
+        else:
+            upload.done = True
+
+    async def _send_body(
+        self, head: bytes, body: bytes | None, body_iter: BodyIterable | None
+    ) -> None:
+        """Send the body after ``head`` (bytes already owed): whole, or chunk by chunk."""
+        h = self.h11
+        if body is not None:
+            out = head + (h.send(h11.Data(data=body)) or b"") if body else head
+            await self.send(out + (h.send(END) or b""))
+            return
+        assert body_iter is not None
+        if head:
+            await self.send(head)
+        async for chunk in body_iter:
+            if isinstance(chunk, str):
+                chunk = chunk.encode()
+            if chunk:
+                await self.send(h.send(h11.Data(data=chunk)) or b"")
+        await self.send(h.send(END) or b"")
+
     async def next_event(self) -> Any:
         """The next h11 event from the server, reading as needed."""
+        if self.replay:
+            return self.replay.pop(0)
         conn = self.h11
         while True:
             try:
