@@ -3,7 +3,9 @@
 A server that closes while the peer is still sending resets the connection,
 and the reset destroys the answer in the peer's receive buffer. These tests
 run :func:`trionet._linger.linger` in a real TCP server on 127.0.0.1 against
-a raw client that keeps sending, goes silent, trickles or resets.
+a raw client that keeps sending, goes silent, trickles or resets, and check
+that a WebSocket server failing a connection closes the same way. The HTTP
+server's use of it is tested in test_http_server.py.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import socket as stdlib_socket
 import struct
 
 import trio
+from _ws_raw import TEXT, RawClient, frame
 
 import trionet
 from trionet._linger import Lingered, LingerEnd, linger
@@ -128,3 +131,24 @@ async def test_a_socket_closed_by_its_owner_ends_the_linger(nursery: trio.Nurser
     assert (await wait_for(lingered)).end is LingerEnd.GONE
     await client.aclose()
 
+
+
+async def test_websocket_peer_flooding_after_its_violation_reads_our_close(
+    nursery: trio.Nursery,
+) -> None:
+    """The WebSocket side uses the same close: 4 MiB after a bad frame, still the 1002."""
+
+    async def echo(sock: trionet.ws.WebSocket) -> None:
+        async for message in sock:
+            await sock.send(message)
+
+    server = await nursery.start(
+        lambda task_status: trionet.ws.serve(echo, 0, host=HOST, task_status=task_status)
+    )
+    with trio.fail_after(10):
+        client = await RawClient.connect(server.port)
+        # An unmasked frame breaks RFC 6455 section 5.1; the flood follows at once.
+        await client.send(frame(TEXT, "no mask", mask=False), b"\x00" * (4 * MiB))
+        assert await client.close_code() == 1002
+        assert await client.next_frame() is None  # then our FIN, no reset
+        await client.aclose()
