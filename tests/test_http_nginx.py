@@ -78,7 +78,8 @@ async def nginx_in_front(
     nursery: trio.Nursery, tmp_path: Path
 ) -> AsyncIterator[tuple[int, Path]]:
     """nginx proxying to a trionet server with a 1 MiB body limit; yields its port and log."""
-    nginx = require_tool("nginx", "nginx")
+    # Debian installs it in /usr/sbin, which a user's PATH may lack.
+    nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else require_tool("nginx")
 
     async def collect(req: Request, res: Response) -> None:
         body = await req.read()

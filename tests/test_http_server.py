@@ -1155,3 +1155,34 @@ async def test_large_and_small_chunks_frame_correctly(
         assert res.headers["transfer-encoding"] == "chunked"
         assert res.body == b"".join(pieces)
     await client.aclose()
+
+
+async def test_https_upload_over_the_limit_gets_its_413(
+    nursery: trio.Nursery, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Over TLS too: the lingering close reads the rest of the upload through TLS."""
+    server = await start(nursery, read_all_body, max_body_size=MiB, ssl_context=server_ssl_context)
+    with trio.fail_after(WAIT):
+        stream = await trio.open_ssl_over_tcp_stream(
+            HOST, server.port, ssl_context=client_ssl_context, https_compatible=True
+        )
+        await stream.send_all(sized_post() + UPLOAD)
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+        await stream.aclose()
+    [res] = parse_all(data)
+    assert (res.status, res.body) == (413, b"413 Payload Too Large\n")
+
+
+async def test_curl_upload_over_the_limit_shows_the_413_text(
+    nursery: trio.Nursery, curl: object, tmp_path: Path
+) -> None:
+    server = await start(nursery, read_all_body, max_body_size=MiB)
+    big = tmp_path / "big.bin"
+    big.write_bytes(UPLOAD)
+    responses, out, err = await run_curl(
+        "-H", "Expect:", "--data-binary", f"@{big}", f"http://{HOST}:{server.port}/upload"
+    )
+    assert [status for status, _ in responses] == [413], err
+    assert out == "413 Payload Too Large\n"
