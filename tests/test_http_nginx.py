@@ -79,7 +79,8 @@ async def nginx_in_front(
 ) -> AsyncIterator[tuple[int, Path]]:
     """nginx proxying to a trionet server with a 1 MiB body limit; yields its port and log."""
     # Debian installs it in /usr/sbin, which a user's PATH may lack.
-    nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else require_tool("nginx")
+    sbin = Path("/usr/sbin/nginx")
+    nginx = str(sbin) if sbin.exists() else require_tool("nginx", "nginx")
 
     async def collect(req: Request, res: Response) -> None:
         body = await req.read()
