@@ -25,6 +25,11 @@ nothing. Body reads by the app are bounded by ``request_timeout`` directly.
 
 On plain TCP the driver reads and writes the socket's descriptor directly
 (:class:`trionet._fdio.DirectIO`, which says why and how).
+
+A connection that ends while the request may still be arriving (a refused
+request, or an app that answered without reading the whole body) closes in
+stages, so that the close does not reset the answer away
+(:mod:`trionet._linger`); server shutdown cuts that short.
 """
 
 from __future__ import annotations
@@ -480,8 +485,9 @@ class _Connection:
         with self.scope:
             lingered = await linger(self.socket)
             if lingered.end is not LingerEnd.EOF:
-                logger.debug("lingering close ended: %s after %d bytes", lingered.end.value,
-                             lingered.dropped)
+                logger.debug(
+                    "lingering close ended: %s after %d bytes", lingered.end.value, lingered.dropped
+                )
 
     async def _refuse_pipelined(self) -> None:
         """After ``max_requests_per_socket``, answer buffered requests with 503 (as Node)."""
