@@ -1012,17 +1012,18 @@ async def test_on_client_error_sends_a_custom_413_body_during_an_upload(
         (413, sized_post(11) + b"x" * 11, {"max_body_size": 10}),
         (431, get("/", "X-Big: " + "b" * 100), {"max_header_size": 64}),
         (405, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", {}),
+        (408, sized_post(10) + b"abc", {"request_timeout": 0.3}),
     ],
-    ids=["400", "413", "431", "405"],
+    ids=["400", "413", "431", "405", "408"],
 )
 async def test_default_error_responses_carry_date_and_a_short_text_body(
     nursery: trio.Nursery,
     caplog: pytest.LogCaptureFixture,
     status: int,
     request_bytes: bytes,
-    options: dict[str, int],
+    options: dict[str, float],
 ) -> None:
-    server = await start(nursery, hello, **options)
+    server = await start(nursery, read_all_body, **options)
     with caplog.at_level(logging.DEBUG, logger="trionet"):
         data = await exchange(server.port, request_bytes)
     [res] = parse_all(data)
