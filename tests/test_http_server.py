@@ -7,6 +7,7 @@ timeouts live in test_http_server_limits.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -14,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -898,3 +900,290 @@ async def test_node_http_client(nursery: trio.Nursery, node: str, agent: str) ->
         f"200 {connection} PUT 6 abcdef",
         f"sockets used: {1 if agent == 'keepalive' else 3}",
     ]
+
+
+# -- refusing an upload: the lingering close (RFC 9112 section 9.6) -----------------
+MiB = 1 << 20
+UPLOAD = b"u" * (4 * MiB)
+
+
+async def upload_then_read(port: int, head: bytes, body: bytes = UPLOAD) -> bytes:
+    """Send the whole request, as a simple client does, and only then read the answer.
+
+    Fails if the server resets the connection before the upload is through:
+    the client would never see the answer waiting in its receive buffer.
+    """
+    client = await RawClient.connect(port)
+    try:
+        with trio.fail_after(WAIT):
+            await client.sock.send(head + body)
+        return await client.read_until_close()
+    finally:
+        await client.aclose()
+
+
+def sized_post(size: int = len(UPLOAD), *headers: str) -> bytes:
+    return get("/upload", f"Content-Length: {size}", *headers, method="POST")
+
+
+async def read_all_body(req: Request, res: Response) -> None:
+    body = await req.read()
+    await res.end(b"got %d bytes" % len(body))
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_4_mib_upload_over_a_1_mib_limit_gets_its_413(
+    nursery: trio.Nursery, framing: str
+) -> None:
+    """The whole upload goes through and the client reads the 413 after it."""
+    server = await start(nursery, read_all_body, max_body_size=MiB)
+    if framing == "chunked":
+        head = get("/upload", "Transfer-Encoding: chunked", method="POST")
+        body = b"".join(b"10000\r\n" + UPLOAD[:65536] + b"\r\n" for _ in range(64)) + b"0\r\n\r\n"
+    else:
+        head, body = sized_post(), UPLOAD
+    [res] = parse_all(await upload_then_read(server.port, head, body))
+    assert res.status == 413
+    assert res.body == b"413 Payload Too Large\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "head"),
+    [
+        (431, sized_post(len(UPLOAD), "X-Big: " + "b" * 20_000)),
+        (400, sized_post(len(UPLOAD), "Bad Header")),
+    ],
+    ids=["431", "400"],
+)
+async def test_refused_head_with_a_4_mib_body_arriving(
+    nursery: trio.Nursery, status: int, head: bytes
+) -> None:
+    server = await start(nursery, read_all_body)
+    [res] = parse_all(await upload_then_read(server.port, head))
+    assert res.status == status and res.headers["connection"] == "close"
+
+
+async def test_app_refusing_an_upload_unread_gets_its_answer_through(
+    nursery: trio.Nursery,
+) -> None:
+    """An app that answers without reading the body: the rest is read and dropped."""
+
+    async def refuse(req: Request, res: Response) -> None:
+        res.status_code = 403
+        await res.end(b"uploads are closed")
+
+    server = await start(nursery, refuse)
+    [res] = parse_all(await upload_then_read(server.port, sized_post()))
+    assert (res.status, res.body) == (403, b"uploads are closed")
+    assert res.headers["connection"] == "close"
+
+
+async def test_our_client_posting_4_mib_over_the_limit_gets_the_413(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start(nursery, read_all_body, max_body_size=MiB)
+    with trio.fail_after(WAIT):
+        res = await trionet.http.request(
+            f"http://{HOST}:{server.port}/upload", method="POST", body=UPLOAD, agent=False
+        )
+    assert res.status == 413 and res.body == b"413 Payload Too Large\n"
+
+
+async def test_on_client_error_sends_a_custom_413_body_during_an_upload(
+    nursery: trio.Nursery,
+) -> None:
+    custom = b'{"error": "too big", "limit": 1048576}'
+
+    async def on_client_error(exc: trionet.http.ClientError, sock: trionet.net.Socket) -> None:
+        await sock.send(
+            b"HTTP/1.1 %d Too Big\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (exc.status, len(custom), custom)
+        )
+
+    server = await start(nursery, read_all_body, max_body_size=MiB, on_client_error=on_client_error)
+    [res] = parse_all(await upload_then_read(server.port, sized_post()))
+    assert (res.status, res.reason, res.body) == (413, "Too Big", custom)
+
+
+@pytest.mark.parametrize(
+    ("status", "request_bytes", "options"),
+    [
+        (400, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", {}),
+        (413, sized_post(11) + b"x" * 11, {"max_body_size": 10}),
+        (431, get("/", "X-Big: " + "b" * 100), {"max_header_size": 64}),
+        (405, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", {}),
+        (408, sized_post(10) + b"abc", {"request_timeout": 0.3}),
+    ],
+    ids=["400", "413", "431", "405", "408"],
+)
+async def test_default_error_responses_carry_date_and_a_short_text_body(
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    request_bytes: bytes,
+    options: dict[str, float],
+) -> None:
+    server = await start(nursery, read_all_body, **options)
+    with caplog.at_level(logging.DEBUG, logger="trionet"):
+        data = await exchange(server.port, request_bytes)
+    [res] = parse_all(data)
+    phrase = trionet.http._headers.reason_phrase(status)
+    assert res.status == status and res.reason == phrase
+    assert res.body == f"{status} {phrase}\n".encode()
+    assert res.headers["content-length"] == str(len(res.body))
+    assert res.headers["content-type"] == "text/plain; charset=utf-8"
+    assert res.headers["connection"] == "close"
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", res.headers["date"])
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused a request")]
+    assert [r.levelno for r in refusals] == [logging.INFO]  # one line, below ERROR
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_shutdown_ends_a_lingering_connection_at_once(nursery: trio.Nursery) -> None:
+    server = await start(nursery, hello, max_body_size=10)
+    # A client that got its 413 but neither sends more nor closes.
+    client = await RawClient.connect(server.port)
+    client.sock.allow_half_open = True
+    await client.send(sized_post(11))
+    assert (await client.response()).status == 413
+    with trio.fail_after(WAIT):
+        before = trio.current_time()
+        await server.aclose()  # graceful: waits for busy connections, not lingering ones
+        assert trio.current_time() - before < 1
+    assert server.connections == 0
+    await client.aclose()
+
+
+async def test_a_trickling_client_is_cut_off_after_the_linger_time(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client sending a byte every 50 ms after its 413 holds the connection only so long."""
+    monkeypatch.setattr(trionet._linger, "LINGER_TIME", 0.5)
+    server = await start(nursery, hello, max_body_size=10)
+    client = await RawClient.connect(server.port)
+    await client.send(sized_post(len(UPLOAD)))
+    assert (await client.response()).status == 413
+    with trio.fail_after(WAIT):
+        before = trio.current_time()
+        with contextlib.suppress(trio.BrokenResourceError):
+            while server.connections:
+                await client.sock.send(b".")
+                await trio.sleep(0.05)
+        assert trio.current_time() - before < 3
+        # Meanwhile and after, everyone else is served.
+        [ok] = parse_all(await exchange(server.port, get("/", "Connection: close")))
+        assert ok.status == 200
+    await client.aclose()
+
+
+async def test_lingering_connections_count_and_then_go(nursery: trio.Nursery) -> None:
+    """50 refused clients lingering: counted in server.connections, gone once they close."""
+    server = await start(nursery, hello, max_body_size=10)
+    fds = open_fds()
+    clients = [await RawClient.connect(server.port) for _ in range(50)]
+    for client in clients:
+        client.sock.allow_half_open = True
+        await client.send(sized_post(11))
+        assert (await client.response()).status == 413
+    assert server.connections == 50
+    [ok] = parse_all(await exchange(server.port, get("/", "Connection: close")))
+    assert ok.status == 200
+    for client in clients:
+        await client.aclose()
+    with trio.fail_after(WAIT):
+        while server.connections:
+            await trio.sleep(0.01)
+    assert open_fds() <= fds
+
+
+# -- Response.write without copying (issue 11 section 6) ------------------------------
+@pytest.mark.parametrize("how", ["first write", "later write", "end", "http/1.0 write"])
+async def test_writing_1_mib_to_a_slow_reader_holds_no_copy(
+    nursery: trio.Nursery, how: str
+) -> None:
+    """tracemalloc's peak while a 1 MiB write waits on a slow reader stays under half of it."""
+    payload = b"p" * MiB  # allocated before tracing: only copies count
+    peaks: list[int] = []
+
+    async def app(req: Request, res: Response) -> None:
+        if how != "first write":
+            await res.write(b"head start ")
+        tracemalloc.start()
+        try:
+            if how == "end":
+                await res.end(payload)
+            else:
+                await res.write(payload)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        await res.end()
+
+    server = await start(nursery, app)
+    version = "1.0" if how.startswith("http/1.0") else "1.1"
+    with trio.fail_after(WAIT):
+        sock = trio.socket.socket()
+        await sock.connect((HOST, server.port))
+        await sock.send(get("/", "Connection: close", version=version))
+        await trio.sleep(0.2)  # a slow reader: the write blocks on a full socket
+        received = 0
+        tail = b""
+        while data := await sock.recv(65536):  # counted, not kept: tracing is on
+            received += len(data)
+            tail = (tail + data)[-16:]
+        sock.close()
+    assert received > MiB
+    assert tail.endswith(b"0\r\n\r\n" if version == "1.1" else b"p")
+    assert peaks and peaks[0] < MiB // 2, f"peak {peaks[0]} bytes while writing 1 MiB"
+
+
+@pytest.mark.parametrize("sizes", [[100_000, 5, 300_000], [16384, 16383, 1], [70_000, 70_000]])
+async def test_large_and_small_chunks_frame_correctly(
+    nursery: trio.Nursery, sizes: list[int]
+) -> None:
+    pieces = [bytes([65 + i]) * size for i, size in enumerate(sizes)]
+
+    async def app(req: Request, res: Response) -> None:
+        for piece in pieces[:-1]:
+            await res.write(piece)
+        await res.end(pieces[-1])
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get() + get("/again"))
+    for _ in range(2):  # the framing leaves the keep-alive connection in step
+        res = await client.response()
+        assert res.headers["transfer-encoding"] == "chunked"
+        assert res.body == b"".join(pieces)
+    await client.aclose()
+
+
+async def test_https_upload_over_the_limit_gets_its_413(
+    nursery: trio.Nursery, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """Over TLS too: the lingering close reads the rest of the upload through TLS."""
+    server = await start(nursery, read_all_body, max_body_size=MiB, ssl_context=server_ssl_context)
+    with trio.fail_after(WAIT):
+        stream = await trio.open_ssl_over_tcp_stream(
+            HOST, server.port, ssl_context=client_ssl_context, https_compatible=True
+        )
+        await stream.send_all(sized_post() + UPLOAD)
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+        await stream.aclose()
+    [res] = parse_all(data)
+    assert (res.status, res.body) == (413, b"413 Payload Too Large\n")
+
+
+async def test_curl_upload_over_the_limit_shows_the_413_text(
+    nursery: trio.Nursery, curl: object, tmp_path: Path
+) -> None:
+    server = await start(nursery, read_all_body, max_body_size=MiB)
+    big = tmp_path / "big.bin"
+    big.write_bytes(UPLOAD)
+    responses, out, err = await run_curl(
+        "-H", "Expect:", "--data-binary", f"@{big}", f"http://{HOST}:{server.port}/upload"
+    )
+    assert [status for status, _ in responses] == [413], err
+    assert out == "413 Payload Too Large\n"

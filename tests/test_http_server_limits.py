@@ -150,7 +150,7 @@ async def test_strict_like_node_400_and_close(nursery: trio.Nursery, raw: bytes)
     data = await exchange(server.port, raw + SMUGGLED)  # returns once the server closed
     [res] = parse_all(data)
     assert res.status == 400
-    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and res.headers["connection"] == "close"
     assert "/smuggled" not in paths
 
 
@@ -303,7 +303,7 @@ async def test_slowloris_closed_after_headers_timeout_while_others_are_served(
         data = await slow.read_until_close()
         inner.cancel_scope.cancel()
     elapsed = trio.current_time() - start_time
-    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"Connection: close" in data
     assert 0.4 < elapsed < 3
     await slow.aclose()
 

@@ -39,6 +39,7 @@ if sys.version_info < (3, 11):
 
 from ._errors import TrionetError
 from ._fdio import DirectIO
+from ._linger import linger
 from ._stream import Address, Socket
 from ._ws_protocol import FrameGuard
 
@@ -74,12 +75,6 @@ CLOSE_TIMEOUT = 10.0
 
 #: How long a failing connection tries to send its Close before dropping TCP.
 FAIL_SEND_TIMEOUT = 1.0
-
-#: After failing a connection, how long and how much we read and drop before
-#: closing TCP, so that the peer gets our Close instead of a reset (Apache's
-#: "lingering close" does the same for HTTP).
-LINGER_TIMEOUT = 1.0
-LINGER_MAX_BYTES = 1 << 20
 
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
@@ -483,15 +478,8 @@ class WebSocket:
         await trio.aclose_forcefully(self.socket)
 
     async def _linger(self) -> None:
-        """Half-close, then read and drop what the peer sends, bounded in time and bytes."""
-        drained = 0
-        with trio.move_on_after(LINGER_TIMEOUT), contextlib.suppress(*_SOCKET_GONE):
-            await self.socket.send_eof()
-            while drained < LINGER_MAX_BYTES:
-                chunk = await self.socket.receive(RECEIVE_SIZE)
-                if not chunk:
-                    return
-                drained += len(chunk)
+        """Half-close, then read and drop what the peer sends (:mod:`trionet._linger`)."""
+        await linger(self.socket)
 
     # -- the reader task ------------------------------------------------------------
     async def _run_reader(self) -> None:

@@ -6,6 +6,15 @@ lower-case keys whose duplicates are joined. The response side validates what
 the app sets (no CR, LF or NUL may reach the wire) and builds the head bytes
 with Node's framing headers: ``Date`` (cached, refreshed once a second),
 ``Connection``, ``Keep-Alive`` and the standard reason phrase.
+
+:func:`error_response` is the whole default answer to a refused request
+(400, 408, 413, 431, 505...). Node sends only ``HTTP/1.1 400 Bad
+Request\r\nConnection: close\r\n\r\n``; trionet adds what its other
+responses carry (``Date``, RFC 9110 section 6.6.1: an origin server with a
+clock must send it) and a one-line text body naming the status, with its
+``Content-Length``, so that a browser or ``curl`` shows the user a reason
+rather than an empty page. The body never echoes the request: the refused
+bytes came from the network and may be anything.
 """
 
 from __future__ import annotations
@@ -18,14 +27,19 @@ from functools import lru_cache
 from http import HTTPStatus
 
 __all__ = [
+    "CLOSE_LINE",
     "HeaderValue",
     "Headers",
     "date_line",
     "encode_header",
+    "error_response",
     "reason_phrase",
     "status_line",
     "value_bytes",
 ]
+
+#: The framing line of a response after which the connection closes.
+CLOSE_LINE = b"Connection: close\r\n"
 
 #: What an app may pass as a header value: one value or one per repeated line.
 HeaderValue = str | int | bytes | list[str] | list[bytes] | tuple[str, ...]
@@ -174,3 +188,25 @@ def date_line() -> bytes:
         _date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
         _date_second = now
     return _date_line
+
+
+_ERROR_TYPE_LINE = b"Content-Type: text/plain; charset=utf-8\r\n"
+
+
+def error_response(status: int) -> bytes:
+    """The default response refusing a request: a short text body, then the close.
+
+    Node's header order (the content headers, then Date, Connection, the
+    framing): e.g. ``HTTP/1.1 413 Payload Too Large``, ``Content-Type:
+    text/plain; charset=utf-8``, ``Date``, ``Connection: close``,
+    ``Content-Length: 22`` and the body ``413 Payload Too Large\\n``.
+    """
+    body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
+    return b"%s%s%s%sContent-Length: %d\r\n\r\n%s" % (
+        status_line(status),
+        _ERROR_TYPE_LINE,
+        date_line(),
+        CLOSE_LINE,
+        len(body),
+        body,
+    )

@@ -15,17 +15,24 @@ from urllib.parse import parse_qs
 
 import h11
 
+from .._fdio import JOIN_LIMIT
 from .._stream import Address, Socket
-from ._headers import Headers, HeaderValue, date_line, encode_header, status_line, value_bytes
+from ._headers import (
+    CLOSE_LINE,
+    Headers,
+    HeaderValue,
+    date_line,
+    encode_header,
+    status_line,
+    value_bytes,
+)
 from ._limits import RequestInfo
 
 if TYPE_CHECKING:
     from ._server import _Connection
 
-__all__ = ["CLOSE_LINE", "Request", "Response"]
+__all__ = ["Request", "Response"]
 
-#: The framing line of a response after which the connection closes.
-CLOSE_LINE = b"Connection: close\r\n"
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 # Statuses whose responses never carry a body (RFC 9110 §6.4.1).
@@ -241,10 +248,10 @@ class Response:
             data = data.encode()
         if not self.headers_sent:
             head = self._start(None, data)
-            await self._conn.send(head + self._frame(data) if data else head)
+            await self._send_body(head, data)
         elif data:
             self._count(data)
-            await self._conn.send(self._frame(data))
+            await self._send_body(b"", data)
 
     async def end(self, data: bytes | str = b"") -> None:
         """Finish the response, sending ``data`` as its last piece."""
@@ -260,7 +267,7 @@ class Response:
             self._count(data)
             self.finished = True
             if self._chunked:
-                await self._conn.send(self._frame(data) + _LAST_CHUNK if data else _LAST_CHUNK)
+                await self._send_body(b"", data, _LAST_CHUNK)
             elif data and self._has_body():
                 await self._conn.send(data)
         if self._unsent > 0:
@@ -292,12 +299,31 @@ class Response:
     def _has_body(self) -> bool:
         return self._method != b"HEAD" and self.status_code not in _NO_BODY_STATUSES
 
-    def _frame(self, data: bytes) -> bytes:
-        if not self._has_body():
-            return b""
-        if self._chunked:
-            return b"%x\r\n%s\r\n" % (len(data), data)
-        return data
+    async def _send_body(self, head: bytes, data: bytes, last: bytes = b"") -> None:
+        """Send ``head``, then ``data`` as body (one chunk if chunked), then ``last``.
+
+        A large payload is never copied to frame it: a copy lives as long as a
+        slow reader takes to read it, and 500 slow readers of 1 MiB writes
+        held 500 MB that glibc never gave back. So a chunk of ``JOIN_LIMIT``
+        bytes or more goes out as two writes: its size line (after ``head``)
+        and the payload in one uncopied ``writev``, then the CRLF that closes
+        the chunk (and ``last``). Smaller chunks keep their single write,
+        joined: copying a few KiB costs less than a system call. Both sends
+        complete before this returns, so no chunk is ever left open.
+        """
+        send = self._conn.send
+        if not data or not self._has_body():
+            if head or last:
+                await send(head + last)
+            return
+        if not self._chunked:
+            # The connection joins a small body to the head, and sends a large one uncopied.
+            await (send(head, data) if head else send(data))
+        elif len(data) < JOIN_LIMIT:
+            await send(b"%s%x\r\n%s\r\n%s" % (head, len(data), data, last))
+        else:
+            await send(b"%s%x\r\n" % (head, len(data)), data)
+            await send(b"\r\n" + last)
 
     def _head(self, length: int | None) -> bytes:
         """Build the head; ``length`` is the whole body's size, or None if unknown.

@@ -25,6 +25,11 @@ nothing. Body reads by the app are bounded by ``request_timeout`` directly.
 
 On plain TCP the driver reads and writes the socket's descriptor directly
 (:class:`trionet._fdio.DirectIO`, which says why and how).
+
+A connection that ends while the request may still be arriving (a refused
+request, or an app that answered without reading the whole body) closes in
+stages, so that the close does not reset the answer away
+(:mod:`trionet._linger`); server shutdown cuts that short.
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ import h11
 import trio
 
 from .._fdio import DirectIO
+from .._linger import LingerEnd, linger
 from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
 from ..tls import socket_for
-from ._headers import date_line, reason_phrase, status_line
+from ._headers import CLOSE_LINE, date_line, error_response, status_line
 from ._limits import (
     DEFAULT_HEADERS_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -55,7 +61,7 @@ from ._limits import (
     check_head,
     check_partial_head,
 )
-from ._messages import CLOSE_LINE, Request, Response
+from ._messages import Request, Response
 
 __all__ = ["ClientError", "Request", "Response", "ServerConfig", "serve", "serve_http"]
 
@@ -73,11 +79,6 @@ RECEIVE_SIZE = 65536
 DRAIN_LIMIT = 256 * 1024
 #: Bound on writing an error response to a client that may not be reading.
 ERROR_RESPONSE_TIMEOUT = 5.0
-#: After an error response, how long and how much the server keeps reading
-#: (and dropping) before it closes, so the close does not reset the connection
-#: and destroy the response before the client read it (nginx's lingering_close).
-LINGER_TIMEOUT = 2.0
-LINGER_LIMIT = 256 * 1024
 #: Longest and shortest pause of the task that enforces timeouts (Node checks
 #: every 30 s; we check ten times per shortest timeout, at most once a second).
 MAX_CHECK_INTERVAL = 1.0
@@ -85,8 +86,9 @@ MIN_CHECK_INTERVAL = 0.01
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-# Connection phases; the shutdown watcher closes connections that are _IDLE.
-_IDLE, _HEAD, _BUSY = range(3)
+# Connection phases; the shutdown watcher closes connections that are _IDLE
+# or _LINGER (the last response is out; only the lingering close is left).
+_IDLE, _HEAD, _BUSY, _LINGER = range(4)
 
 
 class ServerConfig:
@@ -156,7 +158,7 @@ class ServerConfig:
             await server.closing.wait()
             self.closing = True
             for connection in list(self.connections):
-                if connection.phase == _IDLE:
+                if connection.phase in (_IDLE, _LINGER):
                     connection.scope.cancel()
             await server.wait_closed()
             nursery.cancel_scope.cancel()
@@ -282,6 +284,11 @@ class _Connection:
                 error = _timeout_error("request head not received in time")
             if error is not None and (self.response is None or not self.response.headers_sent):
                 await self._refuse(error)
+                await self._linger()
+            elif self.info is not None and not self.body_complete():
+                # We answered before the request body was all read (and
+                # decided to close): the rest may still be on its way.
+                await self._linger()
         finally:
             connections.discard(self)
 
@@ -446,6 +453,7 @@ class _Connection:
         hook = config.on_connect if request._event.method == b"CONNECT" else config.on_upgrade
         if hook is None:
             raise ClientError(405, "CONNECT is not served here", "ERR_METHOD_NOT_ALLOWED")
+        self.info = None  # the socket is the hook's now: no lingering close after it
         try:
             await hook(request, self.socket, head)
         except Exception:
@@ -453,28 +461,33 @@ class _Connection:
 
     async def _refuse(self, error: ClientError) -> None:
         """Answer a client error (or let ``on_client_error`` do it); the connection then closes."""
+        logger.info("refused a request: %d %s (%s)", error.status, error, error.code)
         hook = self.config.on_client_error
         with trio.move_on_after(ERROR_RESPONSE_TIMEOUT):
             try:
                 if hook is not None:
                     await hook(error, self.socket)
-                    return
-                phrase = reason_phrase(error.status).encode()
-                await self.send(b"HTTP/1.1 %d %s\r\n%s\r\n" % (error.status, phrase, CLOSE_LINE))
+                else:
+                    await self.send(error_response(error.status))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-        await self._linger()
 
     async def _linger(self) -> None:
-        """Half-close, then drop what the client still sends, for a bounded time."""
-        with trio.move_on_after(LINGER_TIMEOUT):
-            try:
-                await self.socket.send_eof()
-                dropped = 0
-                while dropped < LINGER_LIMIT and (data := await self._receive()):
-                    dropped += len(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        """Close in stages (:mod:`trionet._linger`) so the last response is not reset away.
+
+        Server shutdown ends a lingering connection at once, as an idle one.
+        """
+        if self.config.closing:
+            return
+        self.phase = _LINGER
+        self.deadline = math.inf  # the helper bounds itself
+        self.scope = trio.CancelScope()
+        with self.scope:
+            lingered = await linger(self.socket)
+            if lingered.end is not LingerEnd.EOF:
+                logger.debug(
+                    "lingering close ended: %s after %d bytes", lingered.end.value, lingered.dropped
+                )
 
     async def _refuse_pipelined(self) -> None:
         """After ``max_requests_per_socket``, answer buffered requests with 503 (as Node)."""
