@@ -120,6 +120,110 @@ def test_certs_into_an_unwritable_place_fails_clearly(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"trionet certs: error: cannot write to {blocker / 'certs'}")
 
 
+def test_certs_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
+    assert trionet("certs", str(tmp_path)).returncode == 0
+    ca = (tmp_path / "ca.pem").read_bytes()
+
+    again = trionet("certs", str(tmp_path))
+    assert again.returncode == 1
+    assert again.stderr.startswith("trionet certs: error: already exists: ")
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+        assert str(tmp_path / name) in again.stderr
+    assert "--force overwrites them" in again.stderr
+    assert (tmp_path / "ca.pem").read_bytes() == ca, "a refused run changes nothing"
+
+    forced = trionet("certs", "--force", str(tmp_path))
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "ca.pem").read_bytes() != ca, "--force writes a new CA"
+    assert (tmp_path / "server.key").stat().st_mode & 0o077 == 0
+
+
+def test_certs_writes_nothing_if_one_file_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "server.key").write_text("someone's key")
+    done = trionet("certs", str(tmp_path))
+    assert done.returncode == 1
+    assert f"already exists: {tmp_path / 'server.key'};" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.key"]
+    assert (tmp_path / "server.key").read_text() == "someone's key"
+
+
+def certificate_names(pem: Path) -> set[str]:
+    """The DNS names and IP addresses a certificate is issued for."""
+    from cryptography import x509
+
+    san = x509.load_pem_x509_certificate(pem.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    ips = {str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)}
+    return set(san.value.get_values_for_type(x509.DNSName)) | ips
+
+
+def test_certs_hosts_names_the_server_certificate(tmp_path: Path) -> None:
+    done = trionet("certs", str(tmp_path), "--hosts", "app.localhost, *.app.localhost,127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert certificate_names(tmp_path / "server.pem") == {
+        "app.localhost",
+        "*.app.localhost",
+        "127.0.0.1",
+    }
+    assert "(app.localhost, *.app.localhost, 127.0.0.1)" in done.stdout
+    assert "https://app.localhost:PORT/" in done.stdout
+    # A client that trusts the CA accepts the certificate for the names asked, only.
+    handshake(tmp_path, "api.app.localhost")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        handshake(tmp_path, "localhost")
+
+
+def handshake(certs: Path, server_name: str) -> None:
+    """A TLS handshake in memory: the client trusts ``certs/ca.pem`` and checks ``server_name``."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(certs / "server.pem", certs / "server.key")
+    client_ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(to_client, to_server, server_hostname=server_name)
+    server = server_ctx.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(10):
+        done = 0
+        for end in (client, server):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        if done == 2:
+            return
+    raise AssertionError("the handshake did not finish")
+
+
+def test_certs_default_hosts_are_write_certs_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trionet.testing import DEFAULT_HOSTS
+
+    assert trionet("certs", str(tmp_path)).returncode == 0
+    assert certificate_names(tmp_path / "server.pem") == set(DEFAULT_HOSTS)
+    with pytest.raises(SystemExit):
+        main(["certs", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {','.join(DEFAULT_HOSTS)})" in help_text
+
+
+@pytest.mark.parametrize(
+    ("hosts", "status", "message"),
+    [
+        ("bad name", 2, "trionet certs: error: --hosts bad name: Codepoint U+0020"),
+        (",", 2, "argument --hosts: no host names in ','"),
+    ],
+)
+def test_certs_rejects_names_a_certificate_cannot_hold(
+    tmp_path: Path, hosts: str, status: int, message: str
+) -> None:
+    done = trionet("certs", str(tmp_path / "certs"), "--hosts", hosts)
+    assert done.returncode == status
+    assert message in done.stderr
+    assert not (tmp_path / "certs").exists(), "nothing is written"
+
+
 # -- bench -------------------------------------------------------------------------
 def test_bench_quick_prints_one_table_within_a_minute() -> None:
     start = time.monotonic()

@@ -48,6 +48,14 @@ def port(text: str) -> int:
     return value
 
 
+def host_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated host names or addresses, at least one."""
+    hosts = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not hosts:
+        raise argparse.ArgumentTypeError(f"no host names in {text!r}")
+    return hosts
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``trionet`` parser with one subcommand per job."""
     verbose = argparse.ArgumentParser(add_help=False)
@@ -118,11 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[verbose],
         help="write a private CA and certificates for localhost",
         description=(
-            "Write ca.pem, server.pem and server.key (for localhost, 127.0.0.1 and ::1), and "
-            "a client certificate, into DIR, as trionet.testing.write_certs does."
+            "Write ca.pem, server.pem and server.key (for localhost, 127.0.0.1 and ::1, or "
+            "--hosts), and a client certificate, into DIR, as trionet.testing.write_certs "
+            "does. Existing files are left alone unless --force is given."
         ),
     )
     certs.add_argument("dir", metavar="DIR", type=Path, help="directory to write (created)")
+    certs.add_argument(
+        "--hosts",
+        type=host_list,
+        metavar="NAMES",
+        help="the server certificate's names and addresses, comma-separated "
+        "(default: localhost,127.0.0.1,::1)",
+    )
+    certs.add_argument(
+        "--force", action="store_true", help="overwrite files that exist already in DIR"
+    )
     certs.set_defaults(run=run_certs)
 
     bench = commands.add_parser(
@@ -199,22 +218,44 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_certs(args: argparse.Namespace) -> int:
-    """``trionet certs DIR``: write the CA and certificates, then list them."""
+    """``trionet certs DIR``: write the CA and certificates, then list them.
+
+    Existing files are kept unless ``--force``: a CA or key someone already
+    trusts or deployed is not something to replace by accident. Status 1 when
+    nothing was written, 2 for a name ``--hosts`` cannot hold.
+    """
     from . import testing
 
     directory: Path = args.dir
+    hosts: tuple[str, ...] = args.hosts or testing.DEFAULT_HOSTS
     try:
-        files = testing.write_certs(directory)
+        files = testing.write_certs(directory, hosts=hosts, overwrite=args.force)
+    except FileExistsError as exc:
+        print(
+            f"trionet certs: error: {exc.strerror}; nothing written (--force overwrites them)",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:
         print(f"trionet certs: error: cannot write to {directory}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        print(f"trionet certs: error: --hosts {','.join(hosts)}: {exc}", file=sys.stderr)
+        return 2
     print(f"CA certificate       {files.ca}")
-    print(f"server certificate   {files.cert}   (localhost, 127.0.0.1, ::1)")
+    print(f"server certificate   {files.cert}   ({', '.join(hosts)})")
     print(f"server key           {files.key}")
     print(f"client certificate   {files.client_cert}")
     print(f"client key           {files.client_key}")
-    print(f"try: curl --cacert {files.ca} https://localhost:PORT/")
+    print(f"try: curl --cacert {files.ca} https://{url_host(hosts[0])}:PORT/")
     return 0
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: IPv6 addresses in brackets, a wildcard made concrete."""
+    if ":" in host:
+        return f"[{host}]"
+    return host.replace("*", "www", 1) if host.startswith("*.") else host
 
 
 def run_bench(args: argparse.Namespace) -> int:
