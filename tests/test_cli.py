@@ -240,6 +240,12 @@ def test_bench_quick_prints_one_table_within_a_minute() -> None:
     assert "[1/" in done.stderr and "done in" in done.stderr
 
 
+def copy_runner(directory: Path) -> None:
+    """The benchmark runner and its helpers (benchmarks/run.py, _*.py), without the benchmarks."""
+    for source in [ROOT / "benchmarks" / "run.py", *(ROOT / "benchmarks").glob("_*.py")]:
+        shutil.copy(source, directory / source.name)
+
+
 NEEDS_A_PYTHON_PEER = '''
 """A benchmark whose peer is a Python package that is not installed."""
 def run(quick):
@@ -261,8 +267,7 @@ def run(quick):
 
 
 def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: Path) -> None:
-    for name in ("run.py", "_harness.py"):
-        shutil.copy(ROOT / "benchmarks" / name, tmp_path / name)
+    copy_runner(tmp_path)
     (tmp_path / "needs_peer.py").write_text(NEEDS_A_PYTHON_PEER)
     (tmp_path / "half.py").write_text(NEEDS_NODE)
     done = trionet("bench", "--quick", "--dir", str(tmp_path))
@@ -285,6 +290,100 @@ def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: 
     )
     assert "nan" not in done.stdout
     assert "needs_peer [--------------------] skipped" in done.stderr
+
+
+WITHOUT_ITS_BASELINE = '''
+"""A benchmark with two workloads; its baseline peer and Node are missing from both."""
+from _harness import Result, skipped
+def run(quick):
+    print("ws: node is not on PATH; skipped")
+    print("ws: node is not on PATH; skipped")
+    return [
+        Result("ws echo", "trionet", 30.0, "msg/s"),
+        Result("ws echo", "websockets", 60.0, "msg/s"),
+        skipped("ws echo", "trio-websocket", "no trio_websocket here"),
+        skipped("ws echo", "node-ws", "needs node"),
+        Result("ws stream", "trionet", 100.0, "MB/s"),
+        Result("ws stream", "websockets", 80.0, "MB/s"),
+        skipped("ws stream", "trio-websocket", "no trio_websocket here"),
+        skipped("ws stream", "node-ws", "needs node"),
+    ]
+'''
+
+
+def test_bench_fills_every_ratio_and_says_each_skip_once(tmp_path: Path) -> None:
+    copy_runner(tmp_path)
+    (tmp_path / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    done = trionet("bench", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("  ") for line in done.stdout.splitlines()[3:7]]
+    ratios = [[cell for cell in row if cell][-1].strip() for row in rows]
+    # trio-websocket, the usual baseline, is missing: the peer that ran stands in.
+    assert ratios == ["0.50x", "1.00x", "1.25x", "1.00x"]
+    skips = [line for line in done.stdout.splitlines() if line.startswith("skipped:")]
+    assert skips == [
+        "skipped: ws: trio-websocket: no trio_websocket here (install: pip install -e '.[bench]')",
+        "skipped: ws: node-ws: needs node (install: apt-get install nodejs npm)",
+        "skipped: ws: node is not on PATH; skipped (install: apt-get install nodejs npm)",
+    ]
+
+
+RESULTS_PAGE = """# Benchmarks
+
+Prose before.
+
+<!-- results: begin. Written by `trionet bench --update-docs`; edit the text around. -->
+old figures
+<!-- results: end -->
+
+Prose after.
+"""
+
+
+def test_bench_update_docs_writes_charts_and_the_table(tmp_path: Path) -> None:
+    bench, docs = tmp_path / "benchmarks", tmp_path / "docs"
+    bench.mkdir()
+    docs.mkdir()
+    copy_runner(bench)
+    (bench / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    (docs / "benchmarks.md").write_text(RESULTS_PAGE)
+    (docs / "results").mkdir()
+    (docs / "results" / "a-workload-gone-since.svg").write_text("<svg/>")
+
+    done = trionet("bench", "--dir", str(bench), "--update-docs")
+    assert done.returncode == 0, done.stderr
+    assert f"updated 4 files under {docs}" in done.stderr
+    assert sorted(p.name for p in (docs / "results").iterdir()) == [
+        "bench.json",
+        "ws-echo.svg",
+        "ws-stream.svg",
+    ]
+    page = (docs / "benchmarks.md").read_text()
+    assert page.startswith("# Benchmarks\n\nProse before.\n\n<!-- results: begin.")
+    assert page.endswith("<!-- results: end -->\n\nProse after.\n")
+    assert "old figures" not in page
+    assert "![ws echo](results/ws-echo.svg)\n\n![ws stream](results/ws-stream.svg)" in page
+    assert "| ws echo | **trionet** | 30.00 | msg/s | 0.50x |  |" in page
+    assert "- ws: node-ws: needs node (install: apt-get install nodejs npm)" in page
+    assert "<title>ws echo: msg/s" in (docs / "results" / "ws-echo.svg").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (["--quick"], "--update-docs records a full run; drop --quick"),
+        (["ws"], "--update-docs records every benchmark; name none"),
+    ],
+)
+def test_bench_update_docs_only_records_a_full_run(
+    tmp_path: Path, args: list[str], refusal: str
+) -> None:
+    copy_runner(tmp_path)
+    (tmp_path / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    done = trionet("bench", "--dir", str(tmp_path), "--update-docs", *args)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"trionet bench: error: {refusal}"
+    assert done.stdout == ""
 
 
 def test_bench_names_unknown_benchmarks(tmp_path: Path) -> None:

@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="the benchmarks directory (default: ./benchmarks or the one beside the package)",
     )
+    bench.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="also write the charts and the table into docs/ beside the benchmarks "
+        "(a full run of every benchmark only)",
+    )
     bench.set_defaults(run=run_bench)
     return parser
 
@@ -279,6 +285,10 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    refusal = runner.docs_refusal(quick=args.quick, names=args.names, failed=[])
+    if args.update_docs and refusal:
+        print(f"trionet bench: error: {refusal}", file=sys.stderr)
+        return 2
     names = args.names or available
     verbose = getattr(args, "verbose", False)
     outcomes = [
@@ -286,19 +296,35 @@ def run_bench(args: argparse.Namespace) -> int:
         for i, name in enumerate(names, 1)
     ]
     print()
-    runner.print_table([r for o in outcomes for r in o.results], baseline=runner.BASELINE)
-    for outcome in outcomes:
-        for line in outcome.skipped:
-            print(f"skipped: {line}")
+    results = [r for o in outcomes for r in o.results if not _skipped(r)]
+    runner.print_table(results, baseline=runner.BASELINE)
+    # One line per reason (the harness names every subject it hit: a missing peer
+    # is missing from each workload of its benchmark), each line once.
+    lines = [
+        line
+        for name, o in zip(names, outcomes, strict=True)
+        for line in [*runner.skip_lines(o.results, prefix=f"{name}: "), *o.skipped]
+    ]
+    skipped = [_with_hint(line) for line in dict.fromkeys(lines)]
+    for line in skipped:
+        print(f"skipped: {line}")
     failed = [o.failed for o in outcomes if o.failed is not None]
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
+    if args.update_docs:
+        message = runner.docs_refusal(quick=False, names=[], failed=failed) or (
+            runner.update_docs(results, skipped, directory.parent / "docs")
+        )
+        print(f"trionet bench: {message}", file=sys.stderr)
+        if message.startswith("error"):
+            return 1
     return 1 if failed else 0
 
 
 @dataclass
 class BenchOutcome:
-    """What one benchmark gave: figures, peers it skipped (with hints), or why it failed."""
+    """What one benchmark gave: its results (a peer it could not run is one marked
+    skipped), the lines where it said it skipped something, or why it failed."""
 
     results: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -327,13 +353,8 @@ def run_one(name: str, label: str, quick: bool, verbose: bool) -> BenchOutcome:
             if verbose:
                 sys.stderr.write(chatter.getvalue())
     # A missing peer shows as a result marked skipped (_harness.skipped) or a line saying so.
-    outcome.results = [r for r in found if not _skipped(r)]
-    outcome.skipped += [
-        _with_hint(f"{name}: {r.subject}: {r.extra['skipped']}") for r in found if _skipped(r)
-    ]
-    outcome.skipped += [
-        _with_hint(line) for line in chatter.getvalue().splitlines() if "skipped" in line
-    ]
+    outcome.results = list(found)
+    outcome.skipped += [line for line in chatter.getvalue().splitlines() if "skipped" in line]
     return outcome
 
 
