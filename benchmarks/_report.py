@@ -181,9 +181,13 @@ def results_section(
 
 
 def dump_results(results: Sequence[Result], skipped: Sequence[str]) -> str:
-    """The run as JSON: every measured result, and the skip lines."""
-    measured = [asdict(r) for r in results if not r.extra.get("skipped")]
-    return json.dumps({"results": measured, "skipped": list(skipped)}, indent=1) + "\n"
+    """The run as JSON: every measured result (one per line, for short diffs), the skip lines."""
+    measured = [json.dumps(asdict(r)) for r in results if not r.extra.get("skipped")]
+    return (
+        '{"results": [\n'
+        + ",\n".join(measured)
+        + f'\n], "skipped": {json.dumps(list(skipped), indent=1)}}}\n'
+    )
 
 
 def load_results(text: str) -> tuple[list[Result], list[str]]:
