@@ -195,6 +195,16 @@ def handshake(certs: Path, server_name: str) -> None:
     raise AssertionError("the handshake did not finish")
 
 
+def test_certs_for_an_ipv6_address_says_how_to_try_it(tmp_path: Path) -> None:
+    done = trionet("certs", str(tmp_path), "--hosts", "::1")
+    assert done.returncode == 0, done.stderr
+    assert certificate_names(tmp_path / "server.pem") == {"::1"}
+    assert (
+        done.stdout.splitlines()[-1]
+        == f"try: curl --cacert {tmp_path / 'ca.pem'} https://[::1]:PORT/"
+    )
+
+
 def test_certs_default_hosts_are_write_certs_defaults(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -231,6 +231,7 @@ def run_certs(args: argparse.Namespace) -> int:
     nothing was written, 2 for a name ``--hosts`` cannot hold.
     """
     from . import testing
+    from ._demo import _url_host
 
     directory: Path = args.dir
     hosts: tuple[str, ...] = args.hosts or testing.DEFAULT_HOSTS
@@ -253,15 +254,10 @@ def run_certs(args: argparse.Namespace) -> int:
     print(f"server key           {files.key}")
     print(f"client certificate   {files.client_cert}")
     print(f"client key           {files.client_key}")
-    print(f"try: curl --cacert {files.ca} https://{url_host(hosts[0])}:PORT/")
+    named = [host for host in hosts if not host.startswith("*.")]
+    if named:  # a wildcard names no host to try
+        print(f"try: curl --cacert {files.ca} https://{_url_host(named[0])}:PORT/")
     return 0
-
-
-def url_host(host: str) -> str:
-    """``host`` as it goes in a URL: IPv6 addresses in brackets, a wildcard made concrete."""
-    if ":" in host:
-        return f"[{host}]"
-    return host.replace("*", "www", 1) if host.startswith("*.") else host
 
 
 def run_bench(args: argparse.Namespace) -> int:
