@@ -56,16 +56,20 @@ __all__ = [
     "LoopStats",
     "Result",
     "Stopwatch",
+    "Workload",
     "best_of",
     "compare",
     "concurrent_load",
     "free_port",
     "load_loop",
     "main",
+    "pick_baseline",
     "print_table",
     "server_process",
+    "skip_lines",
     "skipped",
     "wait_for_port",
+    "workloads",
 ]
 
 #: Only loopback, ever: benchmarks must not touch the network.
@@ -342,19 +346,109 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, host: str, timeout
 
 
 # -- reporting --------------------------------------------------------------------
-def _ratio(result: Result, base: Result | None) -> str:
-    if base is None or not base.value or math.isnan(base.value) or result is base:
-        return "" if base is None else "1.00x" if result is base else "-"
-    ratio = result.value / base.value
-    if not result.higher_is_better:
-        ratio = 1 / ratio if ratio else math.inf
-    return f"{ratio:.2f}x"
+@dataclass
+class Workload:
+    """One benchmark's measured results, each with its ratio to the baseline.
+
+    ``ratios[i]`` belongs to ``results[i]``: how many times better than
+    ``base`` it did (above 1 is better whatever the unit's direction), or None
+    when its figure is not a positive number (a peer that measured nothing).
+    """
+
+    name: str
+    results: list[Result]
+    base: Result | None
+    ratios: list[float | None]
+
+    @property
+    def unit(self) -> str:
+        return self.results[0].unit if self.results else ""
 
 
-def _format_value(value: float) -> str:
+def _usable(result: Result) -> bool:
+    return math.isfinite(result.value) and result.value > 0
+
+
+def pick_baseline(group: Sequence[Result], baseline: str | None = None) -> Result | None:
+    """The result the others of one benchmark are compared with.
+
+    The one marked ``baseline=True``, else the one whose subject is
+    ``baseline``. When that peer was skipped or measured nothing, the first
+    usable peer that is not trionet stands in (else trionet itself), so every
+    row still gets a ratio: a blank column read as "no data" when it only
+    meant "the usual baseline is not installed here".
+    """
+    usable = [r for r in group if _usable(r)]
+    preferred = [r for r in usable if r.baseline] + [r for r in usable if r.subject == baseline]
+    others = [r for r in usable if r.subject != "trionet"]
+    return next(iter(preferred + others + usable), None)
+
+
+def ratio(result: Result, base: Result | None) -> float | None:
+    """``result`` against ``base``: above 1 is better, whichever way the unit goes."""
+    if base is None or not _usable(result) or not _usable(base):
+        return None
+    value = result.value / base.value
+    return value if result.higher_is_better else 1 / value
+
+
+def workloads(results: Sequence[Result], baseline: str | None = None) -> list[Workload]:
+    """The measured results grouped by benchmark, in first-seen order, with their ratios.
+
+    Skipped peers (:func:`skipped`) are left out: :func:`skip_lines` lists them.
+    """
+    measured = [r for r in results if not r.extra.get("skipped")]
+    out = []
+    for name in dict.fromkeys(r.benchmark for r in measured):
+        group = [r for r in measured if r.benchmark == name]
+        base = pick_baseline(group, baseline)
+        out.append(Workload(name, group, base, [ratio(r, base) for r in group]))
+    return out
+
+
+def skip_lines(results: Sequence[Result], prefix: str = "") -> list[str]:
+    """One line per distinct reason a peer was skipped, naming every subject it hit.
+
+    A peer that is missing is usually missing for every workload of its
+    benchmark (the ws benchmark has four); one line says so once.
+    """
+    subjects: dict[str, list[str]] = {}
+    for r in results:
+        if r.extra.get("skipped"):
+            names = subjects.setdefault(str(r.extra["skipped"]), [])
+            if r.subject not in names:
+                names.append(r.subject)
+    return [f"{prefix}{', '.join(names)}: {reason}" for reason, names in subjects.items()]
+
+
+def format_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def format_value(value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.2f}"
+
+
+def format_notes(result: Result) -> str:
+    return ", ".join(f"{k}={_format_extra(v)}" for k, v in result.extra.items())
+
+
+#: The text table's columns; the markdown one (``_report.markdown_table``) has the same.
+COLUMNS = ("benchmark", "subject", "value", "unit", "ratio", "notes")
+RATIO_LEGEND = "ratio: to the benchmark's baseline, the row at 1.00x; above 1.00x is better"
+
+
+def table_rows(results: Sequence[Result], baseline: str | None = None) -> list[tuple[str, ...]]:
+    """The table's cells, one tuple of :data:`COLUMNS` per measured result."""
+    return [
+        (w.name, r.subject, format_value(r.value), r.unit, format_ratio(q), format_notes(r))
+        for w in workloads(results, baseline)
+        for r, q in zip(w.results, w.ratios, strict=True)
+    ]
 
 
 def print_table(
@@ -362,25 +456,13 @@ def print_table(
 ) -> None:
     """Print results as one table, grouped by benchmark, with each subject's ratio.
 
-    The ratio compares a subject with the baseline of the same benchmark: the
-    result marked ``baseline=True``, else the one whose subject is ``baseline``
-    (1.00x = as good; above 1 = better, whatever the unit's direction).
-    Benchmarks without a baseline show no ratio.
+    The ratio compares a subject with the baseline of the same benchmark (see
+    :func:`pick_baseline`). Skipped peers are listed below the table, once per
+    reason.
     """
     out = file if file is not None else sys.stdout
-    rows = [("benchmark", "subject", "value", "unit", "ratio", "notes")]
-    for bench in dict.fromkeys(r.benchmark for r in results):
-        group = [r for r in results if r.benchmark == bench]
-        base = next((r for r in group if r.baseline), None) or next(
-            (r for r in group if r.subject == baseline), None
-        )
-        for r in group:
-            if r.extra.get("skipped"):
-                rows.append((bench, r.subject, "-", r.unit, "", f"skipped: {r.extra['skipped']}"))
-                continue
-            notes = ", ".join(f"{k}={_format_extra(v)}" for k, v in r.extra.items())
-            rows.append((bench, r.subject, _format_value(r.value), r.unit, _ratio(r, base), notes))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rows = [COLUMNS, *table_rows(results, baseline)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     for i, row in enumerate(rows):
         cells = [
             cell.rjust(width) if column in (2, 4) else cell.ljust(width)
@@ -389,12 +471,14 @@ def print_table(
         print("  ".join(cells).rstrip(), file=out)
         if i == 0:
             print("  ".join("-" * w for w in widths), file=out)
-    print("(ratio: relative to the benchmark's baseline; above 1.00x is better)", file=out)
+    print(f"({RATIO_LEGEND})", file=out)
+    for line in skip_lines(results, prefix="skipped: "):
+        print(line, file=out)
 
 
 def _format_extra(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
 
 

@@ -120,6 +120,120 @@ def test_certs_into_an_unwritable_place_fails_clearly(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"trionet certs: error: cannot write to {blocker / 'certs'}")
 
 
+def test_certs_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
+    assert trionet("certs", str(tmp_path)).returncode == 0
+    ca = (tmp_path / "ca.pem").read_bytes()
+
+    again = trionet("certs", str(tmp_path))
+    assert again.returncode == 1
+    assert again.stderr.startswith("trionet certs: error: already exists: ")
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+        assert str(tmp_path / name) in again.stderr
+    assert "--force overwrites them" in again.stderr
+    assert (tmp_path / "ca.pem").read_bytes() == ca, "a refused run changes nothing"
+
+    forced = trionet("certs", "--force", str(tmp_path))
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "ca.pem").read_bytes() != ca, "--force writes a new CA"
+    assert (tmp_path / "server.key").stat().st_mode & 0o077 == 0
+
+
+def test_certs_writes_nothing_if_one_file_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "server.key").write_text("someone's key")
+    done = trionet("certs", str(tmp_path))
+    assert done.returncode == 1
+    assert f"already exists: {tmp_path / 'server.key'};" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.key"]
+    assert (tmp_path / "server.key").read_text() == "someone's key"
+
+
+def certificate_names(pem: Path) -> set[str]:
+    """The DNS names and IP addresses a certificate is issued for."""
+    from cryptography import x509
+
+    san = x509.load_pem_x509_certificate(pem.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    ips = {str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)}
+    return set(san.value.get_values_for_type(x509.DNSName)) | ips
+
+
+def test_certs_hosts_names_the_server_certificate(tmp_path: Path) -> None:
+    done = trionet("certs", str(tmp_path), "--hosts", "app.localhost, *.app.localhost,127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert certificate_names(tmp_path / "server.pem") == {
+        "app.localhost",
+        "*.app.localhost",
+        "127.0.0.1",
+    }
+    assert "(app.localhost, *.app.localhost, 127.0.0.1)" in done.stdout
+    assert "https://app.localhost:PORT/" in done.stdout
+    # A client that trusts the CA accepts the certificate for the names asked, only.
+    handshake(tmp_path, "api.app.localhost")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        handshake(tmp_path, "localhost")
+
+
+def handshake(certs: Path, server_name: str) -> None:
+    """A TLS handshake in memory: the client trusts ``certs/ca.pem`` and checks ``server_name``."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(certs / "server.pem", certs / "server.key")
+    client_ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(to_client, to_server, server_hostname=server_name)
+    server = server_ctx.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(10):
+        done = 0
+        for end in (client, server):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        if done == 2:
+            return
+    raise AssertionError("the handshake did not finish")
+
+
+def test_certs_for_an_ipv6_address_says_how_to_try_it(tmp_path: Path) -> None:
+    done = trionet("certs", str(tmp_path), "--hosts", "::1")
+    assert done.returncode == 0, done.stderr
+    assert certificate_names(tmp_path / "server.pem") == {"::1"}
+    assert (
+        done.stdout.splitlines()[-1]
+        == f"try: curl --cacert {tmp_path / 'ca.pem'} https://[::1]:PORT/"
+    )
+
+
+def test_certs_default_hosts_are_write_certs_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trionet.testing import DEFAULT_HOSTS
+
+    assert trionet("certs", str(tmp_path)).returncode == 0
+    assert certificate_names(tmp_path / "server.pem") == set(DEFAULT_HOSTS)
+    with pytest.raises(SystemExit):
+        main(["certs", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {','.join(DEFAULT_HOSTS)})" in help_text
+
+
+@pytest.mark.parametrize(
+    ("hosts", "status", "message"),
+    [
+        ("bad name", 2, "trionet certs: error: --hosts bad name: Codepoint U+0020"),
+        (",", 2, "argument --hosts: no host names in ','"),
+    ],
+)
+def test_certs_rejects_names_a_certificate_cannot_hold(
+    tmp_path: Path, hosts: str, status: int, message: str
+) -> None:
+    done = trionet("certs", str(tmp_path / "certs"), "--hosts", hosts)
+    assert done.returncode == status
+    assert message in done.stderr
+    assert not (tmp_path / "certs").exists(), "nothing is written"
+
+
 # -- bench -------------------------------------------------------------------------
 def test_bench_quick_prints_one_table_within_a_minute() -> None:
     start = time.monotonic()
@@ -134,6 +248,12 @@ def test_bench_quick_prints_one_table_within_a_minute() -> None:
     assert "trionet" in done.stdout and "1.00x" in done.stdout
     # A progress line per benchmark, on stderr.
     assert "[1/" in done.stderr and "done in" in done.stderr
+
+
+def copy_runner(directory: Path) -> None:
+    """The benchmark runner and its helpers (benchmarks/run.py, _*.py), without the benchmarks."""
+    for source in [ROOT / "benchmarks" / "run.py", *(ROOT / "benchmarks").glob("_*.py")]:
+        shutil.copy(source, directory / source.name)
 
 
 NEEDS_A_PYTHON_PEER = '''
@@ -157,8 +277,7 @@ def run(quick):
 
 
 def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: Path) -> None:
-    for name in ("run.py", "_harness.py"):
-        shutil.copy(ROOT / "benchmarks" / name, tmp_path / name)
+    copy_runner(tmp_path)
     (tmp_path / "needs_peer.py").write_text(NEEDS_A_PYTHON_PEER)
     (tmp_path / "half.py").write_text(NEEDS_NODE)
     done = trionet("bench", "--quick", "--dir", str(tmp_path))
@@ -181,6 +300,100 @@ def test_bench_reports_missing_peers_as_skipped_with_the_install_hint(tmp_path: 
     )
     assert "nan" not in done.stdout
     assert "needs_peer [--------------------] skipped" in done.stderr
+
+
+WITHOUT_ITS_BASELINE = '''
+"""A benchmark with two workloads; its baseline peer and Node are missing from both."""
+from _harness import Result, skipped
+def run(quick):
+    print("ws: node is not on PATH; skipped")
+    print("ws: node is not on PATH; skipped")
+    return [
+        Result("ws echo", "trionet", 30.0, "msg/s"),
+        Result("ws echo", "websockets", 60.0, "msg/s"),
+        skipped("ws echo", "trio-websocket", "no trio_websocket here"),
+        skipped("ws echo", "node-ws", "needs node"),
+        Result("ws stream", "trionet", 100.0, "MB/s"),
+        Result("ws stream", "websockets", 80.0, "MB/s"),
+        skipped("ws stream", "trio-websocket", "no trio_websocket here"),
+        skipped("ws stream", "node-ws", "needs node"),
+    ]
+'''
+
+
+def test_bench_fills_every_ratio_and_says_each_skip_once(tmp_path: Path) -> None:
+    copy_runner(tmp_path)
+    (tmp_path / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    done = trionet("bench", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("  ") for line in done.stdout.splitlines()[3:7]]
+    ratios = [[cell for cell in row if cell][-1].strip() for row in rows]
+    # trio-websocket, the usual baseline, is missing: the peer that ran stands in.
+    assert ratios == ["0.50x", "1.00x", "1.25x", "1.00x"]
+    skips = [line for line in done.stdout.splitlines() if line.startswith("skipped:")]
+    assert skips == [
+        "skipped: ws: trio-websocket: no trio_websocket here (install: pip install -e '.[bench]')",
+        "skipped: ws: node-ws: needs node (install: apt-get install nodejs npm)",
+        "skipped: ws: node is not on PATH; skipped (install: apt-get install nodejs npm)",
+    ]
+
+
+RESULTS_PAGE = """# Benchmarks
+
+Prose before.
+
+<!-- results: begin. Written by `trionet bench --update-docs`; edit the text around. -->
+old figures
+<!-- results: end -->
+
+Prose after.
+"""
+
+
+def test_bench_update_docs_writes_charts_and_the_table(tmp_path: Path) -> None:
+    bench, docs = tmp_path / "benchmarks", tmp_path / "docs"
+    bench.mkdir()
+    docs.mkdir()
+    copy_runner(bench)
+    (bench / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    (docs / "benchmarks.md").write_text(RESULTS_PAGE)
+    (docs / "results").mkdir()
+    (docs / "results" / "a-workload-gone-since.svg").write_text("<svg/>")
+
+    done = trionet("bench", "--dir", str(bench), "--update-docs")
+    assert done.returncode == 0, done.stderr
+    assert f"updated 4 files under {docs}" in done.stderr
+    assert sorted(p.name for p in (docs / "results").iterdir()) == [
+        "bench.json",
+        "ws-echo.svg",
+        "ws-stream.svg",
+    ]
+    page = (docs / "benchmarks.md").read_text()
+    assert page.startswith("# Benchmarks\n\nProse before.\n\n<!-- results: begin.")
+    assert page.endswith("<!-- results: end -->\n\nProse after.\n")
+    assert "old figures" not in page
+    assert "![ws echo](results/ws-echo.svg)\n\n![ws stream](results/ws-stream.svg)" in page
+    assert "| ws echo | **trionet** | 30.00 | msg/s | 0.50x |  |" in page
+    assert "- ws: node-ws: needs node (install: apt-get install nodejs npm)" in page
+    assert "<title>ws echo: msg/s" in (docs / "results" / "ws-echo.svg").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (["--quick"], "--update-docs records a full run; drop --quick"),
+        (["ws"], "--update-docs records every benchmark; name none"),
+    ],
+)
+def test_bench_update_docs_only_records_a_full_run(
+    tmp_path: Path, args: list[str], refusal: str
+) -> None:
+    copy_runner(tmp_path)
+    (tmp_path / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    done = trionet("bench", "--dir", str(tmp_path), "--update-docs", *args)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"trionet bench: error: {refusal}"
+    assert done.stdout == ""
 
 
 def test_bench_names_unknown_benchmarks(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
 """The docs: every example runs and prints what the page shows, and the site builds.
 
-Each Python example on the site is a file in docs/examples/ that a page
-includes with ``--8<-- "name.py"``; its output, when the page shows one, is
-``name.txt`` beside it. Ports that vary from run to run are written ``PORT``.
+Each Python example on the site is a file in docs/examples/ that a page shows
+in a fenced block titled with its path (```python title="docs/examples/name.py"),
+copied exactly: ``python tests/test_docs.py --sync`` copies the files into the
+pages after an edit (tests/_docs_sync.py says why copies, not includes). Its
+output, when the page shows one, is ``name.txt`` beside it, in a block titled
+``output: docs/examples/name.txt``. Ports that vary from run to run are written ``PORT``.
 The chapter's complete Node programs shown beside them (docs/examples/node/)
 run too, each against its trionet counterpart; the Node fragments (the agent
 options, the browser's WebSocket, the upgrade listener) are quoted, not run.
@@ -26,6 +29,7 @@ from typing import Any
 
 import pytest
 import trio
+from _docs_sync import SYNC_COMMAND, blocks, drift, relative, sync_text
 
 import trionet
 import trionet.testing
@@ -47,10 +51,7 @@ def normalize(output: str) -> str:
 
 def fenced_blocks(page: Path) -> list[tuple[str, str]]:
     """``(language, body)`` of each fenced code block on a page."""
-    return [
-        (m.group(1), m.group(2))
-        for m in re.finditer(r"^ *```(\w*)[^\n]*\n(.*?)^ *```", page.read_text(), re.M | re.S)
-    ]
+    return [(block.language, block.body) for block in blocks(page.read_text().split("\n"))]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -68,25 +69,97 @@ def test_example_runs_and_prints_what_the_page_shows(example: Path, tmp_path: Pa
         assert normalize(done.stdout) == expected.read_text()
 
 
-def test_every_example_is_on_a_page() -> None:
-    included = {
-        name for page in PAGES for name in re.findall(r'--8<-- "([^"]+)"', page.read_text())
+def shown_files() -> set[Path]:
+    """Every file a page shows in a titled block."""
+    return {
+        block.file
+        for page in PAGES
+        for block in blocks(page.read_text().split("\n"))
+        if block.file is not None
     }
+
+
+def test_every_example_is_on_a_page() -> None:
+    shown = shown_files()
     for example in EXAMPLES:
-        assert example.name in included, f"{example.name} is on no page"
+        assert example in shown, f"{relative(example)} is on no page"
         output = example.with_suffix(".txt")
         if output.exists():
-            assert output.name in included, f"{output.name} is on no page"
+            assert output in shown, f"{relative(output)} is on no page"
+
+
+def test_the_pages_show_the_examples_exactly() -> None:
+    """A block titled with a file's path holds that file, so the pages cannot drift."""
+    problems = [problem for page in PAGES for problem in drift(page)]
+    assert not problems, (
+        "the pages and docs/examples/ differ (edit the example, not the page), "
+        f"then run `{SYNC_COMMAND}`:\n" + "\n".join(problems)
+    )
 
 
 def test_python_on_the_pages_comes_from_the_examples() -> None:
-    """A ```python block holds only an include, so no code on the site goes untested."""
+    """A ```python block names its file, so no code on the site goes untested."""
     for page in PAGES:
-        for language, body in fenced_blocks(page):
-            if language in ("python", "py"):
-                assert re.fullmatch(r'--8<-- "[^"]+\.py"\n', body), (
-                    f"{page.relative_to(ROOT)}: inline Python; move it to docs/examples/:\n{body}"
+        for block in blocks(page.read_text().split("\n")):
+            if block.language in ("python", "py"):
+                assert block.file is not None and block.file.parent.name == "examples", (
+                    f"{relative(page)}:{block.start + 1}: inline Python; move it to "
+                    f"docs/examples/ and title the block with its path:\n{block.body}"
                 )
+
+
+# -- the sync: pure text in, text out ------------------------------------------------
+EXAMPLE = DOCS / "examples" / "net_server.py"
+OUTPUT = DOCS / "examples" / "net_server.txt"
+
+
+def test_sync_inlines_an_include_and_names_the_file_in_the_title() -> None:
+    page = (
+        "Intro.\n\n"
+        '```python title="docs/examples/net_server.py"\n--8<-- "net_server.py"\n```\n\n'
+        'It prints:\n\n```text\n--8<-- "net_server.txt"\n```\n\n'
+        '```js title="Node (ports vary)"\n--8<-- "node/net_server.js"\n```\n'
+    )
+    synced = sync_text(page)
+    node = DOCS / "examples" / "node" / "net_server.js"
+    assert synced == (
+        f'Intro.\n\n```python title="docs/examples/net_server.py"\n{EXAMPLE.read_text()}```\n\n'
+        f'It prints:\n\n```text title="output: docs/examples/net_server.txt"\n'
+        f"{OUTPUT.read_text()}```\n\n"
+        f'```js title="Node (ports vary): docs/examples/node/net_server.js"\n'
+        f"{node.read_text()}```\n"
+    )
+    assert sync_text(synced) == synced, "a synced page stays as it is"
+
+
+def test_sync_refreshes_a_block_that_drifted_and_keeps_its_indentation() -> None:
+    page = (
+        "- a list item:\n\n"
+        '    ```text title="output: docs/examples/net_server.txt"\n    old output\n    ```\n'
+        "\n```js\nconsole.log('quoted, not a file: left alone')\n```\n"
+    )
+    indented = "".join(
+        f"    {line}" if line.strip() else line for line in OUTPUT.read_text().splitlines(True)
+    )
+    assert sync_text(page) == (
+        "- a list item:\n\n"
+        f'    ```text title="output: docs/examples/net_server.txt"\n{indented}    ```\n'
+        "\n```js\nconsole.log('quoted, not a file: left alone')\n```\n"
+    )
+
+
+def test_drift_names_the_page_line_and_file(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '# t\n\n```python title="docs/examples/net_server.py"\nprint("edited")\n```\n\n'
+        '```text\n--8<-- "net_server.txt"\n```\n\n'
+        '```text title="output: docs/examples/gone.txt"\n```\n'
+    )
+    assert drift(page) == [
+        f"{page}:3: differs from docs/examples/net_server.py",
+        f"{page}:7: an include of net_server.txt; inline it",
+        f"{page}:11: the title names docs/examples/gone.txt, which does not exist",
+    ]
 
 
 def test_python_in_the_readme_is_from_the_examples() -> None:
@@ -127,8 +200,19 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr
     page = (tmp_path / "guide" / "net" / "index.html").read_text()
-    assert "欢迎光临《深入浅出Node.js》示例" in page  # the snippets were included
+    assert "欢迎光临《深入浅出Node.js》示例" in page  # the examples are on the page
     assert (tmp_path / "demo.png").exists()
+    benchmarks = (tmp_path / "benchmarks" / "index.html").read_text()
+    charts = re.findall(r'<img alt="[^"]*" src="../(results/[^"]+\.svg)"', benchmarks)
+    assert charts, "the benchmark charts are on the page"
+    for chart in charts:
+        assert (tmp_path / chart).is_file()
+    # Every public attribute of a net.Socket has its entry in the API reference.
+    reference = (tmp_path / "reference" / "net" / "index.html").read_text()
+    sock = trionet.net.Socket(trio.testing.memory_stream_pair()[0])
+    public = {name for name in dir(sock) if not name.startswith("_")}
+    missing = {name for name in public if f'id="trionet.net.Socket.{name}"' not in reference}
+    assert not missing, f"not in docs/reference/net.md: {sorted(missing)}"
 
 
 # -- the chapter's Node programs, against trionet ------------------------------------
@@ -380,3 +464,10 @@ async def test_node_https_client_reads_the_trionet_server(node: str, tmp_path: P
             done = await trio.run_process([node, str(script)], cwd=tmp_path, capture_stdout=True)
         assert done.stdout.decode().splitlines()[0] == "hello world"
         nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    # python tests/test_docs.py --sync: copy docs/examples/ into the pages (tests/_docs_sync.py).
+    from _docs_sync import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -85,6 +85,31 @@ def test_write_certs_writes_pem_files_for_curl(tmp_path: Path) -> None:
     ssl.create_default_context(cafile=str(files.ca))
 
 
+def test_write_certs_can_refuse_to_overwrite(tmp_path: Path) -> None:
+    first = write_certs(tmp_path)
+    ca = first.ca.read_bytes()
+    with pytest.raises(FileExistsError) as refused:
+        write_certs(tmp_path, overwrite=False)
+    assert refused.value.filename == str(first.ca)
+    assert str(first.client_key) in str(refused.value)
+    assert first.ca.read_bytes() == ca
+
+
+def test_write_certs_overwriting_a_readable_key_makes_it_private(tmp_path: Path) -> None:
+    key = tmp_path / "server.key"
+    key.write_text("old")
+    key.chmod(0o644)
+    write_certs(tmp_path)
+    assert b"PRIVATE KEY" in key.read_bytes()
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_write_certs_with_a_bad_host_name_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="bad name"):
+        write_certs(tmp_path / "certs", hosts=("localhost", "bad name"))
+    assert not (tmp_path / "certs").exists()
+
+
 def test_module_imports_without_pytest(tmp_path: Path) -> None:
     """write_certs serves the command line, where pytest may be missing."""
     code = (
@@ -95,7 +120,6 @@ def test_module_imports_without_pytest(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert (tmp_path / "ca.pem").exists()
-
 
 
 # -- the plugin from a user's point of view: a project that only installed trionet ------

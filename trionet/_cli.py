@@ -48,6 +48,14 @@ def port(text: str) -> int:
     return value
 
 
+def host_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated host names or addresses, at least one."""
+    hosts = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not hosts:
+        raise argparse.ArgumentTypeError(f"no host names in {text!r}")
+    return hosts
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``trionet`` parser with one subcommand per job."""
     verbose = argparse.ArgumentParser(add_help=False)
@@ -118,11 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[verbose],
         help="write a private CA and certificates for localhost",
         description=(
-            "Write ca.pem, server.pem and server.key (for localhost, 127.0.0.1 and ::1), and "
-            "a client certificate, into DIR, as trionet.testing.write_certs does."
+            "Write ca.pem, server.pem and server.key (for localhost, 127.0.0.1 and ::1, or "
+            "--hosts), and a client certificate, into DIR, as trionet.testing.write_certs "
+            "does. Existing files are left alone unless --force is given."
         ),
     )
     certs.add_argument("dir", metavar="DIR", type=Path, help="directory to write (created)")
+    certs.add_argument(
+        "--hosts",
+        type=host_list,
+        metavar="NAMES",
+        help="the server certificate's names and addresses, comma-separated "
+        "(default: localhost,127.0.0.1,::1)",
+    )
+    certs.add_argument(
+        "--force", action="store_true", help="overwrite files that exist already in DIR"
+    )
     certs.set_defaults(run=run_certs)
 
     bench = commands.add_parser(
@@ -140,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir",
         type=Path,
         help="the benchmarks directory (default: ./benchmarks or the one beside the package)",
+    )
+    bench.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="also write the charts and the table into docs/ beside the benchmarks "
+        "(a full run of every benchmark only)",
     )
     bench.set_defaults(run=run_bench)
     return parser
@@ -199,21 +224,39 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_certs(args: argparse.Namespace) -> int:
-    """``trionet certs DIR``: write the CA and certificates, then list them."""
+    """``trionet certs DIR``: write the CA and certificates, then list them.
+
+    Existing files are kept unless ``--force``: a CA or key someone already
+    trusts or deployed is not something to replace by accident. Status 1 when
+    nothing was written, 2 for a name ``--hosts`` cannot hold.
+    """
     from . import testing
+    from ._demo import _url_host
 
     directory: Path = args.dir
+    hosts: tuple[str, ...] = args.hosts or testing.DEFAULT_HOSTS
     try:
-        files = testing.write_certs(directory)
+        files = testing.write_certs(directory, hosts=hosts, overwrite=args.force)
+    except FileExistsError as exc:
+        print(
+            f"trionet certs: error: {exc.strerror}; nothing written (--force overwrites them)",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:
         print(f"trionet certs: error: cannot write to {directory}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        print(f"trionet certs: error: --hosts {','.join(hosts)}: {exc}", file=sys.stderr)
+        return 2
     print(f"CA certificate       {files.ca}")
-    print(f"server certificate   {files.cert}   (localhost, 127.0.0.1, ::1)")
+    print(f"server certificate   {files.cert}   ({', '.join(hosts)})")
     print(f"server key           {files.key}")
     print(f"client certificate   {files.client_cert}")
     print(f"client key           {files.client_key}")
-    print(f"try: curl --cacert {files.ca} https://localhost:PORT/")
+    named = [host for host in hosts if not host.startswith("*.")]
+    if named:  # a wildcard names no host to try
+        print(f"try: curl --cacert {files.ca} https://{_url_host(named[0])}:PORT/")
     return 0
 
 
@@ -238,6 +281,10 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    refusal = runner.docs_refusal(quick=args.quick, names=args.names, failed=[])
+    if args.update_docs and refusal:
+        print(f"trionet bench: error: {refusal}", file=sys.stderr)
+        return 2
     names = args.names or available
     verbose = getattr(args, "verbose", False)
     outcomes = [
@@ -245,19 +292,35 @@ def run_bench(args: argparse.Namespace) -> int:
         for i, name in enumerate(names, 1)
     ]
     print()
-    runner.print_table([r for o in outcomes for r in o.results], baseline=runner.BASELINE)
-    for outcome in outcomes:
-        for line in outcome.skipped:
-            print(f"skipped: {line}")
+    results = [r for o in outcomes for r in o.results if not _skipped(r)]
+    runner.print_table(results, baseline=runner.BASELINE)
+    # One line per reason (the harness names every subject it hit: a missing peer
+    # is missing from each workload of its benchmark), each line once.
+    lines = [
+        line
+        for name, o in zip(names, outcomes, strict=True)
+        for line in [*runner.skip_lines(o.results, prefix=f"{name}: "), *o.skipped]
+    ]
+    skipped = [_with_hint(line) for line in dict.fromkeys(lines)]
+    for line in skipped:
+        print(f"skipped: {line}")
     failed = [o.failed for o in outcomes if o.failed is not None]
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
+    if args.update_docs:
+        message = runner.docs_refusal(quick=False, names=[], failed=failed) or (
+            runner.update_docs(results, skipped, directory.parent / "docs")
+        )
+        print(f"trionet bench: {message}", file=sys.stderr)
+        if message.startswith("error"):
+            return 1
     return 1 if failed else 0
 
 
 @dataclass
 class BenchOutcome:
-    """What one benchmark gave: figures, peers it skipped (with hints), or why it failed."""
+    """What one benchmark gave: its results (a peer it could not run is one marked
+    skipped), the lines where it said it skipped something, or why it failed."""
 
     results: list[Any] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -286,13 +349,8 @@ def run_one(name: str, label: str, quick: bool, verbose: bool) -> BenchOutcome:
             if verbose:
                 sys.stderr.write(chatter.getvalue())
     # A missing peer shows as a result marked skipped (_harness.skipped) or a line saying so.
-    outcome.results = [r for r in found if not _skipped(r)]
-    outcome.skipped += [
-        _with_hint(f"{name}: {r.subject}: {r.extra['skipped']}") for r in found if _skipped(r)
-    ]
-    outcome.skipped += [
-        _with_hint(line) for line in chatter.getvalue().splitlines() if "skipped" in line
-    ]
+    outcome.results = list(found)
+    outcome.skipped += [line for line in chatter.getvalue().splitlines() if "skipped" in line]
     return outcome
 
 

@@ -24,6 +24,7 @@ are defined only when pytest is importable.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ class CertFiles:
 
     #: The CA certificate: pass to ``curl --cacert`` or ``tls.connect(ca=...)``.
     ca: Path
-    #: The server certificate chain (PEM) for localhost, 127.0.0.1 and ::1.
+    #: The server certificate chain (PEM), for the ``hosts`` write_certs was given.
     cert: Path
     #: The server's private key (PEM, mode 0600).
     key: Path
@@ -65,20 +66,35 @@ class CertFiles:
     client_key: Path
 
 
+#: The names :func:`write_certs` issues the server certificate for by default:
+#: what a local client dials (``localhost``, and both loopback addresses).
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 def write_certs(
-    directory: str | os.PathLike[str], *, hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    directory: str | os.PathLike[str],
+    *,
+    hosts: tuple[str, ...] = DEFAULT_HOSTS,
+    overwrite: bool = True,
 ) -> CertFiles:
     """Write a fresh CA and certificates into ``directory``; returns their paths.
 
     Writes ``ca.pem``, ``server.pem`` and ``server.key`` (the server
-    certificate is issued for ``hosts``), plus ``client.pem`` and
-    ``client.key`` for mutual TLS. The directory is created if needed.
+    certificate is issued for ``hosts``: DNS names, ``*.`` wildcards or IP
+    addresses), plus ``client.pem`` and ``client.key`` for mutual TLS. The
+    directory is created if needed; keys are readable by their owner only.
+
+    Raises:
+      ValueError: a name in ``hosts`` is neither a host name nor an IP address
+        (nothing is written).
+      FileExistsError: ``overwrite=False`` and some of the files exist already
+        (nothing is written; ``filename`` names the first, the message all).
     """
-    root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
+    # Issue first, so a bad name in ``hosts`` leaves no half-written directory.
     ca = trustme.CA()
     server = ca.issue_cert(*hosts)
     client = ca.issue_cert("client.localhost", common_name="client")
+    root = Path(directory)
     files = CertFiles(
         ca=root / "ca.pem",
         cert=root / "server.pem",
@@ -86,20 +102,35 @@ def write_certs(
         client_cert=root / "client.pem",
         client_key=root / "client.key",
     )
-    ca.cert_pem.write_to_path(str(files.ca))
-    _write_chain(server, files.cert)
-    _write_private(server.private_key_pem.bytes(), files.key)
-    _write_chain(client, files.client_cert)
-    _write_private(client.private_key_pem.bytes(), files.client_key)
+    contents = [
+        (files.ca, ca.cert_pem.bytes(), False),
+        (files.cert, _chain(server), False),
+        (files.key, server.private_key_pem.bytes(), True),
+        (files.client_cert, _chain(client), False),
+        (files.client_key, client.private_key_pem.bytes(), True),
+    ]
+    if not overwrite:
+        # Checked for all files before writing any, so a refusal changes nothing;
+        # O_EXCL below still refuses a file that appears in the meantime.
+        taken = [path for path, _, _ in contents if os.path.lexists(path)]
+        if taken:
+            names = ", ".join(str(path) for path in taken)
+            raise FileExistsError(errno.EEXIST, f"already exists: {names}", str(taken[0]))
+    root.mkdir(parents=True, exist_ok=True)
+    for path, data, private in contents:
+        _write(path, data, private=private, overwrite=overwrite)
     return files
 
 
-def _write_chain(leaf: trustme.LeafCert, path: Path) -> None:
-    path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+def _chain(leaf: trustme.LeafCert) -> bytes:
+    return b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
 
 
-def _write_private(data: bytes, path: Path) -> None:
-    """Write a private key readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write(path: Path, data: bytes, *, private: bool, overwrite: bool) -> None:
+    """Write ``path``; a private key is readable by its owner only, even if it existed."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    fd = os.open(path, flags, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
+        if private:
+            os.fchmod(f.fileno(), 0o600)
         f.write(data)
