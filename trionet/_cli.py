@@ -231,7 +231,7 @@ def run_certs(args: argparse.Namespace) -> int:
     nothing was written, 2 for a name ``--hosts`` cannot hold.
     """
     from . import testing
-    from ._demo import _url_host
+    from ._demo.service import url_host
 
     directory: Path = args.dir
     hosts: tuple[str, ...] = args.hosts or testing.DEFAULT_HOSTS
@@ -256,7 +256,7 @@ def run_certs(args: argparse.Namespace) -> int:
     print(f"client key           {files.client_key}")
     named = [host for host in hosts if not host.startswith("*.")]
     if named:  # a wildcard names no host to try
-        print(f"try: curl --cacert {files.ca} https://{_url_host(named[0])}:PORT/")
+        print(f"try: curl --cacert {files.ca} https://{url_host(named[0])}:PORT/")
     return 0
 
 
