@@ -513,16 +513,29 @@ async def test_client_enforces_its_own_max_message_size(nursery: trio.Nursery) -
     assert closed.value.code == 1009
 
 
-async def test_compression_is_negotiated_only_when_the_server_enables_it(
+async def test_compression_is_off_by_default_on_both_ends(nursery: trio.Nursery) -> None:
+    """One default for server and client: a trionet client offers nothing unless asked."""
+    async def tell_offer(sock: ws.WebSocket) -> None:
+        offered = [v for n, v in sock.request.raw_headers if n.lower() == b"sec-websocket-extensions"]
+        await sock.send(repr(offered))
+
+    deflating = await start(nursery, tell_offer, compression=True)
+    with trio.fail_after(5):
+        async with ws.connect(url(deflating)) as client:
+            assert await client.receive() == "[]"
+            assert client.extensions == []
+
+
+async def test_compression_is_negotiated_only_when_both_ends_enable_it(
     nursery: trio.Nursery,
 ) -> None:
     plain = await start(nursery)
     deflating = await start(nursery, compression=True)
     text = "compressible " * 10_000
     with trio.fail_after(5):
-        async with ws.connect(url(plain)) as client:
+        async with ws.connect(url(plain), compression=True) as client:
             assert client.extensions == []
-        async with ws.connect(url(deflating)) as client:
+        async with ws.connect(url(deflating), compression=True) as client:
             assert [e.name for e in client.extensions] == ["permessage-deflate"]
             before = client.socket.bytes_written
             await client.send(text)
