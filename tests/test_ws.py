@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+from _tls_support import Identity
 from _ws_raw import (
     BINARY,
     CONT,
@@ -29,7 +30,6 @@ from _ws_raw import (
     close_frame,
     frame,
 )
-from _tls_support import Identity
 from conftest import open_fds, silent_peer
 
 import trionet
@@ -582,8 +582,8 @@ async def test_client_enforces_its_own_max_message_size(nursery: trio.Nursery) -
 async def test_compression_is_off_by_default_on_both_ends(nursery: trio.Nursery) -> None:
     """One default for server and client: a trionet client offers nothing unless asked."""
     async def tell_offer(sock: ws.WebSocket) -> None:
-        offered = [v for n, v in sock.request.raw_headers if n.lower() == b"sec-websocket-extensions"]
-        await sock.send(repr(offered))
+        headers = sock.request.raw_headers
+        await sock.send(repr([v for n, v in headers if n.lower() == b"sec-websocket-extensions"]))
 
     deflating = await start(nursery, tell_offer, compression=True)
     with trio.fail_after(5):

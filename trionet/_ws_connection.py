@@ -472,8 +472,9 @@ class WebSocket:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close: send a Close frame, wait (bounded) for the peer's, close TCP.
 
-        Queued messages are dropped. Waits at most ``close_timeout`` for the
-        peer; calling it again, or on a closed connection, just waits for the end.
+        Messages not received yet are dropped; what ``broadcast()`` queued goes
+        out before the Close. Waits at most ``close_timeout`` in all; calling it
+        again, or on a closed connection, just waits for the end.
         """
         try:
             with trio.move_on_after(self.close_timeout):
