@@ -283,7 +283,7 @@ class WebSocket:
             await self._wait_for_own_message(event)
         async with self._send_lock:
             self._check_open()
-            if self._outbox and self._fragmenting is None:
+            if self._outbox.items and self._fragmenting is None:
                 # Broadcast messages queued before this one go first.
                 await self._write(self._take_outbox() + self._conn.send(event))
             else:

@@ -47,22 +47,28 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData
+from wsproto.events import AcceptConnection
 from wsproto.events import Request as HandshakeRequest
 from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import _server, net, tls
-from ._errors import ConnectError, ProtocolError
+from . import _server, tls
 from ._server import TLSContext
 from ._stream import Socket, handshake
 from ._tls_context import CAInput, PemInput
+from ._ws_client import (
+    HANDSHAKE_TIMEOUT,
+    HandshakeError,
+    client_handshake,
+    open_socket,
+    parse_url,
+)
 from ._ws_connection import (
+    _SOCKET_GONE,
     CLOSE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_QUEUE_MESSAGES,
@@ -105,49 +111,12 @@ __all__ = [
 
 logger = logging.getLogger("trionet")
 
-#: Bytes asked of the kernel per read of the handshake response.
-RECEIVE_SIZE = 65536
-
-#: How long the client waits for the server's handshake response
-#: (trio-websocket's CONN_TIMEOUT is 60 s).
-HANDSHAKE_TIMEOUT = 30.0
-
-#: The largest handshake response head the client reads (Node's maxHeaderSize).
-MAX_RESPONSE_HEAD = 16384
-
-#: The largest refusal body the client keeps for :class:`HandshakeError`.
-MAX_REJECT_BODY = 65536
-
 #: The handler ``serve``/``handler`` runs, in its own task, per WebSocket.
 Handler = Callable[[WebSocket], Awaitable[None]]
 
 #: ``accept(req)`` may return True/None (go on), False (401) or (status, headers, body).
 AcceptResult = bool | None | tuple[int, Any, Any]
 AcceptHook = Callable[[Any], AcceptResult | Awaitable[AcceptResult]]
-
-#: What a write to a dead socket raises.
-_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-
-
-class HandshakeError(ProtocolError):
-    """The server refused the opening handshake or answered it wrongly.
-
-    ``status`` is the HTTP status of a refusal (None when the server answered
-    101 but broke the handshake, e.g. a wrong Sec-WebSocket-Accept), with its
-    ``headers`` and ``body``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-        body: bytes = b"",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = list(headers)
-        self.body = body
 
 
 # -- server side -----------------------------------------------------------------
@@ -457,7 +426,7 @@ async def connect(
       HandshakeError: the server refused (``status``) or broke the handshake.
       TimeoutError: no handshake response within ``timeout`` seconds.
     """
-    target = _parse_url(url)
+    target = parse_url(url)
     secure = functools.partial(
         tls.connect,
         ca=ca,
@@ -466,9 +435,9 @@ async def connect(
         reject_unauthorized=reject_unauthorized,
         ssl_context=ssl_context,
     )
-    sock = await _open(target, secure, timeout)
+    sock = await open_socket(target, secure, timeout)
     async with handshake(sock, timeout, f"WebSocket handshake with {url}"):
-        ws = await _client_handshake(
+        ws = await client_handshake(
             sock,
             target,
             subprotocols=subprotocols,
@@ -482,135 +451,6 @@ async def connect(
         yield ws
 
 
-class _Target:
-    """A parsed ws:// or wss:// URL."""
-
-    def __init__(self, secure: bool, host: str, port: int, resource: str, host_header: str) -> None:
-        self.secure = secure
-        self.host = host
-        self.port = port
-        self.resource = resource
-        self.host_header = host_header
-
-
-def _parse_url(url: str) -> _Target:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"a WebSocket URL starts with ws:// or wss://, not {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    default_port = 443 if secure else 80
-    host_header = shown if port == default_port else f"{shown}:{port}"
-    return _Target(secure, host, port, resource, host_header)
-
-
-async def _open(
-    target: _Target, secure: Callable[..., Awaitable[tls.TLSSocket]], timeout: float
-) -> Socket:
-    """Connect TCP, and TLS for wss:// (``secure``: :func:`trionet.tls.connect` with options)."""
-    if target.secure:
-        return await secure(target.port, target.host, timeout=timeout)
-    return await net.connect(target.port, target.host, timeout=timeout)
-
-
-async def _client_handshake(
-    sock: Socket,
-    target: _Target,
-    *,
-    subprotocols: Sequence[str],
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-    max_message_size: int,
-    compression: bool,
-    close_timeout: float,
-) -> WebSocket:
-    wsconn = WSConnection(ConnectionType.CLIENT)
-    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or [])
-    offered = [BoundedPerMessageDeflate(max_message_size)] if compression else []
-    request = HandshakeRequest(
-        host=target.host_header,
-        target=target.resource,
-        subprotocols=list(subprotocols),
-        extensions=offered,
-        extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
-    )
-    try:
-        await sock.send(wsconn.send(request))
-        head, rest = await _read_head(sock)
-    except _SOCKET_GONE as exc:
-        raise ConnectError(f"connection lost during the WebSocket handshake: {exc}") from exc
-    try:
-        wsconn.receive_data(head)
-        event = next(iter(wsconn.events()), None)
-    except (RemoteProtocolError, ValueError) as exc:  # ValueError: bad deflate parameters
-        raise HandshakeError(f"bad handshake response: {exc}") from None
-    if isinstance(event, RejectConnection):
-        body = await _read_reject_body(sock, wsconn, rest) if event.has_body else b""
-        raise HandshakeError(
-            f"the server refused the WebSocket handshake: {event.status_code}",
-            event.status_code,
-            event.headers,
-            body,
-        )
-    if not isinstance(event, AcceptConnection):
-        raise HandshakeError(f"no handshake response, got {event!r}")
-    guard = FrameGuard(max_message_size)
-    connection = new_connection(True, [*event.extensions, guard])
-    return WebSocket(
-        sock,
-        connection,
-        guard=guard,
-        client=True,
-        path=target.resource,
-        request=event,
-        subprotocol=event.subprotocol,
-        extensions=event.extensions,
-        close_timeout=close_timeout,
-        pending=rest,
-    )
-
-
-async def _read_head(sock: Socket) -> tuple[bytes, bytes]:
-    """Read the response head; returns (head, the bytes after it)."""
-    buffer = b""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_RESPONSE_HEAD:
-            raise HandshakeError(f"handshake response head over {MAX_RESPONSE_HEAD} bytes")
-        chunk = await sock.receive(RECEIVE_SIZE)
-        if not chunk:
-            raise HandshakeError("the server closed the connection during the handshake")
-        buffer += chunk
-    return buffer[: end + 4], buffer[end + 4 :]
-
-
-async def _read_reject_body(sock: Socket, wsconn: WSConnection, rest: bytes) -> bytes:
-    """Read the body of a refusal (bounded), for HandshakeError.body."""
-    body = b""
-    data: bytes | None = rest
-    with trio.move_on_after(1):
-        while len(body) <= MAX_REJECT_BODY:
-            try:
-                wsconn.receive_data(data)
-            except RemoteProtocolError:
-                break
-            for event in wsconn.events():
-                if isinstance(event, RejectData):
-                    body += event.data
-                    if event.body_finished:
-                        return body
-            if data is None:
-                break
-            try:
-                data = await sock.receive(RECEIVE_SIZE) or None
-            except _SOCKET_GONE:
-                break
-    return body[:MAX_REJECT_BODY]
-
-
 # Show the public names as trionet.ws.X in reprs, tracebacks and docs.
-for _public in (ConnectionClosed, State, WebSocket, broadcast):
+for _public in (ConnectionClosed, HandshakeError, State, WebSocket, broadcast):
     _public.__module__ = __name__
