@@ -535,6 +535,7 @@ class WebSocket:
         )
         if self._state is State.OPEN:
             self._state = State.CLOSING  # nothing more may be sent, broadcast or not
+            self._sent_close = (code, reason)  # what send()/receive() raise meanwhile
         self._outbox.clear()
         with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
             async with self._send_lock:
