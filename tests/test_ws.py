@@ -11,11 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import ssl
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from _tls_support import Identity
 from _ws_raw import (
     BINARY,
     CONT,
@@ -182,6 +185,69 @@ async def test_handler_exception_closes_with_1011_and_is_logged(
     assert "boom" in caplog.text
     async with ws.connect(url(server)):  # the server is still up
         pass
+
+
+async def test_a_handler_failing_on_another_connection_closes_its_own_with_1011(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chat handler sending to a peer that left fails: its own client hears 1011, not 1000."""
+    peers: list[ws.WebSocket] = []
+
+    async def chat(sock: ws.WebSocket) -> None:
+        peers.append(sock)
+        async for message in sock:
+            for peer in peers:
+                await peer.send(message)
+
+    server = await start(nursery, chat)
+    with trio.fail_after(5), caplog.at_level(logging.INFO, logger="trionet"):
+        async with ws.connect(url(server)) as alice:
+            async with ws.connect(url(server)) as bob:
+                await bob.send("hi, bye")
+                assert await bob.receive() == "hi, bye"
+                assert await alice.receive() == "hi, bye"
+            await peers[1].wait_closed()  # bob left; his connection is still in the list
+            await alice.send("anyone?")
+            assert await alice.receive() == "anyone?"  # sent to herself first
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await alice.receive()
+    assert (closed.value.code, closed.value.reason) == (1011, "handler failed")
+    [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], ws.ConnectionClosed)
+    assert failure.exc_info[1].websocket is peers[1]
+
+
+@pytest.mark.parametrize("in_a_nursery", [False, True], ids=["direct", "exception-group"])
+async def test_a_handler_ended_by_its_own_closure_ends_quietly(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, in_a_nursery: bool
+) -> None:
+    """Its own ConnectionClosed, even from tasks of its own nursery, is no failure."""
+    ended = trio.Event()
+
+    async def receive_forever(sock: ws.WebSocket) -> None:
+        while True:
+            await sock.receive()
+
+    async def handler(sock: ws.WebSocket) -> None:
+        try:
+            if in_a_nursery:
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(receive_forever, sock)
+                    tasks.start_soon(receive_forever, sock)
+            else:
+                await receive_forever(sock)
+        finally:
+            ended.set()
+
+    server = await start(nursery, handler)
+    with trio.fail_after(5), caplog.at_level(logging.INFO, logger="trionet"):
+        async with ws.connect(url(server)) as client:
+            await client.send("x")
+        await ended.wait()
+        await trio.sleep(0.05)  # the handler's end has been handled
+    assert client.close_code == 1000
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_concurrent_senders_never_interleave_frames(nursery: trio.Nursery) -> None:
@@ -513,16 +579,29 @@ async def test_client_enforces_its_own_max_message_size(nursery: trio.Nursery) -
     assert closed.value.code == 1009
 
 
-async def test_compression_is_negotiated_only_when_the_server_enables_it(
+async def test_compression_is_off_by_default_on_both_ends(nursery: trio.Nursery) -> None:
+    """One default for server and client: a trionet client offers nothing unless asked."""
+    async def tell_offer(sock: ws.WebSocket) -> None:
+        headers = sock.request.raw_headers
+        await sock.send(repr([v for n, v in headers if n.lower() == b"sec-websocket-extensions"]))
+
+    deflating = await start(nursery, tell_offer, compression=True)
+    with trio.fail_after(5):
+        async with ws.connect(url(deflating)) as client:
+            assert await client.receive() == "[]"
+            assert client.extensions == []
+
+
+async def test_compression_is_negotiated_only_when_both_ends_enable_it(
     nursery: trio.Nursery,
 ) -> None:
     plain = await start(nursery)
     deflating = await start(nursery, compression=True)
     text = "compressible " * 10_000
     with trio.fail_after(5):
-        async with ws.connect(url(plain)) as client:
+        async with ws.connect(url(plain), compression=True) as client:
             assert client.extensions == []
-        async with ws.connect(url(deflating)) as client:
+        async with ws.connect(url(deflating), compression=True) as client:
             assert [e.name for e in client.extensions] == ["permessage-deflate"]
             before = client.socket.bytes_written
             await client.send(text)
@@ -649,6 +728,44 @@ async def test_wss_with_a_trusted_certificate(
         ) as client:
             await client.send("hello world!")
             assert await client.receive() == "hello world!"
+
+
+@pytest.fixture
+def mutual_tls_context(tls_ca: Any, tls_server_cert: Any) -> ssl.SSLContext:
+    """A server context that requires a client certificate from the test CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_server_cert.configure_cert(context)
+    tls_ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+@pytest.mark.parametrize("as_files", [False, True], ids=["pem-bytes", "paths"])
+async def test_connect_takes_ca_cert_and_key_like_https_request(
+    nursery: trio.Nursery,
+    mutual_tls_context: ssl.SSLContext,
+    ca_pem: bytes,
+    tls_client_cert: Any,
+    tmp_path: Path,
+    as_files: bool,
+) -> None:
+    """wss:// to a server that requires a client certificate: ca=, cert=, key= as tls.connect."""
+    identity = Identity.of(tls_client_cert)
+    options: dict[str, Any] = {"ca": [ca_pem], "cert": identity.cert, "key": identity.key}
+    if as_files:
+        for name, pem in [("ca", ca_pem), ("cert", identity.cert), ("key", identity.key)]:
+            (tmp_path / f"{name}.pem").write_bytes(pem)
+            options[name] = str(tmp_path / f"{name}.pem")
+    server = await start(nursery, ssl_context=mutual_tls_context)
+    with trio.fail_after(10):
+        async with ws.connect(f"wss://localhost:{server.port}/", **options) as client:
+            await client.send("with my certificate")
+            assert await client.receive() == "with my certificate"
+        # The same without a client certificate: the server refuses the handshake.
+        with pytest.raises((trionet.TLSError, trionet.ConnectError, ws.HandshakeError)):
+            async with ws.connect(f"wss://localhost:{server.port}/", ca=ca_pem) as client:
+                await client.send("without")
+                await client.receive()
 
 
 async def test_wss_with_an_unknown_ca_raises_tls_error(

@@ -110,7 +110,7 @@ async def test_our_client_compresses_with_node_ws(node_server: Any) -> None:
     base = await node_server("--deflate")
     text = "compress me please " * 5000
     with trio.fail_after(10):
-        async with ws.connect(base) as client:
+        async with ws.connect(base, compression=True) as client:
             assert [e.name for e in client.extensions] == ["permessage-deflate"]
             for _ in range(3):  # context takeover across messages
                 await client.send(text)

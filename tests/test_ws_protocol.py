@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import pytest
-from _ws_raw import BINARY, CONT, TEXT, frame
-from wsproto.connection import Connection, ConnectionType
+from _ws_raw import BINARY, CONT, PING, TEXT, close_frame, frame
+from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.extensions import Extension
 
 from trionet._ws_protocol import (
     MAX_FRAGMENTS,
+    REGISTERED_CLOSE_CODES,
     BoundedPerMessageDeflate,
     FrameGuard,
     check_handshake,
     format_response,
+    new_connection,
     pick_subprotocol,
+    unquote_parameters,
+    violation_reason,
 )
 
 GOOD = [
@@ -139,3 +144,148 @@ def test_only_the_first_deflate_offer_is_accepted() -> None:
     pmd = BoundedPerMessageDeflate(1000)
     assert pmd.accept("permessage-deflate; server_no_context_takeover") is not None
     assert pmd.accept("permessage-deflate") is None
+
+
+# -- a frame counts once, however TCP splits it ----------------------------------------
+
+
+def header_length(data: bytes) -> int:
+    """Bytes of a client frame's header: 2, the extended length, the 4-byte mask key."""
+    short = data[1] & 0x7F
+    return 2 + {126: 2, 127: 8}.get(short, 0) + 4
+
+
+def feed_headers_bytewise(conn: Connection, frames: list[bytes]) -> list[Any]:
+    """Feed each frame's header one byte at a time, then its payload whole; all events."""
+    events: list[Any] = []
+    for data in frames:
+        split = header_length(data)
+        for i in range(split):
+            conn.receive_data(data[i : i + 1])
+            events += conn.events()
+        conn.receive_data(data[split:])
+        events += conn.events()
+    return events
+
+
+def test_a_600_kib_message_in_two_fragments_passes_a_1_mib_limit_fed_bytewise() -> None:
+    """wsproto re-reads a header whose mask key is late: the guard still counts it once."""
+    conn, _ = server(1 << 20)
+    first, second = b"1" * (100 << 10), b"2" * (500 << 10)
+    events = feed_headers_bytewise(conn, [frame(BINARY, first, fin=False), frame(CONT, second)])
+    assert not [e for e in events if isinstance(e, CloseConnection)]
+    assert b"".join(e.data for e in events if isinstance(e, BytesMessage)) == first + second
+
+
+def test_a_message_of_max_fragments_passes_fed_one_byte_at_a_time() -> None:
+    conn, _ = server(1 << 20)
+    stream = frame(TEXT, "a", fin=False) + frame(CONT, "b", fin=False) * (MAX_FRAGMENTS - 2)
+    stream += frame(CONT, "c")
+    events: list[Any] = []
+    for i in range(len(stream)):
+        conn.receive_data(stream[i : i + 1])
+        events += conn.events()
+    assert not [e for e in events if isinstance(e, CloseConnection)]
+    text = "".join(e.data for e in events if isinstance(e, TextMessage))
+    assert text == "a" + "b" * (MAX_FRAGMENTS - 2) + "c"
+
+
+def test_one_fragment_over_max_fragments_is_still_refused_fed_bytewise() -> None:
+    conn, guard = server(1 << 20)
+    frames = [frame(TEXT, "a", fin=False)] + [frame(CONT, "b", fin=False)] * MAX_FRAGMENTS
+    events = feed_headers_bytewise(conn, frames)
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1009
+    assert "fragments" in guard.problem
+
+
+# -- close codes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", sorted(REGISTERED_CLOSE_CODES))
+def test_close_codes_registered_after_rfc_6455_are_accepted(code: int) -> None:
+    conn = new_connection(False, [FrameGuard(1000)])
+    conn.receive_data(close_frame(code, "restarting"))
+    [event] = conn.events()
+    assert isinstance(event, CloseConnection)
+    assert (event.code, event.reason) == (code, "restarting")
+    assert conn.state is ConnectionState.REMOTE_CLOSING  # a real Close, not a violation
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
+def test_unregistered_and_local_only_close_codes_are_still_protocol_errors(code: int) -> None:
+    conn = new_connection(False, [FrameGuard(1000)])
+    conn.receive_data(close_frame(code))
+    [event] = conn.events()
+    assert isinstance(event, CloseConnection) and event.code == 1002
+
+
+def test_a_1014_close_reason_must_be_utf8() -> None:
+    conn = new_connection(False, [FrameGuard(1000)])
+    conn.receive_data(close_frame(1014, b"\xff"))
+    [event] = conn.events()
+    assert isinstance(event, CloseConnection) and event.code == 1007
+
+
+# -- permessage-deflate: quoted parameters, reasons ----------------------------------------
+
+
+def test_a_quoted_window_bits_value_is_accepted() -> None:
+    """RFC 7692 section 7.1.2.1 allows server_max_window_bits="10"; wsproto's int() did not."""
+    pmd = BoundedPerMessageDeflate(1000)
+    assert pmd.accept('permessage-deflate; server_max_window_bits="10"') == (
+        "server_max_window_bits=10"
+    )
+    assert pmd.server_max_window_bits == 10
+
+
+def test_the_client_takes_a_quoted_answer() -> None:
+    pmd = BoundedPerMessageDeflate(1000)
+    pmd.finalize('permessage-deflate; client_max_window_bits="9"; server_no_context_takeover')
+    assert pmd.enabled() and pmd.client_max_window_bits == 9
+    assert pmd.server_no_context_takeover
+
+
+def test_an_offer_with_an_invalid_value_is_declined_and_the_next_one_taken() -> None:
+    """RFC 7692 section 5.1: decline the offer, don't fail the handshake."""
+    pmd = BoundedPerMessageDeflate(1000)
+    invalid = "permessage-deflate; client_no_context_takeover; server_max_window_bits=x"
+    assert pmd.accept(invalid) is None
+    assert pmd.accept("permessage-deflate; server_max_window_bits=20") is None
+    assert pmd.accept("permessage-deflate") == ""
+    assert not pmd.client_no_context_takeover  # nothing left over from the declined offers
+
+
+def test_unquote_parameters() -> None:
+    assert unquote_parameters('permessage-deflate;a="1" ; b ; c = "x\\"y"') == (
+        'permessage-deflate; a=1; b; c=x"y'
+    )
+
+
+def deflate_violation(data: bytes) -> tuple[int, str]:
+    """Feed ``data`` to a deflating server connection: the close code and our reason for it."""
+    pmd = BoundedPerMessageDeflate(1 << 20)
+    assert pmd.accept("permessage-deflate") is not None
+    guard = FrameGuard(1 << 20)
+    conn = new_connection(False, [pmd, guard])
+    conn.receive_data(data)
+    event = list(conn.events())[-1]
+    assert isinstance(event, CloseConnection)
+    return event.code, violation_reason([guard, pmd], event.reason)
+
+
+def test_deflate_violations_say_what_was_wrong() -> None:
+    assert deflate_violation(frame(BINARY, b"\xff\xff\xff\xff", rsv=4)) == (
+        1007,
+        "permessage-deflate: invalid compressed data "
+        "(Error -3 while decompressing data: invalid block type)",
+    )
+    assert deflate_violation(frame(TEXT, "a", fin=False) + frame(CONT, "b", rsv=4)) == (
+        1002, "permessage-deflate: RSV1 set on a continuation frame"
+    )
+    assert deflate_violation(frame(PING, "p", rsv=4)) == (
+        1002, "permessage-deflate: RSV1 set on a control frame"
+    )
+    bomb = compressed(b"\0" * (8 << 20))
+    assert deflate_violation(frame(BINARY, bomb, rsv=4)) == (
+        1009, "message over 1048576 bytes once inflated"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
+import zlib
 from typing import Any
 
 import pytest
@@ -215,3 +216,116 @@ async def test_client_closes_1007_on_invalid_utf8_from_the_server(nursery: trio.
             with pytest.raises(ws.ConnectionClosed) as closed:
                 await client.receive()
     assert closed.value.code == 1007
+
+
+# -- legal input that used to be refused ------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [1012, 1013, 1014])
+async def test_registered_close_codes_from_a_client_are_echoed(server: Any, code: int) -> None:
+    """1012-1014 are in IANA's registry (ws accepts them): a normal close, not a 1002."""
+    with trio.fail_after(5):
+        raw = await RawClient.connect(server.port)
+        await raw.send(close_frame(code, "bad gateway"))
+        assert await raw.close_code() == code
+        await raw.aclose()
+
+
+async def test_a_1014_close_from_the_server_reaches_the_client(nursery: trio.Nursery) -> None:
+    server, received = await fake_server(nursery, close_frame(1014, "upstream", mask=False))
+    with trio.fail_after(5):
+        async with ws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+        while not received:
+            await trio.sleep(0.01)
+    assert (closed.value.code, closed.value.reason) == (1014, "upstream")
+    assert received[0][0] == 0x88  # the client echoed a Close
+    assert client.close_code == 1014
+
+
+async def send_split_at_the_mask_key(raw: RawClient, data: bytes) -> None:
+    """Send a frame in two writes, the header cut between its length and its mask key."""
+    cut = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0)
+    await raw.send(data[:cut])
+    await trio.sleep(0.05)  # so that the server reads the two parts apart
+    await raw.send(data[cut:])
+
+
+async def test_a_600_kib_message_in_two_split_fragments_passes_a_1_mib_limit(
+    server: Any,
+) -> None:
+    """The continuation's header arrives in two reads and still counts once (not 1,100 KiB)."""
+    first, second = b"1" * (100 << 10), b"2" * (500 << 10)
+    with trio.fail_after(10):
+        raw = await RawClient.connect(server.port)
+        await send_split_at_the_mask_key(raw, frame(BINARY, first, fin=False))
+        await send_split_at_the_mask_key(raw, frame(CONT, second))
+        echoed = await raw.next_frame()
+        assert echoed is not None
+        assert (echoed.opcode, echoed.payload) == (BINARY, first + second)
+        await raw.aclose()
+
+
+# -- permessage-deflate ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def deflating(nursery: trio.Nursery) -> Any:
+    serve = functools.partial(ws.serve, echo, 0, host="127.0.0.1", compression=True)
+    return await nursery.start(serve)
+
+
+async def deflate_client(server: Any, offer: str = "permessage-deflate") -> RawClient:
+    raw = await RawClient.connect(server.port, headers={"Sec-WebSocket-Extensions": offer})
+    assert raw.response_headers["sec-websocket-extensions"].startswith("permessage-deflate")
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "reason"),
+    [
+        (frame(BINARY, b"\xff\xff\xff", rsv=4), 1007, "permessage-deflate: invalid compressed"),
+        (frame(TEXT, "a", fin=False) + frame(CONT, "b", rsv=4), 1002, "RSV1 set on a continuation"),
+        (frame(PING, "p", rsv=4), 1002, "RSV1 set on a control frame"),
+    ],
+    ids=["bad-data", "rsv1-continuation", "rsv1-ping"],
+)
+async def test_deflate_violations_close_with_a_reason_that_says_what_was_wrong(
+    deflating: Any, data: bytes, code: int, reason: str
+) -> None:
+    with trio.fail_after(5):
+        raw = await deflate_client(deflating)
+        await raw.send(data)
+        frames = await raw.frames_until_close()
+        await raw.aclose()
+    close = frames[-1]
+    assert (close.opcode, close.close_code) == (CLOSE, code)
+    assert reason in close.payload[2:].decode()
+
+
+async def test_a_quoted_server_max_window_bits_is_accepted(deflating: Any) -> None:
+    """RFC 7692 section 7.1.2.1 allows quoted values: ="10" is 10, not a 400."""
+    with trio.fail_after(5):
+        raw = await deflate_client(deflating, 'permessage-deflate; server_max_window_bits="10"')
+        assert "server_max_window_bits=10" in raw.response_headers["sec-websocket-extensions"]
+        message = b"window of 1 KiB " * 500
+        await raw.send(frame(BINARY, message))
+        echoed = await raw.next_frame()
+        assert echoed is not None and echoed.rsv == 4
+        inflater = zlib.decompressobj(-10)  # the server may use no more than 2^10 bytes
+        assert inflater.decompress(echoed.payload + b"\x00\x00\xff\xff") == message
+        await raw.aclose()
+
+
+async def test_an_offer_with_an_invalid_value_is_declined_not_refused(deflating: Any) -> None:
+    with trio.fail_after(5):
+        raw = await RawClient.connect(
+            deflating.port,
+            headers={"Sec-WebSocket-Extensions": "permessage-deflate; server_max_window_bits=x"},
+        )
+        assert "sec-websocket-extensions" not in raw.response_headers
+        await raw.send(frame(TEXT, "plain then"))
+        echoed = await raw.next_frame()
+        assert echoed is not None and echoed.payload == b"plain then"
+        await raw.aclose()

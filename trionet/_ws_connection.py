@@ -7,6 +7,9 @@ bounded queue and answers control frames itself, so pings are answered and
 close handshakes complete whatever the application is doing. Sends go out
 under a lock, one write per message. The handshakes that create a connection
 live in :mod:`trionet.ws`.
+
+:func:`trionet.ws.broadcast` queues instead of waiting: each connection's
+outbox (see :mod:`trionet._ws_send`) is written by a writer task of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import sys
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import trio
@@ -34,14 +36,12 @@ from wsproto.events import (
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
-
 from ._errors import TrionetError
 from ._fdio import DirectIO
 from ._linger import linger
 from ._stream import Address, Socket
-from ._ws_protocol import FrameGuard
+from ._ws_protocol import FrameGuard, violation_reason
+from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -49,6 +49,7 @@ __all__ = [
     "MAX_QUEUE_MESSAGES",
     "CloseCode",
     "ConnectionClosed",
+    "Data",
     "State",
     "WebSocket",
 ]
@@ -98,38 +99,13 @@ class ConnectionClosed(TrionetError):
     connection ended without a Close frame.
     """
 
-    def __init__(self, code: int, reason: str = "") -> None:
+    def __init__(self, code: int, reason: str = "", *, websocket: WebSocket | None = None) -> None:
         super().__init__(f"WebSocket closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
-
-
-class _SendLock:
-    """The FIFO lock that keeps frames from interleaving on the socket.
-
-    Cheaper than :class:`trio.Lock` when uncontended, which is nearly always:
-    taking it free costs a cancel point but no trip through the scheduler and
-    no parking-lot breaker (trio.Lock registers one per acquire; at one
-    acquire per message it showed in profiles). A release
-    hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
-    """
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiters = trio.lowlevel.ParkingLot()
-
-    async def __aenter__(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._held:
-            await self._waiters.park()  # woken as the new owner
-        else:
-            self._held = True
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._waiters:
-            self._waiters.unpark()
-        else:
-            self._held = False
+        #: The connection that is closed (None when raised by other code). A
+        #: server handler ends quietly only on its own connection's closure.
+        self.websocket = websocket
 
 
 class State(enum.Enum):
@@ -150,7 +126,8 @@ class WebSocket:
     or from :func:`connect`; they do not create it.
 
     Sending is safe from several tasks at once (frames never interleave) and
-    awaits the socket, so a slow peer slows the sender.
+    awaits the socket, so a slow peer slows the sender; :func:`broadcast`
+    queues instead, up to ``max_buffered_amount`` bytes.
 
     Receiving: the reader task keeps reading while the application lags, so
     pings are answered and a Close is completed whatever the application
@@ -199,7 +176,7 @@ class WebSocket:
         self._close_code: int | None = None
         self._close_reason = ""
         self._sent_close: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
-        self._send_lock = _SendLock()
+        self._send_lock = SendLock()
         #: A message sent in fragments (send(fin=False)) is open: whose, and its type.
         self._fragmenting: tuple[trio.lowlevel.Task, type[Message[Any]]] | None = None
         self._message_ended = trio.lowlevel.ParkingLot()
@@ -214,6 +191,12 @@ class WebSocket:
         self._reader_waiting_for_room = False
         self._pings: list[tuple[bytes, trio.Event]] = []
         self._closed = trio.Event()
+        #: What broadcast() queued, and the writer task that writes it.
+        self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
+        self._outbox_filled = trio.lowlevel.ParkingLot()
+        self._outbox_writer = False
+        #: Where the connection's tasks run (set while it runs).
+        self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -239,6 +222,25 @@ class WebSocket:
     def remote_address(self) -> Address | None:
         """The peer's address ``(host, port)``."""
         return self.socket.remote_address
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes ``broadcast()`` queued that are not written yet (ws's ``bufferedAmount``)."""
+        return self._outbox.size
+
+    @property
+    def max_buffered_amount(self) -> int:
+        """Past this many bytes queued, ``broadcast()`` drops messages to this peer."""
+        return self._outbox.limit
+
+    @max_buffered_amount.setter
+    def max_buffered_amount(self, limit: int) -> None:
+        self._outbox.limit = limit
+
+    @property
+    def broadcast_dropped(self) -> int:
+        """Broadcast messages dropped because this peer did not take them fast enough."""
+        return self._outbox.dropped
 
     @property
     def closed(self) -> bool:
@@ -276,7 +278,11 @@ class WebSocket:
             await self._wait_for_own_message(event)
         async with self._send_lock:
             self._check_open()
-            await self._write(self._conn.send(event))
+            if self._outbox.items and self._fragmenting is None:
+                # Broadcast messages queued before this one go first.
+                await self._write(self._take_outbox() + self._conn.send(event))
+            else:
+                await self._write(self._conn.send(event))
         if not fin:
             self._fragmenting = (trio.lowlevel.current_task(), type(event))
         elif self._fragmenting is not None:
@@ -325,9 +331,9 @@ class WebSocket:
 
     def _raise_closed(self) -> None:
         if self._close_code is not None:
-            raise ConnectionClosed(self._close_code, self._close_reason)
+            raise ConnectionClosed(self._close_code, self._close_reason, websocket=self)
         # Closing but not closed yet: our own aclose() is waiting for the peer.
-        raise ConnectionClosed(*self._sent_close)
+        raise ConnectionClosed(*self._sent_close, websocket=self)
 
     async def _write(self, data: bytes) -> None:
         """Write frames; a broken socket marks the connection closed (1006).
@@ -342,7 +348,9 @@ class WebSocket:
             await self._send_bytes(data)
         except _SOCKET_GONE as exc:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-            raise ConnectionClosed(self._close_code or 1006, self._close_reason) from exc
+            raise ConnectionClosed(
+                self._close_code or 1006, self._close_reason, websocket=self
+            ) from exc
         except trio.Cancelled:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "send cancelled mid-frame")
             with trio.CancelScope(shield=True):
@@ -372,6 +380,51 @@ class WebSocket:
             except _SOCKET_GONE:
                 return False
         return True
+
+    # -- broadcasting -------------------------------------------------------------
+    def _broadcast(self, event: Message[Any], frame: bytes) -> None:
+        """Queue a broadcast message (``frame`` if it fits us); see :mod:`trionet._ws_send`."""
+        if self._state is not State.OPEN or self._conn.state is not WireState.OPEN:
+            return
+        # A client masks each frame and a deflater keeps state: they encode their own.
+        item = event if self._client or self.extensions else frame
+        queued = self._outbox.add(item, len(frame))
+        if queued is Queued.ADDED:
+            if self._outbox_writer:
+                self._outbox_filled.unpark()
+            elif self._nursery is not None:
+                self._outbox_writer = True
+                self._nursery.start_soon(self._write_outbox)
+        elif queued is Queued.FIRST_DROP:
+            logger.warning(
+                "%r: dropping broadcast messages, %d bytes not taken by the peer",
+                self, self._outbox.size,
+            )
+
+    def _take_outbox(self) -> bytes:
+        """The queued messages as frames, in order (the caller holds the send lock)."""
+        data = b""
+        if self._conn.state is WireState.OPEN:  # else the peer's Close came: no data after it
+            data = b"".join(
+                i if isinstance(i, bytes) else self._conn.send(i) for i in self._outbox.items
+            )
+        self._outbox.clear()
+        return data
+
+    async def _write_outbox(self) -> None:
+        """The writer task: write what broadcast() queued, as fast as the peer reads."""
+        with contextlib.suppress(ConnectionClosed):
+            while not self._closed.is_set():
+                if self._fragmenting is not None:
+                    await self._message_ended.park()  # frames can't go inside a message
+                elif not self._outbox:
+                    await self._outbox_filled.park()
+                else:
+                    async with self._send_lock:
+                        if self._outbox and self._fragmenting is None:
+                            data = self._take_outbox()
+                            if data:
+                                await self._write(data)
 
     # -- receiving ------------------------------------------------------------------
     async def receive(self) -> str | bytes:
@@ -414,19 +467,25 @@ class WebSocket:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close: send a Close frame, wait (bounded) for the peer's, close TCP.
 
-        Queued messages are dropped. Waits at most ``close_timeout`` for the
-        peer; calling it again, or on a closed connection, just waits for the end.
+        Messages not received yet are dropped; what ``broadcast()`` queued goes
+        out before the Close. Waits at most ``close_timeout`` in all; calling it
+        again, or on a closed connection, just waits for the end.
         """
         try:
-            if self._state is State.OPEN:
-                self._state = State.CLOSING
-                self._sent_close = (code, reason)
-                self._drop_queue()
-                async with self._send_lock:
-                    if self._conn.state is WireState.OPEN:
-                        with contextlib.suppress(*_SOCKET_GONE):
-                            await self._send_bytes(self._conn.send(CloseConnection(code, reason)))
             with trio.move_on_after(self.close_timeout):
+                if self._state is State.OPEN:
+                    self._state = State.CLOSING
+                    self._sent_close = (code, reason)
+                    self._drop_queue()
+                    # Waiting for the lock is bounded too: a write blocked on a
+                    # peer that stopped reading may hold it.
+                    async with self._send_lock:
+                        if self._conn.state is WireState.OPEN:
+                            # What broadcast() queued goes out before the Close.
+                            queued = self._take_outbox() if self._fragmenting is None else b""
+                            close = self._conn.send(CloseConnection(code, reason))
+                            with contextlib.suppress(*_SOCKET_GONE):
+                                await self._send_bytes(queued + close)
                 await self._closed.wait()
             if not self._closed.is_set():
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
@@ -448,8 +507,10 @@ class WebSocket:
             self._close_reason = reason
         self._state = State.CLOSED
         self._closed.set()
+        self._outbox.clear()
         self._message_arrived.unpark_all()
         self._message_ended.unpark_all()
+        self._outbox_filled.unpark_all()
         self._room.unpark_all()
         self._wake_pings()
 
@@ -467,6 +528,10 @@ class WebSocket:
             logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
             "%r failed: %d %s", self, code, reason,
         )
+        if self._state is State.OPEN:
+            self._state = State.CLOSING  # nothing more may be sent, broadcast or not
+            self._sent_close = (code, reason)  # what send()/receive() raise meanwhile
+        self._outbox.clear()
         with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
             async with self._send_lock:
                 if self._conn.state is WireState.OPEN:
@@ -597,7 +662,7 @@ class WebSocket:
         """
         code, reason = int(event.code), event.reason or ""
         if self._is_violation() and reason == "error in extension":
-            reason = self._guard.problem or reason
+            reason = violation_reason([self._guard, *self.extensions], reason)
         if self._close_code is None:
             self._close_code, self._close_reason = code, reason
         if self._state is State.OPEN:
@@ -617,61 +682,3 @@ class WebSocket:
         if not self._client:
             # Section 7.1.1: the server closes the TCP connection first.
             await trio.aclose_forcefully(self.socket)
-
-    # -- heartbeat ------------------------------------------------------------------
-    async def _heartbeat(self, interval: float, timeout: float) -> None:
-        """Ping every ``interval`` seconds; fail the connection if a Pong is late."""
-        while self._state is State.OPEN:
-            await trio.sleep(interval)
-            try:
-                with trio.move_on_after(timeout) as scope:
-                    await self.ping()
-            except ConnectionClosed:
-                return
-            if scope.cancelled_caught and not self._reader_waiting_for_room:
-                logger.info("%r: no pong within %ss, closing", self, timeout)
-                await self._fail(CloseCode.INTERNAL_ERROR, "ping timeout")
-                return
-
-
-# -- running a connection -----------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _running(
-    ws: WebSocket, *, ping_interval: float | None = None, ping_timeout: float | None = None
-) -> AsyncIterator[None]:
-    """Run the connection's reader (and heartbeat) beside the block, then close.
-
-    A block that ends normally or with an error closes with the handshake
-    (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
-    drops TCP at once instead of waiting for the peer.
-
-    An error raised by the block comes out as itself, not wrapped in the
-    ExceptionGroup the nursery would make of it: ``except ValueError`` around
-    ``async with ws.connect(...)`` works (trio-websocket's users asked for
-    this, python-trio/trio-websocket#188).
-    """
-    from_block: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ws._run_reader)
-            if ping_interval is not None:
-                timeout = ping_timeout if ping_timeout is not None else ping_interval
-                nursery.start_soon(ws._heartbeat, ping_interval, timeout)
-            try:
-                yield
-            except BaseException as exc:
-                from_block = exc
-                raise
-            finally:
-                if isinstance(from_block, trio.Cancelled):
-                    with trio.CancelScope(shield=True):
-                        await ws._fail(CloseCode.GOING_AWAY, "going away")
-                else:
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and group.exceptions[0] is from_block:
-            raise from_block from None
-        raise

@@ -9,7 +9,9 @@ live here, without any I/O, so they can be read and tested on their own:
   its payload is buffered (wsproto has none: python-hyper/wsproto#86);
 * a bound on the fragments of one message (fragment floods);
 * inflation bounded while it happens, so a deflate bomb never allocates more
-  than the limit (websockets/ws#1720);
+  than the limit (websockets/ws#1720), with close reasons that say what was
+  wrong, and quoted parameter values in the deflate negotiation;
+* the close codes registered after RFC 6455 (1012-1014), which wsproto refuses;
 * the server's checks on the opening handshake that wsproto skips or answers
   with the wrong status (method, key format, version, Upgrade);
 * the bytes of a refusal response.
@@ -20,28 +22,36 @@ from __future__ import annotations
 import base64
 import binascii
 import http
+import re
+import struct
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from wsproto.connection import Connection, ConnectionType
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
     CloseReason,
+    Frame,
     FrameDecoder,
     FrameProtocol,
     Opcode,
+    ParseFailed,
     RsvBits,
 )
 
 __all__ = [
     "COMPRESSION_THRESHOLD",
     "MAX_FRAGMENTS",
+    "REGISTERED_CLOSE_CODES",
     "BoundedPerMessageDeflate",
     "FrameGuard",
     "Rejection",
     "check_handshake",
     "format_response",
+    "new_connection",
     "pick_subprotocol",
+    "violation_reason",
 ]
 
 #: Fragments one message may have. ws caps them too (``maxFragments``, 16384 in
@@ -74,6 +84,15 @@ class FrameGuard(Extension):
     negotiated, only added to the connection's list. A 2^62-byte length field
     is refused here with 1009 without a byte of it being buffered.
 
+    Each frame is counted once, however TCP splits it: when a header arrives
+    without its whole mask key, wsproto's ``parse_header`` has already called
+    this hook, rolls the buffer back and calls it again for the same frame
+    once more bytes came. So a frame counts at its first call and the next
+    one is not counted until wsproto reports the frame complete. (Counting at
+    ``frame_inbound_complete`` instead would refuse a huge frame only after
+    its payload went through; undoing the count on rollback is impossible,
+    wsproto says nothing about it.)
+
     Compressed messages are not counted here (their wire size says nothing of
     their real size); :class:`BoundedPerMessageDeflate` counts them as it
     inflates them.
@@ -88,6 +107,8 @@ class FrameGuard(Extension):
         self._size = 0
         self._fragments = 0
         self._compressed = False
+        #: The current data frame's header was counted; wsproto may show it again.
+        self._counted = False
 
     def enabled(self) -> bool:
         return True
@@ -98,8 +119,9 @@ class FrameGuard(Extension):
     def frame_inbound_header(
         self, proto: _Proto, opcode: Opcode, rsv: RsvBits, payload_length: int
     ) -> CloseReason | RsvBits:
-        if opcode.iscontrol():
+        if opcode.iscontrol() or self._counted:
             return _NO_RSV
+        self._counted = True
         if opcode is not Opcode.CONTINUATION:
             self._size = self._fragments = 0
             self._compressed = rsv.rsv1
@@ -114,6 +136,11 @@ class FrameGuard(Extension):
                 return CloseReason.MESSAGE_TOO_BIG
         return _NO_RSV
 
+    def frame_inbound_complete(self, proto: _Proto, fin: bool) -> None:
+        # Frames come one after another: a control frame can only start
+        # after this data frame completed, so resetting here for it is harmless.
+        self._counted = False
+
 
 class BoundedPerMessageDeflate(PerMessageDeflate):
     """wsproto's permessage-deflate, inflating at most ``max_message_size`` per message.
@@ -123,22 +150,50 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
     ``decompress()`` is told how much output the message may still have
     (``max_length``); input left unconsumed means the message is too big, and
     the connection is closed with 1009 before anything more is inflated.
+
+    wsproto reports every refusal of an extension as "error in extension";
+    ``problem`` keeps our words for it, which become the Close frame's reason.
     """
 
     def __init__(self, max_message_size: int, **options: bool | int | None) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
         self.max_message_size = max_message_size
         self._inflated = 0
+        #: Why the last frame was refused, for the Close frame's reason.
+        self.problem = ""
 
     def accept(self, offer: str) -> bool | str | None:
         """Accept the client's first acceptable offer only (RFC 7692 section 5.1).
 
         wsproto calls this once per offer and would merge the parameters of
-        several offers into one object.
+        several offers into one object. An offer with an invalid parameter
+        value is declined (section 5.1: the server "MUST decline"), so the
+        next offer, or none, is used, instead of failing the handshake.
         """
         if self.enabled():
             return None
-        return super().accept(offer)
+        takeover = (self.client_no_context_takeover, self.server_no_context_takeover)
+        try:
+            agreed = super().accept(unquote_parameters(offer))
+        except ValueError:  # wsproto's int() of a parameter that is no number
+            agreed = None
+        if agreed is None:  # wsproto set flags from the declined offer: undo them
+            self.client_no_context_takeover, self.server_no_context_takeover = takeover
+        return agreed
+
+    def finalize(self, offer: str) -> None:
+        """The client's side: take the server's answer, quoted values too."""
+        super().finalize(unquote_parameters(offer))
+
+    def frame_inbound_header(
+        self, proto: _Proto, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
+        if isinstance(result, CloseReason):
+            # RFC 7692 section 6: only a message's first data frame may set RSV1.
+            kind = "a control frame" if opcode.iscontrol() else "a continuation frame"
+            self.problem = f"permessage-deflate: RSV1 set on {kind}"
+        return result
 
     def frame_outbound(
         self, proto: _Proto, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
@@ -180,12 +235,92 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         budget = self.max_message_size - self._inflated
         try:
             out = self._decompressor.decompress(data, budget + 1)
-        except zlib.error:
+        except zlib.error as exc:
+            self.problem = f"permessage-deflate: invalid compressed data ({exc})"
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._inflated += len(out)
         if self._inflated > self.max_message_size or self._decompressor.unconsumed_tail:
+            self.problem = f"message over {self.max_message_size} bytes once inflated"
             return CloseReason.MESSAGE_TOO_BIG
         return out
+
+
+def unquote_parameters(offer: str) -> str:
+    """An extension offer or answer with its quoted parameter values unquoted.
+
+    RFC 6455 section 9.1 lets a parameter value be a quoted-string, "after
+    quoted-string unescaping" a token; RFC 7692 section 7.1.2.1 repeats it for
+    ``client_max_window_bits``, so ``server_max_window_bits="10"`` means 10.
+    wsproto calls ``int()`` on the raw value and fails on the quotes.
+    """
+    name, *parameters = (part.strip() for part in offer.split(";"))
+    unquoted = [name]
+    for parameter in parameters:
+        key, equals, value = parameter.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+        unquoted.append(f"{key.strip()}={value}" if equals else key.strip())
+    return "; ".join(unquoted)
+
+
+#: A quoted-pair inside a quoted-string (RFC 9110 section 5.6.4): backslash, then the character.
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def violation_reason(extensions: Iterable[Extension], default: str) -> str:
+    """Our words for the frame an extension refused (wsproto says "error in extension")."""
+    for extension in extensions:
+        problem = getattr(extension, "problem", "")
+        if problem:
+            return str(problem)
+    return default
+
+
+# -- close codes ---------------------------------------------------------------------
+
+#: Close codes registered with IANA after RFC 6455 that a peer may send: 1012
+#: Service Restart, 1013 Try Again Later, 1014 Bad Gateway (IANA "WebSocket
+#: Close Code Number Registry",
+#: https://www.iana.org/assignments/websocket/websocket.xhtml). npm ws accepts
+#: 1000-1014 except 1004-1006 (lib/validation.js ``isValidStatusCode``);
+#: wsproto knows 1012 and 1013 but fails a Close with 1014 as "unknown reserved".
+REGISTERED_CLOSE_CODES = frozenset({1012, 1013, 1014})
+
+#: Those of them wsproto refuses.
+_UNKNOWN_TO_WSPROTO = REGISTERED_CLOSE_CODES - {int(code) for code in CloseReason}
+
+
+class _FrameProtocol(FrameProtocol):
+    """wsproto's frame protocol, accepting every registered close code."""
+
+    def _process_close(self, frame: Frame) -> Frame:
+        payload = frame.payload
+        if not isinstance(payload, (bytes, bytearray)) or len(payload) < 2:
+            return super()._process_close(frame)
+        (code,) = struct.unpack("!H", payload[:2])
+        if code not in _UNKNOWN_TO_WSPROTO:
+            return super()._process_close(frame)
+        try:
+            reason = bytes(payload[2:]).decode("utf-8")
+        except UnicodeDecodeError as exc:  # as wsproto: 1007 (RFC 6455 section 8.1)
+            raise ParseFailed(
+                f"Error decoding CLOSE reason: {exc}", CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            ) from None
+        return Frame(frame.opcode, (code, reason), frame.frame_finished, frame.message_finished)
+
+
+def new_connection(client: bool, extensions: Sequence[Extension]) -> Connection:
+    """A wsproto Connection for an established WebSocket, with our close-code rules.
+
+    wsproto builds its frame protocol inside ``Connection.__init__`` with no
+    way to pass another; it is replaced right after, before any byte went
+    through it. (Rejected: patching wsproto's module-level tables, which
+    would change every wsproto user in the process.)
+    """
+    connection = Connection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
+    connection._proto = _FrameProtocol(client, list(extensions))
+    return connection
 
 
 # -- the opening handshake, server side ----------------------------------------------

@@ -13,42 +13,62 @@
 One HTTP server can serve pages and WebSockets on one port:
 ``trionet.http.serve(app, port, on_upgrade=trionet.ws.handler(echo))``.
 
+``broadcast(server.clients, message)`` sends to every open connection of a
+server without waiting for any (ws's ``wss.clients``, ``websockets.broadcast``).
+
 Each connection has one reader task in its own nursery. It answers pings and
 completes close handshakes by itself, whatever the application is doing, and
 hands data messages to :meth:`WebSocket.receive` through a bounded queue.
 
 Where things are: this module does the opening handshakes (wsproto's, with
 the checks wsproto skips) and starts connections; ``_ws_connection`` is the
-connection itself (queue, pings, close handshake, heartbeat);
-``_ws_protocol`` holds the sans-IO parts: size and fragment limits enforced
-from frame headers, inflation bounded while it happens, handshake checks.
-Every frame is parsed and built by wsproto.
+connection itself (queue, pings, close handshake); ``_ws_running`` runs it
+(reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send`` holds
+the send lock and the broadcast outbox; ``_ws_protocol`` holds the sans-IO
+parts: size and fragment limits enforced from frame headers, inflation
+bounded while it happens, close codes, handshake checks. Every frame is
+parsed and built by wsproto.
+
+Compression (permessage-deflate) is off by default on both sides, server
+and client. ws turns it on for its client and off for its server, whose
+README says it "adds a significant overhead in terms of performance and
+memory consumption"; each compressed connection holds zlib state of its own
+(about 300 KiB with the default window). One default for both ends means a
+trionet client and server behave the same whichever end a user configures;
+``compression=True`` on both ends turns it on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData
+from wsproto.events import AcceptConnection
 from wsproto.events import Request as HandshakeRequest
 from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import net, tls
-from ._errors import ConnectError, ProtocolError
-from ._server import Server, TLSContext
+from . import _server, tls
+from ._server import TLSContext
 from ._stream import Socket, handshake
+from ._tls_context import CAInput, PemInput
+from ._ws_client import (
+    HANDSHAKE_TIMEOUT,
+    HandshakeError,
+    client_handshake,
+    open_socket,
+    parse_url,
+)
 from ._ws_connection import (
+    _SOCKET_GONE,
     CLOSE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_QUEUE_MESSAGES,
@@ -56,46 +76,40 @@ from ._ws_connection import (
     ConnectionClosed,
     State,
     WebSocket,
-    _running,
 )
 from ._ws_protocol import (
+    REGISTERED_CLOSE_CODES,
     BoundedPerMessageDeflate,
     FrameGuard,
     Rejection,
     check_handshake,
     format_response,
+    new_connection,
     pick_subprotocol,
 )
+from ._ws_running import broadcast, run_handler, running
+from ._ws_send import MAX_BUFFERED_AMOUNT
 
 __all__ = [
     "CLOSE_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "MAX_BUFFERED_AMOUNT",
     "MAX_QUEUE_MESSAGES",
+    "REGISTERED_CLOSE_CODES",
     "CloseCode",
     "ConnectionClosed",
     "HandshakeError",
     "Server",
     "State",
+    "UpgradeHandler",
     "WebSocket",
+    "broadcast",
     "connect",
     "handler",
     "serve",
 ]
 
 logger = logging.getLogger("trionet")
-
-#: Bytes asked of the kernel per read of the handshake response.
-RECEIVE_SIZE = 65536
-
-#: How long the client waits for the server's handshake response
-#: (trio-websocket's CONN_TIMEOUT is 60 s).
-HANDSHAKE_TIMEOUT = 30.0
-
-#: The largest handshake response head the client reads (Node's maxHeaderSize).
-MAX_RESPONSE_HEAD = 16384
-
-#: The largest refusal body the client keeps for :class:`HandshakeError`.
-MAX_REJECT_BODY = 65536
 
 #: The handler ``serve``/``handler`` runs, in its own task, per WebSocket.
 Handler = Callable[[WebSocket], Awaitable[None]]
@@ -104,35 +118,62 @@ Handler = Callable[[WebSocket], Awaitable[None]]
 AcceptResult = bool | None | tuple[int, Any, Any]
 AcceptHook = Callable[[Any], AcceptResult | Awaitable[AcceptResult]]
 
-#: What a write to a dead socket raises.
-_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-
-
-class HandshakeError(ProtocolError):
-    """The server refused the opening handshake or answered it wrongly.
-
-    ``status`` is the HTTP status of a refusal (None when the server answered
-    101 but broke the handshake, e.g. a wrong Sec-WebSocket-Accept), with its
-    ``headers`` and ``body``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
-        body: bytes = b"",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = list(headers)
-        self.body = body
-
 
 # -- server side -----------------------------------------------------------------
 
 
-UpgradeHook = Callable[[Any, Socket, bytes], Awaitable[None]]
+class UpgradeHandler:
+    """The ``on_upgrade`` hook :func:`handler` returns; ``clients`` are its open connections.
+
+    ``await hook(req, sock, head)`` answers one upgrade request and runs the
+    handler on the WebSocket, as :func:`trionet.http.serve` does for each.
+    """
+
+    def __init__(self, handler: Handler, options: _Options) -> None:
+        self.handler = handler
+        self.options = options
+        #: The connections past their handshake and not closed yet (ws's
+        #: ``wss.clients``): a live set, for :func:`broadcast` or a count.
+        self.clients: set[WebSocket] = set()
+
+    async def __call__(self, req: Any, sock: Socket, head: bytes) -> None:
+        options = self.options
+        ws = await _server_handshake(req, sock, head, options)
+        if ws is None:
+            return
+        self.clients.add(ws)
+        try:
+            async with running(
+                ws, ping_interval=options.ping_interval, ping_timeout=options.ping_timeout
+            ):
+                await run_handler(ws, self.handler)
+        finally:
+            self.clients.discard(ws)
+
+
+class _Options:
+    """The server-side options of :func:`handler`, checked once."""
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str],
+        accept: AcceptHook | None,
+        max_message_size: int,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        compression: bool,
+        close_timeout: float,
+    ) -> None:
+        if max_message_size <= 0:
+            raise ValueError("max_message_size must be positive")
+        self.subprotocols = subprotocols
+        self.accept = accept
+        self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.compression = compression
+        self.close_timeout = close_timeout
 
 
 def handler(
@@ -145,7 +186,7 @@ def handler(
     ping_timeout: float | None = None,
     compression: bool = False,
     close_timeout: float = CLOSE_TIMEOUT,
-) -> UpgradeHook:
+) -> UpgradeHandler:
     """An ``on_upgrade`` hook for :func:`trionet.http.serve` that runs ``handler`` per WebSocket.
 
     The hook checks the handshake (malformed ones get 400, 405 or 426, never
@@ -153,62 +194,42 @@ def handler(
     401, or ``(status, headers, body)`` to refuse), agrees on a subprotocol
     (the first of ``subprotocols`` the client offers) and on permessage-deflate
     (only with ``compression=True``; as in ws, messages under 1 KiB are sent
-    uncompressed), answers 101 and runs ``handler(ws)``.
-    When the handler returns the connection is closed with 1000; when it
-    raises, the error is logged and the connection closed with 1011.
+    uncompressed), answers 101 and runs ``handler(ws)``. Its ``clients`` is
+    the live set of open connections.
+
+    When the handler returns, or ends because its own connection closed, the
+    connection is closed with 1000. Any other exception, ``ConnectionClosed``
+    from *another* connection included, is logged at ERROR with its
+    traceback and closes the connection with 1011.
 
     Args:
       max_message_size: larger messages (after inflation) close the connection with 1009.
       ping_interval: ping the client this often (seconds) and close the
         connection (1011) when a Pong takes longer than ``ping_timeout``
         (default: ``ping_interval``).
+      compression: negotiate permessage-deflate (off by default, see the module docs).
     """
-    if max_message_size <= 0:
-        raise ValueError("max_message_size must be positive")
-
-    async def on_upgrade(req: Any, sock: Socket, head: bytes) -> None:
-        ws = await _server_handshake(
-            req,
-            sock,
-            head,
-            subprotocols=subprotocols,
-            accept=accept,
-            max_message_size=max_message_size,
-            compression=compression,
-            close_timeout=close_timeout,
-        )
-        if ws is None:
-            return
-
-        async with _running(ws, ping_interval=ping_interval, ping_timeout=ping_timeout):
-            try:
-                await handler(ws)
-            except ConnectionClosed:
-                pass  # the peer went away while the handler used the connection
-            except Exception:
-                logger.exception("WebSocket handler for %r failed", ws.remote_address)
-                await ws._fail(CloseCode.INTERNAL_ERROR, "handler failed")
-
-    return on_upgrade
+    options = _Options(
+        subprotocols=subprotocols,
+        accept=accept,
+        max_message_size=max_message_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        compression=compression,
+        close_timeout=close_timeout,
+    )
+    return UpgradeHandler(handler, options)
 
 
 async def _server_handshake(
-    req: Any,
-    sock: Socket,
-    head: bytes,
-    *,
-    subprotocols: Sequence[str],
-    accept: AcceptHook | None,
-    max_message_size: int,
-    compression: bool,
-    close_timeout: float,
+    req: Any, sock: Socket, head: bytes, options: _Options
 ) -> WebSocket | None:
     """Answer the opening handshake; the accepted WebSocket, or None after a refusal."""
     raw_headers = list(req.raw_headers)
     rejection = check_handshake(str(req.method).upper(), raw_headers)
-    if rejection is None and accept is not None:
+    if rejection is None and options.accept is not None:
         try:
-            rejection = await _ask_accept(accept, req)
+            rejection = await _ask_accept(options.accept, req)
         except Exception:
             logger.exception("accept() hook failed for %r", getattr(req, "url", None))
             rejection = Rejection(500, [], b"Internal Server Error\n")
@@ -222,8 +243,11 @@ async def _server_handshake(
     except (RemoteProtocolError, StopIteration, h11.ProtocolError) as exc:
         await _refuse(sock, Rejection(400, [], f"bad WebSocket handshake: {exc}\n".encode()), req)
         return None
-    subprotocol = pick_subprotocol(offer.subprotocols, subprotocols)
-    offered: list[Extension] = [BoundedPerMessageDeflate(max_message_size)] if compression else []
+    subprotocol = pick_subprotocol(offer.subprotocols, options.subprotocols)
+    max_message_size = options.max_message_size
+    offered: list[Extension] = (
+        [BoundedPerMessageDeflate(max_message_size)] if options.compression else []
+    )
     try:
         response = wsconn.send(AcceptConnection(subprotocol=subprotocol, extensions=offered))
     except (ValueError, LocalProtocolError) as exc:
@@ -231,7 +255,7 @@ async def _server_handshake(
         return None
     agreed = [e for e in offered if e.enabled()]
     guard = FrameGuard(max_message_size)
-    connection = Connection(ConnectionType.SERVER, [*agreed, guard])
+    connection = new_connection(False, [*agreed, guard])
     try:
         await sock.send(response)
     except _SOCKET_GONE:
@@ -245,7 +269,7 @@ async def _server_handshake(
         request=req,
         subprotocol=subprotocol,
         extensions=agreed,
-        close_timeout=close_timeout,
+        close_timeout=options.close_timeout,
         pending=head,
     )
 
@@ -287,6 +311,40 @@ async def _upgrade_required(req: Any, res: Any) -> None:
     await res.end(b"Upgrade Required: this server speaks WebSocket only\n")
 
 
+class Server(_server.Server):
+    """What :func:`serve` starts: a trionet Server whose ``clients`` are its open WebSockets.
+
+    ``clients`` is ws's ``wss.clients``: the live set of connections past
+    their handshake and not closed yet, e.g. for ``broadcast(server.clients, m)``.
+
+    The HTTP server underneath builds a plain Server; :func:`serve` gives it
+    this class as it starts. (Rejected: a wrapper that forwards every
+    attribute, two objects with one state; a ``clients`` on every trionet
+    Server, which only WebSocket servers have a meaning for.)
+    """
+
+    clients: set[WebSocket]
+
+    @classmethod
+    def _adopt(cls, server: _server.Server, clients: set[WebSocket]) -> Server:
+        server.__class__ = cls  # same layout: Server adds no slots or state of its own
+        assert isinstance(server, cls)
+        server.clients = clients
+        return server
+
+
+class _StartedWithClients:
+    """The task status :func:`serve` hands the HTTP server: reports a :class:`Server`."""
+
+    def __init__(self, task_status: trio.TaskStatus[Server], clients: set[WebSocket]) -> None:
+        self._task_status = task_status
+        self._clients = clients
+
+    def started(self, value: _server.Server | None = None) -> None:
+        assert value is not None
+        self._task_status.started(Server._adopt(value, self._clients))
+
+
 async def serve(
     handler: Handler,
     port: int | None = None,
@@ -304,8 +362,9 @@ async def serve(
 ) -> None:
     """Serve WebSockets on ``port`` (Node ws's ``new WebSocketServer({port})``).
 
-    Start it with ``server = await nursery.start(trionet.ws.serve, handler, port)``.
-    Plain HTTP requests get 426 Upgrade Required. The options are those of
+    Start it with ``server = await nursery.start(trionet.ws.serve, handler, port)``;
+    ``server.clients`` is the live set of its open connections. Plain HTTP
+    requests get 426 Upgrade Required. The options are those of
     :func:`handler`; ``ssl_context`` serves wss://.
     """
     from . import http  # the HTTP server imports nothing of ours; import late anyway
@@ -326,7 +385,7 @@ async def serve(
         host=host,
         on_upgrade=hook,
         ssl_context=ssl_context,
-        task_status=task_status,
+        task_status=_StartedWithClients(task_status, hook.clients),
     )
 
 
@@ -340,16 +399,26 @@ async def connect(
     subprotocols: Sequence[str] = (),
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ssl_context: tls.TLSConfig | ssl.SSLContext | None = None,
+    ca: CAInput | None = None,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    reject_unauthorized: bool = True,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    compression: bool = True,
+    compression: bool = False,
     close_timeout: float = CLOSE_TIMEOUT,
     timeout: float = HANDSHAKE_TIMEOUT,
 ) -> AsyncIterator[WebSocket]:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
 
-    The client offers ``subprotocols`` and permessage-deflate (as ws does),
-    sends the extra ``headers`` and checks the server's Sec-WebSocket-Accept.
-    Leaving the block closes the connection with 1000.
+    The client offers ``subprotocols`` (and permessage-deflate with
+    ``compression=True``; off by default, as on the server), sends the extra
+    ``headers`` and checks the server's Sec-WebSocket-Accept. Leaving the
+    block closes the connection with 1000.
+
+    For wss://, ``ca``, ``cert``, ``key`` and ``reject_unauthorized`` are
+    those of :func:`trionet.tls.connect` and ``trionet.https.request``: PEM
+    bytes or file paths (``ca`` also a list), ``cert`` and ``key`` a client
+    certificate; an ``ssl_context`` given instead is used as it is.
 
     Raises:
       ConnectError: the server could not be reached.
@@ -357,10 +426,18 @@ async def connect(
       HandshakeError: the server refused (``status``) or broke the handshake.
       TimeoutError: no handshake response within ``timeout`` seconds.
     """
-    target = _parse_url(url)
-    sock = await _open(target, ssl_context, timeout)
+    target = parse_url(url)
+    secure = functools.partial(
+        tls.connect,
+        ca=ca,
+        cert=cert,
+        key=key,
+        reject_unauthorized=reject_unauthorized,
+        ssl_context=ssl_context,
+    )
+    sock = await open_socket(target, secure, timeout)
     async with handshake(sock, timeout, f"WebSocket handshake with {url}"):
-        ws = await _client_handshake(
+        ws = await client_handshake(
             sock,
             target,
             subprotocols=subprotocols,
@@ -370,141 +447,10 @@ async def connect(
             close_timeout=close_timeout,
         )
 
-    async with _running(ws):
+    async with running(ws):
         yield ws
 
 
-class _Target:
-    """A parsed ws:// or wss:// URL."""
-
-    def __init__(self, secure: bool, host: str, port: int, resource: str, host_header: str) -> None:
-        self.secure = secure
-        self.host = host
-        self.port = port
-        self.resource = resource
-        self.host_header = host_header
-
-
-def _parse_url(url: str) -> _Target:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"a WebSocket URL starts with ws:// or wss://, not {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    default_port = 443 if secure else 80
-    host_header = shown if port == default_port else f"{shown}:{port}"
-    return _Target(secure, host, port, resource, host_header)
-
-
-async def _open(
-    target: _Target, ssl_context: tls.TLSConfig | ssl.SSLContext | None, timeout: float
-) -> Socket:
-    """Connect TCP, and TLS for wss:// (through :func:`trionet.tls.connect`)."""
-    if target.secure:
-        return await tls.connect(
-            target.port, target.host, ssl_context=ssl_context, timeout=timeout
-        )
-    return await net.connect(target.port, target.host, timeout=timeout)
-
-
-async def _client_handshake(
-    sock: Socket,
-    target: _Target,
-    *,
-    subprotocols: Sequence[str],
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-    max_message_size: int,
-    compression: bool,
-    close_timeout: float,
-) -> WebSocket:
-    wsconn = WSConnection(ConnectionType.CLIENT)
-    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or [])
-    offered = [BoundedPerMessageDeflate(max_message_size)] if compression else []
-    request = HandshakeRequest(
-        host=target.host_header,
-        target=target.resource,
-        subprotocols=list(subprotocols),
-        extensions=offered,
-        extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs],
-    )
-    try:
-        await sock.send(wsconn.send(request))
-        head, rest = await _read_head(sock)
-    except _SOCKET_GONE as exc:
-        raise ConnectError(f"connection lost during the WebSocket handshake: {exc}") from exc
-    try:
-        wsconn.receive_data(head)
-        event = next(iter(wsconn.events()), None)
-    except RemoteProtocolError as exc:
-        raise HandshakeError(f"bad handshake response: {exc}") from None
-    if isinstance(event, RejectConnection):
-        body = await _read_reject_body(sock, wsconn, rest) if event.has_body else b""
-        raise HandshakeError(
-            f"the server refused the WebSocket handshake: {event.status_code}",
-            event.status_code,
-            event.headers,
-            body,
-        )
-    if not isinstance(event, AcceptConnection):
-        raise HandshakeError(f"no handshake response, got {event!r}")
-    guard = FrameGuard(max_message_size)
-    connection = Connection(ConnectionType.CLIENT, [*event.extensions, guard])
-    return WebSocket(
-        sock,
-        connection,
-        guard=guard,
-        client=True,
-        path=target.resource,
-        request=event,
-        subprotocol=event.subprotocol,
-        extensions=event.extensions,
-        close_timeout=close_timeout,
-        pending=rest,
-    )
-
-
-async def _read_head(sock: Socket) -> tuple[bytes, bytes]:
-    """Read the response head; returns (head, the bytes after it)."""
-    buffer = b""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_RESPONSE_HEAD:
-            raise HandshakeError(f"handshake response head over {MAX_RESPONSE_HEAD} bytes")
-        chunk = await sock.receive(RECEIVE_SIZE)
-        if not chunk:
-            raise HandshakeError("the server closed the connection during the handshake")
-        buffer += chunk
-    return buffer[: end + 4], buffer[end + 4 :]
-
-
-async def _read_reject_body(sock: Socket, wsconn: WSConnection, rest: bytes) -> bytes:
-    """Read the body of a refusal (bounded), for HandshakeError.body."""
-    body = b""
-    data: bytes | None = rest
-    with trio.move_on_after(1):
-        while len(body) <= MAX_REJECT_BODY:
-            try:
-                wsconn.receive_data(data)
-            except RemoteProtocolError:
-                break
-            for event in wsconn.events():
-                if isinstance(event, RejectData):
-                    body += event.data
-                    if event.body_finished:
-                        return body
-            if data is None:
-                break
-            try:
-                data = await sock.receive(RECEIVE_SIZE) or None
-            except _SOCKET_GONE:
-                break
-    return body[:MAX_REJECT_BODY]
-
-
-# Show the public classes as trionet.ws.X in reprs, tracebacks and docs.
-for _public in (ConnectionClosed, State, WebSocket):
+# Show the public names as trionet.ws.X in reprs, tracebacks and docs.
+for _public in (ConnectionClosed, HandshakeError, State, WebSocket, broadcast):
     _public.__module__ = __name__

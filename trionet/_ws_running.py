@@ -1,0 +1,145 @@
+"""Running WebSocket connections: their tasks, a handler's failure, and broadcast.
+
+:func:`running` runs a connection's reader (and heartbeat) beside the block
+that uses it, and closes the connection after; :func:`run_handler` is the
+server's rule for how a handler ends; :func:`broadcast` sends to many running
+connections at once. The connection itself is :mod:`trionet._ws_connection`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+from wsproto.events import BytesMessage, Message, TextMessage
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
+
+from ._ws_connection import CloseCode, ConnectionClosed, Data, State, WebSocket
+from ._ws_send import plain_server_frame
+
+__all__ = ["broadcast", "run_handler", "running"]
+
+logger = logging.getLogger("trionet")
+
+
+@contextlib.asynccontextmanager
+async def running(
+    ws: WebSocket, *, ping_interval: float | None = None, ping_timeout: float | None = None
+) -> AsyncIterator[None]:
+    """Run the connection's reader (and heartbeat) beside the block, then close.
+
+    A block that ends normally or with an error closes with the handshake
+    (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
+    drops TCP at once instead of waiting for the peer.
+
+    An error raised by the block comes out as itself, not wrapped in the
+    ExceptionGroup the nursery would make of it: ``except ValueError`` around
+    ``async with ws.connect(...)`` works (trio-websocket's users asked for
+    this, python-trio/trio-websocket#188).
+    """
+    from_block: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            ws._nursery = nursery  # where broadcast() starts the writer task
+            nursery.start_soon(ws._run_reader)
+            if ping_interval is not None:
+                timeout = ping_timeout if ping_timeout is not None else ping_interval
+                nursery.start_soon(heartbeat, ws, ping_interval, timeout)
+            try:
+                yield
+            except BaseException as exc:
+                from_block = exc
+                raise
+            finally:
+                if isinstance(from_block, trio.Cancelled):
+                    with trio.CancelScope(shield=True):
+                        await ws._fail(CloseCode.GOING_AWAY, "going away")
+                else:
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and group.exceptions[0] is from_block:
+            raise from_block from None
+        raise
+
+
+async def heartbeat(ws: WebSocket, interval: float, timeout: float) -> None:
+    """Ping every ``interval`` seconds; fail the connection if a Pong is late."""
+    while ws.state is State.OPEN:
+        await trio.sleep(interval)
+        try:
+            with trio.move_on_after(timeout) as scope:
+                await ws.ping()
+        except ConnectionClosed:
+            return
+        # A reader held up by our own lagging application can't read the Pong.
+        if scope.cancelled_caught and not ws._reader_waiting_for_room:
+            logger.info("%r: no pong within %ss, closing", ws, timeout)
+            await ws._fail(CloseCode.INTERNAL_ERROR, "ping timeout")
+            return
+
+
+async def run_handler(ws: WebSocket, handler: Callable[[WebSocket], Awaitable[None]]) -> None:
+    """Run a server's handler; a failure closes its connection with 1011 and is logged.
+
+    Only the closure of the handler's *own* connection ends it quietly: a
+    ``ConnectionClosed`` raised by another connection (a chat server sending
+    to a peer that left) is this handler's failure like any other exception.
+    Passing it off as a normal close would silently drop the innocent client
+    this handler serves.
+    """
+    try:
+        await handler(ws)
+    except Exception as exc:
+        if _is_own_closure(exc, ws):
+            return
+        logger.exception("WebSocket handler for %r failed", ws.remote_address)
+        await ws._fail(CloseCode.INTERNAL_ERROR, "handler failed")
+
+
+def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:
+    """Whether ``exc`` is ``ws``'s own ConnectionClosed (or a group of nothing else)."""
+    if isinstance(exc, ConnectionClosed):
+        return exc.websocket is ws
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_own_closure(inner, ws) for inner in exc.exceptions)
+    return False
+
+
+def broadcast(connections: Iterable[WebSocket], message: Data) -> None:
+    """Send ``message`` to every open connection of ``connections``, waiting for none.
+
+    As ``websockets.broadcast`` and ws's ``wss.clients.forEach(c => c.send(m))``:
+    ``str`` goes out as text, bytes as binary. Connections that are closing
+    or closed are skipped; nothing about a peer makes it raise. The message
+    is queued on each connection and written by that connection's writer
+    task, in order with its ``send()`` calls, so the caller never waits for a
+    slow peer: the frames go out once the caller next yields to Trio.
+
+    Memory stays bounded: a peer with ``max_buffered_amount`` bytes queued
+    (default :data:`~trionet._ws_send.MAX_BUFFERED_AMOUNT`, 1 MiB) gets the
+    message dropped, counted in its ``broadcast_dropped`` and logged (WARNING)
+    once per stretch of drops. A message given while the connection is in the
+    middle of a fragmented ``send(fin=False)`` waits for that message's end.
+
+    Raises:
+      TypeError: ``message`` is neither str nor bytes.
+    """
+    event: Message[Any]
+    if isinstance(message, str):
+        event = TextMessage(data=message)
+        frame = plain_server_frame(message)
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        data = bytes(message)
+        event = BytesMessage(data=data)
+        frame = plain_server_frame(data)
+    else:
+        raise TypeError(f"broadcast() takes str or bytes, not {type(message).__name__}")
+    for ws in connections:
+        ws._broadcast(event, frame)

@@ -1,0 +1,134 @@
+"""How a WebSocket's frames reach the socket in order: the send lock and the broadcast outbox.
+
+Both are pure state with no I/O of their own; :class:`trionet.ws.WebSocket`
+owns one of each and does the writing.
+
+``send()`` awaits the socket, so a slow peer slows its sender: that is the
+backpressure a single conversation wants. A broadcast to many peers must not
+wait for the slowest, so :func:`trionet.ws.broadcast` puts the message in each
+connection's :class:`Outbox` and a writer task per connection (started on the
+first broadcast) writes it out. Alternatives rejected: awaiting each peer's
+``send()`` in turn stalls everyone behind one slow peer; a task per message
+per peer costs a spawn each and keeps no order; an unbounded buffer (ws's
+``bufferedAmount``, the ``websockets`` package's ``broadcast``, whose docs say
+"there's no backpressure") lets one stuck peer hold any amount of memory.
+
+A peer whose outbox is full has the message *dropped*: counted, and logged
+once per stretch of drops. Closing it with 1008 instead was rejected:
+broadcast messages are mostly updates that a later one supersedes; a peer that
+stopped reading is already ended by the heartbeat (``ping_interval``); and
+a synchronous call that closes connections would hide network events inside
+the caller's loop. The outbox holds at most ``limit`` bytes plus one message.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any
+
+import trio
+from wsproto.events import Message
+from wsproto.frame_protocol import FrameProtocol
+
+__all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "plain_server_frame"]
+
+#: Bytes of broadcast messages a connection may hold unsent before
+#: ``broadcast`` drops messages for it: room for a burst of a thousand 1 KiB
+#: messages, or one of ``DEFAULT_MAX_MESSAGE_SIZE`` (1 MiB), between two writes;
+#: the kernel's socket buffer holds more before this starts filling. For
+#: comparison: websockets' ``write_limit`` high-water mark is 32 KiB, but its
+#: ``broadcast`` ignores it; ws's ``bufferedAmount`` has no bound.
+MAX_BUFFERED_AMOUNT = 1 << 20
+
+
+class SendLock:
+    """The FIFO lock that keeps frames from interleaving on the socket.
+
+    Cheaper than :class:`trio.Lock` when uncontended, which is nearly always:
+    taking it free costs a cancel point but no trip through the scheduler and
+    no parking-lot breaker (trio.Lock registers one per acquire; at one
+    acquire per message it showed in profiles). A release
+    hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters = trio.lowlevel.ParkingLot()
+
+    async def __aenter__(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._held:
+            await self._waiters.park()  # woken as the new owner
+        else:
+            self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._waiters:
+            self._waiters.unpark()
+        else:
+            self._held = False
+
+
+class Queued(enum.Enum):
+    """What :meth:`Outbox.add` did with a message."""
+
+    #: Queued: the writer must write it.
+    ADDED = 1
+    #: Dropped, the outbox being full; the first drop since it last emptied (log it).
+    FIRST_DROP = 2
+    #: Dropped, as the ones before it.
+    DROPPED = 3
+
+
+class Outbox:
+    """The broadcast messages one connection has not written yet, bounded in bytes.
+
+    Items are finished frames (shared by every connection that encodes
+    alike, see :func:`plain_server_frame`) or messages that the connection
+    encodes when it writes them, so that its compressor sees them in wire order.
+    """
+
+    __slots__ = ("_dropping", "dropped", "items", "limit", "size")
+
+    def __init__(self, limit: int = MAX_BUFFERED_AMOUNT) -> None:
+        self.items: deque[bytes | Message[Any]] = deque()
+        #: Bytes queued (ws's ``bufferedAmount``).
+        self.size = 0
+        #: At or past this many bytes queued, messages are dropped.
+        self.limit = limit
+        #: Messages dropped so far.
+        self.dropped = 0
+        self._dropping = False
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, item: bytes | Message[Any], size: int) -> Queued:
+        """Queue ``item`` (``size`` bytes), or drop it when ``limit`` bytes are waiting."""
+        if self.size >= self.limit:
+            self.dropped += 1
+            if self._dropping:
+                return Queued.DROPPED
+            self._dropping = True
+            return Queued.FIRST_DROP
+        self.items.append(item)
+        self.size += size
+        return Queued.ADDED
+
+    def clear(self) -> None:
+        """Forget what is queued (taken for writing, or the connection is closing)."""
+        self.items.clear()
+        self.size = 0
+        self._dropping = False
+
+
+#: Encodes frames as every server-side connection without extensions would
+#: (unmasked, uncompressed). It only ever encodes whole messages, which leave
+#: no state behind in wsproto, so one instance serves every broadcast.
+_PLAIN_SERVER = FrameProtocol(client=False, extensions=[])
+
+
+def plain_server_frame(message: str | bytes) -> bytes:
+    """The frame of ``message`` from a server connection with no extension: one per broadcast."""
+    return bytes(_PLAIN_SERVER.send_data(message))
