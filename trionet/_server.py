@@ -29,6 +29,7 @@ from ._stream import Address, format_address
 
 __all__ = [
     "ConnectionHandler",
+    "Episode",
     "Server",
     "ServerTLS",
     "TLSContext",
@@ -187,24 +188,40 @@ class Server:
         """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
 
         async def loop(nursery: trio.Nursery) -> None:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return
-                except OSError as exc:
-                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    logger.error("accept failed: %s; retrying in %ss", exc, ACCEPT_BACKOFF)
-                    await trio.sleep(ACCEPT_BACKOFF)
-                    continue
-                if self.max_connections is not None and self._connections >= self.max_connections:
-                    self.dropped += 1
-                    logger.info("dropped a connection: max_connections=%d", self.max_connections)
-                    await trio.aclose_forcefully(stream)
-                    continue
-                self._connections += 1
-                nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+            deferred = Episode()
+            try:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        if deferred.hit(trio.current_time()):
+                            logger.warning(
+                                "accept failed: %s; retrying every %ss (logged once until it"
+                                " succeeds)", exc, ACCEPT_BACKOFF,
+                            )  # fmt: skip
+                        await trio.sleep(ACCEPT_BACKOFF)
+                        continue
+                    if deferred.count:
+                        _log_accept_episode_end(deferred, "accepting again")
+                    if (
+                        self.max_connections is not None
+                        and self._connections >= self.max_connections
+                    ):
+                        self.dropped += 1
+                        logger.info(
+                            "dropped a connection: max_connections=%d", self.max_connections
+                        )
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    self._connections += 1
+                    nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+            finally:
+                if deferred.count:
+                    _log_accept_episode_end(deferred, "stopped accepting")
 
         return loop
 
@@ -232,9 +249,14 @@ class Server:
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
         except trio.BrokenResourceError as exc:
-            # The peer reset or vanished mid-conversation: Node's socket 'error'
-            # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
-            logger.info("connection with %s broken: %s", _peer_name(stream), exc)
+            if getattr(exc, "stream", wrapped) is not wrapped:
+                # Another connection broke under this handler (a broadcast to a
+                # peer that left) and the handler let it through: its failure.
+                logger.exception("connection handler for %s failed", _peer_name(stream))
+            else:
+                # The peer reset or vanished mid-conversation: Node's socket 'error'
+                # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
+                logger.info("connection with %s broken: %s", _peer_name(stream), exc)
         except Exception:
             logger.exception("connection handler for %s failed", _peer_name(stream))
         finally:
@@ -245,6 +267,54 @@ class Server:
                 await stream.aclose()
             else:
                 await trio.aclose_forcefully(wrapped)
+
+
+def _log_accept_episode_end(deferred: Episode, outcome: str) -> None:
+    counted, lasted = deferred.clear(trio.current_time())
+    logger.warning(
+        "%s after %.1fs out of resources: %d accepts deferred", outcome, lasted, counted
+    )
+
+
+class Episode:
+    """A run of one kind of trouble, logged when it starts and when it ends.
+
+    At the file descriptor limit the accept loop fails and retries ten times
+    a second, and a datagram flood past the handler cap drops thousands of
+    datagrams; a log line per event buries everything else (ten ERROR lines a
+    second, before). An episode is logged twice instead: when it starts, and
+    when it ends with how many events it counted and how long it lasted.
+    Rejected: a rate limit on the lines (still a line per interval for as long
+    as the trouble lasts, and no total) and logging only the first event (the
+    log would never say it ended).
+
+    Pure state, no I/O: :meth:`hit` counts an event and returns True when it
+    opens the episode (log the start); :meth:`clear` closes it and returns the
+    count and duration (log the end). Callers test :attr:`count` (0 outside an
+    episode) on their fast path, which costs one attribute read.
+    """
+
+    __slots__ = ("count", "started_at")
+
+    def __init__(self) -> None:
+        #: Events in the episode under way; 0 when none is.
+        self.count = 0
+        self.started_at = 0.0
+
+    def hit(self, now: float) -> bool:
+        """Count one event at time ``now``; True if it starts an episode."""
+        self.count += 1
+        if self.count == 1:
+            self.started_at = now
+            return True
+        return False
+
+    def clear(self, now: float) -> tuple[int, float]:
+        """End the episode: ``(events, seconds it lasted)``; ``(0, 0.0)`` if none was under way."""
+        if not self.count:
+            return 0, 0.0
+        counted, self.count = self.count, 0
+        return counted, now - self.started_at
 
 
 class TLSHandshakeFailed(Exception):
