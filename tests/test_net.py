@@ -450,8 +450,9 @@ async def test_a_failing_handler_is_logged_and_the_server_keeps_serving(
 
 
 async def reset(sock: net.Socket) -> None:
-    """Close with a RST instead of a FIN (SO_LINGER with a zero timeout)."""
-    raw = sock.stream.socket  # type: ignore[attr-defined]
+    """Close with a RST instead of a FIN (SO_LINGER with a zero timeout); TLS too."""
+    raw = raw_socket(sock.stream)
+    assert raw is not None
     raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
     await sock.aclose()
 
