@@ -104,7 +104,8 @@ class Server:
         self._unix_path = unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
         self._connections = 0
-        #: Connections refused because ``max_connections`` was reached (Node's 'drop').
+        #: Connections refused because ``max_connections`` was reached (Node's
+        #: 'drop'); for a UDP server, datagrams dropped at ``max_handlers``.
         self.dropped = 0
         #: Set when :meth:`close` is called; drivers close idle connections on it.
         self.closing = trio.Event()
@@ -228,6 +229,17 @@ class Server:
     async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work as a live 'connection', logging its crash."""
         self._connections += 1
+        await self._run_counted(what, job)
+
+    def start_counted(
+        self, nursery: trio.Nursery, what: str, job: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Start :meth:`run_counted` in ``nursery``, counted from now, not from when
+        the task first runs, so a cap checked against :attr:`connections` holds."""
+        self._connections += 1
+        nursery.start_soon(self._run_counted, what, job)
+
+    async def _run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         try:
             await job()
         except Exception:
