@@ -1150,3 +1150,31 @@ async def test_a_handler_that_lets_another_clients_reset_through_fails_at_error(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "handler" in errors[0].getMessage()
     assert isinstance(errors[0].exc_info[1], net.SocketBrokenError)  # type: ignore[index]
+
+
+async def test_a_reset_inside_the_handlers_nursery_is_still_one_info_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler with a reader and a writer task gets its peer's reset in an exception
+    group: still the network's doing, logged once at INFO without a traceback."""
+    reading = trio.Event()
+
+    async def read_and_write(sock: net.Socket) -> None:
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(trio.sleep_forever)  # a writer waiting for something to send
+            reading.set()
+            await read_all(sock)
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    server = await nursery.start(partial(net.serve, read_and_write, 0, host=HOST))
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        await reading.wait()
+        await sock.send(b"last words")
+        await reset(sock)
+        while server.connections:
+            await trio.sleep(0.01)
+    broken = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert len(broken) == 1 and broken[0].levelno == logging.INFO
+    assert "ECONNRESET" in broken[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -19,10 +19,14 @@ import os
 import socket as _stdlib_socket
 import ssl
 import stat
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from ._errors import TLSError
 from ._stream import Address, format_address
@@ -260,17 +264,14 @@ class Server:
             await handle(wrapped)
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
-        except trio.BrokenResourceError as exc:
-            if getattr(exc, "stream", wrapped) is not wrapped:
-                # Another connection broke under this handler (a broadcast to a
-                # peer that left) and the handler let it through: its failure.
-                logger.exception("connection handler for %s failed", _peer_name(stream))
-            else:
+        except Exception as exc:
+            broken = _peer_break(exc, wrapped)
+            if broken is not None:
                 # The peer reset or vanished mid-conversation: Node's socket 'error'
                 # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
-                logger.info("connection with %s broken: %s", _peer_name(stream), exc)
-        except Exception:
-            logger.exception("connection handler for %s failed", _peer_name(stream))
+                logger.info("connection with %s broken: %s", _peer_name(stream), broken)
+            else:
+                logger.exception("connection handler for %s failed", _peer_name(stream))
         finally:
             self._connections -= 1
             if wrapped is stream:
@@ -279,6 +280,24 @@ class Server:
                 await stream.aclose()
             else:
                 await trio.aclose_forcefully(wrapped)
+
+
+def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
+    """The error that says this connection's peer reset or vanished, if that is all
+    ``exc`` is; else None (the handler's failure, logged with its traceback).
+
+    A handler that runs tasks in a nursery (a reader and a writer) raises its
+    peer's reset inside an exception group; every exception in the group must
+    be such a reset. A ``BrokenResourceError`` raised by *another* connection's
+    socket (a broadcast to a peer that left: its ``stream`` is not ours) is
+    the handler's failure, as the API contract says.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        breaks = [_peer_break(inner, stream) for inner in exc.exceptions]
+        return breaks[0] if all(b is not None for b in breaks) else None
+    if isinstance(exc, trio.BrokenResourceError) and getattr(exc, "stream", stream) is stream:
+        return exc
+    return None
 
 
 def _log_accept_episode_end(deferred: Episode, outcome: str) -> None:
