@@ -377,13 +377,87 @@ async def test_concurrent_handlers_overlap(nursery: trio.Nursery) -> None:
         for _ in range(3):
             await client.send(b"x", server.address)
         with trio.fail_after(5):
-            while server.connections < 3:
+            while arrived < 3:
                 await trio.sleep(0.01)
-        assert arrived == 3
+        assert server.connections == 3  # all three at once
         release.set()
         with trio.fail_after(5):
             while server.connections:
                 await trio.sleep(0.01)
+
+
+#: The cap the flood test sets, and how many datagrams it floods with.
+FLOOD_CAP = 50
+FLOOD_SIZE = 2000
+
+
+async def test_a_flood_runs_at_most_max_handlers_and_counts_the_drops(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Datagrams arriving while max_handlers run are dropped and counted, as the kernel
+    drops what a busy receiver has no room for; the server serves on afterwards."""
+    release = trio.Event()
+    running = peak = handled = 0
+
+    async def hold(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        nonlocal running, peak, handled
+        running += 1
+        peak = max(peak, running)
+        try:
+            if message == b"flood":
+                await release.wait()
+            handled += 1
+            await sock.send(b"ok " + message, (rinfo.address, rinfo.port))
+        finally:
+            running -= 1
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    serve = partial(dgram.serve, hold, 0, host=HOST, concurrent=True, max_handlers=FLOOD_CAP)
+    server = await nursery.start(serve)
+    assert server.max_connections == FLOOD_CAP
+    with stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM) as flood:
+        flood.setblocking(False)
+        sent = 0
+        with trio.fail_after(10):
+            for _ in range(FLOOD_SIZE):
+                try:
+                    flood.sendto(b"flood", server.address)
+                    sent += 1
+                except BlockingIOError:
+                    await trio.sleep(0.001)
+                if sent % 100 == 0:
+                    await trio.sleep(0)  # let the server keep up, as a real receiver might
+            counted = -1  # wait for drops, then for the receive queue to run dry
+            while not server.dropped or server.dropped != counted:
+                counted = server.dropped
+                await trio.sleep(0.1)
+    assert peak == FLOOD_CAP
+    assert server.dropped > 0
+    release.set()
+    async with await dgram.bind(0, HOST) as client:
+        await client.connect(server.address)
+        with trio.fail_after(5):
+            while server.connections:
+                await trio.sleep(0.01)
+            await client.send(b"after")
+            reply, _ = await client.receive()
+    assert reply == b"ok after"
+    assert handled == FLOOD_CAP + 1
+    drops = [r for r in caplog.records if "dropp" in r.getMessage()]
+    assert [r.levelno for r in drops] == [logging.WARNING, logging.WARNING]
+    assert f"{server.dropped} dropped" in drops[1].getMessage()
+
+
+async def test_the_handler_cap_has_a_default_and_must_be_positive(
+    nursery: trio.Nursery,
+) -> None:
+    async def ignore(message: bytes, rinfo: dgram.RemoteInfo, sock: dgram.UDPSocket) -> None:
+        pass
+
+    server = await nursery.start(partial(dgram.serve, ignore, 0, host=HOST, concurrent=True))
+    assert server.max_connections == dgram.DEFAULT_MAX_HANDLERS == 1000
+    with pytest.raises(ValueError, match="max_handlers"):
+        await dgram.serve(ignore, 0, host=HOST, max_handlers=0)
 
 
 async def test_close_stops_receiving_but_lets_a_live_handler_reply(nursery: trio.Nursery) -> None:

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import trionet
 from trionet import net
+from trionet._stream import raw_socket
 
 HOST = "127.0.0.1"
 GREETING = "欢迎光临《深入浅出Node.js》示例：\n"
@@ -449,8 +450,9 @@ async def test_a_failing_handler_is_logged_and_the_server_keeps_serving(
 
 
 async def reset(sock: net.Socket) -> None:
-    """Close with a RST instead of a FIN (SO_LINGER with a zero timeout)."""
-    raw = sock.stream.socket  # type: ignore[attr-defined]
+    """Close with a RST instead of a FIN (SO_LINGER with a zero timeout); TLS too."""
+    raw = raw_socket(sock.stream)
+    assert raw is not None
     raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
     await sock.aclose()
 
@@ -852,4 +854,327 @@ async def test_a_reset_the_handler_does_not_catch_is_one_log_line(
     broken = [r for r in caplog.records if r.name == "trionet" and "broken" in r.getMessage()]
     assert len(broken) == 1
     assert broken[0].levelno == logging.INFO and broken[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- send() from many tasks at once (Node's write() from anywhere) --------------------
+SENDERS = 20
+RECORDS_PER_SENDER = 200
+#: Record sizes, cycled: mostly small, some over a TLS record (16 KiB).
+RECORD_SIZES = [16, 16, 16, 16, 100, 100, 1500, 17000]
+#: One record per sender is this big: over the shrunk send buffer, so it goes out in pieces.
+BIG_RECORD = 300_000
+#: The send buffer the record tests shrink sockets to (the kernel doubles it).
+#: Smaller ones make loopback TCP crawl (a 16 KiB buffer: 10x slower).
+SMALL_BUFFER = 65536
+
+
+def record(task: int, seq: int) -> bytes:
+    """Sender ``task``'s record ``seq``: ``task:seq:`` padded with dots to its size, then LF."""
+    size = BIG_RECORD if seq == task * 7 % RECORDS_PER_SENDER else RECORD_SIZES[seq % 8]
+    head = f"{task}:{seq}:".encode()
+    return head + b"." * (size - len(head) - 1) + b"\n"
+
+
+def shrink_buffer(sock: net.Socket, option: int = stdlib_socket.SO_SNDBUF) -> None:
+    """Make ``sock``'s kernel send (or receive) buffer small, so big sends block part-way."""
+    raw = raw_socket(sock.stream)
+    assert raw is not None
+    raw.setsockopt(stdlib_socket.SOL_SOCKET, option, SMALL_BUFFER)
+
+
+async def send_records_from_many_tasks(sock: net.Socket) -> None:
+    """A handler: SENDERS tasks each send their records on ``sock`` at once, then end."""
+    shrink_buffer(sock)
+
+    async def sender(task: int) -> None:
+        for seq in range(RECORDS_PER_SENDER):
+            await sock.send(record(task, seq))
+
+    async with trio.open_nursery() as senders:
+        for task in range(SENDERS):
+            senders.start_soon(sender, task)
+    await sock.send_eof()
+
+
+async def read_slowly(sock: net.Socket) -> bytes:
+    """Everything until EOF, read late and in small pieces, so senders block mid-record."""
+    await trio.sleep(0.2)  # every sender is blocked or queued by now
+    chunks = []
+    while chunk := await sock.receive(4096 if len(chunks) < 500 else 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_records(data: bytes) -> None:
+    """Every record arrived whole (no other bytes inside it) and each sender's in order."""
+    next_seq = [0] * SENDERS
+    assert data.endswith(b"\n")
+    for line in data[:-1].split(b"\n"):
+        fields = line.split(b":")
+        assert len(fields) == 3, f"records interleaved: {line[:80]!r}..."
+        task, seq = int(fields[0]), int(fields[1])
+        assert line + b"\n" == record(task, seq), f"record {task}:{seq} cut or mixed"
+        assert seq == next_seq[task], f"sender {task}: record {seq} after {next_seq[task] - 1}"
+        next_seq[task] += 1
+    assert next_seq == [RECORDS_PER_SENDER] * SENDERS
+
+
+async def test_many_tasks_sending_at_once_keep_each_record_whole_and_in_order(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(send_records_from_many_tasks))
+    with trio.fail_after(60):
+        async with await endpoint.connect(server) as sock:
+            data = await read_slowly(sock)
+    check_records(data)
+
+
+async def test_send_eof_from_another_task_goes_after_the_sends_in_progress(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    """Node's end() follows the writes before it: no BusyResourceError, no bytes lost."""
+
+    async def write_then_end_elsewhere(sock: net.Socket) -> None:
+        shrink_buffer(sock)
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(sock.send, b"a" * BIG_RECORD)
+            await trio.testing.wait_all_tasks_blocked()  # the send is stuck on a full buffer
+            tasks.start_soon(sock.send, b"b" * 1000)
+            await trio.testing.wait_all_tasks_blocked()
+            await sock.send_eof()
+
+    server = await nursery.start(endpoint.serve(write_then_end_elsewhere))
+    with trio.fail_after(10):
+        async with await endpoint.connect(server) as sock:
+            data = await read_slowly(sock)
+    assert data == b"a" * BIG_RECORD + b"b" * 1000
+
+
+async def test_a_send_cancelled_while_it_waits_its_turn_sends_nothing(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    async def cancel_a_waiting_send(sock: net.Socket) -> None:
+        shrink_buffer(sock)
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(sock.send, b"a" * BIG_RECORD)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.move_on_after(0.05) as waited:
+                await sock.send(b"never sent")
+            assert waited.cancelled_caught
+            tasks.start_soon(sock.send, b"b" * 10)  # the queue still works
+        await sock.send_eof()
+
+    server = await nursery.start(endpoint.serve(cancel_a_waiting_send))
+    with trio.fail_after(10):
+        async with await endpoint.connect(server) as sock:
+            data = await read_slowly(sock)
+    assert data == b"a" * BIG_RECORD + b"b" * 10
+
+
+async def test_a_second_task_receiving_at_once_gets_busy_resource_error(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    """A Node socket has one reader; trionet keeps Trio's rule for receive (documented)."""
+    server = await nursery.start(endpoint.serve(read_all))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock, trio.open_nursery() as reader:
+            reader.start_soon(sock.receive)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError, match="one reader"):
+                await sock.receive()
+            reader.cancel_scope.cancel()
+
+
+async def test_send_all_keeps_trios_one_sender_rule(nursery: trio.Nursery) -> None:
+    """send_all (Trio's name) raises BusyResourceError while another task sends; send waits."""
+    left, right = await _clogged_socket_pair()
+    async with left, right:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(left.send, b"x")
+                await trio.testing.wait_all_tasks_blocked()
+                with pytest.raises(trio.BusyResourceError, match="send\\(\\) lets several"):
+                    await left.send_all(b"y")
+                tasks.cancel_scope.cancel()
+
+
+# -- a gone peer is a ConnectError -------------------------------------------------
+async def test_send_and_receive_after_close_raise_socket_closed_error(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(read_all))
+    with trio.fail_after(5):
+        sock = await endpoint.connect(server)
+        await sock.aclose()
+        with pytest.raises(trionet.ConnectError) as sent:
+            await sock.send(b"too late")
+        with pytest.raises(trionet.ConnectError) as received:
+            await sock.receive()
+    for info in (sent, received):
+        assert isinstance(info.value, net.SocketClosedError)
+        assert type(info.value) is not trio.ClosedResourceError
+        assert isinstance(info.value, trio.ClosedResourceError)  # Trio code still catches it
+
+
+async def test_send_after_send_eof_is_nodes_write_after_end(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    server = await nursery.start(endpoint.serve(read_all))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            await sock.send_eof()
+            with pytest.raises(net.SocketClosedError, match="write after end"):
+                await sock.send(b"after the end")
+
+
+async def test_send_to_a_peer_that_reset_raises_socket_broken_error(
+    nursery: trio.Nursery, endpoint: Endpoint
+) -> None:
+    async def leave_abruptly(sock: net.Socket) -> None:
+        await reset(sock)
+
+    server = await nursery.start(endpoint.serve(leave_abruptly))
+    with trio.fail_after(5):
+        async with await endpoint.connect(server) as sock:
+            with pytest.raises(trionet.ConnectError) as info:
+                for _ in range(1000):  # the first sends may land before the reset does
+                    await sock.send(b"x" * 65536)
+                    await trio.sleep(0.001)
+    assert isinstance(info.value, net.SocketBrokenError)
+    assert info.value.errno in (errno.ECONNRESET, errno.EPIPE)
+    assert isinstance(info.value, trio.BrokenResourceError)  # Trio code still catches it
+
+
+async def test_receive_from_a_peer_that_reset_raises_socket_broken_error(
+    nursery: trio.Nursery,
+) -> None:
+    async def reset_after_hello(sock: net.Socket) -> None:
+        await sock.receive(1)
+        await reset(sock)
+
+    server = await nursery.start(partial(net.serve, reset_after_hello, 0, host=HOST))
+    with trio.fail_after(5):
+        async with await net.connect(server.port, HOST) as sock:
+            await sock.send(b"hello")
+            with pytest.raises(trionet.ConnectError) as info:
+                await read_all(sock)
+    assert isinstance(info.value, net.SocketBrokenError)
+    assert info.value.errno == errno.ECONNRESET
+    assert f"read ECONNRESET {HOST}:{server.port}" in str(info.value)
+
+
+async def test_a_node_style_broadcast_survives_a_client_that_leaves_abruptly(
+    nursery: trio.Nursery, endpoint: Endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every handler writes to every other client, as a Node chat server does. Two
+    clients flood while a third, which never reads, resets: both handlers write
+    to the stuck client at once, then see it vanish, and neither is disconnected."""
+    clients: set[net.Socket] = set()
+
+    async def chat(sock: net.Socket) -> None:
+        shrink_buffer(sock)
+        clients.add(sock)
+        try:
+            async for chunk in sock:
+                for other in list(clients):
+                    if other is not sock:
+                        try:
+                            await other.send(chunk)
+                        except trionet.ConnectError:  # that client left; not our problem
+                            clients.discard(other)
+        finally:
+            clients.discard(sock)
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    server = await nursery.start(endpoint.serve(chat))
+    flood = [b"%d" % i * 1000 for i in range(300)]  # 300 chunks of 1-3 KB: 790 KB
+    got = {"a": b"", "b": b""}
+
+    async def talk(name: str, sock: net.Socket) -> None:
+        async with trio.open_nursery() as sending:
+
+            async def send_flood() -> None:
+                for chunk in flood:
+                    await sock.send(chunk)
+                await sock.send(b"END")
+
+            sending.start_soon(send_flood)
+            while not got[name].endswith(b"END"):
+                chunk = await sock.receive()
+                assert chunk, f"{name} was disconnected"
+                got[name] += chunk
+
+    with trio.fail_after(30):
+        a, b, leaver = [await endpoint.connect(server) for _ in range(3)]
+        shrink_buffer(leaver, stdlib_socket.SO_RCVBUF)
+        while len(clients) < 3:
+            await trio.sleep(0.01)
+        async with trio.open_nursery() as talking:
+            talking.start_soon(talk, "a", a)
+            talking.start_soon(talk, "b", b)
+            await trio.sleep(0.5)  # both handlers are stuck writing to the leaver
+            await reset(leaver)
+        assert got["a"] == got["b"] == b"".join(flood) + b"END"
+        assert len(clients) == 2  # a and b are still served
+        await a.aclose()
+        await b.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_handler_that_lets_another_clients_reset_through_fails_at_error(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its own peer's reset is one INFO line; another connection's is the handler's bug."""
+    others: list[net.Socket] = []
+
+    async def hold_or_write(sock: net.Socket) -> None:
+        if not others:
+            others.append(sock)
+            await trio.sleep_forever()  # never reads, so the reset is not noticed here
+        while True:
+            await others[0].send(b"x" * 65536)  # raises once the first client is gone
+            await trio.sleep(0.001)
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    server = await nursery.start(partial(net.serve, hold_or_write, 0, host=HOST))
+    with trio.fail_after(10):
+        first = await net.connect(server.port, HOST)
+        while not others:
+            await trio.sleep(0.01)
+        await reset(first)
+        second = await net.connect(server.port, HOST)
+        while server.connections > 1:
+            await trio.sleep(0.01)
+        await second.aclose()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "handler" in errors[0].getMessage()
+    assert isinstance(errors[0].exc_info[1], net.SocketBrokenError)  # type: ignore[index]
+
+
+async def test_a_reset_inside_the_handlers_nursery_is_still_one_info_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler with a reader and a writer task gets its peer's reset in an exception
+    group: still the network's doing, logged once at INFO without a traceback."""
+    reading = trio.Event()
+
+    async def read_and_write(sock: net.Socket) -> None:
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(trio.sleep_forever)  # a writer waiting for something to send
+            reading.set()
+            await read_all(sock)
+
+    caplog.set_level(logging.INFO, logger="trionet")
+    server = await nursery.start(partial(net.serve, read_and_write, 0, host=HOST))
+    with trio.fail_after(5):
+        sock = await net.connect(server.port, HOST)
+        await reading.wait()
+        await sock.send(b"last words")
+        await reset(sock)
+        while server.connections:
+            await trio.sleep(0.01)
+    broken = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert len(broken) == 1 and broken[0].levelno == logging.INFO
+    assert "ECONNRESET" in broken[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import re
 import resource
 import socket as stdlib_socket
 from functools import partial
@@ -17,7 +18,7 @@ import trio
 from conftest import open_fds
 
 from trionet import net
-from trionet._server import Server, open_tcp_listener, serve_listeners
+from trionet._server import Episode, Server, open_tcp_listener, serve_listeners
 
 HOST = "127.0.0.1"
 
@@ -147,13 +148,14 @@ async def test_run_counted_counts_and_logs_a_failing_job(
     await listener.aclose()
 
 
-async def test_running_out_of_file_descriptors_pauses_accepting(
+async def test_running_out_of_file_descriptors_pauses_accepting_and_logs_once(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """accept() failing with EMFILE is logged and retried, as Trio's serve_listeners does."""
+    """accept() failing with EMFILE is retried, as Trio's serve_listeners does, and
+    the episode is two WARNING lines (start, end with the count), not ten ERRORs a second."""
     server = await nursery.start(partial(net.serve, echo, 0, host=HOST))
     clients = [stdlib_socket.socket() for _ in range(3)]
-    caplog.set_level(logging.ERROR, logger="trionet")
+    caplog.set_level(logging.INFO, logger="trionet")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     in_use = open_fds()
     try:
@@ -165,6 +167,7 @@ async def test_running_out_of_file_descriptors_pauses_accepting(
         with trio.fail_after(5):
             while not any("accept failed" in r.getMessage() for r in caplog.records):
                 await trio.sleep(0.01)
+        await trio.sleep(0.5)  # ~5 more retries at ACCEPT_BACKOFF
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     with trio.fail_after(5):
@@ -172,6 +175,26 @@ async def test_running_out_of_file_descriptors_pauses_accepting(
             await trio.sleep(0.01)
     for client in clients:
         client.close()
+    lines = [r for r in caplog.records if r.name == "trionet" and "accept" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.WARNING]
+    assert "accept failed" in lines[0].getMessage()
+    ended = lines[1].getMessage()
+    match = re.search(r"accepting again after [\d.]+s .*: (\d+) accepts deferred", ended)
+    assert match is not None, ended
+    assert int(match.group(1)) >= 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_episode_counts_events_between_its_start_and_its_end() -> None:
+    episode = Episode()
+    assert episode.clear(now=1.0) == (0, 0.0)  # none under way
+    assert episode.hit(now=10.0) is True  # the first event starts it: log
+    assert episode.hit(now=10.1) is False
+    assert episode.hit(now=10.2) is False
+    assert episode.count == 3
+    assert episode.clear(now=12.5) == (3, 2.5)  # the end: log the count and duration
+    assert episode.count == 0
+    assert episode.hit(now=20.0) is True  # a new episode starts afresh
 
 
 async def test_aclose_with_a_timeout_returns_as_soon_as_connections_end(

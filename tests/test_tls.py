@@ -18,6 +18,7 @@ import trio
 import trustme
 from _tls_support import Identity, node_server, write_cert_files
 from conftest import silent_peer
+from test_net import check_records, read_slowly, reset, send_records_from_many_tasks
 
 import trionet
 from trionet.testing import ServeFixture
@@ -661,3 +662,56 @@ async def test_tls12_clients_are_judged_the_same_way(
         assert await talk(sock) == b"ping\n"
         await sock.aclose()
     assert echo.seen == [(True, None, "client")]
+
+
+# -- send() from many tasks, and a gone peer, over TLS ------------------------------------
+@pytest.fixture(params=["pyopenssl", "stdlib"])
+def tls_pair(
+    request: pytest.FixtureRequest, server_identity: Identity, ca_pem: bytes
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Server and client options for trionet's TLS layer, or for stdlib contexts."""
+    if request.param == "stdlib":
+        server = {"ssl_context": request.getfixturevalue("server_ssl_context")}
+        client = {"ssl_context": request.getfixturevalue("client_ssl_context")}
+        return server, client
+    return dict(server_identity.options()), {"ca": ca_pem}
+
+
+async def test_many_tasks_sending_at_once_over_tls_keep_each_record_whole_and_in_order(
+    serve: ServeFixture, tls_pair: tuple[dict[str, object], dict[str, object]]
+) -> None:
+    server_options, client_options = tls_pair
+    server = await serve(trionet.tls.serve, send_records_from_many_tasks, **server_options)
+    with trio.fail_after(60):
+        sock = await trionet.tls.connect(server.port, "localhost", **client_options)
+        async with sock:
+            data = await read_slowly(sock)
+    check_records(data)
+
+
+async def test_tls_send_and_receive_on_a_gone_connection_raise_connect_errors(
+    serve: ServeFixture, tls_pair: tuple[dict[str, object], dict[str, object]]
+) -> None:
+    server_options, client_options = tls_pair
+
+    async def reset_after_hello(sock: trionet.tls.TLSSocket) -> None:
+        await sock.receive()
+        await reset(sock)
+
+    server = await serve(trionet.tls.serve, reset_after_hello, **server_options)
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(server.port, "localhost", **client_options)
+        await sock.send(b"hello")
+        try:  # close_notify may arrive before the reset: the end, then the reset
+            while await sock.receive():
+                pass
+        except trionet.ConnectError as exc:
+            assert isinstance(exc, trionet.net.SocketBrokenError)
+        with pytest.raises(trionet.ConnectError) as sent:
+            for _ in range(1000):
+                await sock.send(b"x" * 65536)
+        await sock.aclose()
+        with pytest.raises(trionet.ConnectError) as after_close:
+            await sock.send(b"too late")
+    assert isinstance(sent.value, trionet.net.SocketBrokenError | trionet.net.SocketClosedError)
+    assert isinstance(after_close.value, trionet.net.SocketClosedError)

@@ -19,16 +19,21 @@ import os
 import socket as _stdlib_socket
 import ssl
 import stat
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from ._errors import TLSError
 from ._stream import Address, format_address
 
 __all__ = [
     "ConnectionHandler",
+    "Episode",
     "Server",
     "ServerTLS",
     "TLSContext",
@@ -103,7 +108,8 @@ class Server:
         self._unix_path = unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
         self._connections = 0
-        #: Connections refused because ``max_connections`` was reached (Node's 'drop').
+        #: Connections refused because ``max_connections`` was reached (Node's
+        #: 'drop'); for a UDP server, datagrams dropped at ``max_handlers``.
         self.dropped = 0
         #: Set when :meth:`close` is called; drivers close idle connections on it.
         self.closing = trio.Event()
@@ -187,30 +193,57 @@ class Server:
         """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
 
         async def loop(nursery: trio.Nursery) -> None:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return
-                except OSError as exc:
-                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    logger.error("accept failed: %s; retrying in %ss", exc, ACCEPT_BACKOFF)
-                    await trio.sleep(ACCEPT_BACKOFF)
-                    continue
-                if self.max_connections is not None and self._connections >= self.max_connections:
-                    self.dropped += 1
-                    logger.info("dropped a connection: max_connections=%d", self.max_connections)
-                    await trio.aclose_forcefully(stream)
-                    continue
-                self._connections += 1
-                nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+            deferred = Episode()
+            try:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        if deferred.hit(trio.current_time()):
+                            logger.warning(
+                                "accept failed: %s; retrying every %ss (logged once until it"
+                                " succeeds)", exc, ACCEPT_BACKOFF,
+                            )  # fmt: skip
+                        await trio.sleep(ACCEPT_BACKOFF)
+                        continue
+                    if deferred.count:
+                        _log_accept_episode_end(deferred, "accepting again")
+                    if (
+                        self.max_connections is not None
+                        and self._connections >= self.max_connections
+                    ):
+                        self.dropped += 1
+                        logger.info(
+                            "dropped a connection: max_connections=%d", self.max_connections
+                        )
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    self._connections += 1
+                    nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+            finally:
+                if deferred.count:
+                    _log_accept_episode_end(deferred, "stopped accepting")
 
         return loop
 
     async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work as a live 'connection', logging its crash."""
         self._connections += 1
+        await self._run_counted(what, job)
+
+    def start_counted(
+        self, nursery: trio.Nursery, what: str, job: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Start :meth:`run_counted` in ``nursery``, counted from now, not from when
+        the task first runs, so a cap checked against :attr:`connections` holds."""
+        self._connections += 1
+        nursery.start_soon(self._run_counted, what, job)
+
+    async def _run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         try:
             await job()
         except Exception:
@@ -231,12 +264,14 @@ class Server:
             await handle(wrapped)
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
-        except trio.BrokenResourceError as exc:
-            # The peer reset or vanished mid-conversation: Node's socket 'error'
-            # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
-            logger.info("connection with %s broken: %s", _peer_name(stream), exc)
-        except Exception:
-            logger.exception("connection handler for %s failed", _peer_name(stream))
+        except Exception as exc:
+            broken = _peer_break(exc, wrapped)
+            if broken is not None:
+                # The peer reset or vanished mid-conversation: Node's socket 'error'
+                # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
+                logger.info("connection with %s broken: %s", _peer_name(stream), broken)
+            else:
+                logger.exception("connection handler for %s failed", _peer_name(stream))
         finally:
             self._connections -= 1
             if wrapped is stream:
@@ -245,6 +280,72 @@ class Server:
                 await stream.aclose()
             else:
                 await trio.aclose_forcefully(wrapped)
+
+
+def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
+    """The error that says this connection's peer reset or vanished, if that is all
+    ``exc`` is; else None (the handler's failure, logged with its traceback).
+
+    A handler that runs tasks in a nursery (a reader and a writer) raises its
+    peer's reset inside an exception group; every exception in the group must
+    be such a reset. A ``BrokenResourceError`` raised by *another* connection's
+    socket (a broadcast to a peer that left: its ``stream`` is not ours) is
+    the handler's failure, as the API contract says.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        breaks = [_peer_break(inner, stream) for inner in exc.exceptions]
+        return breaks[0] if all(b is not None for b in breaks) else None
+    if isinstance(exc, trio.BrokenResourceError) and getattr(exc, "stream", stream) is stream:
+        return exc
+    return None
+
+
+def _log_accept_episode_end(deferred: Episode, outcome: str) -> None:
+    counted, lasted = deferred.clear(trio.current_time())
+    logger.warning(
+        "%s after %.1fs out of resources: %d accepts deferred", outcome, lasted, counted
+    )
+
+
+class Episode:
+    """A run of one kind of trouble, logged when it starts and when it ends.
+
+    At the file descriptor limit the accept loop fails and retries ten times
+    a second, and a datagram flood past the handler cap drops thousands of
+    datagrams; a log line per event buries everything else (ten ERROR lines a
+    second, before). An episode is logged twice instead: when it starts, and
+    when it ends with how many events it counted and how long it lasted.
+    Rejected: a rate limit on the lines (still a line per interval for as long
+    as the trouble lasts, and no total) and logging only the first event (the
+    log would never say it ended).
+
+    Pure state, no I/O: :meth:`hit` counts an event and returns True when it
+    opens the episode (log the start); :meth:`clear` closes it and returns the
+    count and duration (log the end). Callers test :attr:`count` (0 outside an
+    episode) on their fast path, which costs one attribute read.
+    """
+
+    __slots__ = ("count", "started_at")
+
+    def __init__(self) -> None:
+        #: Events in the episode under way; 0 when none is.
+        self.count = 0
+        self.started_at = 0.0
+
+    def hit(self, now: float) -> bool:
+        """Count one event at time ``now``; True if it starts an episode."""
+        self.count += 1
+        if self.count == 1:
+            self.started_at = now
+            return True
+        return False
+
+    def clear(self, now: float) -> tuple[int, float]:
+        """End the episode: ``(events, seconds it lasted)``; ``(0, 0.0)`` if none was under way."""
+        if not self.count:
+            return 0, 0.0
+        counted, self.count = self.count, 0
+        return counted, now - self.started_at
 
 
 class TLSHandshakeFailed(Exception):

@@ -1,30 +1,77 @@
 """Socket: Node's ``net.Socket`` as a Trio stream.
 
 A :class:`Socket` wraps any Trio stream (a TCP or Unix :class:`trio.SocketStream`,
-or a :class:`trio.SSLStream` over one) and adds what a Node user expects from a
-socket: byte counters, addresses, ``set_nodelay``/``set_keepalive``, iteration over
-incoming chunks and Node's ``allowHalfOpen`` rule. It is itself a
-:class:`trio.abc.HalfCloseableStream`, so anything written for Trio streams accepts it.
+or a TLS stream over one) and adds what a Node user expects from a socket: byte
+counters, addresses, ``set_nodelay``/``set_keepalive``, iteration over incoming
+chunks, Node's ``allowHalfOpen`` rule, and a ``send`` that any number of tasks
+may call at once. It is itself a :class:`trio.abc.HalfCloseableStream`, so
+anything written for Trio streams accepts it.
+
+Sending from several tasks. Node's ``socket.write()`` may be called from
+anywhere (a chat server writes to every client from every client's handler);
+a Trio stream takes one sender at a time and raises ``trio.BusyResourceError``
+in the second, which in a broadcast disconnected the *sending* client. So
+:meth:`Socket.send` takes turns: a call finding another task mid-send parks in
+a FIFO queue (:class:`trio.lowlevel.ParkingLot`) and is handed the turn when
+that send is done. Each call's bytes are therefore contiguous on the wire,
+calls go out in the order they arrived, and one task's calls keep their order.
+The uncontended call costs one flag test more than before; the queue is made
+only when a second task first has to wait. Rejected: a ``trio.StrictFIFOLock``
+taken on every call (it looks up the current task twice per send, on the TCP
+echo path's hottest line); a background writer task with a buffer per socket
+(Node's model, but it hides backpressure: ``send`` would return before the
+kernel took the bytes, and a slow peer would grow the buffer without bound).
+Waiting in the queue *is* the backpressure: one slow peer stalls the tasks
+sending to it, which is why the guide's chat example gives each client a
+bounded outbox.
+
+:meth:`Socket.send_all` (Trio's name) keeps Trio's rule instead: it raises
+``trio.BusyResourceError`` when another task is sending, so code written for
+Trio streams sees the stream it expects and ``trio.testing``'s conformance
+checks pass. Receiving stays one task at a time, as a Node socket has one
+reader: a second concurrent ``receive`` raises ``trio.BusyResourceError``
+(from the stream under the socket); read in one task and hand data to others.
+
+Errors. A send or receive on a connection that is gone raises
+:class:`SocketClosedError` (closed or ended on our side) or
+:class:`SocketBrokenError` (reset or broken by the peer). Both are
+:class:`trionet.ConnectError`, so a Node-style handler catches every way a
+peer can vanish with one ``except``; and each is also the Trio exception it
+replaces (``trio.ClosedResourceError``, ``trio.BrokenResourceError``), so code
+written for Trio streams keeps working.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
+import os
 import socket as _stdlib_socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
-from ._errors import TimeoutError
+from ._errors import ConnectError, TimeoutError, TrionetError
 
-__all__ = ["Address", "Socket", "format_address", "handshake", "raw_socket"]
+__all__ = [
+    "Address",
+    "Socket",
+    "SocketBrokenError",
+    "SocketClosedError",
+    "format_address",
+    "handshake",
+    "raw_socket",
+]
 
 #: A TCP address ``(host, port)`` or the path of a Unix socket.
 Address = tuple[str, int] | str
 
 #: How much one ``receive()`` asks the kernel for by default, as Node's highWaterMark.
 DEFAULT_RECEIVE_SIZE = 65536
+
+# What ending our side for a peer that ended may run into: nobody to tell.
+_QUIET_END_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 # Node's socket.setKeepAlive() sets these besides the idle delay (net.md).
 KEEPALIVE_COUNT = 10
@@ -42,6 +89,13 @@ def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
         stream = inner
 
 
+def _describe(address: Address | None) -> str:
+    """``host:port``, a Unix path, or "an unknown peer", for error messages."""
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return address or "an unknown peer"
+
+
 def format_address(address: Any) -> Address:
     """A socket address in trionet's form: ``(host, port)`` for IP, the path for Unix."""
     if isinstance(address, tuple):
@@ -51,15 +105,40 @@ def format_address(address: Any) -> Address:
     return str(address)
 
 
+class SocketClosedError(ConnectError, trio.ClosedResourceError):
+    """The socket was closed or ended on our side: Node's ``ERR_STREAM_DESTROYED``
+    and "write after end".
+
+    A :class:`trionet.ConnectError`, and a :class:`trio.ClosedResourceError` for
+    code written for Trio streams. ``stream`` is the Trio stream it happened on.
+    """
+
+    stream: trio.abc.Stream | None = None
+
+
+class SocketBrokenError(ConnectError, trio.BrokenResourceError):
+    """The peer reset the connection or it broke (Node's ``ECONNRESET``, ``EPIPE``).
+
+    ``errno`` is the kernel's code when it gave one. A :class:`trionet.ConnectError`,
+    and a :class:`trio.BrokenResourceError` for code written for Trio streams.
+    ``stream`` is the Trio stream it happened on.
+    """
+
+    stream: trio.abc.Stream | None = None
+
+
 class Socket(trio.abc.HalfCloseableStream):
     """A connected byte stream with Node's ``net.Socket`` conveniences.
+
+    :meth:`send` may be called from any number of tasks at once; receiving is
+    one task at a time (see the module docstring for both rules and why).
 
     Args:
       stream: the Trio stream to wrap.
       allow_half_open: when False (Node's default), the end of the peer's data
         ends our side too, so a handler that only reads still closes cleanly.
         If another task is sending at that moment, our side ends when that
-        send is done; any later send raises :class:`trio.ClosedResourceError`,
+        send is done; any later send raises :class:`SocketClosedError`,
         as Node's writes fail once the peer has ended the connection.
     """
 
@@ -69,9 +148,15 @@ class Socket(trio.abc.HalfCloseableStream):
         self.bytes_read = 0
         self.bytes_written = 0
         self._eof_sent = False
-        # A task is inside send(): an automatic end (allow_half_open=False) must
-        # wait for it, since a Trio stream takes one sender at a time.
+        # The send turn: True while a task is in send(), send_all() or
+        # send_eof(); tasks that find it taken park in _turns (made on first
+        # use) and are handed it in arrival order.
         self._sending = False
+        self._turns: trio.lowlevel.ParkingLot | None = None
+        # The turn's holder came through send_all(), whose rule (Trio's) is one
+        # sender at a time: send_all() and send_eof() meanwhile raise BusyResourceError.
+        self._strict_sender = False
+        # The peer ended while a task was sending: that send ends our side.
         self._end_after_send = False
         self._ended_by_peer = False
         sock = raw_socket(stream)
@@ -93,29 +178,78 @@ class Socket(trio.abc.HalfCloseableStream):
 
     # -- sending ---------------------------------------------------------------
     async def send(self, data: bytes | bytearray | memoryview | str) -> None:
-        """Send all of ``data``; returns once the kernel took it (Node's ``drain``)."""
-        if self._eof_sent or self._end_after_send:
-            await trio.lowlevel.checkpoint()
-            raise trio.ClosedResourceError(self._why_ended())
+        """Send all of ``data``; returns once the kernel took it (Node's ``drain``).
+
+        Safe from any number of tasks at once, as Node's ``write()``: a call
+        made while another task is sending waits its turn (first come, first
+        served), so each call's bytes are contiguous on the wire and one
+        task's calls keep their order. A call cancelled while it waits sends
+        nothing; one cancelled mid-send may have sent part of ``data``, after
+        which the stream is unusable (Trio's rule for every stream).
+
+        Raises:
+          SocketClosedError: the socket was closed, or our side has ended
+            (``send_eof()``, or the peer's end without ``allow_half_open``).
+          SocketBrokenError: the peer reset the connection (``ECONNRESET``, ``EPIPE``).
+        """
         if isinstance(data, str):
             data = data.encode()
-        self._sending = True
+        if self._sending:
+            await self._wait_turn()
+        else:
+            self._sending = True
         try:
+            if self._eof_sent or self._end_after_send:
+                await trio.lowlevel.checkpoint()
+                raise self._ended()
             await self.stream.send_all(data)
+            self.bytes_written += len(data)
+            if self._end_after_send:
+                self._end_after_send = False
+                with contextlib.suppress(*_QUIET_END_ERRORS):
+                    await self._shut_write_side()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if isinstance(exc, TrionetError):
+                raise
+            raise self._gone(exc, "write") from exc
         finally:
-            self._sending = False
-        self.bytes_written += len(data)
-        if self._end_after_send:
-            await self._end_quietly()
+            # Hand the turn to the first waiter, or free it (inline: the hot path).
+            turns = self._turns
+            if turns:
+                turns.unpark()
+            else:
+                self._sending = False
 
-    def _why_ended(self) -> str:
-        if self._ended_by_peer:
-            return "cannot send: the peer ended the connection (allow_half_open=False)"
-        return "cannot send after send_eof() (Node: write after end)"
+    async def _wait_turn(self) -> None:
+        """Park until the task holding the send turn hands it over."""
+        turns = self._turns
+        if turns is None:
+            turns = self._turns = trio.lowlevel.ParkingLot()
+        await turns.park()
+
+    def _pass_turn(self) -> None:
+        turns = self._turns
+        if turns:
+            turns.unpark()
+        else:
+            self._sending = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Trio's name for :meth:`send`."""
-        await self.send(data)
+        """Trio's name for :meth:`send`, with Trio's rule: one sender at a time.
+
+        Raises:
+          trio.BusyResourceError: another task is sending. Code written for
+            Trio streams expects this; use :meth:`send` to send from several tasks.
+        """
+        if self._sending:
+            raise trio.BusyResourceError(
+                "another task is sending on this socket (send() lets several tasks send)"
+            )
+        self._strict_sender = True
+        try:
+            await self.send(data)
+        finally:
+            self._strict_sender = False
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
@@ -123,9 +257,31 @@ class Socket(trio.abc.HalfCloseableStream):
     async def send_eof(self) -> None:
         """Half-close: tell the peer we are done sending (Node's ``end()``).
 
-        Sending EOF twice is a no-op, as ``end()`` is in Node; sending data
-        after it raises :class:`trio.ClosedResourceError` (Node's "write after end").
+        Called while other tasks are in :meth:`send`, it waits for their data
+        to go first, as ``end()`` follows the writes before it. Sending EOF
+        twice is a no-op, as ``end()`` is in Node; sending data after it
+        raises :class:`SocketClosedError` (Node's "write after end").
+
+        Raises:
+          trio.BusyResourceError: another task is in :meth:`send_all` (Trio's rule).
         """
+        if self._sending:
+            if self._strict_sender:
+                raise trio.BusyResourceError("another task is in send_all() on this socket")
+            await self._wait_turn()
+        else:
+            self._sending = True
+        try:
+            await self._shut_write_side()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if isinstance(exc, TrionetError):
+                raise
+            raise self._gone(exc, "end") from exc
+        finally:
+            self._pass_turn()
+
+    async def _shut_write_side(self) -> None:
+        """send_eof's work; the caller holds the send turn."""
         if self._eof_sent:
             await trio.lowlevel.checkpoint()
             return
@@ -139,24 +295,71 @@ class Socket(trio.abc.HalfCloseableStream):
         else:
             await trio.lowlevel.checkpoint()
 
+    def _ended(self) -> SocketClosedError:
+        if self._ended_by_peer:
+            reason = "cannot send: the peer ended the connection (allow_half_open=False)"
+        else:
+            reason = "cannot send after send_eof() (Node: write after end)"
+        error = SocketClosedError(reason)
+        error.stream = self.stream
+        return error
+
+    def _gone(
+        self, exc: trio.BrokenResourceError | trio.ClosedResourceError, operation: str
+    ) -> SocketClosedError | SocketBrokenError:
+        """The trionet error for a Trio stream's, in Node's words (``write ECONNRESET ...``)."""
+        peer = _describe(self.remote_address)
+        error: SocketClosedError | SocketBrokenError
+        if isinstance(exc, trio.ClosedResourceError):
+            error = SocketClosedError(f"{operation} on a closed socket ({peer})")
+        else:
+            cause = exc.__cause__
+            code = cause.errno if isinstance(cause, OSError) else None
+            if code:
+                name = _errno.errorcode.get(code, "failed")
+                error = SocketBrokenError(code, f"{operation} {name} {peer} ({os.strerror(code)})")
+            else:
+                error = SocketBrokenError(f"{operation} failed {peer}: {exc}")
+        error.stream = self.stream
+        return error
+
     # -- receiving -------------------------------------------------------------
     async def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
-        """Receive up to ``max_bytes``; ``b""`` means the peer ended its side."""
-        data = await self.stream.receive_some(max_bytes)
+        """Receive up to ``max_bytes``; ``b""`` means the peer ended its side.
+
+        One task receives at a time, as a Node socket has one reader.
+
+        Raises:
+          SocketClosedError: the socket was closed.
+          SocketBrokenError: the peer reset the connection.
+          trio.BusyResourceError: another task is receiving on this socket.
+        """
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if isinstance(exc, TrionetError):
+                raise
+            raise self._gone(exc, "read") from exc
+        except trio.BusyResourceError:
+            # Trio's words ("another task is already reading / writing this fd")
+            # say less than a user needs.
+            raise trio.BusyResourceError(
+                "another task is receiving on this socket: a socket has one reader;"
+                " receive in one task and hand the data on (e.g. a memory channel)"
+            ) from None
         if data:
             self.bytes_read += len(data)
         elif not self.allow_half_open and not self._eof_sent:
             self._ended_by_peer = True
             if self._sending:
-                self._end_after_send = True  # that send ends our side when it is done
+                self._end_after_send = True  # the send in progress ends our side
             else:
                 await self._end_quietly()
         return bytes(data)
 
     async def _end_quietly(self) -> None:
         """End our side for the peer that ended its own (Node's allowHalfOpen=false)."""
-        self._end_after_send = False
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        with contextlib.suppress(*_QUIET_END_ERRORS):
             await self.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:

@@ -22,15 +22,35 @@ import trio
 
 from ._errors import ConnectError, MessageSizeError
 from ._server import ACCEPT_BACKOFF as RETRY_AFTER
-from ._server import Server, logger
+from ._server import Episode, Server, logger
 
-__all__ = ["MAX_DATAGRAM_SIZE", "Handler", "RemoteInfo", "Server", "UDPSocket", "bind", "serve"]
+__all__ = [
+    "DEFAULT_MAX_HANDLERS",
+    "MAX_DATAGRAM_SIZE",
+    "Handler",
+    "RemoteInfo",
+    "Server",
+    "UDPSocket",
+    "bind",
+    "serve",
+]
 
 Family = Literal["udp4", "udp6"]
 
 #: The largest UDP datagram there is (the 16-bit length field); receiving into
 #: a buffer this big can never truncate.
 MAX_DATAGRAM_SIZE = 65535
+
+#: How many handlers ``serve(..., concurrent=True)`` runs at once; datagrams
+#: arriving past it are dropped and counted in ``server.dropped``. Without a cap
+#: a flood ran ~17,000 handlers at once in 120 MB (about 7 KB a handler), so
+#: 1,000 bounds them near 7 MB while leaving far more concurrency than a
+#: handler that waits on I/O usually needs. Dropping is what UDP does anyway:
+#: the kernel drops datagrams once the socket's receive queue is full (Linux's
+#: default, net.core.rmem_default = 212,992 bytes, holds a few hundred small
+#: datagrams), and a sender that needs delivery retries; queueing past the cap
+#: instead would only move that unbounded queue into our memory.
+DEFAULT_MAX_HANDLERS = 1000
 
 _FAMILIES = {"udp4": _stdlib_socket.AF_INET, "udp6": _stdlib_socket.AF_INET6}
 _ANY = {"udp4": "0.0.0.0", "udp6": "::"}
@@ -290,18 +310,25 @@ async def serve(
     host: str | None = None,
     family: Family = "udp4",
     concurrent: bool = False,
+    max_handlers: int = DEFAULT_MAX_HANDLERS,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run ``handler(message, rinfo, sock)`` for every datagram that arrives on ``port``.
 
     Handlers run one at a time in arrival order by default; with
-    ``concurrent=True`` each datagram gets its own task. A handler's exception
-    is logged and the server goes on. ``server.connections`` counts handlers
-    running now. ``server.close()`` stops receiving; a handler still running
-    can reply, and the socket closes once the last one is done.
+    ``concurrent=True`` each datagram gets its own task, up to
+    ``max_handlers`` at once: a datagram arriving while that many run is
+    dropped, as the kernel drops datagrams a busy receiver has no room for,
+    and counted in ``server.dropped`` (a run of drops is logged once when it
+    starts and once when it ends, at WARNING). A handler's exception is logged
+    and the server goes on. ``server.connections`` counts handlers running now.
+    ``server.close()`` stops receiving; a handler still running can reply, and
+    the socket closes once the last one is done.
     """
+    if max_handlers < 1:
+        raise ValueError(f"max_handlers must be >= 1, not {max_handlers}")
     sock = await bind(port, host, family=family)
-    server = Server([sock.socket], close_sockets=False)
+    server = Server([sock.socket], close_sockets=False, max_connections=max_handlers)
     receiver = _Receiver(server, sock, handler, concurrent)
     try:
         await server.run([receiver.start], task_status=task_status)
@@ -338,6 +365,10 @@ class _Receiver:
             trio.lowlevel.notify_closing(self._sock.socket)
 
     async def _loop(self, nursery: trio.Nursery) -> None:
+        server = self._server
+        cap = server.max_connections
+        assert cap is not None
+        dropping = Episode()  # datagrams dropped at the handler cap in a row
         while not self._stopped:
             try:
                 message, rinfo = await self._sock.receive()
@@ -347,9 +378,24 @@ class _Receiver:
                 logger.error("receiving a datagram failed: %s; retrying in %ss", exc, RETRY_AFTER)
                 await trio.sleep(RETRY_AFTER)
                 continue
+            if self._concurrent:
+                if server.connections >= cap:
+                    server.dropped += 1
+                    if dropping.hit(trio.current_time()):
+                        logger.warning(
+                            "%d datagram handlers running (max_handlers): dropping datagrams"
+                            " until one ends", cap,
+                        )  # fmt: skip
+                    continue
+                if dropping.count:
+                    counted, lasted = dropping.clear(trio.current_time())
+                    logger.warning(
+                        "handling datagrams again: %d dropped in %.1fs at max_handlers=%d",
+                        counted, lasted, cap,
+                    )  # fmt: skip
             job = partial(self._handler, message, rinfo, self._sock)
             what = f"datagram handler for {rinfo.address}:{rinfo.port}"
             if self._concurrent:
-                nursery.start_soon(self._server.run_counted, what, job)
+                server.start_counted(nursery, what, job)
             else:
-                await self._server.run_counted(what, job)
+                await server.run_counted(what, job)

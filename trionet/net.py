@@ -21,9 +21,18 @@ import trio
 
 from ._errors import ConnectError, TimeoutError
 from ._server import Server, open_listener, serve_listeners
-from ._stream import Socket
+from ._stream import Socket, SocketBrokenError, SocketClosedError
 
-__all__ = ["Handler", "Server", "Socket", "connect", "pipe", "serve"]
+__all__ = [
+    "Handler",
+    "Server",
+    "Socket",
+    "SocketBrokenError",
+    "SocketClosedError",
+    "connect",
+    "pipe",
+    "serve",
+]
 
 logger = logging.getLogger("trionet")
 
