@@ -182,19 +182,19 @@ def check_version(event: h11.Request) -> h11.Request:
     RFC 9110 section 2.5: a higher minor version (``HTTP/1.2``) is served as
     the highest the server speaks, 1.1, so it needs a Host like 1.1 does
     (RFC 9112 section 3.2). Another major version (``HTTP/2.0``, ``HTTP/0.9``)
-    gets 505 (RFC 9110 section 15.6.6); Node answers 400 to all of these, and
-    h11 accepts any digit pair. The event is rebuilt rather than the version
-    remembered beside it, so everything downstream (keep-alive,
-    ``Request.http_version``) sees one version.
+    gets 400, as in Node; h11 accepts any digit pair. RFC 9110 section 2.5
+    also allows 505, but trionet keeps one rule for what a client sends:
+    a 4xx, never a 5xx, so a 5xx always means the server or app failed.
+    The event is rebuilt rather than the version remembered beside it, so
+    everything downstream (keep-alive, ``Request.http_version``) sees one
+    version.
 
     Raises:
-      ClientError: 505 for a major version other than 1; 400 for HTTP/1.x
+      ClientError: 400 for a major version other than 1, or HTTP/1.x
         without a Host.
     """
     if not event.http_version.startswith(b"1."):
-        raise ClientError(
-            505, f"HTTP version {event.http_version!r} not supported", "HPE_INVALID_VERSION"
-        )
+        raise _bad(f"HTTP version {event.http_version!r} not supported", "HPE_INVALID_VERSION")
     try:
         return h11.Request(
             method=event.method,
