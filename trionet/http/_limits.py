@@ -2,11 +2,25 @@
 
 h11 0.16 accepts inputs that Node's llhttp rejects and that enable request
 smuggling (bare LF line ends, obs-fold, repeated or listed Content-Length,
-Content-Length with Transfer-Encoding, 20-digit chunk sizes), and it enforces
-its size limit only while an event is incomplete, so a 20 KB request line read
-in one piece passes. The functions here close those gaps on the raw bytes and
-the parsed head; the driver calls them and maps :class:`ClientError` to a
-response. See ANCHORS.md §1.1 for the Node-vs-h11 matrix.
+Content-Length with Transfer-Encoding, 20-digit chunk sizes, any chunk
+extension), and it enforces its size limit only while an event is
+incomplete, so a 20 KB request line read in one piece passes. It also takes
+any ``HTTP/d.d`` version and any request target. The functions here close
+those gaps on the raw bytes and the parsed head; the driver calls them and
+maps :class:`ClientError` to a response. Node 20 is the oracle:
+``tests/test_http_server_limits.py`` sends each refused row to it as well.
+
+One rule holds for everything a client sends: a malformed message gets a
+4xx (its status is on the :class:`ClientError`), never a 5xx, so that a 5xx
+always means the server or the app failed. Every h11 call that parses
+client bytes goes through :func:`parse_error`, one mapping for all of them;
+one call site left to itself (``next_event`` in a chunked body) once turned
+a malformed trailer into an "app failed" 500.
+
+Each rule names its source. Where trionet departs from Node it says so:
+stricter on chunk sizes of 17+ digits and on Content-Length over 2^63 - 1;
+more lenient on empty lines before a request (CRLF only, no bare LF) and
+on ``HTTP/1.2`` (served as 1.1, RFC 9110 section 2.5, where Node answers 400).
 """
 
 from __future__ import annotations

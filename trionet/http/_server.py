@@ -683,7 +683,8 @@ async def serve(
       headers_timeout: seconds for a complete head, from accept (408).
       request_timeout: seconds for the whole request to arrive (408).
       keep_alive_timeout: seconds an idle connection is kept between requests.
-      max_header_size: bytes of request line plus headers (431 above).
+      max_header_size: bytes of request line plus headers (431 above); a
+        chunked body's trailer section gets the same budget.
       max_body_size: bytes of request body (413 above); None: no limit.
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
