@@ -17,8 +17,10 @@ sees the same examples every run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import re
+import select
 import socket
 import threading
 import time
@@ -296,24 +298,37 @@ def live_server() -> Iterator[LiveServer]:
         logger.removeHandler(errors)
 
 
-def _talk(port: int, sent: Sent) -> bytes | None:
+def _talk(server: trionet.net.Server, sent: Sent) -> bytes | None:
     """Send one example; the bytes until the server closed, or None if the client closed."""
-    with socket.create_connection((HOST, port), timeout=SOCKET_WAIT) as sock:
+    with socket.create_connection((HOST, server.port or 0), timeout=SOCKET_WAIT) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         data = sent.data
         try:
             for start_at, end_at in zip([0, *sent.cuts], [*sent.cuts, len(data)], strict=True):
                 sock.sendall(data[start_at:end_at])
             if not sent.half_close:
+                _wait_accepted(server, sock)
                 return None
             sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before reading everything
+        except OSError as exc:
+            # The server answered and closed (or reset) before reading everything.
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise
         received = b""
         with contextlib.suppress(ConnectionResetError):
             while chunk := sock.recv(65536):  # socket.timeout fails the test: the server hung
                 received += chunk
         return received
+
+
+def _wait_accepted(server: trionet.net.Server, sock: socket.socket) -> None:
+    """Before the client closes: wait until the server has taken the connection,
+    so that _wait_until_idle cannot pass before the server even started."""
+    deadline = time.monotonic() + SOCKET_WAIT
+    while not server.connections and time.monotonic() < deadline:
+        if select.select([sock], [], [], 0.001)[0]:
+            return  # an answer or a close: the server has been and gone
+    assert server.connections or time.monotonic() < deadline, "the server never accepted"
 
 
 _STATUS_RE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
@@ -354,7 +369,7 @@ def test_any_bytes_get_no_5xx_and_the_server_keeps_serving(live_server: LiveServ
     @given(sent=examples())
     def one_connection(sent: Sent) -> None:
         errors_before = len(live_server.errors.records)
-        received = _talk(port, sent)
+        received = _talk(live_server.server, sent)
         _wait_until_idle(live_server.server)
         new_errors = live_server.errors.records[errors_before:]
         assert not new_errors, [r.getMessage() for r in new_errors]
