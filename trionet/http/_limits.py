@@ -72,9 +72,9 @@ MAX_HEADERS_COUNT = 2000
 MAX_CHUNK_SIZE_DIGITS = 16
 #: The largest request Content-Length: a signed 64-bit size (nginx's
 #: ``NGX_MAX_OFF_T_VALUE``). RFC 9110 section 8.6 asks recipients to guard
-#: against overflowing numerals; llhttp refuses only past 2^64 - 1, h11 only
-#: past 20 digits, and a length it accepts makes the server wait for a body
-#: that never comes until ``request_timeout``.
+#: against overflowing numerals. llhttp refuses only past 2^64 - 1 (Node 20
+#: probed), h11 only past 20 digits; without this cap the server waited for
+#: a body no client can send until ``request_timeout``.
 MAX_CONTENT_LENGTH = 2**63 - 1
 
 #: The methods llhttp knows (Node's ``http.METHODS``); anything else, including
