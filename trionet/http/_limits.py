@@ -313,7 +313,7 @@ def analyze_request(event: h11.Request, head: bytes) -> RequestInfo:
     return RequestInfo(
         content_length=content_length,
         keep_alive=keep_alive,
-        expect_continue=http11 and b"100-continue" in expect,
+        expect_continue=bool(expect) and http11 and b"100-continue" in expect,
         upgrade=upgrade and b"upgrade" in connection,
     )
 
