@@ -2,11 +2,25 @@
 
 h11 0.16 accepts inputs that Node's llhttp rejects and that enable request
 smuggling (bare LF line ends, obs-fold, repeated or listed Content-Length,
-Content-Length with Transfer-Encoding, 20-digit chunk sizes), and it enforces
-its size limit only while an event is incomplete, so a 20 KB request line read
-in one piece passes. The functions here close those gaps on the raw bytes and
-the parsed head; the driver calls them and maps :class:`ClientError` to a
-response. See ANCHORS.md §1.1 for the Node-vs-h11 matrix.
+Content-Length with Transfer-Encoding, 20-digit chunk sizes, any chunk
+extension), and it enforces its size limit only while an event is
+incomplete, so a 20 KB request line read in one piece passes. It also takes
+any ``HTTP/d.d`` version and any request target. The functions here close
+those gaps on the raw bytes and the parsed head; the driver calls them and
+maps :class:`ClientError` to a response. Node 20 is the oracle:
+``tests/test_http_server_limits.py`` sends each refused row to it as well.
+
+One rule holds for everything a client sends: a malformed message gets a
+4xx (its status is on the :class:`ClientError`), never a 5xx, so that a 5xx
+always means the server or the app failed. Every h11 call that parses
+client bytes goes through :func:`parse_error`, one mapping for all of them;
+one call site left to itself (``next_event`` in a chunked body) once turned
+a malformed trailer into an "app failed" 500.
+
+Each rule names its source. Where trionet departs from Node it says so:
+stricter on chunk sizes of 17+ digits and on Content-Length over 2^63 - 1;
+more lenient on empty lines before a request (CRLF only, no bare LF) and
+on ``HTTP/1.2`` (served as 1.1, RFC 9110 section 2.5, where Node answers 400).
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "KNOWN_METHODS",
     "MAX_CHUNK_SIZE_DIGITS",
+    "MAX_CONTENT_LENGTH",
     "MAX_HEADERS_COUNT",
     "ChunkedScanner",
     "ClientError",
@@ -32,6 +47,10 @@ __all__ = [
     "analyze_request",
     "check_head",
     "check_partial_head",
+    "check_target",
+    "check_version",
+    "parse_error",
+    "skip_empty_lines",
 ]
 
 #: Node's ``server.headersTimeout``: 60 s for the whole head (slowloris guard,
@@ -51,6 +70,12 @@ MAX_HEADERS_COUNT = 2000
 #: at 16 (64 bits' worth), so it also refuses 17 digits with a leading zero,
 #: which Node takes. h11 alone allows 20 digits.
 MAX_CHUNK_SIZE_DIGITS = 16
+#: The largest request Content-Length: a signed 64-bit size (nginx's
+#: ``NGX_MAX_OFF_T_VALUE``). RFC 9110 section 8.6 asks recipients to guard
+#: against overflowing numerals. llhttp refuses only past 2^64 - 1 (Node 20
+#: probed), h11 only past 20 digits; without this cap the server waited for
+#: a body no client can send until ``request_timeout``.
+MAX_CONTENT_LENGTH = 2**63 - 1
 
 #: The methods llhttp knows (Node's ``http.METHODS``); anything else, including
 #: a lower-case ``get``, is a 400 in Node.
@@ -63,6 +88,23 @@ KNOWN_METHODS = frozenset(
 
 _CONTENT_LENGTH_RE = re.compile(rb"\r\ncontent-length[ \t]*:([^\r]*)", re.IGNORECASE)
 _CHUNK_SIZE_RE = re.compile(rb"[0-9A-Fa-f]+")
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+# RFC 9110 section 5.6.4: qdtext is HTAB, SP, VCHAR but '"' and '\\', obs-text.
+_QUOTED_STRING = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# RFC 9112 section 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ),
+# a value being a token or a quoted-string. Whitespace before the first ";" is
+# refused, as by h11 and llhttp; a CR, NUL or other control byte never matches
+# (llhttp: HPE_STRICT "Expected LF after chunk size").
+_CHUNK_EXT_RE = re.compile(
+    rb"(?:;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?[ \t]*)+" % (_TOKEN, _TOKEN, _QUOTED_STRING)
+)
+# Empty lines a client may send before a request line (RFC 9112 section 2.2).
+_EMPTY_LINES_RE = re.compile(rb"(?:\r\n)*")
+# RFC 9112 section 3.2.3: uri-host ":" port, the host a reg-name, IPv4 or [IPv6].
+_AUTHORITY_FORM_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]/?#@:]+):[0-9]+")
+# RFC 9112 section 3.2.2: absolute-form; like llhttp, trionet wants "scheme://",
+# so that "host:port" (scheme "host" by RFC 3986) stays an authority-form.
+_ABSOLUTE_FORM_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ClientError(ProtocolError):
@@ -123,6 +165,79 @@ def check_head(head: bytes, max_header_size: int) -> None:
         raise _bad("obsolete line folding in request head")
 
 
+def skip_empty_lines(data: bytes | bytearray, pos: int) -> int:
+    """Where the request starts in ``data[pos:]``, past any empty lines (CRLFs).
+
+    RFC 9112 section 2.2: a server SHOULD ignore at least one empty line
+    before a request line (old clients send a CRLF after a POST body); Node
+    ignores any number. A bare LF or CR is not skipped: the head checks
+    refuse it, as everywhere else.
+    """
+    match = _EMPTY_LINES_RE.match(data, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def parse_error(exc: h11.RemoteProtocolError, where: str) -> ClientError:
+    """The answer to an h11 parse failure: 431 when h11 hints so, else 400.
+
+    h11's other hint, 501 for a Transfer-Encoding it does not know, becomes
+    400 as in Node (an unknown coding means the framing is unknown, RFC 9112
+    section 6.1).
+    """
+    if exc.error_status_hint == 431:
+        return _overflow(f"{where} too large: {exc}")
+    return _bad(f"malformed {where}: {exc}")
+
+
+def check_version(event: h11.Request) -> h11.Request:
+    """A request whose version is neither 1.0 nor 1.1, as the server will serve it.
+
+    RFC 9110 section 2.5: a higher minor version (``HTTP/1.2``) is served as
+    the highest the server speaks, 1.1, so it needs a Host like 1.1 does
+    (RFC 9112 section 3.2). Another major version (``HTTP/2.0``, ``HTTP/0.9``)
+    gets 400, as in Node; h11 accepts any digit pair. RFC 9110 section 2.5
+    also allows 505, but trionet keeps one rule for what a client sends:
+    a 4xx, never a 5xx, so a 5xx always means the server or app failed.
+    The event is rebuilt rather than the version remembered beside it, so
+    everything downstream (keep-alive, ``Request.http_version``) sees one
+    version.
+
+    Raises:
+      ClientError: 400 for a major version other than 1, or HTTP/1.x
+        without a Host.
+    """
+    if not event.http_version.startswith(b"1."):
+        raise _bad(f"HTTP version {event.http_version!r} not supported", "HPE_INVALID_VERSION")
+    try:
+        return h11.Request(
+            method=event.method,
+            target=event.target,
+            headers=event.headers,
+            http_version=b"1.1",
+            _parsed=True,
+        )
+    except h11.LocalProtocolError as exc:
+        raise _bad(f"malformed request: {exc}") from None
+
+
+def check_target(method: bytes, target: bytes) -> None:
+    """Refuse a request target in a form its method may not use (RFC 9112 section 3.2).
+
+    Origin-form (``/path``) is the common case and the caller skips this
+    check for it. CONNECT takes only authority-form (``host:port``, section
+    3.2.3), and authority-form is for CONNECT only; other methods may use
+    absolute-form (``http://host/path``, section 3.2.2, for proxies) or
+    ``*`` (section 3.2.4; Node takes it with any method). Node answers 400
+    to the rest, e.g. ``GET localhost:80`` or ``GET a/b``.
+    """
+    if method == b"CONNECT":
+        if not _AUTHORITY_FORM_RE.fullmatch(target):
+            raise _bad(f"CONNECT target {target[:64]!r} is not host:port", "HPE_INVALID_URL")
+    elif target[:1] != b"/" and target != b"*" and not _ABSOLUTE_FORM_RE.match(target):
+        raise _bad(f"invalid request target {target[:64]!r}", "HPE_INVALID_URL")
+
+
 @dataclass(slots=True)
 class RequestInfo:
     """What the driver needs from a parsed head, found in one pass."""
@@ -140,14 +255,22 @@ class RequestInfo:
 def analyze_request(event: h11.Request, head: bytes) -> RequestInfo:
     """Apply Node's rules to a head h11 accepted; return its framing.
 
+    ``event`` is HTTP/1.0 or 1.1 (:func:`check_version` made it so).
+    Connection and Expect are lists (RFC 9110 section 5.3): several lines
+    count as one comma-joined value, so a ``close`` on any line closes.
+
     Raises:
-      ClientError: 400 for an unknown or lower-case method, repeated or
-        listed Content-Length, or Content-Length with Transfer-Encoding
+      ClientError: 400 for an unknown or lower-case method, a target form
+        the method may not use, repeated or listed Content-Length, one over
+        ``MAX_CONTENT_LENGTH``, or Content-Length with Transfer-Encoding
         (RFC 9112 §6.1: a smuggling vector, the connection must close);
-        417 for an Expect other than ``100-continue``.
+        417 for an Expect member other than ``100-continue``.
     """
-    if event.method not in KNOWN_METHODS:
-        raise _bad(f"unknown method {event.method!r}", "HPE_INVALID_METHOD")
+    method = event.method
+    if method not in KNOWN_METHODS:
+        raise _bad(f"unknown method {method!r}", "HPE_INVALID_METHOD")
+    if event.target[0] != 0x2F or method == b"CONNECT":  # 0x2F: "/", origin-form
+        check_target(method, event.target)
     content_length: int | None = 0
     has_length = False
     chunked = False
@@ -164,29 +287,43 @@ def analyze_request(event: h11.Request, head: bytes) -> RequestInfo:
         elif name == b"transfer-encoding":
             chunked = True
         elif name == b"connection":
-            connection = value.lower()
+            connection = b"%s,%s" % (connection, value.lower()) if connection else value.lower()
         elif name == b"expect":
-            expect = value.lower()
+            expect = b"%s,%s" % (expect, value.lower()) if expect else value.lower()
         elif name == b"upgrade":
             upgrade = True
+    http11 = event.http_version == b"1.1"
     if chunked:
         if has_length:
             raise _bad("both Content-Length and Transfer-Encoding", "HPE_UNEXPECTED_CONTENT_LENGTH")
         content_length = None
     elif has_length:
         _check_single_content_length(head)
+        assert content_length is not None
+        if content_length > MAX_CONTENT_LENGTH:
+            raise _bad(f"Content-Length over {MAX_CONTENT_LENGTH}", "HPE_INVALID_CONTENT_LENGTH")
     if expect and expect != b"100-continue":
-        raise ClientError(417, f"unsupported Expect: {expect!r}", "HPE_EXPECTATION_FAILED")
-    if event.http_version == b"1.1":
+        _check_expect(expect)
+    if http11:
         keep_alive = b"close" not in connection
     else:
-        keep_alive = b"keep-alive" in connection
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty
+        # framing; the server MUST close after the response (Node does).
+        keep_alive = not chunked and b"keep-alive" in connection
     return RequestInfo(
         content_length=content_length,
         keep_alive=keep_alive,
-        expect_continue=bool(expect) and event.http_version == b"1.1",
+        expect_continue=bool(expect) and http11 and b"100-continue" in expect,
         upgrade=upgrade and b"upgrade" in connection,
     )
+
+
+def _check_expect(expect: bytes) -> None:
+    """RFC 9110 §10.1.1: a server MAY answer 417 to an Expect member other than 100-continue."""
+    for member in expect.split(b","):
+        member = member.strip(b" \t")
+        if member and member != b"100-continue":
+            raise ClientError(417, f"unsupported Expect: {expect!r}", "HPE_EXPECTATION_FAILED")
 
 
 def _check_single_content_length(head: bytes) -> None:
@@ -200,22 +337,37 @@ class ChunkedScanner:
     """Finds where a chunked body ends, checking the framing as strictly as llhttp.
 
     The driver feeds h11 only the bytes this scanner accepted, so a pipelined
-    request after the body stays in trionet's buffer for the head checks.
+    request after the body stays in trionet's buffer for the head checks, and
+    h11 never holds more than one line, or the trailer section, unparsed.
 
-    Raises :class:`ClientError` (400) for a chunk size of more than
-    ``MAX_CHUNK_SIZE_DIGITS`` hex digits, a bare LF, or a malformed size line.
+    Raises :class:`ClientError`: 400 for a chunk size of more than
+    ``MAX_CHUNK_SIZE_DIGITS`` hex digits, a bare LF, a malformed size line or
+    chunk extension, or an obs-fold line in the trailers; 431 for a trailer
+    section over ``max_trailer_size`` bytes or ``MAX_HEADERS_COUNT`` lines.
+    Trailers are header fields (RFC 9112 section 7.1.2), so they get the
+    head's budget; h11 checks the syntax of each field.
     """
 
-    __slots__ = ("_done", "_remaining", "_state")
+    __slots__ = (
+        "_done",
+        "_max_trailer_size",
+        "_remaining",
+        "_state",
+        "_trailer_lines",
+        "_trailer_size",
+    )
 
     # States: reading a size line; in chunk data (``_remaining`` bytes left);
     # expecting the CRLF after data; reading trailer lines.
     _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
-    def __init__(self) -> None:
+    def __init__(self, max_trailer_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
         self._state = self._SIZE
         self._remaining = 0
         self._done = False
+        self._max_trailer_size = max_trailer_size
+        self._trailer_size = 0
+        self._trailer_lines = 0
 
     @property
     def done(self) -> bool:
@@ -246,13 +398,24 @@ class ChunkedScanner:
         return pos
 
     def _check_unfinished_line(self, length: int) -> None:
-        # A size line cannot legitimately be long; llhttp caps chunk extensions too.
-        if length > DEFAULT_MAX_HEADER_SIZE:
+        if self._state == self._TRAILER:
+            self._count_trailer(length)
+        elif length > DEFAULT_MAX_HEADER_SIZE:
+            # A size line cannot legitimately be long; llhttp caps chunk extensions too.
             raise _bad("chunk size line too long", "HPE_INVALID_CHUNK_SIZE")
+
+    def _count_trailer(self, length: int) -> None:
+        if self._trailer_size + length > self._max_trailer_size:
+            raise _overflow(f"trailer section over {self._max_trailer_size} bytes")
 
     def _line(self, line: bytes) -> None:
         if self._state == self._SIZE:
-            size_text = line.split(b";", 1)[0].rstrip(b" \t")
+            size_text, semicolon, _ = line.partition(b";")
+            if semicolon:
+                if not _CHUNK_EXT_RE.fullmatch(line, len(size_text)):
+                    raise _bad(f"malformed chunk extension {line[:32]!r}", "HPE_STRICT")
+            else:
+                size_text = size_text.rstrip(b" \t")  # h11 allows trailing OWS too
             if not _CHUNK_SIZE_RE.fullmatch(size_text) or len(size_text) > MAX_CHUNK_SIZE_DIGITS:
                 raise _bad(f"invalid chunk size {size_text[:32]!r}", "HPE_INVALID_CHUNK_SIZE")
             size = int(size_text, 16)
@@ -267,3 +430,11 @@ class ChunkedScanner:
             self._state = self._SIZE
         elif not line:  # _TRAILER: a blank line ends the body
             self._done = True
+        else:
+            self._count_trailer(len(line) + 2)
+            self._trailer_size += len(line) + 2
+            self._trailer_lines += 1
+            if self._trailer_lines > MAX_HEADERS_COUNT:
+                raise _overflow(f"more than {MAX_HEADERS_COUNT} trailer lines")
+            if line[0] in b" \t":  # RFC 9112 §5.2, as in the head; h11 would unfold it
+                raise _bad("obsolete line folding in trailers")

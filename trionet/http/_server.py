@@ -60,6 +60,9 @@ from ._limits import (
     analyze_request,
     check_head,
     check_partial_head,
+    check_version,
+    parse_error,
+    skip_empty_lines,
 )
 from ._messages import Request, Response
 
@@ -330,12 +333,20 @@ class _Connection:
         """Wait for the next complete head, check it, and parse it with h11."""
         config = self.config
         self.response = None
-        if self.pos >= len(self.buf):
+        idle_from_now = True
+        while True:
+            buf, pos = self.buf, self.pos
+            if pos < len(buf) and buf[pos] == 0x0D:  # b"\r": empty lines first?
+                pos = self.pos = skip_empty_lines(buf, pos)
+            if pos < len(buf):
+                break
             self.buf, self.pos = b"", 0  # an idle connection keeps no buffer
             if self.requests:
                 if config.closing:
                     return None, b""
-                self.deadline = trio.current_time() + config.keep_alive_timeout
+                if idle_from_now:  # empty lines do not extend the keep-alive time
+                    self.deadline = trio.current_time() + config.keep_alive_timeout
+                    idle_from_now = False
             self.phase = _IDLE
             data = await self._receive()
             if not data:
@@ -355,14 +366,19 @@ class _Connection:
         self.phase = _BUSY
         self.deadline = math.inf
         check_head(head, config.max_header_size)
-        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
+        # h11 gets the head whole, then chunked bodies a line at a time: the
+        # only event it may hold incomplete is a trailer section, which the
+        # ChunkedScanner keeps within max_header_size.
+        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
         parser.receive_data(head)
         try:
             event = parser.next_event()
         except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            raise ClientError(status, f"malformed request: {exc}") from None
+            raise parse_error(exc, "request head") from None
         assert isinstance(event, h11.Request)
+        version = event.http_version
+        if version != b"1.1" and version != b"1.0":
+            event = check_version(event)
         self.h11 = parser
         return event, head
 
@@ -383,6 +399,11 @@ class _Connection:
                 return -1
             checked = len(head)
             head += data
+            if head[0] == 0x0D and (skipped := skip_empty_lines(head, 0)):
+                # Empty lines before the request, a CRLF split across reads
+                # (RFC 9112 §2.2); all that is left is new.
+                del head[:skipped]
+                checked = 0
             # The blank line may straddle the reads: search from 3 bytes back.
             end = head.find(b"\r\n\r\n", max(0, checked - 3))
             if end >= 0:
@@ -397,7 +418,7 @@ class _Connection:
         self.body_error = None
         self.request_deadline = trio.current_time() + config.request_timeout
         if info.content_length is None:
-            self.scanner = ChunkedScanner()
+            self.scanner = ChunkedScanner(config.max_header_size)
             self.body_left = 0
         else:
             self.scanner = None
@@ -562,7 +583,10 @@ class _Connection:
         parser, scanner = self.h11, self.scanner
         assert parser is not None and scanner is not None
         while True:
-            event = parser.next_event()
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:  # e.g. a trailer line without a colon
+                raise parse_error(exc, "chunked body") from None
             if type(event) is h11.Data:
                 self._count_body(len(event.data))
                 return bytes(event.data)
@@ -575,10 +599,7 @@ class _Connection:
             if end == self.pos:
                 await self._more()
                 continue
-            try:
-                parser.receive_data(self.buf[self.pos : end])
-            except h11.RemoteProtocolError as exc:
-                raise ClientError(400, f"malformed chunked body: {exc}") from None
+            parser.receive_data(self.buf[self.pos : end])  # parses nothing: cannot fail
             self.pos = end
 
     def _count_body(self, size: int) -> None:
@@ -675,7 +696,8 @@ async def serve(
       headers_timeout: seconds for a complete head, from accept (408).
       request_timeout: seconds for the whole request to arrive (408).
       keep_alive_timeout: seconds an idle connection is kept between requests.
-      max_header_size: bytes of request line plus headers (431 above).
+      max_header_size: bytes of request line plus headers (431 above); a
+        chunked body's trailer section gets the same budget.
       max_body_size: bytes of request body (413 above); None: no limit.
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
