@@ -434,7 +434,7 @@ async def test_expect_is_read_from_every_line(
     server = await start(nursery, recording_app(paths))
     request = get("/", *(f"Expect: {v}" for v in lines), "Content-Length: 1", method="POST")
     data = await exchange(server.port, request + b"a")
-    assert data.startswith(b"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 417 Expectation Failed\r\n") and b"Connection: close" in data
     assert paths == []
 
 
@@ -478,7 +478,8 @@ async def test_trailers_over_the_header_budget_get_431(
         pass  # the server may close before the last piece
     data = await client.read_until_close()
     await client.aclose()
-    assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close")
+    assert data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"Connection: close" in data
     assert errors_logged(caplog) == []
 
 
