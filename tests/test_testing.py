@@ -201,6 +201,18 @@ def test_plugin_lists_its_fixtures(pytester: pytest.Pytester) -> None:
         result.stdout.fnmatch_lines([f"{name}*"])
 
 
+def test_the_plugin_imports_neither_trustme_nor_pytest_trio() -> None:
+    """pytest imports the plugin in every run: it must not need what only fixtures use."""
+    code = (
+        "import sys, pytest, trionet.testing\n"
+        "print(sorted(m for m in ('trustme', 'pytest_trio') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
 # -- an environment without trustme or pytest-trio --------------------------------------
 BLOCKER = """
 # Makes the packages named in TRIONET_TEST_BLOCK unimportable, as if not installed.
