@@ -23,22 +23,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def trionet(
-    *args: str, cwd: Path | None = None, timeout: float = 30, site: Path = ROOT
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 30,
+    site: Path = ROOT,
+    as_script: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m trionet ARGS`` as a user would, and capture what it says.
 
     ``site`` is where ``trionet`` is imported from: this checkout, or a copy
-    standing for an installed package (:func:`installed_copy`). As with the
-    installed ``trionet`` script, the working directory is not on ``sys.path``
-    (PYTHONSAFEPATH, Python 3.11+).
+    standing for an installed package (:func:`installed_copy`). ``as_script``
+    leaves the working directory off ``sys.path``, as the installed ``trionet``
+    script does (``python -P``, Python 3.11+).
     """
     return subprocess.run(
-        [sys.executable, "-m", "trionet", *args],
+        [sys.executable, *(["-P"] if as_script else []), "-m", "trionet", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(site), "PYTHONSAFEPATH": "1"},
+        env={**os.environ, "PYTHONPATH": str(site)},
     )
 
 
@@ -478,7 +482,7 @@ def test_bench_does_not_run_another_projects_benchmarks(tmp_path: Path) -> None:
     assert not ran.exists(), "another project's benchmarks/run.py was imported"
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="PYTHONSAFEPATH is new in 3.11")
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is new in 3.11")
 def test_bench_in_a_checkout_says_which_trionet_it_measures(tmp_path: Path) -> None:
     """A checkout with another trionet installed: the installed one is what gets measured."""
     checkout = tmp_path / "checkout"
@@ -488,7 +492,7 @@ def test_bench_in_a_checkout_says_which_trionet_it_measures(tmp_path: Path) -> N
     copy_runner(checkout / "benchmarks")
     (checkout / "benchmarks" / "ws.py").write_text(WITHOUT_ITS_BASELINE)
     site = installed_copy(tmp_path)
-    done = trionet("bench", cwd=checkout, site=site)
+    done = trionet("bench", cwd=checkout, site=site, as_script=True)
     assert done.returncode == 0, done.stderr
     assert "ws echo" in done.stdout
     assert (
