@@ -21,41 +21,9 @@ other processes take the server's core), and the memory an idle keep-alive
 connection costs: RSS growth over 500 connections that each made one request
 and then sit idle, divided by 500.
 
-Measured on the shared 2-core build machine, wrk -t1 -c50, 5 s, best of 3
-interleaved runs, load average about 2 from other jobs (under a load of 6 the
-figures halve but the ratios hold: trionet 1.8x the bare loop)::
-
-    http hello keep-alive        trionet         15,044 req/s     1.26x
-    http hello keep-alive        trio+h11        11,901 req/s     1.00x
-    http hello keep-alive        hypercorn-trio   2,179 req/s     0.18x
-    http hello keep-alive        uvicorn-h11     11,175 req/s     0.94x
-    http hello keep-alive        node            50,576 req/s     4.25x
-    http hello server CPU        trionet          59.43 us/req    1.35x
-    http hello server CPU        trio+h11         80.33 us/req    1.00x
-    http hello server CPU        hypercorn-trio     452 us/req    0.18x
-    http hello server CPU        uvicorn-h11      85.73 us/req    0.94x
-    http hello server CPU        node             17.72 us/req    4.53x
-    http idle keep-alive memory  trionet           5.13 KiB/conn  1.18x
-    http idle keep-alive memory  trio+h11          6.06 KiB/conn  1.00x
-    http idle keep-alive memory  hypercorn-trio   16.66 KiB/conn  0.36x
-    http idle keep-alive memory  uvicorn-h11       7.02 KiB/conn  0.86x
-    http idle keep-alive memory  node              2.02 KiB/conn  3.00x
-
-(Node's idle figure swings between 2 and 6 KiB from run to run: V8's heap
-grows in steps.)
-
-What the profile (pyinstrument, the trionet server under wrk) showed and what
-was done about it, in order: Trio's ``send_all`` yields to the scheduler even
-when the kernel took the whole response at once (direct ``os.write`` on plain
-TCP, waiting only when the buffer is full); moving a cancel-scope deadline
-twice per request cost 6% (one expiry task per server, a float per
-connection); h11's response-side state machine cost more than its parser (the
-response head is built by trionet, h11 parses each request with a fresh
-``Connection``); a failed ``read`` and its exception per request (wait first
-when the last read emptied the socket); header validation per response
-(validated once, cached as wire bytes). What is left: h11's request parsing
-is about a third of trionet's CPU time per request, the kernel calls and
-Trio's epoll registration another third, trionet's own code the rest.
+The last run's figures are in docs/benchmarks.md (``trionet bench
+--update-docs`` writes them there), with what profiling this server showed and
+what was done about it: figures written here would go stale unseen.
 
     python benchmarks/http_server.py [--quick]
     python benchmarks/http_server.py --serve trionet PORT    # one server, for profiling

@@ -15,31 +15,10 @@ Subjects: trionet, ``trio+wsproto`` (the floor: the smallest wsproto echo loop
 on Trio, see :func:`serve_trio_wsproto`), trio-websocket (the baseline), the
 ``websockets`` package on asyncio, Node's ``ws``.
 
-What profiling showed (py-spy on the trionet server, November 2026). Echo of
-32-byte messages, per message: the ``write`` system call ~17 % of the CPU (on
-loopback the writer pays for delivering to the reader), Trio's ``epoll_ctl``
-to wait for the next read ~14 %, the ``read`` ~10 %, wsproto ~27 % (parsing
-one masked 32-byte frame costs it ~11 us, building the answer ~3 us), the
-hand-off from the reader task to the handler ~8 %, Trio's run loop the rest.
-64 KiB stream: wsproto's pure-Python unmasking ~1/3 of the CPU (~70 us per
-message; ``websockets`` does it in C), the ``write`` ~12 %.
-
-Earlier rounds removed Trio's per-call scheduler pass on reads and writes
-(direct descriptor I/O, trionet/_fdio.py), a trio.Lock per send, and a
-hand-written parser for common frames (fast, but a second parser beside
-wsproto, which parses every frame by design). What is left is wsproto and the
-kernel: the ``trio+wsproto`` floor, with none of trionet's guarantees, is
-1.7-1.96x trio-websocket on the echo and 2.4-3x on the stream (November 2026,
-several full runs); trionet is 20-25 % below it on the echo, 5-10 % on the
-stream. Tried and measured without a gain, so not kept: the application task
-reading the socket itself instead of a hand-off from the reader task (the
-same or slower, pinned A/B over many rounds), dropping the frame-size guard,
-direct descriptor I/O under TLS.
-
-The stream's wall-clock figure has a ceiling that is not the server's: the
-one Node ``ws`` load client moves about 370-400 MB/s here, which Node's own
-``ws`` server, ``websockets`` and trionet all reach (about 2.5-2.7x
-trio-websocket); the per-CPU-second rows are the servers' own cost.
+The last run's figures are in docs/benchmarks.md (``trionet bench
+--update-docs`` writes them there), with what profiling the trionet server
+showed, what was tried and kept or not, and why the stream's wall-clock
+figure is capped by the load client: figures written here would go stale unseen.
 """
 
 from __future__ import annotations

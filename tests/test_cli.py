@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import ssl
 import subprocess
@@ -22,16 +23,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def trionet(
-    *args: str, cwd: Path | None = None, timeout: float = 30
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 30,
+    site: Path = ROOT,
+    as_script: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m trionet ARGS`` as a user would, and capture what it says."""
+    """Run ``python -m trionet ARGS`` as a user would, and capture what it says.
+
+    ``site`` is where ``trionet`` is imported from: this checkout, or a copy
+    standing for an installed package (:func:`installed_copy`). ``as_script``
+    leaves the working directory off ``sys.path``, as the installed ``trionet``
+    script does (``python -P``, Python 3.11+).
+    """
     return subprocess.run(
-        [sys.executable, "-m", "trionet", *args],
+        [sys.executable, *(["-P"] if as_script else []), "-m", "trionet", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(site)},
     )
+
+
+def installed_copy(tmp_path: Path) -> Path:
+    """A site-packages-like directory holding a copy of the package, and nothing beside."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(
+        ROOT / "trionet", site / "trionet", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return site
 
 
 # -- help and errors ----------------------------------------------------------------
@@ -234,6 +255,26 @@ def test_certs_rejects_names_a_certificate_cannot_hold(
     assert not (tmp_path / "certs").exists(), "nothing is written"
 
 
+def test_certs_without_trustme_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['trustme'] = None  # as if not installed\n"
+        "from trionet._cli import main\n"
+        f"sys.exit(main(['certs', {str(tmp_path / 'certs')!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "trionet certs: error: trionet.testing.write_certs needs trustme, "
+        "which cannot be imported here"
+    )
+    assert done.stderr.endswith(
+        "install it: pip install trustme (or pip install 'trionet[test]')\n"
+    )
+    assert not (tmp_path / "certs").exists()
+
+
 # -- bench -------------------------------------------------------------------------
 def test_bench_quick_prints_one_table_within_a_minute() -> None:
     start = time.monotonic()
@@ -400,6 +441,64 @@ def test_bench_names_unknown_benchmarks(tmp_path: Path) -> None:
     done = trionet("bench", "no_such_benchmark", cwd=ROOT)
     assert done.returncode == 2
     assert "unknown benchmark(s) no_such_benchmark; have: " in done.stderr
+
+
+def test_bench_lists_the_benchmarks_and_what_each_measures() -> None:
+    done = trionet("bench", "--list", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    listed = dict(line.split(maxsplit=1) for line in done.stdout.splitlines())
+    assert set(listed) >= {"http_client", "http_server", "tcp_echo", "udp", "websocket"}
+    assert listed["tcp_echo"].startswith("TCP echo throughput")
+
+
+def test_bench_from_an_installed_package_says_it_needs_a_checkout(tmp_path: Path) -> None:
+    site, elsewhere = installed_copy(tmp_path), tmp_path / "project"
+    elsewhere.mkdir()
+    helped = trionet("bench", "--help", cwd=elsewhere, site=site)
+    assert helped.returncode == 0
+    assert "checkout of trionet's source" in " ".join(helped.stdout.split())
+    for args in (["--list"], ["--quick"]):
+        done = trionet("bench", *args, cwd=elsewhere, site=site)
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr == (
+            "trionet bench: error: the benchmarks are not part of the installed package: "
+            "they run from a checkout of trionet's source, beside the peers they compare with "
+            "(tests/peers for Node's). In a checkout, pip install -e '.[bench]', then run "
+            "trionet bench there (or pass --dir CHECKOUT/benchmarks)\n"
+        )
+
+
+def test_bench_does_not_run_another_projects_benchmarks(tmp_path: Path) -> None:
+    """Only a trionet checkout's benchmarks run: not any benchmarks/run.py above the cwd."""
+    other = tmp_path / "other-project"
+    (other / "benchmarks").mkdir(parents=True)
+    (other / "src").mkdir()
+    ran = tmp_path / "ran"
+    (other / "benchmarks" / "run.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    done = trionet("bench", "--list", cwd=other / "src", site=installed_copy(tmp_path))
+    assert done.returncode == 1
+    assert "not part of the installed package" in done.stderr
+    assert not ran.exists(), "another project's benchmarks/run.py was imported"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="python -P is new in 3.11")
+def test_bench_in_a_checkout_says_which_trionet_it_measures(tmp_path: Path) -> None:
+    """A checkout with another trionet installed: the installed one is what gets measured."""
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    (checkout / "trionet").mkdir()
+    (checkout / "trionet" / "__init__.py").write_text("")
+    copy_runner(checkout / "benchmarks")
+    (checkout / "benchmarks" / "ws.py").write_text(WITHOUT_ITS_BASELINE)
+    site = installed_copy(tmp_path)
+    done = trionet("bench", cwd=checkout, site=site, as_script=True)
+    assert done.returncode == 0, done.stderr
+    assert "ws echo" in done.stdout
+    assert (
+        f"trionet bench: note: these benchmarks measure the trionet imported from {site}, "
+        f"not the one in {checkout} (pip install -e . there to measure that one)"
+    ) in done.stderr.splitlines()
 
 
 def test_bench_says_where_it_looked(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import trustme
 
 import trionet
 from trionet.testing import write_certs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["pytester"]
 
@@ -187,6 +190,130 @@ def test_fixtures_work_in_a_project_that_only_installed_trionet(
 
 def test_plugin_lists_its_fixtures(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider", timeout=120)
-    for name in ("tls_ca", "tls_server_cert", "tls_client_cert", "server_ssl_context",
-                 "client_ssl_context", "serve"):
+    for name in (
+        "tls_ca",
+        "tls_server_cert",
+        "tls_client_cert",
+        "server_ssl_context",
+        "client_ssl_context",
+        "serve",
+    ):
         result.stdout.fnmatch_lines([f"{name}*"])
+
+
+def test_the_plugin_imports_neither_trustme_nor_pytest_trio() -> None:
+    """pytest imports the plugin in every run: it must not need what only fixtures use."""
+    code = (
+        "import sys, pytest, trionet.testing\n"
+        "print(sorted(m for m in ('trustme', 'pytest_trio') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+# -- an environment without trustme or pytest-trio --------------------------------------
+BLOCKER = """
+# Makes the packages named in TRIONET_TEST_BLOCK unimportable, as if not installed.
+import os, sys
+for name in os.environ.get("TRIONET_TEST_BLOCK", "").split(","):
+    if name:
+        sys.modules[name] = None
+"""
+
+UNRELATED_TEST = """
+def test_unrelated_to_trionet():
+    assert 1 + 1 == 2
+"""
+
+CERTIFICATE_TEST = """
+def test_wants_a_certificate(tls_server_cert):
+    pass
+"""
+
+SERVER_TEST = """
+def test_wants_a_server(serve):
+    pass
+"""
+
+
+def run_pytest_without(
+    tmp_path: Path, blocked: str, tests: str, *args: str, autoload: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest on ``tests`` where the ``blocked`` packages cannot be imported."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_user.py").write_text(tests)
+    env = {
+        **os.environ,
+        "TRIONET_TEST_BLOCK": blocked,
+        # The blocker, then this checkout's trionet (as pytester does).
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)]),
+    }
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_pytest_runs_when_trustme_cannot_be_imported(tmp_path: Path) -> None:
+    """The plugin loads in every pytest run; a missing trustme fails only what needs it."""
+    done = run_pytest_without(tmp_path, "trustme", UNRELATED_TEST + CERTIFICATE_TEST)
+    lines = done.stdout.splitlines()
+    assert "PASSED test_user.py::test_unrelated_to_trionet" in lines, done.stdout + done.stderr
+    assert "1 passed, 1 error" in lines[-1], done.stdout
+    # The error's whole report: one line saying what to install.
+    assert lines[lines.index(f"{' ERROR at setup of test_wants_a_certificate ':_^80}") + 1] == (
+        "the tls_ca fixture needs trustme, which cannot be imported here (import of trustme "
+        "halted; None in sys.modules); install it: pip install trustme "
+        "(or pip install 'trionet[test]')"
+    )
+    assert "Traceback" not in done.stdout
+
+
+def test_serve_fixture_without_pytest_trio_says_what_to_install(tmp_path: Path) -> None:
+    # Blocked, pytest-trio's own entry point could not load: no autoload, ours alone.
+    done = run_pytest_without(
+        tmp_path,
+        "pytest_trio",
+        UNRELATED_TEST + SERVER_TEST,
+        "-p",
+        "trionet.testing",
+        autoload=False,
+    )
+    lines = done.stdout.splitlines()
+    assert "PASSED test_user.py::test_unrelated_to_trionet" in lines, done.stdout + done.stderr
+    assert "1 passed, 1 error" in lines[-1], done.stdout
+    assert lines[lines.index(f"{' ERROR at setup of test_wants_a_server ':_^80}") + 1] == (
+        "the serve fixture needs pytest-trio (its nursery fixture): pip install pytest-trio "
+        "(or pip install 'trionet[test]')"
+    )
+
+
+def test_write_certs_without_trustme_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['trustme'] = None\n"
+        "import trionet.testing as t\n"
+        "try:\n"
+        f"    t.write_certs({str(tmp_path / 'certs')!r})\n"
+        "except t.MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.startswith("trionet.testing.write_certs needs trustme")
+    assert done.stdout.rstrip().endswith(
+        "install it: pip install trustme (or pip install 'trionet[test]')"
+    )
+    assert not (tmp_path / "certs").exists()

@@ -4,6 +4,15 @@
     trionet certs ./certs        # a private CA and certificates for localhost
     trionet bench --quick        # the benchmarks, with the peers' figures
 
+``trionet bench`` runs the benchmarks of a checkout of trionet's source and,
+installed without one, says so and what to do (:data:`NEEDS_A_CHECKOUT`).
+Shipping the harness in the package was the alternative, rejected: the
+benchmarks compare trionet with peers it does not install (Node scripts under
+tests/peers with npm's ``ws``, wrk, hypercorn, uvicorn, aiohttp, httpx,
+trio-websocket, websockets), so from a wheel the command would mostly print
+skips, every install would carry the harness for it, and ``--update-docs``
+rewrites the checkout's docs/, which an install does not have.
+
 The library never configures logging; this is the one place that does, and
 only as asked: one line per warning or error on the ``trionet`` logger by
 default, everything (with tracebacks) with ``-v``.
@@ -12,6 +21,7 @@ default, everything (with tracebacks) with ``-v``.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib
 import importlib.util
@@ -147,18 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         parents=[verbose],
-        help="run the benchmarks and compare with the peers",
+        help="run the benchmarks of a trionet checkout and compare with the peers",
         description=(
-            "Run the repository's benchmarks (benchmarks/run.py) and print one table with "
-            "trionet's figures, the peers' and the ratios."
+            "Run the benchmarks of a checkout of trionet's source (benchmarks/run.py) and "
+            "print one table with trionet's figures, the peers' and the ratios. They are not "
+            "part of the installed package: in a checkout, pip install -e '.[bench]' installs "
+            "the Python peers."
         ),
     )
     bench.add_argument("names", metavar="NAME", nargs="*", help="benchmarks to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     bench.add_argument(
+        "--list", action="store_true", help="list the benchmarks and what each measures"
+    )
+    bench.add_argument(
         "--dir",
         type=Path,
-        help="the benchmarks directory (default: ./benchmarks or the one beside the package)",
+        help="the benchmarks directory (default: the checkout trionet was imported from, "
+        "else the checkout holding the current directory)",
     )
     bench.add_argument(
         "--update-docs",
@@ -243,6 +259,9 @@ def run_certs(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except testing.MissingDependencyError as exc:
+        print(f"trionet certs: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"trionet certs: error: cannot write to {directory}: {exc}", file=sys.stderr)
         return 1
@@ -264,15 +283,17 @@ def run_bench(args: argparse.Namespace) -> int:
     """``trionet bench``: run benchmarks/run.py's benchmarks with progress, then one table."""
     directory = find_benchmarks(args.dir)
     if directory is None:
-        where = args.dir or "./benchmarks, its parents, or beside the trionet package"
-        print(
-            f"trionet bench: error: no benchmarks/run.py found in {where}; the benchmarks "
-            "live in the source tree: run this from a checkout of trionet, or pass --dir",
-            file=sys.stderr,
+        reason = (
+            NEEDS_A_CHECKOUT if args.dir is None else f"no benchmarks/run.py found in {args.dir}"
         )
+        print(f"trionet bench: error: {reason}", file=sys.stderr)
         return 1
     runner = load_runner(directory)
     available: list[str] = runner.discover()
+    if args.list:
+        for name in available:
+            print(f"{name:<16}{summary(directory / f'{name}.py')}")
+        return 0
     unknown = [name for name in args.names if name not in available]
     if unknown:
         print(
@@ -286,6 +307,14 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"trionet bench: error: {refusal}", file=sys.stderr)
         return 2
     names = args.names or available
+    imported_from = PACKAGE_ROOT
+    if args.dir is None and directory.parent != imported_from:
+        print(
+            f"trionet bench: note: these benchmarks measure the trionet imported from "
+            f"{imported_from}, not the one in {directory.parent} "
+            "(pip install -e . there to measure that one)",
+            file=sys.stderr,
+        )
     verbose = getattr(args, "verbose", False)
     outcomes = [
         run_one(name, f"[{i}/{len(names)}] {name}", args.quick, verbose)
@@ -379,18 +408,52 @@ def _skipped(result: Any) -> bool:
     return bool(getattr(result, "extra", {}).get("skipped"))
 
 
+#: The directory holding the ``trionet`` package this command runs: in a
+#: checkout (or an editable install of one), the checkout itself.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+#: What ``trionet bench`` says where there is no checkout (see :func:`find_benchmarks`).
+NEEDS_A_CHECKOUT = (
+    "the benchmarks are not part of the installed package: they run from a checkout of "
+    "trionet's source, beside the peers they compare with (tests/peers for Node's). "
+    "In a checkout, pip install -e '.[bench]', then run trionet bench there "
+    "(or pass --dir CHECKOUT/benchmarks)"
+)
+
+
+def is_checkout(directory: Path) -> bool:
+    """Whether ``directory`` is a trionet source tree: ``benchmarks/run.py`` beside ``trionet/``."""
+    return (directory / "benchmarks" / "run.py").is_file() and (
+        directory / "trionet" / "__init__.py"
+    ).is_file()
+
+
 def find_benchmarks(explicit: Path | None) -> Path | None:
-    """The directory holding benchmarks/run.py: ``--dir``, else near the cwd or the package."""
+    """The benchmarks directory: ``--dir``, else a trionet checkout's; None without one.
+
+    Looked for, in order: the checkout this ``trionet`` package was imported
+    from (an editable install, or ``python -m trionet`` in the checkout: the
+    code the benchmarks then measure), then the current directory and its
+    parents, where only a trionet checkout counts (``benchmarks/run.py``
+    beside ``trionet/``). The old search took any ``benchmarks/run.py`` above
+    the working directory and imported it: another project's code.
+    """
     if explicit is not None:
-        candidates = [explicit]
-    else:
-        here = Path.cwd()
-        candidates = [p / "benchmarks" for p in (here, *here.parents)]
-        candidates.append(Path(__file__).resolve().parents[1] / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "run.py").is_file():
-            return candidate.resolve()
+        return explicit.resolve() if (explicit / "run.py").is_file() else None
+    here = Path.cwd()
+    for root in (PACKAGE_ROOT, here, *here.parents):
+        if is_checkout(root):
+            return (root / "benchmarks").resolve()
     return None
+
+
+def summary(module: Path) -> str:
+    """The first line of a benchmark module's docstring, read without importing it."""
+    try:
+        doc = ast.get_docstring(ast.parse(module.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    return (doc.splitlines() or [""])[0]
 
 
 def load_runner(directory: Path) -> ModuleType:
