@@ -144,9 +144,13 @@ class Socket(trio.abc.HalfCloseableStream):
 
     def __init__(self, stream: trio.abc.Stream, *, allow_half_open: bool = True) -> None:
         self.stream = stream
+        """The underlying Trio stream (a ``trio.SocketStream``, or TLS over one)."""
         self.allow_half_open = allow_half_open
+        """Whether the peer's end of data leaves our side open (Node's ``allowHalfOpen``)."""
         self.bytes_read = 0
+        """Bytes received so far (Node's ``socket.bytesRead``)."""
         self.bytes_written = 0
+        """Bytes the kernel has taken so far (Node's ``socket.bytesWritten``)."""
         self._eof_sent = False
         # The send turn: True while a task is in send(), send_all() or
         # send_eof(); tasks that find it taken park in _turns (made on first
@@ -162,7 +166,10 @@ class Socket(trio.abc.HalfCloseableStream):
         sock = raw_socket(stream)
         self._sock = sock
         self.remote_address: Address | None = None
+        """The peer's ``(host, port)``, its Unix socket path, or None when unknown
+        (Node's ``remoteAddress`` and ``remotePort`` together)."""
         self.local_address: Address | None = None
+        """Our ``(host, port)`` or Unix socket path (Node's ``localAddress``, ``localPort``)."""
         if sock is not None:
             with contextlib.suppress(OSError):
                 self.remote_address = format_address(sock.getpeername())
