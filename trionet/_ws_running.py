@@ -20,8 +20,9 @@ from wsproto.events import BytesMessage, Message, TextMessage
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
-from ._ws_connection import CloseCode, ConnectionClosed, Data, State, WebSocket
+from ._ws_connection import ConnectionClosed, Data, WebSocket
 from ._ws_send import plain_server_frame
+from ._ws_state import CloseCode, State
 
 __all__ = ["broadcast", "run_handler", "running"]
 

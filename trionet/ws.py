@@ -20,14 +20,16 @@ Each connection has one reader task in its own nursery. It answers pings and
 completes close handshakes by itself, whatever the application is doing, and
 hands data messages to :meth:`WebSocket.receive` through a bounded queue.
 
-Where things are: this module does the opening handshakes (wsproto's, with
-the checks wsproto skips) and starts connections; ``_ws_connection`` is the
-connection itself (queue, pings, close handshake); ``_ws_running`` runs it
-(reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send`` holds
-the send lock and the broadcast outbox; ``_ws_protocol`` holds the sans-IO
-parts: size and fragment limits enforced from frame headers, inflation
-bounded while it happens, close codes, handshake checks. Every frame is
-parsed and built by wsproto.
+Where things are: this module does the server's opening handshake (wsproto's,
+with the checks wsproto skips) and starts connections; ``_ws_client`` is the
+client's handshake; ``_ws_connection`` is the connection's I/O (reader task,
+sends, close handshake); ``_ws_state`` is what it remembers, as pure state
+(message queue and its room, fragment assembly, pending pings, who owns a
+fragmented send, close codes); ``_ws_running`` runs it (reader, heartbeat, a
+handler's failure) and broadcasts; ``_ws_send`` holds the send lock and the
+broadcast outbox; ``_ws_protocol`` holds the sans-IO parts around wsproto:
+size and fragment limits enforced from frame headers, inflation bounded while
+it happens, handshake checks. Every frame is parsed and built by wsproto.
 
 Compression (permessage-deflate) is off by default on both sides, server
 and client. ws turns it on for its client and off for its server, whose
@@ -71,14 +73,10 @@ from ._ws_connection import (
     _SOCKET_GONE,
     CLOSE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_QUEUE_MESSAGES,
-    CloseCode,
     ConnectionClosed,
-    State,
     WebSocket,
 )
 from ._ws_protocol import (
-    REGISTERED_CLOSE_CODES,
     BoundedPerMessageDeflate,
     FrameGuard,
     Rejection,
@@ -89,6 +87,7 @@ from ._ws_protocol import (
 )
 from ._ws_running import broadcast, run_handler, running
 from ._ws_send import MAX_BUFFERED_AMOUNT
+from ._ws_state import MAX_QUEUE_MESSAGES, REGISTERED_CLOSE_CODES, CloseCode, State
 
 __all__ = [
     "CLOSE_TIMEOUT",
