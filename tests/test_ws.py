@@ -128,12 +128,14 @@ async def test_an_abnormal_close_code_is_raised_from_async_for(nursery: trio.Nur
 
 async def test_an_error_in_the_connect_block_comes_out_as_itself(nursery: trio.Nursery) -> None:
     """Not wrapped in an ExceptionGroup by the connection's nursery; the close still happens."""
-    closes: list[int | None] = []
+    closes: list[tuple[int | None, str]] = []
 
     async def watch(sock: ws.WebSocket) -> None:
-        async for _ in sock:
-            pass
-        closes.append(sock.close_code)
+        try:
+            async for _ in sock:
+                pass
+        finally:
+            closes.append((sock.close_code, sock.close_reason))
 
     server = await start(nursery, watch)
     with trio.fail_after(5):
@@ -143,7 +145,35 @@ async def test_an_error_in_the_connect_block_comes_out_as_itself(nursery: trio.N
                 raise ValueError("boom")
         while not closes:
             await trio.sleep(0.01)
-    assert closes == [1000]
+    # The block failed, as a server handler can: the server hears 1011, not a normal close.
+    assert closes == [(1011, "client failed")]
+    assert client.close_code == 1011
+
+
+async def test_another_connections_closure_in_a_connect_block_closes_with_1011(
+    nursery: trio.Nursery,
+) -> None:
+    """ConnectionClosed from *another* connection fails the block; its own is a normal end."""
+    closes: dict[str, int | None] = {}
+
+    async def watch(sock: ws.WebSocket) -> None:
+        try:
+            async for _ in sock:
+                pass
+        finally:
+            closes[sock.path] = sock.close_code
+
+    server = await start(nursery, watch)
+    with trio.fail_after(5):
+        async with ws.connect(url(server, "/gone")) as gone:
+            pass
+        with pytest.raises(ws.ConnectionClosed) as closed:
+            async with ws.connect(url(server, "/relay")):
+                await gone.send("to a peer that left")
+        assert closed.value.websocket is gone
+        while len(closes) < 2:
+            await trio.sleep(0.01)
+    assert closes == {"/gone": 1000, "/relay": 1011}
 
 
 async def test_send_after_close_raises_connection_closed(nursery: trio.Nursery) -> None:

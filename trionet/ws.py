@@ -412,7 +412,11 @@ async def connect(
     The client offers ``subprotocols`` (and permessage-deflate with
     ``compression=True``; off by default, as on the server), sends the extra
     ``headers`` and checks the server's Sec-WebSocket-Accept. Leaving the
-    block closes the connection with 1000.
+    block closes the connection with 1000. An exception that leaves it is
+    the block's failure, by the rule of server handlers: the connection
+    closes with 1011 ("client failed") and the exception comes out as itself
+    (not in an ExceptionGroup). The connection's own ``ConnectionClosed`` is
+    no failure: it just ended.
 
     For wss://, ``ca``, ``cert``, ``key`` and ``reject_unauthorized`` are
     those of :func:`trionet.tls.connect` and ``trionet.https.request``: PEM
