@@ -41,7 +41,7 @@ async def echo(sock: ws.WebSocket) -> None:
         await sock.send(message)
 
 
-async def start(nursery: trio.Nursery, handler: Any = echo, **options: Any) -> trionet.net.Server:
+async def start(nursery: trio.Nursery, handler: Any = echo, **options: Any) -> ws.Server:
     """Start ``ws.serve`` on 127.0.0.1, port 0."""
     serve = functools.partial(ws.serve, handler, 0, host="127.0.0.1", **options)
     return await nursery.start(serve)
@@ -817,6 +817,24 @@ async def test_server_shutdown_tells_clients_going_away(nursery: trio.Nursery) -
             with pytest.raises(ws.ConnectionClosed) as closed:
                 await client.receive()
     assert closed.value.code == 1001
+
+
+async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nursery) -> None:
+    """close() stops accepting while live connections go on; wait_closed() waits for them."""
+    server = await start(nursery)
+    assert repr(server).startswith("<trionet.ws.Server <trionet Server ('127.0.0.1',")
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            assert server.connections == 1 and len(server.clients) == 1
+            server.close()
+            assert server.closing.is_set()
+            with pytest.raises(trionet.ConnectError):
+                async with ws.connect(url(server)):
+                    pass
+            await client.send("still served")
+            assert await client.receive() == "still served"
+        await server.wait_closed()
+    assert server.connections == 0 and server.clients == set()
 
 
 async def test_a_lagging_app_slows_the_peer_down_instead_of_buffering(

@@ -60,7 +60,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from . import _server, tls
 from ._server import TLSContext
-from ._stream import Socket, handshake
+from ._stream import Address, Socket, handshake
 from ._tls_context import CAInput, PemInput
 from ._ws_client import (
     HANDSHAKE_TIMEOUT,
@@ -310,26 +310,68 @@ async def _upgrade_required(req: Any, res: Any) -> None:
     await res.end(b"Upgrade Required: this server speaks WebSocket only\n")
 
 
-class Server(_server.Server):
-    """What :func:`serve` starts: a trionet Server whose ``clients`` are its open WebSockets.
+class Server:
+    """What :func:`serve` starts: the HTTP server underneath, and its open WebSockets.
 
     ``clients`` is ws's ``wss.clients``: the live set of connections past
     their handshake and not closed yet, e.g. for ``broadcast(server.clients, m)``.
+    Everything else a trionet server has (``address``, ``port``,
+    ``connections``, ``close()``, ``aclose()``, ``wait_closed()``) is the
+    HTTP server's, read through; :attr:`http_server` is that server itself.
 
-    The HTTP server underneath builds a plain Server; :func:`serve` gives it
-    this class as it starts. (Rejected: a wrapper that forwards every
-    attribute, two objects with one state; a ``clients`` on every trionet
-    Server, which only WebSocket servers have a meaning for.)
+    Why a wrapper: :func:`trionet.http.serve` builds the server, so a
+    WebSocket server can only add ``clients`` from outside. Rejected: turning
+    the built server into a subclass by assigning its ``__class__`` (the
+    former way: an object whose class changes after it was made surprises
+    whoever reads or debugs it, and ties this class to the other's layout);
+    setting a ``clients`` attribute on the plain server (invisible to type
+    checkers and to its class's docs); a ``clients`` on every trionet Server
+    (only WebSocket servers have a meaning for it). The wrapper holds no
+    state of the server's: each property reads the server underneath, so the
+    two can never disagree. The price: it is no ``trionet.net.Server``
+    instance (``isinstance`` answers no; :attr:`http_server` is one).
     """
 
-    clients: set[WebSocket]
+    def __init__(self, http_server: _server.Server, clients: set[WebSocket]) -> None:
+        #: The HTTP server that answers the upgrade requests.
+        self.http_server = http_server
+        #: The open connections (ws's ``wss.clients``): a live set.
+        self.clients = clients
 
-    @classmethod
-    def _adopt(cls, server: _server.Server, clients: set[WebSocket]) -> Server:
-        server.__class__ = cls  # same layout: Server adds no slots or state of its own
-        assert isinstance(server, cls)
-        server.clients = clients
-        return server
+    def __repr__(self) -> str:
+        return f"<trionet.ws.Server {self.http_server!r}, {len(self.clients)} clients>"
+
+    @property
+    def address(self) -> Address:
+        """The address listened on: ``(host, port)``."""
+        return self.http_server.address
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on."""
+        return self.http_server.port
+
+    @property
+    def connections(self) -> int:
+        """How many connections are live now, WebSocket or still HTTP."""
+        return self.http_server.connections
+
+    @property
+    def closing(self) -> trio.Event:
+        """Set when :meth:`close` is called."""
+        return self.http_server.closing
+
+    def close(self) -> None:
+        """Stop accepting now; live connections go on until they finish."""
+        self.http_server.close()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        await self.http_server.aclose(timeout)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and its last connection has ended."""
+        await self.http_server.wait_closed()
 
 
 class _StartedWithClients:
@@ -341,7 +383,7 @@ class _StartedWithClients:
 
     def started(self, value: _server.Server | None = None) -> None:
         assert value is not None
-        self._task_status.started(Server._adopt(value, self._clients))
+        self._task_status.started(Server(value, self._clients))
 
 
 async def serve(
