@@ -825,6 +825,8 @@ async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nurse
     assert repr(server).startswith("<trionet.ws.Server <trionet Server ('127.0.0.1',")
     with trio.fail_after(5):
         async with ws.connect(url(server)) as client:
+            while not server.clients:  # the server's side of the handshake is done
+                await trio.sleep(0.01)
             assert server.connections == 1 and len(server.clients) == 1
             server.close()
             assert server.closing.is_set()

@@ -50,17 +50,11 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import h11
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection
-from wsproto.events import Request as HandshakeRequest
-from wsproto.extensions import Extension
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import _server, tls
+from . import _server, _stream, tls
 from ._server import TLSContext
-from ._stream import Address, Socket, handshake
+from ._stream import Address, Socket
 from ._tls_context import CAInput, PemInput
 from ._ws_client import (
     HANDSHAKE_TIMEOUT,
@@ -69,24 +63,11 @@ from ._ws_client import (
     open_socket,
     parse_url,
 )
-from ._ws_connection import (
-    _SOCKET_GONE,
-    CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    ConnectionClosed,
-    WebSocket,
-)
-from ._ws_protocol import (
-    BoundedPerMessageDeflate,
-    FrameGuard,
-    Rejection,
-    check_handshake,
-    format_response,
-    new_connection,
-    pick_subprotocol,
-)
+from ._ws_connection import CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, ConnectionClosed, WebSocket
+from ._ws_protocol import Rejection, pick_subprotocol
 from ._ws_running import broadcast, run_handler, running
 from ._ws_send import MAX_BUFFERED_AMOUNT
+from ._ws_server import ServerHandshake, server_handshake
 from ._ws_state import MAX_QUEUE_MESSAGES, REGISTERED_CLOSE_CODES, CloseCode, State
 
 __all__ = [
@@ -99,6 +80,7 @@ __all__ = [
     "ConnectionClosed",
     "HandshakeError",
     "Server",
+    "ServerHandshake",
     "State",
     "UpgradeHandler",
     "WebSocket",
@@ -106,6 +88,7 @@ __all__ = [
     "connect",
     "handler",
     "serve",
+    "server_handshake",
 ]
 
 logger = logging.getLogger("trionet")
@@ -136,18 +119,48 @@ class UpgradeHandler:
         self.clients: set[WebSocket] = set()
 
     async def __call__(self, req: Any, sock: Socket, head: bytes) -> None:
+        """Check the handshake, ask ``accept``, answer, run the handler (see :func:`handler`)."""
         options = self.options
-        ws = await _server_handshake(req, sock, head, options)
-        if ws is None:
+        handshake = await server_handshake(req, sock, head)
+        if handshake is None:
+            return  # not a valid WebSocket handshake: refused already
+        if options.accept is not None and not await _verify(options.accept, handshake):
             return
-        self.clients.add(ws)
+        ws: WebSocket | None = None
         try:
-            async with running(
-                ws, ping_interval=options.ping_interval, ping_timeout=options.ping_timeout
-            ):
-                await run_handler(ws, self.handler)
+            async with handshake.accept(
+                subprotocol=pick_subprotocol(handshake.subprotocols, options.subprotocols),
+                max_message_size=options.max_message_size,
+                compression=options.compression,
+                ping_interval=options.ping_interval,
+                ping_timeout=options.ping_timeout,
+                close_timeout=options.close_timeout,
+            ) as ws:
+                if not ws.closed:  # the client may have left before the 101
+                    self.clients.add(ws)
+                    await run_handler(ws, self.handler)
+        except HandshakeError:
+            return  # the client's offer could not be answered: it got 400
         finally:
-            self.clients.discard(ws)
+            if ws is not None:
+                self.clients.discard(ws)
+
+
+async def _verify(accept: AcceptHook, handshake: ServerHandshake) -> bool:
+    """Ask the user's ``accept(req)``; False after refusing the handshake as it said."""
+    try:
+        rejection = await _ask_accept(accept, handshake.request)
+    except Exception:
+        logger.exception("accept() hook failed for %r", handshake.path)
+        rejection = Rejection(500, [], b"Internal Server Error\n")
+    if rejection is None:
+        return True
+    try:
+        await handshake.reject(rejection.status, headers=rejection.headers, body=rejection.body)
+    except ValueError:
+        logger.exception("accept() hook refused %r with an invalid response", handshake.path)
+        await handshake.reject(500, body=b"Internal Server Error\n")
+    return False
 
 
 class _Options:
@@ -220,59 +233,6 @@ def handler(
     return UpgradeHandler(handler, options)
 
 
-async def _server_handshake(
-    req: Any, sock: Socket, head: bytes, options: _Options
-) -> WebSocket | None:
-    """Answer the opening handshake; the accepted WebSocket, or None after a refusal."""
-    raw_headers = list(req.raw_headers)
-    rejection = check_handshake(str(req.method).upper(), raw_headers)
-    if rejection is None and options.accept is not None:
-        try:
-            rejection = await _ask_accept(options.accept, req)
-        except Exception:
-            logger.exception("accept() hook failed for %r", getattr(req, "url", None))
-            rejection = Rejection(500, [], b"Internal Server Error\n")
-    if rejection is not None:
-        await _refuse(sock, rejection, req)
-        return None
-    wsconn = WSConnection(ConnectionType.SERVER)
-    try:
-        wsconn.initiate_upgrade_connection(raw_headers, req.url)
-        offer = next(e for e in wsconn.events() if isinstance(e, HandshakeRequest))
-    except (RemoteProtocolError, StopIteration, h11.ProtocolError) as exc:
-        await _refuse(sock, Rejection(400, [], f"bad WebSocket handshake: {exc}\n".encode()), req)
-        return None
-    subprotocol = pick_subprotocol(offer.subprotocols, options.subprotocols)
-    max_message_size = options.max_message_size
-    offered: list[Extension] = (
-        [BoundedPerMessageDeflate(max_message_size)] if options.compression else []
-    )
-    try:
-        response = wsconn.send(AcceptConnection(subprotocol=subprotocol, extensions=offered))
-    except (ValueError, LocalProtocolError) as exc:
-        await _refuse(sock, Rejection(400, [], f"bad extension offer: {exc}\n".encode()), req)
-        return None
-    agreed = [e for e in offered if e.enabled()]
-    guard = FrameGuard(max_message_size)
-    connection = new_connection(False, [*agreed, guard])
-    try:
-        await sock.send(response)
-    except _SOCKET_GONE:
-        return None
-    return WebSocket(
-        sock,
-        connection,
-        guard=guard,
-        client=False,
-        path=str(getattr(req, "url", "/")),
-        request=req,
-        subprotocol=subprotocol,
-        extensions=agreed,
-        close_timeout=options.close_timeout,
-        pending=head,
-    )
-
-
 async def _ask_accept(accept: AcceptHook, req: Any) -> Rejection | None:
     """Run the user's ``accept(req)``; a Rejection when it refuses."""
     result = accept(req)
@@ -287,17 +247,6 @@ async def _ask_accept(accept: AcceptHook, req: Any) -> Rejection | None:
     if isinstance(body, str):
         body = body.encode()
     return Rejection(int(status), [(str(k), str(v)) for k, v in pairs], bytes(body or b""))
-
-
-async def _refuse(sock: Socket, rejection: Rejection, req: Any) -> None:
-    logger.info(
-        "refused WebSocket handshake from %r: %d %s",
-        getattr(req, "remote_address", None),
-        rejection.status,
-        rejection.body.decode(errors="replace").strip(),
-    )
-    with contextlib.suppress(*_SOCKET_GONE):
-        await sock.send(format_response(rejection.status, rejection.headers, rejection.body))
 
 
 #: :func:`handler` under another name, for :func:`serve` whose argument is called handler.
@@ -481,7 +430,7 @@ async def connect(
         ssl_context=ssl_context,
     )
     sock = await open_socket(target, secure, timeout)
-    async with handshake(sock, timeout, f"WebSocket handshake with {url}"):
+    async with _stream.handshake(sock, timeout, f"WebSocket handshake with {url}"):
         ws = await client_handshake(
             sock,
             target,
@@ -497,5 +446,8 @@ async def connect(
 
 
 # Show the public names as trionet.ws.X in reprs, tracebacks and docs.
-for _public in (ConnectionClosed, HandshakeError, State, WebSocket, broadcast):
+for _public in (
+    ConnectionClosed, HandshakeError, Server, ServerHandshake, State, WebSocket, broadcast,
+    server_handshake,
+):  # fmt: skip
     _public.__module__ = __name__
