@@ -16,20 +16,27 @@ One HTTP server can serve pages and WebSockets on one port:
 ``broadcast(server.clients, message)`` sends to every open connection of a
 server without waiting for any (ws's ``wss.clients``, ``websockets.broadcast``).
 
+An ``on_upgrade`` hook that decides per request answers the handshake itself:
+``handshake = await server_handshake(req, sock, head)``, then
+``async with handshake.accept(subprotocol=..., headers=...) as ws`` or
+``await handshake.reject(status, headers=..., body=...)`` (what an ASGI
+server needs for ``websocket.accept`` and ``websocket.http.response``).
+
 Each connection has one reader task in its own nursery. It answers pings and
 completes close handshakes by itself, whatever the application is doing, and
 hands data messages to :meth:`WebSocket.receive` through a bounded queue.
 
-Where things are: this module does the server's opening handshake (wsproto's,
-with the checks wsproto skips) and starts connections; ``_ws_client`` is the
-client's handshake; ``_ws_connection`` is the connection's I/O (reader task,
-sends, close handshake); ``_ws_state`` is what it remembers, as pure state
-(message queue and its room, fragment assembly, pending pings, who owns a
-fragmented send, close codes); ``_ws_running`` runs it (reader, heartbeat, a
-handler's failure) and broadcasts; ``_ws_send`` holds the send lock and the
-broadcast outbox; ``_ws_protocol`` holds the sans-IO parts around wsproto:
-size and fragment limits enforced from frame headers, inflation bounded while
-it happens, handshake checks. Every frame is parsed and built by wsproto.
+Where things are: this module has the public functions and the servers;
+``_ws_server`` is the server's opening handshake (wsproto's, with the checks
+wsproto skips), ``_ws_client`` the client's; ``_ws_connection`` is the
+connection's I/O (reader task, sends, close handshake); ``_ws_state`` is what
+it remembers, as pure state (message queue and its room, fragment assembly,
+pending pings, who owns a fragmented send, close codes); ``_ws_running`` runs
+it (reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send``
+holds the send lock and the broadcast outbox; ``_ws_protocol`` holds the
+sans-IO parts around wsproto: size and fragment limits enforced from frame
+headers, inflation bounded while it happens, handshake checks. Every frame
+is parsed and built by wsproto.
 
 Compression (permessage-deflate) is off by default on both sides, server
 and client. ws turns it on for its client and off for its server, whose
@@ -207,7 +214,8 @@ def handler(
     (the first of ``subprotocols`` the client offers) and on permessage-deflate
     (only with ``compression=True``; as in ws, messages under 1 KiB are sent
     uncompressed), answers 101 and runs ``handler(ws)``. Its ``clients`` is
-    the live set of open connections.
+    the live set of open connections. It takes the steps of
+    :func:`server_handshake`, which a hook of your own can take too.
 
     When the handler returns, or ends because its own connection closed, the
     connection is closed with 1000. Any other exception, ``ConnectionClosed``
