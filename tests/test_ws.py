@@ -828,6 +828,7 @@ async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nurse
             while not server.clients:  # the server's side of the handshake is done
                 await trio.sleep(0.01)
             assert server.connections == 1 and len(server.clients) == 1
+            assert server.dropped == 0
             server.close()
             assert server.closing.is_set()
             with pytest.raises(trionet.ConnectError):

@@ -314,6 +314,11 @@ class Server:
         return self.http_server.connections
 
     @property
+    def dropped(self) -> int:
+        """Connections refused at ``max_connections`` (Node's 'drop')."""
+        return self.http_server.dropped
+
+    @property
     def closing(self) -> trio.Event:
         """Set when :meth:`close` is called."""
         return self.http_server.closing
