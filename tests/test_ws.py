@@ -41,7 +41,7 @@ async def echo(sock: ws.WebSocket) -> None:
         await sock.send(message)
 
 
-async def start(nursery: trio.Nursery, handler: Any = echo, **options: Any) -> trionet.net.Server:
+async def start(nursery: trio.Nursery, handler: Any = echo, **options: Any) -> ws.Server:
     """Start ``ws.serve`` on 127.0.0.1, port 0."""
     serve = functools.partial(ws.serve, handler, 0, host="127.0.0.1", **options)
     return await nursery.start(serve)
@@ -128,12 +128,14 @@ async def test_an_abnormal_close_code_is_raised_from_async_for(nursery: trio.Nur
 
 async def test_an_error_in_the_connect_block_comes_out_as_itself(nursery: trio.Nursery) -> None:
     """Not wrapped in an ExceptionGroup by the connection's nursery; the close still happens."""
-    closes: list[int | None] = []
+    closes: list[tuple[int | None, str]] = []
 
     async def watch(sock: ws.WebSocket) -> None:
-        async for _ in sock:
-            pass
-        closes.append(sock.close_code)
+        try:
+            async for _ in sock:
+                pass
+        finally:
+            closes.append((sock.close_code, sock.close_reason))
 
     server = await start(nursery, watch)
     with trio.fail_after(5):
@@ -143,7 +145,35 @@ async def test_an_error_in_the_connect_block_comes_out_as_itself(nursery: trio.N
                 raise ValueError("boom")
         while not closes:
             await trio.sleep(0.01)
-    assert closes == [1000]
+    # The block failed, as a server handler can: the server hears 1011, not a normal close.
+    assert closes == [(1011, "client failed")]
+    assert client.close_code == 1011
+
+
+async def test_another_connections_closure_in_a_connect_block_closes_with_1011(
+    nursery: trio.Nursery,
+) -> None:
+    """ConnectionClosed from *another* connection fails the block; its own is a normal end."""
+    closes: dict[str, int | None] = {}
+
+    async def watch(sock: ws.WebSocket) -> None:
+        try:
+            async for _ in sock:
+                pass
+        finally:
+            closes[sock.path] = sock.close_code
+
+    server = await start(nursery, watch)
+    with trio.fail_after(5):
+        async with ws.connect(url(server, "/gone")) as gone:
+            pass
+        with pytest.raises(ws.ConnectionClosed) as closed:
+            async with ws.connect(url(server, "/relay")):
+                await gone.send("to a peer that left")
+        assert closed.value.websocket is gone
+        while len(closes) < 2:
+            await trio.sleep(0.01)
+    assert closes == {"/gone": 1000, "/relay": 1011}
 
 
 async def test_send_after_close_raises_connection_closed(nursery: trio.Nursery) -> None:
@@ -789,6 +819,27 @@ async def test_server_shutdown_tells_clients_going_away(nursery: trio.Nursery) -
     assert closed.value.code == 1001
 
 
+async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nursery) -> None:
+    """close() stops accepting while live connections go on; wait_closed() waits for them."""
+    server = await start(nursery)
+    assert repr(server).startswith("<trionet.ws.Server <trionet Server ('127.0.0.1',")
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            while not server.clients:  # the server's side of the handshake is done
+                await trio.sleep(0.01)
+            assert server.connections == 1 and len(server.clients) == 1
+            assert server.dropped == 0
+            server.close()
+            assert server.closing.is_set()
+            with pytest.raises(trionet.ConnectError):
+                async with ws.connect(url(server)):
+                    pass
+            await client.send("still served")
+            assert await client.receive() == "still served"
+        await server.wait_closed()
+    assert server.connections == 0 and server.clients == set()
+
+
 async def test_a_lagging_app_slows_the_peer_down_instead_of_buffering(
     nursery: trio.Nursery,
 ) -> None:
@@ -878,7 +929,7 @@ async def test_a_ping_given_up_on_leaves_nothing_behind(nursery: trio.Nursery) -
             for _ in range(3):
                 with trio.move_on_after(0.05):
                     await client.ping(b"anyone?")
-            assert client._pings == []  # no leftover waiters (a leak per timed-out ping)
+            assert len(client._pings) == 0  # no leftover waiters (a leak per timed-out ping)
 
 
 async def test_a_crashing_accept_hook_answers_500_and_is_logged(

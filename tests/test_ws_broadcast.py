@@ -70,7 +70,10 @@ async def test_broadcast_reaches_every_client_of_server_clients(
 
 async def test_server_clients_is_the_live_set_of_open_connections(nursery: trio.Nursery) -> None:
     server = await start(nursery)
-    assert isinstance(server, trionet.net.Server) and server.clients == set()
+    assert server.clients == set()
+    # The rest is the HTTP server's, read through.
+    assert isinstance(server.http_server, trionet.net.Server)
+    assert (server.address, server.port) == (server.http_server.address, server.http_server.port)
     with trio.fail_after(5):
         async with ws.connect(url(server)) as first:
             async with ws.connect(url(server)):

@@ -13,7 +13,6 @@ from wsproto.extensions import Extension
 
 from trionet._ws_protocol import (
     MAX_FRAGMENTS,
-    REGISTERED_CLOSE_CODES,
     BoundedPerMessageDeflate,
     FrameGuard,
     check_handshake,
@@ -23,6 +22,7 @@ from trionet._ws_protocol import (
     unquote_parameters,
     violation_reason,
 )
+from trionet._ws_state import REGISTERED_CLOSE_CODES
 
 GOOD = [
     (b"Host", b"example.com"),

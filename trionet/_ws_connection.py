@@ -6,7 +6,11 @@ the socket: it hands data messages to :meth:`WebSocket.receive` through a
 bounded queue and answers control frames itself, so pings are answered and
 close handshakes complete whatever the application is doing. Sends go out
 under a lock, one write per message. The handshakes that create a connection
-live in :mod:`trionet.ws`.
+live in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
+
+This class does the I/O and the waiting; what it remembers (the queue and its
+room, fragments, pending pings, who owns a fragmented send, how it closed)
+is pure state in :mod:`trionet._ws_state`, where the rules are tested alone.
 
 :func:`trionet.ws.broadcast` queues instead of waiting: each connection's
 outbox (see :mod:`trionet._ws_send`) is written by a writer task of its own.
@@ -15,59 +19,42 @@ outbox (see :mod:`trionet._ws_send`) is written by a writer task of its own.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
-from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import trio
 from wsproto.connection import Connection
 from wsproto.connection import ConnectionState as WireState
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Message,
-    Ping,
-    Pong,
-    TextMessage,
-)
+from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong, TextMessage
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
 
 from ._errors import TrionetError
 from ._fdio import DirectIO
-from ._linger import linger
+from ._linger import linger as _linger
 from ._stream import Address, Socket
 from ._ws_protocol import FrameGuard, violation_reason
 from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock
+from ._ws_state import (
+    MAX_QUEUE_MESSAGES,
+    OK_CLOSE_CODES,
+    CloseCode,
+    CloseState,
+    Inbox,
+    MessageAssembler,
+    PingTracker,
+    SendOwnership,
+    State,
+    is_violation,
+)
 
-__all__ = [
-    "CLOSE_TIMEOUT",
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "MAX_QUEUE_MESSAGES",
-    "CloseCode",
-    "ConnectionClosed",
-    "Data",
-    "State",
-    "WebSocket",
-]
+__all__ = ["CLOSE_TIMEOUT", "DEFAULT_MAX_MESSAGE_SIZE", "ConnectionClosed", "Data", "WebSocket"]
 
 logger = logging.getLogger("trionet")
-
-#: Close codes (RFC 6455 section 7.4.1), wsproto's enum under a shorter name.
-CloseCode = CloseReason
 
 #: Largest message accepted by default, as trio-websocket's MAX_MESSAGE_SIZE
 #: (ws allows 100 MiB; 1 MiB bounds what one peer can make us hold).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
-
-#: Undelivered messages at which the reader stops reading the socket. The
-#: queue is also bounded in bytes, by ``max_message_size`` (see WebSocket).
-#: For comparison: ``websockets`` holds up to ``max_queue=16`` messages of
-#: ``max_size`` (16 MiB), trio-websocket 1, Node's ws has no bound at all.
-MAX_QUEUE_MESSAGES = 1024
 
 #: How long ``aclose()`` waits for the peer's Close. ws waits 30 s
 #: (``closeTimeout``), trio-websocket 60 s; a silent peer holding a socket and
@@ -79,10 +66,6 @@ FAIL_SEND_TIMEOUT = 1.0
 
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
-
-#: Close codes that end ``async for`` quietly: normal closure, going away, and
-#: a Close without a code (the ``websockets`` package's OK_CLOSE_CODES).
-OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 #: What a write to a dead socket raises.
 _SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -106,17 +89,6 @@ class ConnectionClosed(TrionetError):
         #: The connection that is closed (None when raised by other code). A
         #: server handler ends quietly only on its own connection's closure.
         self.websocket = websocket
-
-
-class State(enum.Enum):
-    """Where a :class:`WebSocket` is in its life."""
-
-    #: Messages flow both ways.
-    OPEN = 1
-    #: A Close was sent or read; the close handshake is finishing.
-    CLOSING = 2
-    #: Both Closes were exchanged, or the connection failed or dropped.
-    CLOSED = 3
 
 
 class WebSocket:
@@ -172,24 +144,22 @@ class WebSocket:
         self._guard = guard
         #: Bytes that arrived with the handshake, parsed when the reader starts.
         self._pending = pending
-        self._state = State.OPEN
-        self._close_code: int | None = None
-        self._close_reason = ""
-        self._sent_close: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
+        #: Where the connection is in its life, and how it closed.
+        self._close = CloseState()
         self._send_lock = SendLock()
-        #: A message sent in fragments (send(fin=False)) is open: whose, and its type.
-        self._fragmenting: tuple[trio.lowlevel.Task, type[Message[Any]]] | None = None
+        #: Which task owns a message sent in fragments (send(fin=False)).
+        self._sending = SendOwnership()
         self._message_ended = trio.lowlevel.ParkingLot()
         #: Direct reads and writes on plain TCP; under TLS, through the Socket.
         self._io = DirectIO(sock.stream if isinstance(sock.stream, trio.SocketStream) else sock)
-        self._queue: deque[str | bytes] = deque()
-        self._queued_bytes = 0
-        self._queue_limit = guard.max_message_size
-        self._parts: list[Any] = []
+        #: Messages received and not taken yet, and the fragments of the next one.
+        self._inbox = Inbox(guard.max_message_size, MAX_QUEUE_MESSAGES)
+        self._assembler = MessageAssembler()
         self._message_arrived = trio.lowlevel.ParkingLot()
         self._room = trio.lowlevel.ParkingLot()
         self._reader_waiting_for_room = False
-        self._pings: list[tuple[bytes, trio.Event]] = []
+        #: Our pings waiting for their Pong.
+        self._pings: PingTracker[trio.Event] = PingTracker()
         self._closed = trio.Event()
         #: What broadcast() queued, and the writer task that writes it.
         self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
@@ -200,23 +170,23 @@ class WebSocket:
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
-        return f"<trionet.ws.WebSocket {side} {self.path!r} {self._state.name}>"
+        return f"<trionet.ws.WebSocket {side} {self.path!r} {self._close.state.name}>"
 
     # -- properties -----------------------------------------------------------------
     @property
     def state(self) -> State:
         """:class:`State` of the connection."""
-        return self._state
+        return self._close.state
 
     @property
     def close_code(self) -> int | None:
         """How the connection closed (see :class:`ConnectionClosed`); None while open."""
-        return self._close_code
+        return self._close.code
 
     @property
     def close_reason(self) -> str:
         """The reason that came with :attr:`close_code` ("" while open)."""
-        return self._close_reason
+        return self._close.reason
 
     @property
     def remote_address(self) -> Address | None:
@@ -274,30 +244,28 @@ class WebSocket:
             event = BytesMessage(data=bytes(message), message_finished=fin)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        if self._fragmenting is not None:
-            await self._wait_for_own_message(event)
+        sending = self._sending
+        if sending.owner is not None:
+            await self._wait_for_own_message(isinstance(message, str))
         async with self._send_lock:
             self._check_open()
-            if self._outbox.items and self._fragmenting is None:
+            if self._outbox.items and sending.owner is None:
                 # Broadcast messages queued before this one go first.
                 await self._write(self._take_outbox() + self._conn.send(event))
             else:
                 await self._write(self._conn.send(event))
         if not fin:
-            self._fragmenting = (trio.lowlevel.current_task(), type(event))
-        elif self._fragmenting is not None:
-            self._fragmenting = None
+            sending.begin(trio.lowlevel.current_task(), isinstance(message, str))
+        elif sending.owner is not None and sending.end():
             self._message_ended.unpark_all()
 
-    async def _wait_for_own_message(self, event: Message[Any]) -> None:
+    async def _wait_for_own_message(self, text: bool) -> None:
         """Before a send while a fragmented message is open: wait for it, unless it is ours."""
         task = trio.lowlevel.current_task()
-        while self._fragmenting is not None and self._fragmenting[0] is not task:
+        while self._sending.must_wait(task):
             self._check_open()
             await self._message_ended.park()
-        if self._fragmenting is not None and self._fragmenting[1] is not type(event):
-            kind = "text" if self._fragmenting[1] is TextMessage else "binary"
-            raise TypeError(f"this fragment continues a {kind} message: send the same type")
+        self._sending.check_type(text)
 
     async def ping(self, data: bytes = b"") -> None:
         """Send a Ping and return when its Pong arrives.
@@ -313,27 +281,22 @@ class WebSocket:
         arrived = trio.Event()
         async with self._send_lock:
             self._check_open()
-            self._pings.append((bytes(data), arrived))
+            self._pings.add(bytes(data), arrived)
             await self._write(self._conn.send(Ping(payload=bytes(data))))
         try:
             await arrived.wait()
         finally:
-            # Still listed: woken by the end of the connection (or cancelled), not by a Pong.
-            unanswered = any(event is arrived for _, event in self._pings)
-            if unanswered:
-                self._pings = [entry for entry in self._pings if entry[1] is not arrived]
+            # Still pending: woken by the end of the connection (or cancelled), not by a Pong.
+            unanswered = self._pings.forget(arrived)
         if unanswered:
             self._raise_closed()
 
     def _check_open(self) -> None:
-        if self._state is not State.OPEN:
+        if self._close.state is not State.OPEN:
             self._raise_closed()
 
     def _raise_closed(self) -> None:
-        if self._close_code is not None:
-            raise ConnectionClosed(self._close_code, self._close_reason, websocket=self)
-        # Closing but not closed yet: our own aclose() is waiting for the peer.
-        raise ConnectionClosed(*self._sent_close, websocket=self)
+        raise ConnectionClosed(*self._close.reported(), websocket=self)
 
     async def _write(self, data: bytes) -> None:
         """Write frames; a broken socket marks the connection closed (1006).
@@ -348,9 +311,7 @@ class WebSocket:
             await self._send_bytes(data)
         except _SOCKET_GONE as exc:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-            raise ConnectionClosed(
-                self._close_code or 1006, self._close_reason, websocket=self
-            ) from exc
+            raise ConnectionClosed(*self._close.reported(), websocket=self) from exc
         except trio.Cancelled:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "send cancelled mid-frame")
             with trio.CancelScope(shield=True):
@@ -384,7 +345,7 @@ class WebSocket:
     # -- broadcasting -------------------------------------------------------------
     def _broadcast(self, event: Message[Any], frame: bytes) -> None:
         """Queue a broadcast message (``frame`` if it fits us); see :mod:`trionet._ws_send`."""
-        if self._state is not State.OPEN or self._conn.state is not WireState.OPEN:
+        if self._close.state is not State.OPEN or self._conn.state is not WireState.OPEN:
             return
         # A client masks each frame and a deflater keeps state: they encode their own.
         item = event if self._client or self.extensions else frame
@@ -415,13 +376,13 @@ class WebSocket:
         """The writer task: write what broadcast() queued, as fast as the peer reads."""
         with contextlib.suppress(ConnectionClosed):
             while not self._closed.is_set():
-                if self._fragmenting is not None:
+                if self._sending.owner is not None:
                     await self._message_ended.park()  # frames can't go inside a message
                 elif not self._outbox:
                     await self._outbox_filled.park()
                 else:
                     async with self._send_lock:
-                        if self._outbox and self._fragmenting is None:
+                        if self._outbox and self._sending.owner is None:
                             data = self._take_outbox()
                             if data:
                                 await self._write(data)
@@ -441,13 +402,13 @@ class WebSocket:
         # queue is bounded, so a task that only receives yields within
         # MAX_QUEUE_MESSAGES messages (and send() every MAX_UNYIELDED_IO writes, see _fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._queue:
-            if self._closed.is_set() or self._state is not State.OPEN:
+        inbox = self._inbox
+        while not inbox.messages:
+            if self._closed.is_set() or self._close.state is not State.OPEN:
                 self._raise_closed()
             await self._message_arrived.park()
-        message = self._queue.popleft()
-        self._queued_bytes -= len(message)
-        if self._reader_waiting_for_room and self._has_room():
+        message = inbox.take()
+        if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()
         return message
 
@@ -473,16 +434,14 @@ class WebSocket:
         """
         try:
             with trio.move_on_after(self.close_timeout):
-                if self._state is State.OPEN:
-                    self._state = State.CLOSING
-                    self._sent_close = (code, reason)
+                if self._close.start_closing(code, reason):
                     self._drop_queue()
                     # Waiting for the lock is bounded too: a write blocked on a
                     # peer that stopped reading may hold it.
                     async with self._send_lock:
                         if self._conn.state is WireState.OPEN:
                             # What broadcast() queued goes out before the Close.
-                            queued = self._take_outbox() if self._fragmenting is None else b""
+                            queued = self._take_outbox() if self._sending.owner is None else b""
                             close = self._conn.send(CloseConnection(code, reason))
                             with contextlib.suppress(*_SOCKET_GONE):
                                 await self._send_bytes(queued + close)
@@ -494,25 +453,22 @@ class WebSocket:
             await trio.aclose_forcefully(self.socket)
 
     def _drop_queue(self) -> None:
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._parts.clear()
+        self._inbox.clear()
+        self._assembler.clear()
         self._room.unpark_all()
         self._message_arrived.unpark_all()
 
     def _mark_closed(self, code: int, reason: str) -> None:
         """Record how the connection ended and wake everyone waiting on it."""
-        if self._close_code is None:
-            self._close_code = int(code)
-            self._close_reason = reason
-        self._state = State.CLOSED
+        self._close.finish(code, reason)
         self._closed.set()
         self._outbox.clear()
         self._message_arrived.unpark_all()
         self._message_ended.unpark_all()
         self._outbox_filled.unpark_all()
         self._room.unpark_all()
-        self._wake_pings()
+        for waiter in self._pings.drain():
+            waiter.set()
 
     async def _fail(self, code: int, reason: str, *, linger: bool = False) -> None:
         """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP.
@@ -528,9 +484,8 @@ class WebSocket:
             logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
             "%r failed: %d %s", self, code, reason,
         )
-        if self._state is State.OPEN:
-            self._state = State.CLOSING  # nothing more may be sent, broadcast or not
-            self._sent_close = (code, reason)  # what send()/receive() raise meanwhile
+        # Nothing more may be sent, broadcast or not; send()/receive() raise this code meanwhile.
+        self._close.start_closing(code, reason)
         self._outbox.clear()
         with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
             async with self._send_lock:
@@ -538,13 +493,9 @@ class WebSocket:
                     with contextlib.suppress(*_SOCKET_GONE):
                         await self._send_bytes(self._conn.send(CloseConnection(code, reason)))
         if linger:
-            await self._linger()
+            await _linger(self.socket)  # half-close, then read and drop what the peer sends
         self._mark_closed(code, reason)
         await trio.aclose_forcefully(self.socket)
-
-    async def _linger(self) -> None:
-        """Half-close, then read and drop what the peer sends (:mod:`trionet._linger`)."""
-        await linger(self.socket)
 
     # -- the reader task ------------------------------------------------------------
     async def _run_reader(self) -> None:
@@ -565,15 +516,9 @@ class WebSocket:
             if not self._closed.is_set():
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
-    def _has_room(self, factor: int = 1) -> bool:
-        return (
-            self._queued_bytes < factor * self._queue_limit
-            and len(self._queue) < factor * MAX_QUEUE_MESSAGES
-        )
-
     async def _wait_for_room(self) -> None:
         """Hold the reader while the application has too much unread."""
-        while not self._has_room() and self._state is State.OPEN:
+        while not self._inbox.has_room() and self._close.state is State.OPEN:
             self._reader_waiting_for_room = True
             try:
                 await self._room.park()
@@ -590,8 +535,14 @@ class WebSocket:
         replies = bytearray()
         for event in events:
             if isinstance(event, Message):
-                self._on_message(event)
-                if not self._has_room(factor=2):
+                if self._close.state is not State.OPEN:
+                    continue  # after our aclose(): drain and drop
+                message = self._assembler.add(event.data, event.message_finished)
+                if message is None:
+                    continue
+                full = self._inbox.put(message)
+                self._message_arrived.unpark()
+                if full:
                     # One read can carry many messages (and with compression,
                     # inflate to many more bytes): stop parsing it half-way.
                     if not await self._write_control(bytes(replies)):
@@ -602,7 +553,8 @@ class WebSocket:
                 if self._conn.state is WireState.OPEN:
                     replies += self._conn.send(event.response())
             elif isinstance(event, Pong):
-                self._on_pong(event.payload)
+                for waiter in self._pings.pong(event.payload):
+                    waiter.set()
             elif isinstance(event, CloseConnection):
                 code, reason = self._note_close(event)
                 if not await self._write_control(bytes(replies)):
@@ -611,46 +563,6 @@ class WebSocket:
                 return
         if replies and not await self._write_control(bytes(replies)):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    def _on_message(self, event: Message[Any]) -> None:
-        if self._state is not State.OPEN:
-            return  # after our aclose(): drain and drop
-        if not event.message_finished:
-            self._parts.append(event.data)
-            return
-        if self._parts:
-            self._parts.append(event.data)
-            joiner = "" if isinstance(event.data, str) else b""
-            message = joiner.join(self._parts)
-            self._parts.clear()
-        else:
-            message = event.data
-        self._deliver(message)
-
-    def _deliver(self, message: str | bytes) -> None:
-        self._queue.append(message)
-        self._queued_bytes += len(message)
-        self._message_arrived.unpark()
-
-    def _on_pong(self, payload: bytes) -> None:
-        for index, (sent, _) in enumerate(self._pings):
-            if sent == payload:
-                for _, earlier in self._pings[: index + 1]:
-                    earlier.set()
-                del self._pings[: index + 1]
-                return
-
-    def _wake_pings(self) -> None:
-        for _, event in self._pings:
-            event.set()
-
-    def _is_violation(self) -> bool:
-        """Whether the CloseConnection just read is wsproto reporting a protocol violation.
-
-        wsproto reports one as a CloseConnection without a state change; a
-        real Close from the peer moves it to REMOTE_CLOSING (or CLOSED after ours).
-        """
-        return self._conn.state in (WireState.OPEN, WireState.LOCAL_CLOSING)
 
     def _note_close(self, event: CloseConnection) -> tuple[int, str]:
         """Record a Close (or a violation) the moment it is read, before any await.
@@ -661,17 +573,14 @@ class WebSocket:
         code and reason, the guard's words for a refused frame.
         """
         code, reason = int(event.code), event.reason or ""
-        if self._is_violation() and reason == "error in extension":
+        if is_violation(self._conn.state) and reason == "error in extension":
             reason = violation_reason([self._guard, *self.extensions], reason)
-        if self._close_code is None:
-            self._close_code, self._close_reason = code, reason
-        if self._state is State.OPEN:
-            self._state = State.CLOSING
+        self._close.peer_closed(code, reason)
         return code, reason
 
     async def _on_close(self, event: CloseConnection, code: int, reason: str) -> None:
         """Complete the close the peer started, or fail the connection it broke."""
-        if self._is_violation():
+        if is_violation(self._conn.state):
             logger.info("%r: protocol violation: %d %s", self, code, reason)
             await self._fail(code, reason, linger=True)
             return

@@ -11,7 +11,8 @@ live here, without any I/O, so they can be read and tested on their own:
 * inflation bounded while it happens, so a deflate bomb never allocates more
   than the limit (websockets/ws#1720), with close reasons that say what was
   wrong, and quoted parameter values in the deflate negotiation;
-* the close codes registered after RFC 6455 (1012-1014), which wsproto refuses;
+* the close codes registered after RFC 6455 (1012-1014), which wsproto refuses
+  (the codes themselves, and the other close-code rules, are in :mod:`trionet._ws_state`);
 * the server's checks on the opening handshake that wsproto skips or answers
   with the wrong status (method, key format, version, Upgrade);
 * the bytes of a refusal response.
@@ -40,10 +41,11 @@ from wsproto.frame_protocol import (
     RsvBits,
 )
 
+from ._ws_state import REGISTERED_CLOSE_CODES
+
 __all__ = [
     "COMPRESSION_THRESHOLD",
     "MAX_FRAGMENTS",
-    "REGISTERED_CLOSE_CODES",
     "BoundedPerMessageDeflate",
     "FrameGuard",
     "Rejection",
@@ -279,15 +281,7 @@ def violation_reason(extensions: Iterable[Extension], default: str) -> str:
 
 # -- close codes ---------------------------------------------------------------------
 
-#: Close codes registered with IANA after RFC 6455 that a peer may send: 1012
-#: Service Restart, 1013 Try Again Later, 1014 Bad Gateway (IANA "WebSocket
-#: Close Code Number Registry",
-#: https://www.iana.org/assignments/websocket/websocket.xhtml). npm ws accepts
-#: 1000-1014 except 1004-1006 (lib/validation.js ``isValidStatusCode``);
-#: wsproto knows 1012 and 1013 but fails a Close with 1014 as "unknown reserved".
-REGISTERED_CLOSE_CODES = frozenset({1012, 1013, 1014})
-
-#: Those of them wsproto refuses.
+#: The registered close codes (see :mod:`trionet._ws_state`, their home) that wsproto refuses.
 _UNKNOWN_TO_WSPROTO = REGISTERED_CLOSE_CODES - {int(code) for code in CloseReason}
 
 

@@ -20,12 +20,17 @@ from wsproto.events import BytesMessage, Message, TextMessage
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
-from ._ws_connection import CloseCode, ConnectionClosed, Data, State, WebSocket
+from ._ws_connection import ConnectionClosed, Data, WebSocket
 from ._ws_send import plain_server_frame
+from ._ws_state import CloseCode, State
 
 __all__ = ["broadcast", "run_handler", "running"]
 
 logger = logging.getLogger("trionet")
+
+#: The reason of the 1011 Close sent when the code using a connection fails,
+#: by side (client?): a server's handler, or a client's ``async with`` block.
+BLOCK_FAILED = {False: "handler failed", True: "client failed"}
 
 
 @contextlib.asynccontextmanager
@@ -34,9 +39,13 @@ async def running(
 ) -> AsyncIterator[None]:
     """Run the connection's reader (and heartbeat) beside the block, then close.
 
-    A block that ends normally or with an error closes with the handshake
-    (``aclose()``); a cancelled one (a server shutting down) sends 1001 and
-    drops TCP at once instead of waiting for the peer.
+    A block that ends normally, or because its own connection closed, closes
+    with the handshake (``aclose()``, 1000). One that raises anything else
+    (``ConnectionClosed`` of *another* connection included) failed, by the
+    rule of :func:`run_handler`: the close handshake says 1011, so that the
+    peer learns it was no normal end (API.md; RFC 6455 section 7.4.1's
+    1011, "an unexpected condition"). A cancelled block (a server shutting
+    down) sends 1001 and drops TCP at once instead of waiting for the peer.
 
     An error raised by the block comes out as itself, not wrapped in the
     ExceptionGroup the nursery would make of it: ``except ValueError`` around
@@ -60,6 +69,8 @@ async def running(
                 if isinstance(from_block, trio.Cancelled):
                     with trio.CancelScope(shield=True):
                         await ws._fail(CloseCode.GOING_AWAY, "going away")
+                elif isinstance(from_block, Exception) and not _is_own_closure(from_block, ws):
+                    await ws.aclose(CloseCode.INTERNAL_ERROR, BLOCK_FAILED[ws._client])
                 else:
                     await ws.aclose()
                 nursery.cancel_scope.cancel()
@@ -100,7 +111,7 @@ async def run_handler(ws: WebSocket, handler: Callable[[WebSocket], Awaitable[No
         if _is_own_closure(exc, ws):
             return
         logger.exception("WebSocket handler for %r failed", ws.remote_address)
-        await ws._fail(CloseCode.INTERNAL_ERROR, "handler failed")
+        await ws._fail(CloseCode.INTERNAL_ERROR, BLOCK_FAILED[False])
 
 
 def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:

@@ -16,18 +16,27 @@ One HTTP server can serve pages and WebSockets on one port:
 ``broadcast(server.clients, message)`` sends to every open connection of a
 server without waiting for any (ws's ``wss.clients``, ``websockets.broadcast``).
 
+An ``on_upgrade`` hook that decides per request answers the handshake itself:
+``handshake = await server_handshake(req, sock, head)``, then
+``async with handshake.accept(subprotocol=..., headers=...) as ws`` or
+``await handshake.reject(status, headers=..., body=...)`` (what an ASGI
+server needs for ``websocket.accept`` and ``websocket.http.response``).
+
 Each connection has one reader task in its own nursery. It answers pings and
 completes close handshakes by itself, whatever the application is doing, and
 hands data messages to :meth:`WebSocket.receive` through a bounded queue.
 
-Where things are: this module does the opening handshakes (wsproto's, with
-the checks wsproto skips) and starts connections; ``_ws_connection`` is the
-connection itself (queue, pings, close handshake); ``_ws_running`` runs it
-(reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send`` holds
-the send lock and the broadcast outbox; ``_ws_protocol`` holds the sans-IO
-parts: size and fragment limits enforced from frame headers, inflation
-bounded while it happens, close codes, handshake checks. Every frame is
-parsed and built by wsproto.
+Where things are: this module has the public functions and the servers;
+``_ws_server`` is the server's opening handshake (wsproto's, with the checks
+wsproto skips), ``_ws_client`` the client's; ``_ws_connection`` is the
+connection's I/O (reader task, sends, close handshake); ``_ws_state`` is what
+it remembers, as pure state (message queue and its room, fragment assembly,
+pending pings, who owns a fragmented send, close codes); ``_ws_running`` runs
+it (reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send``
+holds the send lock and the broadcast outbox; ``_ws_protocol`` holds the
+sans-IO parts around wsproto: size and fragment limits enforced from frame
+headers, inflation bounded while it happens, handshake checks. Every frame
+is parsed and built by wsproto.
 
 Compression (permessage-deflate) is off by default on both sides, server
 and client. ws turns it on for its client and off for its server, whose
@@ -48,17 +57,11 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import h11
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection
-from wsproto.events import Request as HandshakeRequest
-from wsproto.extensions import Extension
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from . import _server, tls
+from . import _server, _stream, tls
 from ._server import TLSContext
-from ._stream import Socket, handshake
+from ._stream import Address, Socket
 from ._tls_context import CAInput, PemInput
 from ._ws_client import (
     HANDSHAKE_TIMEOUT,
@@ -67,28 +70,12 @@ from ._ws_client import (
     open_socket,
     parse_url,
 )
-from ._ws_connection import (
-    _SOCKET_GONE,
-    CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    MAX_QUEUE_MESSAGES,
-    CloseCode,
-    ConnectionClosed,
-    State,
-    WebSocket,
-)
-from ._ws_protocol import (
-    REGISTERED_CLOSE_CODES,
-    BoundedPerMessageDeflate,
-    FrameGuard,
-    Rejection,
-    check_handshake,
-    format_response,
-    new_connection,
-    pick_subprotocol,
-)
+from ._ws_connection import CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, ConnectionClosed, WebSocket
+from ._ws_protocol import Rejection, pick_subprotocol
 from ._ws_running import broadcast, run_handler, running
 from ._ws_send import MAX_BUFFERED_AMOUNT
+from ._ws_server import ServerHandshake, server_handshake
+from ._ws_state import MAX_QUEUE_MESSAGES, REGISTERED_CLOSE_CODES, CloseCode, State
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -100,6 +87,7 @@ __all__ = [
     "ConnectionClosed",
     "HandshakeError",
     "Server",
+    "ServerHandshake",
     "State",
     "UpgradeHandler",
     "WebSocket",
@@ -107,6 +95,7 @@ __all__ = [
     "connect",
     "handler",
     "serve",
+    "server_handshake",
 ]
 
 logger = logging.getLogger("trionet")
@@ -137,18 +126,48 @@ class UpgradeHandler:
         self.clients: set[WebSocket] = set()
 
     async def __call__(self, req: Any, sock: Socket, head: bytes) -> None:
+        """Check the handshake, ask ``accept``, answer, run the handler (see :func:`handler`)."""
         options = self.options
-        ws = await _server_handshake(req, sock, head, options)
-        if ws is None:
+        handshake = await server_handshake(req, sock, head)
+        if handshake is None:
+            return  # not a valid WebSocket handshake: refused already
+        if options.accept is not None and not await _verify(options.accept, handshake):
             return
-        self.clients.add(ws)
+        ws: WebSocket | None = None
         try:
-            async with running(
-                ws, ping_interval=options.ping_interval, ping_timeout=options.ping_timeout
-            ):
-                await run_handler(ws, self.handler)
+            async with handshake.accept(
+                subprotocol=pick_subprotocol(handshake.subprotocols, options.subprotocols),
+                max_message_size=options.max_message_size,
+                compression=options.compression,
+                ping_interval=options.ping_interval,
+                ping_timeout=options.ping_timeout,
+                close_timeout=options.close_timeout,
+            ) as ws:
+                if not ws.closed:  # the client may have left before the 101
+                    self.clients.add(ws)
+                    await run_handler(ws, self.handler)
+        except HandshakeError:
+            return  # the client's offer could not be answered: it got 400
         finally:
-            self.clients.discard(ws)
+            if ws is not None:
+                self.clients.discard(ws)
+
+
+async def _verify(accept: AcceptHook, handshake: ServerHandshake) -> bool:
+    """Ask the user's ``accept(req)``; False after refusing the handshake as it said."""
+    try:
+        rejection = await _ask_accept(accept, handshake.request)
+    except Exception:
+        logger.exception("accept() hook failed for %r", handshake.path)
+        rejection = Rejection(500, [], b"Internal Server Error\n")
+    if rejection is None:
+        return True
+    try:
+        await handshake.reject(rejection.status, headers=rejection.headers, body=rejection.body)
+    except ValueError:
+        logger.exception("accept() hook refused %r with an invalid response", handshake.path)
+        await handshake.reject(500, body=b"Internal Server Error\n")
+    return False
 
 
 class _Options:
@@ -195,7 +214,8 @@ def handler(
     (the first of ``subprotocols`` the client offers) and on permessage-deflate
     (only with ``compression=True``; as in ws, messages under 1 KiB are sent
     uncompressed), answers 101 and runs ``handler(ws)``. Its ``clients`` is
-    the live set of open connections.
+    the live set of open connections. It takes the steps of
+    :func:`server_handshake`, which a hook of your own can take too.
 
     When the handler returns, or ends because its own connection closed, the
     connection is closed with 1000. Any other exception, ``ConnectionClosed``
@@ -221,59 +241,6 @@ def handler(
     return UpgradeHandler(handler, options)
 
 
-async def _server_handshake(
-    req: Any, sock: Socket, head: bytes, options: _Options
-) -> WebSocket | None:
-    """Answer the opening handshake; the accepted WebSocket, or None after a refusal."""
-    raw_headers = list(req.raw_headers)
-    rejection = check_handshake(str(req.method).upper(), raw_headers)
-    if rejection is None and options.accept is not None:
-        try:
-            rejection = await _ask_accept(options.accept, req)
-        except Exception:
-            logger.exception("accept() hook failed for %r", getattr(req, "url", None))
-            rejection = Rejection(500, [], b"Internal Server Error\n")
-    if rejection is not None:
-        await _refuse(sock, rejection, req)
-        return None
-    wsconn = WSConnection(ConnectionType.SERVER)
-    try:
-        wsconn.initiate_upgrade_connection(raw_headers, req.url)
-        offer = next(e for e in wsconn.events() if isinstance(e, HandshakeRequest))
-    except (RemoteProtocolError, StopIteration, h11.ProtocolError) as exc:
-        await _refuse(sock, Rejection(400, [], f"bad WebSocket handshake: {exc}\n".encode()), req)
-        return None
-    subprotocol = pick_subprotocol(offer.subprotocols, options.subprotocols)
-    max_message_size = options.max_message_size
-    offered: list[Extension] = (
-        [BoundedPerMessageDeflate(max_message_size)] if options.compression else []
-    )
-    try:
-        response = wsconn.send(AcceptConnection(subprotocol=subprotocol, extensions=offered))
-    except (ValueError, LocalProtocolError) as exc:
-        await _refuse(sock, Rejection(400, [], f"bad extension offer: {exc}\n".encode()), req)
-        return None
-    agreed = [e for e in offered if e.enabled()]
-    guard = FrameGuard(max_message_size)
-    connection = new_connection(False, [*agreed, guard])
-    try:
-        await sock.send(response)
-    except _SOCKET_GONE:
-        return None
-    return WebSocket(
-        sock,
-        connection,
-        guard=guard,
-        client=False,
-        path=str(getattr(req, "url", "/")),
-        request=req,
-        subprotocol=subprotocol,
-        extensions=agreed,
-        close_timeout=options.close_timeout,
-        pending=head,
-    )
-
-
 async def _ask_accept(accept: AcceptHook, req: Any) -> Rejection | None:
     """Run the user's ``accept(req)``; a Rejection when it refuses."""
     result = accept(req)
@@ -290,17 +257,6 @@ async def _ask_accept(accept: AcceptHook, req: Any) -> Rejection | None:
     return Rejection(int(status), [(str(k), str(v)) for k, v in pairs], bytes(body or b""))
 
 
-async def _refuse(sock: Socket, rejection: Rejection, req: Any) -> None:
-    logger.info(
-        "refused WebSocket handshake from %r: %d %s",
-        getattr(req, "remote_address", None),
-        rejection.status,
-        rejection.body.decode(errors="replace").strip(),
-    )
-    with contextlib.suppress(*_SOCKET_GONE):
-        await sock.send(format_response(rejection.status, rejection.headers, rejection.body))
-
-
 #: :func:`handler` under another name, for :func:`serve` whose argument is called handler.
 _upgrade_hook = handler
 
@@ -311,26 +267,73 @@ async def _upgrade_required(req: Any, res: Any) -> None:
     await res.end(b"Upgrade Required: this server speaks WebSocket only\n")
 
 
-class Server(_server.Server):
-    """What :func:`serve` starts: a trionet Server whose ``clients`` are its open WebSockets.
+class Server:
+    """What :func:`serve` starts: the HTTP server underneath, and its open WebSockets.
 
     ``clients`` is ws's ``wss.clients``: the live set of connections past
     their handshake and not closed yet, e.g. for ``broadcast(server.clients, m)``.
+    Everything else a trionet server has (``address``, ``port``,
+    ``connections``, ``close()``, ``aclose()``, ``wait_closed()``) is the
+    HTTP server's, read through; :attr:`http_server` is that server itself.
 
-    The HTTP server underneath builds a plain Server; :func:`serve` gives it
-    this class as it starts. (Rejected: a wrapper that forwards every
-    attribute, two objects with one state; a ``clients`` on every trionet
-    Server, which only WebSocket servers have a meaning for.)
+    Why a wrapper: :func:`trionet.http.serve` builds the server, so a
+    WebSocket server can only add ``clients`` from outside. Rejected: turning
+    the built server into a subclass by assigning its ``__class__`` (the
+    former way: an object whose class changes after it was made surprises
+    whoever reads or debugs it, and ties this class to the other's layout);
+    setting a ``clients`` attribute on the plain server (invisible to type
+    checkers and to its class's docs); a ``clients`` on every trionet Server
+    (only WebSocket servers have a meaning for it). The wrapper holds no
+    state of the server's: each property reads the server underneath, so the
+    two can never disagree. The price: it is no ``trionet.net.Server``
+    instance (``isinstance`` answers no; :attr:`http_server` is one).
     """
 
-    clients: set[WebSocket]
+    def __init__(self, http_server: _server.Server, clients: set[WebSocket]) -> None:
+        #: The HTTP server that answers the upgrade requests.
+        self.http_server = http_server
+        #: The open connections (ws's ``wss.clients``): a live set.
+        self.clients = clients
 
-    @classmethod
-    def _adopt(cls, server: _server.Server, clients: set[WebSocket]) -> Server:
-        server.__class__ = cls  # same layout: Server adds no slots or state of its own
-        assert isinstance(server, cls)
-        server.clients = clients
-        return server
+    def __repr__(self) -> str:
+        return f"<trionet.ws.Server {self.http_server!r}, {len(self.clients)} clients>"
+
+    @property
+    def address(self) -> Address:
+        """The address listened on: ``(host, port)``."""
+        return self.http_server.address
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on."""
+        return self.http_server.port
+
+    @property
+    def connections(self) -> int:
+        """How many connections are live now, WebSocket or still HTTP."""
+        return self.http_server.connections
+
+    @property
+    def dropped(self) -> int:
+        """Connections refused at ``max_connections`` (Node's 'drop')."""
+        return self.http_server.dropped
+
+    @property
+    def closing(self) -> trio.Event:
+        """Set when :meth:`close` is called."""
+        return self.http_server.closing
+
+    def close(self) -> None:
+        """Stop accepting now; live connections go on until they finish."""
+        self.http_server.close()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        await self.http_server.aclose(timeout)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and its last connection has ended."""
+        await self.http_server.wait_closed()
 
 
 class _StartedWithClients:
@@ -342,7 +345,7 @@ class _StartedWithClients:
 
     def started(self, value: _server.Server | None = None) -> None:
         assert value is not None
-        self._task_status.started(Server._adopt(value, self._clients))
+        self._task_status.started(Server(value, self._clients))
 
 
 async def serve(
@@ -413,7 +416,11 @@ async def connect(
     The client offers ``subprotocols`` (and permessage-deflate with
     ``compression=True``; off by default, as on the server), sends the extra
     ``headers`` and checks the server's Sec-WebSocket-Accept. Leaving the
-    block closes the connection with 1000.
+    block closes the connection with 1000. An exception that leaves it is
+    the block's failure, by the rule of server handlers: the connection
+    closes with 1011 ("client failed") and the exception comes out as itself
+    (not in an ExceptionGroup). The connection's own ``ConnectionClosed`` is
+    no failure: it just ended.
 
     For wss://, ``ca``, ``cert``, ``key`` and ``reject_unauthorized`` are
     those of :func:`trionet.tls.connect` and ``trionet.https.request``: PEM
@@ -436,7 +443,7 @@ async def connect(
         ssl_context=ssl_context,
     )
     sock = await open_socket(target, secure, timeout)
-    async with handshake(sock, timeout, f"WebSocket handshake with {url}"):
+    async with _stream.handshake(sock, timeout, f"WebSocket handshake with {url}"):
         ws = await client_handshake(
             sock,
             target,
@@ -452,5 +459,8 @@ async def connect(
 
 
 # Show the public names as trionet.ws.X in reprs, tracebacks and docs.
-for _public in (ConnectionClosed, HandshakeError, State, WebSocket, broadcast):
+for _public in (
+    ConnectionClosed, HandshakeError, Server, ServerHandshake, State, WebSocket, broadcast,
+    server_handshake,
+):  # fmt: skip
     _public.__module__ = __name__
