@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from .._url import ANY_SCHEMES, HTTP_SCHEMES, parse_target
+from .._url import ANY_SCHEMES, HTTP_SCHEMES, parse_options, parse_target, parse_url
 from ._client_conn import Origin
 
 if TYPE_CHECKING:
@@ -97,9 +97,11 @@ class _Prepared:
         *,
         schemes: frozenset[str] = HTTP_SCHEMES,
     ) -> None:
-        target = parse_target(url, schemes)
-        extra: HeadersArg = None
-        if not isinstance(url, str):
+        if isinstance(url, str):
+            target = parse_url(url, schemes)
+            extra: HeadersArg = None
+        else:
+            target = parse_options(url, schemes)
             method = str(url.get("method", method)) if method == "GET" else method
             extra = url.get("headers")
         method = method.upper()
