@@ -220,15 +220,16 @@ class Agent:
     ) -> Slot:
         """A BUSY slot with an open connection to ``origin``, waiting for room if needed.
 
-        ``opener(origin)`` opens a connection when the pool has room and no
-        idle one; the slot's ``conn`` is what it returned, or an idle one it
-        returned before. ``fresh=True`` insists on a new connection (the
-        retry after a stale one). Give the slot back with :meth:`release` or
-        :meth:`discard`.
+        The slot's ``conn`` is an idle connection of ``origin``'s key, or a
+        new one from ``await opener(origin)`` when there is room and none is
+        idle (the HTTP client passes its ``open_connection``). ``fresh=True``
+        insists on a new connection (the retry after a stale one). Give the
+        slot back with :meth:`release` or :meth:`discard`.
 
         Raises:
           PoolTimeout: no connection within ``pool_timeout``.
-          ConnectError, TLSError: opening a connection failed.
+          ConnectError, TLSError: whatever ``opener`` raises (the HTTP
+            client's: the server could not be reached, the handshake failed).
         """
         self._check_run()
         key = origin.key
