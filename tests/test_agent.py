@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 from conftest import open_fds
-from http_client_support import ConnectionStats, Gate, serve_h11
+from http_client_support import ConnectionStats, Gate, serve_h11, serve_raw
 
 import trionet
 from trionet import http
@@ -423,3 +423,69 @@ async def test_max_sockets_caps_open_connections_while_the_server_churns() -> No
     # Only the resets mid-response fail; every stale connection was retried.
     assert failed <= server.resets
     assert ok >= 0.99 * (ok + failed)
+
+
+# -- the agent's side of the interface: any connection, any opener ----------------------------
+class EchoOrigin:
+    """Where an echo connection goes: what :class:`trionet.agent.PoolOrigin` asks."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    @property
+    def name(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.name, 0)
+
+
+class EchoConnection:
+    """A pooled connection of no HTTP at all: what :class:`trionet.agent.PooledConnection` asks."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.generation = 0
+        self.serial = 0
+        self.keep_alive_hint: float | None = None
+
+    def looks_alive(self) -> bool:
+        return self.stream.socket.fileno() != -1
+
+    def close(self) -> None:
+        self.stream.socket.close()
+
+    def close_foreign(self) -> None:
+        self.stream.socket.close()
+
+
+async def test_the_agent_pools_any_connection_its_caller_opens() -> None:
+    """The agent knows connections only through PooledConnection and gets the opener
+    from its caller (the HTTP client passes ``open_connection``): one connection,
+    opened once, reused, numbered, closed by ``aclose``."""
+    opened: list[EchoConnection] = []
+
+    async def open_echo(origin: EchoOrigin) -> EchoConnection:
+        conn = EchoConnection(await trio.open_tcp_stream("127.0.0.1", origin.port))
+        opened.append(conn)
+        return conn
+
+    async def echo(sock: trionet.net.Socket) -> None:
+        while data := await sock.receive():
+            await sock.send(data)
+
+    agent = Agent(max_sockets=1)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            origin = EchoOrigin(await serve_raw(nursery, echo))
+            for word in (b"one", b"two"):
+                slot = await agent.acquire(origin, opener=open_echo)
+                await slot.conn.stream.send_all(word)
+                assert await slot.conn.stream.receive_some(100) == word
+                agent.release(slot)
+                assert agent.free_sockets == {origin.name: 1}
+            assert len(opened) == 1 and opened[0].serial == 1 and slot.reused
+            await agent.aclose()
+            assert agent.free_sockets == {} and not opened[0].looks_alive()
+            nursery.cancel_scope.cancel()

@@ -126,6 +126,18 @@ async def test_http_over_a_unix_socket(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_a_non_ascii_host_goes_on_the_wire_in_its_idna_form(tmp_path: Path) -> None:
+    """The Host header carries the ASCII (punycode) name, as Node's URL makes it."""
+    path = str(tmp_path / "http.sock")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await serve_h11(nursery, echo, path=path)
+            options = {"socket_path": path, "hostname": "bücher.example", "port": 8080}
+            seen = (await http.request(options, agent=False)).json()
+            assert seen["headers"]["host"] == "xn--bcher-kva.example:8080"
+            nursery.cancel_scope.cancel()
+
+
 async def test_second_request_reuses_the_connection() -> None:
     agent = Agent()
     with trio.fail_after(10):

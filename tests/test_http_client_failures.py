@@ -274,7 +274,16 @@ def test_client_errors_are_exported_from_trionet_and_trionet_http() -> None:
     assert issubclass(trionet.ConnectionLost, trionet.ConnectError)
 
 
-CLIENT_MODULES = ("trionet.http._client", "trionet.http._client_conn", "trionet.agent")
+CLIENT_MODULES = (
+    "trionet._url",
+    "trionet.agent",
+    "trionet.http._client",
+    "trionet.http._client_conn",
+    "trionet.http._client_exchange",
+    "trionet.http._client_request",
+    "trionet.http._client_response",
+    "trionet.http._client_upgrade",
+)
 
 
 @pytest.mark.parametrize("module_name", CLIENT_MODULES)

@@ -26,6 +26,16 @@ server closed is dropped before reuse (Node drops it on its 'end' event); one
 that the server closes while our request is on the way is retried once on a new
 connection for idempotent methods (Node leaves that to ``reusedSocket``).
 
+What the agent knows of connections is :class:`PooledConnection` (alive?
+close, which run and which opening it belongs to, the server's keep-alive
+hint) and of their destination :class:`PoolOrigin` (a pool key and a name);
+the caller brings the function that opens one (``acquire(origin,
+opener=...)``). So this module imports nothing of :mod:`trionet.http`, which
+builds on it: the pool sits below the protocols that use it. Rejected: an
+agent constructed with its opener (``Agent(max_sockets=5)`` is what users
+write, and one agent serves ``http`` and ``https`` alike), and a registry the
+HTTP package fills in at import time (a hidden dependency, in reverse).
+
 Lifetime: an agent may outlive a ``trio.run`` (``trionet.http.global_agent``
 does); connections left from an earlier run are closed when the next run first
 uses the agent.
@@ -34,18 +44,21 @@ uses the agent.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Literal, Protocol, TypeVar
 
 import trio
 
 from ._errors import PoolTimeout
 from ._pool import PoolState, Slot, SlotState, Ticket
 
-if TYPE_CHECKING:
-    from .http._client_conn import HTTPConnection, Origin
-
-__all__ = ["DEFAULT_KEEP_ALIVE_TIMEOUT", "KEEP_ALIVE_MARGIN", "Agent"]
+__all__ = [
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
+    "KEEP_ALIVE_MARGIN",
+    "Agent",
+    "PoolOrigin",
+    "PooledConnection",
+]
 
 #: How long an idle connection is kept without a server hint: Node's
 #: ``globalAgent`` ``timeout`` (5 s), and httpx's ``keepalive_expiry``.
@@ -55,6 +68,51 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 #: timeout=N`` runs out (Node's ``agentKeepAliveTimeoutBuffer``, 1 s), so our
 #: request and the server's close do not cross on the wire.
 KEEP_ALIVE_MARGIN = 1.0
+
+
+class PoolOrigin(Protocol):
+    """Where a pooled connection goes, as the agent sees it."""
+
+    @property
+    def key(self) -> tuple[str, Hashable]:
+        """The pool key: ``(name, TLS identity)``; connections are shared within one key."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """``"host:port"`` (or ``"unix:PATH"``), for messages."""
+        ...
+
+
+class PooledConnection(Protocol):
+    """What the agent needs of a connection: no more, so it never reaches into one."""
+
+    #: The agent's run generation the connection was opened in (set by the
+    #: agent; Trio sockets cannot cross ``trio.run`` calls).
+    generation: int
+    #: The agent's count of connections opened when this one was (set by the
+    #: agent; ``aclose()`` retires those up to it).
+    serial: int
+
+    @property
+    def keep_alive_hint(self) -> float | None:
+        """Seconds from the server's ``Keep-Alive: timeout=N``, if it sent one."""
+        ...
+
+    def looks_alive(self) -> bool:
+        """False when an idle connection was closed by the server (no waiting)."""
+        ...
+
+    def close(self) -> None:
+        """Close at once, without waiting; safe to repeat."""
+        ...
+
+    def close_foreign(self) -> None:
+        """Close a connection left from another ``trio.run`` (no Trio calls)."""
+        ...
+
+
+_Origin = TypeVar("_Origin", bound=PoolOrigin)
 
 
 class Agent:
@@ -153,15 +211,25 @@ class Agent:
         return result
 
     # -- the Trio layer ------------------------------------------------------------
-    async def acquire(self, origin: Origin, *, fresh: bool = False) -> Slot:
+    async def acquire(
+        self,
+        origin: _Origin,
+        *,
+        opener: Callable[[_Origin], Awaitable[PooledConnection]],
+        fresh: bool = False,
+    ) -> Slot:
         """A BUSY slot with an open connection to ``origin``, waiting for room if needed.
 
-        ``fresh=True`` insists on a new connection (the retry after a stale
-        one). Give the slot back with :meth:`release` or :meth:`discard`.
+        The slot's ``conn`` is an idle connection of ``origin``'s key, or a
+        new one from ``await opener(origin)`` when there is room and none is
+        idle (the HTTP client passes its ``open_connection``). ``fresh=True``
+        insists on a new connection (the retry after a stale one). Give the
+        slot back with :meth:`release` or :meth:`discard`.
 
         Raises:
           PoolTimeout: no connection within ``pool_timeout``.
-          ConnectError, TLSError: opening a connection failed.
+          ConnectError, TLSError: whatever ``opener`` raises (the HTTP
+            client's: the server could not be reached, the handshake failed).
         """
         self._check_run()
         key = origin.key
@@ -175,16 +243,16 @@ class Agent:
             slot = ticket.slot
             assert slot is not None
             if slot.state is SlotState.CONNECTING:
-                await self._connect(slot, origin)
+                await self._connect(slot, origin, opener)
                 return slot
-            conn: HTTPConnection = slot.conn
+            conn: PooledConnection = slot.conn
             if not slot.was_idle or conn.looks_alive():
                 return slot
             # The server closed it while it sat idle: drop it and ask again.
             conn.close()
             _close_slots(state.discard(slot, trio.current_time()))
 
-    async def _wait(self, ticket: Ticket, origin: Origin) -> None:
+    async def _wait(self, ticket: Ticket, origin: PoolOrigin) -> None:
         """Wait in the queue until the pool assigns ``ticket`` a slot."""
         assigned = trio.Event()
         ticket.wake = assigned.set
@@ -206,21 +274,26 @@ class Agent:
             _close_slots(self._state.withdraw(ticket, trio.current_time()))
             raise
 
-    async def _connect(self, slot: Slot, origin: Origin) -> None:
-        from .http._client_conn import open_connection
-
+    async def _connect(
+        self,
+        slot: Slot,
+        origin: _Origin,
+        opener: Callable[[_Origin], Awaitable[PooledConnection]],
+    ) -> None:
+        generation = self._generation
         try:
-            conn = await open_connection(origin, self._generation)
+            conn = await opener(origin)
         except BaseException:
             _close_slots(self._state.discard(slot, trio.current_time()))
             raise
         self._opened += 1
+        conn.generation = generation
         conn.serial = self._opened
         self._state.connected(slot, conn)
 
     def release(self, slot: Slot) -> None:
         """Return a connection whose response was read to the end, for reuse."""
-        conn: HTTPConnection = slot.conn
+        conn: PooledConnection = slot.conn
         if conn.generation != self._generation or slot.state is not SlotState.BUSY:
             conn.close()
             return
@@ -238,7 +311,7 @@ class Agent:
 
     def discard(self, slot: Slot) -> None:
         """Close a connection that must not be reused and free its room."""
-        conn: HTTPConnection | None = slot.conn
+        conn: PooledConnection | None = slot.conn
         if conn is not None:
             conn.close()
         if conn is not None and conn.generation != self._generation:
@@ -280,7 +353,7 @@ class Agent:
 
 
 def _name_of(key: object) -> str:
-    """The ``"host:port"`` part of a pool key (``Origin.key`` is ``(name, tls identity)``)."""
+    """The ``"host:port"`` of a pool key (:attr:`PoolOrigin.key` is ``(name, TLS identity)``)."""
     assert isinstance(key, tuple)
     return str(key[0])
 

@@ -48,6 +48,12 @@ wrong and closes the connection; a body over ``max_body_size``,
 :class:`trionet.MessageSizeError`; ``timeout``, :class:`trionet.TimeoutError`.
 A body of any size is read into memory unless ``max_body_size`` says
 otherwise: :func:`stream` reads one in pieces.
+
+This module holds the public calls only; each reads top to bottom as
+prepare (:mod:`._client_request`, where the request goes: :mod:`trionet._url`),
+send and read the head (:mod:`._client_exchange`, or :mod:`._client_upgrade`
+for the protocols that leave HTTP), then read the body
+(:mod:`._client_response`). Timeouts are set here, around all of it.
 """
 
 from __future__ import annotations
@@ -57,26 +63,16 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import h11
 import trio
 
-from .._errors import ConnectError, ConnectionLost, ProtocolError, TimeoutError
-from .._pool import Slot
+from .._errors import TimeoutError
 from .._stream import Socket
+from .._url import describe
 from ..agent import Agent
-from ._client_conn import END as _END
-from ._client_conn import HTTPConnection, Origin, check_framing, open_connection
-from ._client_request import (
-    Body,
-    HeadersArg,
-    _default_ssl_context,
-    _header_list,
-    _parse_url,
-    _Prepared,
-    _prepared_plain,
-    _target_from_options,
-)
+from ._client_exchange import exchange
+from ._client_request import Body, HeadersArg, prepare, prepare_tunnel, prepare_upgrade
 from ._client_response import ClientResponse
+from ._client_upgrade import open_tunnel, switch_protocols
 
 __all__ = [
     "ClientResponse",
@@ -94,84 +90,6 @@ global_agent = Agent(max_sockets=5)
 AgentArg = Agent | None | bool
 
 
-# -- the exchange --------------------------------------------------------------------------
-async def _send_and_receive_head(
-    conn: HTTPConnection, prepared: _Prepared, expect_continue: bool
-) -> h11.Response:
-    """Send the request and read the final response head (see ``HTTPConnection.exchange``)."""
-    return await conn.exchange(
-        prepared.event, prepared.body, prepared.body_iter, expect_continue
-    )
-
-
-def _resolve_agent(agent: AgentArg) -> Agent | None:
-    if agent is None or agent is True:
-        return global_agent
-    if agent is False:
-        return None
-    assert isinstance(agent, Agent)
-    return agent
-
-
-async def _open(
-    url: str | Mapping[str, Any],
-    method: str,
-    headers: HeadersArg,
-    body: Body,
-    agent: AgentArg,
-    expect_continue: bool,
-    ssl_context: ssl.SSLContext | None,
-) -> ClientResponse:
-    """Send one request and read its response head, retrying a stale connection once."""
-    pool = _resolve_agent(agent)
-    keep_alive = pool is not None and pool.keep_alive
-    if headers is None and body is None and isinstance(url, str):
-        prepared = _prepared_plain(url, method, pool, keep_alive, expect_continue, ssl_context)
-    else:
-        prepared = _Prepared(
-            url, method, headers, body, pool, keep_alive, expect_continue, ssl_context
-        )
-    fresh = False
-    while True:
-        slot: Slot | None = None
-        if pool is None:
-            conn = await open_connection(prepared.origin)
-        else:
-            slot = await pool.acquire(prepared.origin, fresh=fresh)
-            conn = slot.conn
-        try:
-            head = await _send_and_receive_head(conn, prepared, expect_continue)
-        except ConnectionLost as exc:
-            _drop(pool, slot, conn)
-            if slot is None or not slot.reused:
-                raise
-            if not prepared.retryable:
-                raise ConnectError(
-                    f"{prepared.origin.name} closed a kept-alive connection as "
-                    f"{prepared.method} was sent; not retried (not idempotent)"
-                ) from exc
-            if fresh:
-                raise
-            fresh = True
-            continue
-        except BaseException:
-            _drop(pool, slot, conn)
-            raise
-        return ClientResponse(head, conn, pool, slot, prepared.method)
-
-
-def _drop(pool: Agent | None, slot: Slot | None, conn: HTTPConnection) -> None:
-    if pool is not None and slot is not None:
-        pool.discard(slot)
-    else:
-        conn.close()
-
-
-def _timed_out(what: str, timeout: float | None) -> TimeoutError:
-    return TimeoutError(f"{what} timed out after {timeout}s")
-
-
-# -- the public calls ------------------------------------------------------------------------
 async def request(
     url: str | Mapping[str, Any],
     *,
@@ -230,15 +148,17 @@ async def request(
       PoolTimeout: the agent's ``pool_timeout`` ran out (a :class:`TimeoutError`).
       ValueError: the URL or a header cannot be sent (checked before sending).
     """
+    pool = _resolve_agent(agent)
+    prepared = prepare(url, method, headers, body, pool, expect_continue, ssl_context)
     if timeout is None:
-        res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
+        res = await exchange(prepared, pool)
         await res._read_all(max_body_size)
         return res
     with trio.move_on_after(timeout):
-        res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
+        res = await exchange(prepared, pool)
         await res._read_all(max_body_size)
         return res
-    raise _timed_out(f"{method} {_describe(url)}", timeout)
+    raise _timed_out(f"{method} {describe(url)}", timeout)
 
 
 @contextlib.asynccontextmanager
@@ -269,24 +189,20 @@ async def stream(
       TimeoutError: ``timeout`` ran out getting the head, or waiting for
         body data.
     """
+    pool = _resolve_agent(agent)
+    prepared = prepare(url, method, headers, body, pool, expect_continue, ssl_context)
     if timeout is None:
-        res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
+        res = await exchange(prepared, pool)
     else:
         with trio.move_on_after(timeout) as scope:
-            res = await _open(url, method, headers, body, agent, expect_continue, ssl_context)
+            res = await exchange(prepared, pool)
         if scope.cancelled_caught:
-            raise _timed_out(f"{method} {_describe(url)}", timeout)
+            raise _timed_out(f"{method} {describe(url)}", timeout)
         res._read_timeout = timeout
     try:
         yield res
     finally:
         res._abandon()
-
-
-def _describe(url: str | Mapping[str, Any]) -> str:
-    if isinstance(url, str):
-        return url
-    return f"{url.get('hostname') or url.get('host')}:{url.get('port')}{url.get('path', '/')}"
 
 
 async def upgrade(
@@ -317,51 +233,10 @@ async def upgrade(
 
     Raises ConnectError, TLSError, ProtocolError, TimeoutError as :func:`request`.
     """
+    prepared = prepare_upgrade(url, method, headers, ssl_context)
     with trio.move_on_after(float("inf") if timeout is None else timeout):
-        return await _switch_protocols(_http_url(url), method, headers, ssl_context)
-    raise _timed_out(f"upgrade {_describe(url)}", timeout)
-
-
-def _http_url(url: str | Mapping[str, Any]) -> str | Mapping[str, Any]:
-    """``ws://`` and ``wss://`` URLs name the same origins as ``http://`` and ``https://``."""
-    if isinstance(url, str):
-        lowered = url[:6].lower()
-        if lowered.startswith("ws://"):
-            return "http://" + url[5:]
-        if lowered.startswith("wss://"):
-            return "https://" + url[6:]
-    return url
-
-
-async def _switch_protocols(
-    url: str | Mapping[str, Any],
-    method: str,
-    headers: HeadersArg,
-    ssl_context: ssl.SSLContext | None,
-) -> tuple[ClientResponse, Socket | None, bytes]:
-    """Send a request that asks to switch protocols; return the raw connection if it did."""
-    prepared = _Prepared(url, method, headers, None, None, True, False, ssl_context)
-    conn = await open_connection(prepared.origin)
-    try:
-        h = conn.h11
-        await conn.send(h.send(prepared.event) + h.send(_END))
-        event = await conn.next_event()
-        while type(event) is h11.InformationalResponse and event.status_code != 101:
-            event = await conn.next_event()
-        if h.their_state is h11.SWITCHED_PROTOCOL:
-            res = ClientResponse(event, None, None, None, prepared.method)
-            leftover = bytes(h.trailing_data[0])
-            return res, Socket(conn.stream, allow_half_open=False), leftover
-        if type(event) is not h11.Response:
-            raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
-        check_framing(event, conn.origin)
-        res = ClientResponse(event, conn, None, None, prepared.method)
-        res._complete = False
-        await res._read_all()
-        return res, None, b""
-    except BaseException:
-        conn.close()
-        raise
+        return await switch_protocols(prepared)
+    raise _timed_out(f"upgrade {describe(url)}", timeout)
 
 
 async def connect_tunnel(
@@ -382,63 +257,20 @@ async def connect_tunnel(
       ConnectError: the proxy could not be reached or answered other than 2xx
         (the message gives its status line).
     """
-    base = _parse_url(proxy_url) if isinstance(proxy_url, str) else _target_from_options(proxy_url)
-    header_list = [(b"host", target.encode("idna")), *_header_list(headers)]
-    if base.authorization is not None:
-        header_list.append((b"proxy-authorization", base.authorization))
-    context = (ssl_context or _default_ssl_context()) if base.scheme == "https" else None
-    origin = Origin(base.scheme, base.host, base.port, base.socket_path, context)
-    event = h11.Request(method="CONNECT", target=target, headers=header_list)
+    origin, connect = prepare_tunnel(proxy_url, target, headers, ssl_context)
     with trio.move_on_after(float("inf") if timeout is None else timeout):
-        conn = await open_connection(origin)
-        try:
-            h = conn.h11
-            await conn.send(h.send(event) + h.send(_END))
-            response = await conn.next_event()
-            while type(response) is h11.InformationalResponse:
-                response = await conn.next_event()
-        except BaseException:
-            conn.close()
-            raise
-        if h.their_state is not h11.SWITCHED_PROTOCOL:
-            conn.close()
-            raise ConnectError(
-                f"proxy {origin.name} refused CONNECT {target}: "
-                f"{response.status_code} {response.reason.decode('latin-1')}"
-            )
-        leftover = bytes(h.trailing_data[0])
-        tunnel: trio.abc.Stream = conn.stream
-        if leftover:
-            tunnel = _Replay(tunnel, leftover)
-        return Socket(tunnel, allow_half_open=False)
+        return await open_tunnel(origin, connect)
     raise _timed_out(f"CONNECT {target} via {origin.name}", timeout)
 
 
-class _Replay(trio.abc.HalfCloseableStream):
-    """A stream that first returns bytes already read from it, then reads on."""
+def _resolve_agent(agent: AgentArg) -> Agent | None:
+    if agent is None or agent is True:
+        return global_agent
+    if agent is False:
+        return None
+    assert isinstance(agent, Agent)
+    return agent
 
-    def __init__(self, transport_stream: trio.abc.Stream, buffered: bytes) -> None:
-        #: Named as trio.SSLStream's, so ``raw_socket()`` finds the OS socket.
-        self.transport_stream = transport_stream
-        self._buffered = buffered
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._buffered:
-            size = len(self._buffered) if max_bytes is None else max_bytes
-            data, self._buffered = self._buffered[:size], self._buffered[size:]
-            await trio.lowlevel.checkpoint()
-            return bytes(data)
-        return bytes(await self.transport_stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.transport_stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport_stream.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        if isinstance(self.transport_stream, trio.abc.HalfCloseableStream):
-            await self.transport_stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self.transport_stream.aclose()
+def _timed_out(what: str, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"{what} timed out after {timeout}s")

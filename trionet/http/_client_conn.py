@@ -1,7 +1,9 @@
 """One client connection: a Trio stream (TCP, Unix or TLS) with an h11 client on it.
 
-The agent pools these; the request code in :mod:`trionet.http._client` drives
-them through :meth:`HTTPConnection.exchange`, which sends a request and reads
+The agent pools these (an :class:`HTTPConnection` is the agent's
+:class:`~trionet.agent.PooledConnection`, :func:`open_connection` its opener);
+the request code in :mod:`trionet.http._client_exchange` drives them through
+:meth:`HTTPConnection.exchange`, which sends a request and reads
 the response head. Opening maps every failure to trionet's errors
 (:class:`ConnectError`, :class:`TLSError`); reading maps h11's complaints to
 :class:`ProtocolError` and tells apart the one failure a retry can fix: the
@@ -168,7 +170,7 @@ class HTTPConnection:
         "stream",
     )
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin, generation: int = 0) -> None:
+    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
         self.stream = stream
         self.origin = origin
         #: Direct reads and writes on plain TCP and Unix sockets (TLS: the stream's).
@@ -176,11 +178,11 @@ class HTTPConnection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         #: Exchanges begun on this connection.
         self.requests = 0
-        #: The agent's count of connections when this one was opened.
+        #: The agent's count of connections when this one was opened (set by the agent).
         self.serial = 0
-        #: The agent's run generation this connection belongs to (Trio sockets
-        #: cannot cross ``trio.run`` calls).
-        self.generation = generation
+        #: The agent's run generation this connection belongs to (set by the
+        #: agent; Trio sockets cannot cross ``trio.run`` calls).
+        self.generation = 0
         #: Seconds from the server's ``Keep-Alive: timeout=N``, when it sent one.
         self.keep_alive_hint: float | None = None
         #: Bytes fed to h11 while it waits for a response head (h11 checks the
@@ -441,7 +443,7 @@ class HTTPConnection:
             os.close(sock.detach())
 
 
-async def open_connection(origin: Origin, generation: int = 0) -> HTTPConnection:
+async def open_connection(origin: Origin) -> HTTPConnection:
     """Open a TCP, Unix or TLS connection to ``origin``.
 
     Raises:
@@ -458,7 +460,7 @@ async def open_connection(origin: Origin, generation: int = 0) -> HTTPConnection
         raise ConnectError(exc.errno, f"connect {exc.strerror or exc}: {origin.name}") from exc
     if origin.ssl_context is not None:
         stream = await _tls_handshake(stream, origin)
-    return HTTPConnection(stream, origin, generation)
+    return HTTPConnection(stream, origin)
 
 
 async def _tls_handshake(stream: trio.abc.Stream, origin: Origin) -> trio.SSLStream[Any]:

@@ -1,23 +1,23 @@
-"""Preparing a client request: URL or Node's options, headers and body framing, no I/O.
+"""Preparing a client request: headers, body framing and the h11 event, no I/O.
 
 Everything about a request that a retry on a new connection does not change
 is computed once, here, into a :class:`_Prepared`; requests without headers or
 body are cached by URL (h11 events are immutable, so one serves every repeat).
-Kept apart from the exchange code (:mod:`trionet.http._client`) so that each
-module stays readable on its own.
+Where the request goes (URL or Node's options) is :mod:`trionet._url`'s job,
+shared with the WebSocket client. Sending is :mod:`trionet.http._client_exchange`'s
+and :mod:`trionet.http._client_upgrade`'s: kept apart so that each module stays
+readable on its own and this one is testable without sockets.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
 import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import quote, unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import h11
 
+from .._url import ANY_SCHEMES, HTTP_SCHEMES, parse_options, parse_target, parse_url
 from ._client_conn import Origin
 
 if TYPE_CHECKING:
@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BODY_METHODS",
-    "DEFAULT_PORTS",
     "IDEMPOTENT_METHODS",
     "Body",
     "HeadersArg",
+    "prepare",
+    "prepare_tunnel",
+    "prepare_upgrade",
 ]
 
 #: Methods a request may be repeated with (RFC 9110 §9.2.2), so a request that
@@ -39,85 +41,12 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRAC
 #: ``Content-Length: 0`` so servers don't wait for one.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
 #: A request body: bytes or str sent with Content-Length, or an async iterable
 #: of chunks sent with Transfer-Encoding: chunked.
 Body = bytes | bytearray | memoryview | str | AsyncIterable[bytes | str] | None
 
 #: Request headers: a mapping or pairs; a list value sends the header repeatedly.
 HeadersArg = Mapping[str, Any] | Iterable[tuple[str | bytes, Any]] | None
-
-
-class _Target(NamedTuple):
-    scheme: str
-    host: str
-    port: int
-    socket_path: str | None
-    path: bytes
-    host_header: bytes
-    authorization: bytes | None
-
-
-@functools.lru_cache(maxsize=512)
-def _parse_url(url: str) -> _Target:
-    """Split an ``http``/``https`` URL into what a request needs (cached: URLs repeat)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r} (http or https)")
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"no host in URL {url!r}")
-    port = parts.port or DEFAULT_PORTS[scheme]
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    auth = None
-    if parts.username is not None:
-        auth = _basic_auth(f"{unquote(parts.username)}:{unquote(parts.password or '')}")
-    return _Target(
-        scheme, host, port, None, _encode_path(path), _host_header(host, port, scheme), auth
-    )
-
-
-def _target_from_options(options: Mapping[str, Any]) -> _Target:
-    """Node's ``http.request(options)`` dict: hostname, port, path, auth, socket_path."""
-    protocol = str(options.get("protocol", "http:")).rstrip(":").lower()
-    if protocol not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported protocol {options.get('protocol')!r}")
-    host = str(options.get("hostname") or options.get("host") or "localhost")
-    port = int(options.get("port") or DEFAULT_PORTS[protocol])
-    socket_path = options.get("socket_path", options.get("socketPath"))
-    auth = options.get("auth")
-    return _Target(
-        protocol,
-        host,
-        port,
-        str(socket_path) if socket_path is not None else None,
-        _encode_path(str(options.get("path") or "/")),
-        _host_header(host, port, protocol),
-        _basic_auth(str(auth)) if auth is not None else None,
-    )
-
-
-def _encode_path(path: str) -> bytes:
-    """The request target as bytes; non-ASCII characters are percent-encoded (UTF-8)."""
-    if path.isascii():
-        return path.encode("ascii")
-    return quote(path, safe="!#$%&'()*+,/:;=?@[]~").encode("ascii")
-
-
-def _host_header(host: str, port: int, scheme: str) -> bytes:
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    if port == DEFAULT_PORTS[scheme]:
-        return host.encode("idna")
-    return f"{host}:{port}".encode("idna")
-
-
-def _basic_auth(credentials: str) -> bytes:
-    return b"Basic " + base64.b64encode(credentials.encode())
 
 
 def _header_bytes(value: Any) -> bytes:
@@ -153,7 +82,7 @@ def _default_ssl_context() -> ssl.SSLContext:
 class _Prepared:
     """Everything about one request that does not change on a retry."""
 
-    __slots__ = ("body", "body_iter", "event", "method", "origin")
+    __slots__ = ("body", "body_iter", "event", "expect_continue", "method", "origin")
 
     def __init__(
         self,
@@ -165,18 +94,22 @@ class _Prepared:
         keep_alive: bool,
         expect_continue: bool,
         ssl_context: ssl.SSLContext | None,
+        *,
+        schemes: frozenset[str] = HTTP_SCHEMES,
     ) -> None:
         if isinstance(url, str):
-            target = _parse_url(url)
+            target = parse_url(url, schemes)
             extra: HeadersArg = None
         else:
-            target = _target_from_options(url)
+            target = parse_options(url, schemes)
             method = str(url.get("method", method)) if method == "GET" else method
             extra = url.get("headers")
         method = method.upper()
         self.method = method
+        #: Send the body only after ``100 Continue`` (``Expect`` is in the head).
+        self.expect_continue = expect_continue
         context = None
-        if target.scheme == "https":
+        if target.secure:
             context = ssl_context or (agent.ssl_context if agent is not None else None)
             context = context or _default_ssl_context()
         self.origin = Origin(target.scheme, target.host, target.port, target.socket_path, context)
@@ -216,6 +149,67 @@ class _Prepared:
     @property
     def retryable(self) -> bool:
         return self.method in IDEMPOTENT_METHODS and self.body_iter is None
+
+
+def prepare(
+    url: str | Mapping[str, Any],
+    method: str,
+    headers: HeadersArg,
+    body: Body,
+    agent: Agent | None,
+    expect_continue: bool,
+    ssl_context: ssl.SSLContext | None,
+) -> _Prepared:
+    """The request for ``request``/``stream``; a plain one comes from the cache.
+
+    Raises:
+      ValueError: the URL, a header or the method cannot be sent.
+    """
+    keep_alive = agent is not None and agent.keep_alive
+    if headers is None and body is None and isinstance(url, str):
+        return _prepared_plain(url, method, agent, keep_alive, expect_continue, ssl_context)
+    return _Prepared(url, method, headers, body, agent, keep_alive, expect_continue, ssl_context)
+
+
+def prepare_upgrade(
+    url: str | Mapping[str, Any],
+    method: str,
+    headers: HeadersArg,
+    ssl_context: ssl.SSLContext | None,
+) -> _Prepared:
+    """A request asking to switch protocols: ``ws``/``wss`` URLs too, no body, no pool.
+
+    A WebSocket URL names the same origin as its ``http``/``https`` twin
+    (RFC 6455 §3); ``headers`` carry the upgrade itself.
+
+    Raises:
+      ValueError: the URL or a header cannot be sent.
+    """
+    return _Prepared(
+        url, method, headers, None, None, True, False, ssl_context, schemes=ANY_SCHEMES
+    )
+
+
+def prepare_tunnel(
+    proxy_url: str | Mapping[str, Any],
+    target: str,
+    headers: HeadersArg,
+    ssl_context: ssl.SSLContext | None,
+) -> tuple[Origin, h11.Request]:
+    """The proxy to connect to and the ``CONNECT target`` request for it (RFC 9110 §9.3.6).
+
+    Credentials in ``proxy_url`` go as ``Proxy-Authorization`` (RFC 9110 §11.7.2).
+
+    Raises:
+      ValueError: the proxy URL cannot be used.
+    """
+    proxy = parse_target(proxy_url)
+    header_list = [(b"host", target.encode("idna")), *_header_list(headers)]
+    if proxy.authorization is not None:
+        header_list.append((b"proxy-authorization", proxy.authorization))
+    context = (ssl_context or _default_ssl_context()) if proxy.secure else None
+    origin = Origin(proxy.scheme, proxy.host, proxy.port, proxy.socket_path, context)
+    return origin, h11.Request(method="CONNECT", target=target, headers=header_list)
 
 
 #: Requests without headers or body, by URL and options: h11 events are
