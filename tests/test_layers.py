@@ -8,17 +8,21 @@ with :mod:`ast`, nothing is executed.
 The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
-   ``_pool``, ``_url``, ``_ws_protocol``) and the descriptor I/O (``_fdio``);
+   ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``) and the
+   descriptor I/O (``_fdio``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
-   (``_ws_connection``) and the connection pool (``agent``: it knows
+   (``_ws_connection``, ``_ws_running``), the lingering close (``_linger``) and
+   the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`);
 3. transports: ``net``, ``dgram``, ``tls``;
 4. ``http`` (server and client, every module of the package);
-5. protocols over HTTP: ``https``, ``ws``;
+5. protocols over HTTP: ``https``, ``ws`` (with its client and server
+   handshakes, ``_ws_client`` and ``_ws_server``);
 6. the faces and tools: the ``trionet`` package itself, ``testing`` and its
-   plugin, the CLI and the demo (they may import anything).
+   plugin (and ``_certs``, the certificates they write), the CLI and the demo
+   (they may import anything).
 
 A new module must be given a layer here (the last test says so).
 """
@@ -35,18 +39,28 @@ import trionet
 PACKAGE_DIR = Path(trionet.__file__).parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("trionet._errors", "trionet._pool", "trionet._url", "trionet._ws_protocol", "trionet._fdio"),
+    (
+        "trionet._errors",
+        "trionet._pool",
+        "trionet._url",
+        "trionet._ws_protocol",
+        "trionet._ws_state",
+        "trionet._ws_send",
+        "trionet._fdio",
+    ),
     ("trionet._stream",),
     (
         "trionet._server",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",
+        "trionet._ws_running",
+        "trionet._linger",
         "trionet.agent",
     ),
     ("trionet.net", "trionet.dgram", "trionet.tls"),
     ("trionet.http",),
-    ("trionet.https", "trionet.ws"),
+    ("trionet.https", "trionet.ws", "trionet._ws_client", "trionet._ws_server"),
     (
         "trionet",
         "trionet.__main__",
@@ -54,6 +68,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._demo",
         "trionet.testing",
         "trionet._testing_plugin",
+        "trionet._certs",
     ),
 )
 
