@@ -378,34 +378,6 @@ async def test_stdlib_context_without_verification_still_reports_authorized(
             await sock.aclose()
 
 
-def test_explain_chain_words_match_openssls(
-    tls_ca: trustme.CA, tls_server_cert: trustme.LeafCert, other_ca: trustme.CA
-) -> None:
-    from cryptography import x509
-
-    from trionet._tls_context import explain_chain
-
-    def load(blob: trustme.Blob) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(blob.bytes())
-
-    leaf, anchor = load(tls_server_cert.cert_chain_pems[0]), load(tls_ca.cert_pem)
-    expired = load(tls_ca.issue_cert(
-        "localhost",
-        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
-        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
-    ).cert_chain_pems[0])
-    assert explain_chain([leaf], [anchor], "localhost") is None
-    assert explain_chain([leaf], [anchor], "::1") is None
-    assert explain_chain([leaf], [anchor]) is None  # as a client certificate
-    assert "hostname mismatch" in (explain_chain([leaf], [anchor], "example.com") or "")
-    assert explain_chain([leaf], [load(other_ca.cert_pem)], "localhost") == (
-        "unable to get local issuer certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"
-    )
-    assert explain_chain([expired], [anchor], "localhost") == (
-        "certificate has expired (CERT_HAS_EXPIRED)"
-    )
-
-
 async def test_half_close_over_tls(
     serve: ServeFixture, server_identity: Identity, ca_pem: bytes
 ) -> None:

@@ -57,7 +57,9 @@ __all__ = [
 # for each (Node's ``authorizationError`` code: "X509 certificate error codes",
 # https://nodejs.org/docs/latest-v20.x/api/tls.html#x509-certificate-error-codes)
 # and OpenSSL's words (X509_STORE_CTX_get_error(3),
-# https://docs.openssl.org/3.0/man3/X509_STORE_CTX_get_error/).
+# https://docs.openssl.org/3.0/man3/X509_STORE_CTX_get_error/). The numbers are
+# OpenSSL 3.0's (include/openssl/x509_vfy.h.in), the line Node 20 ships: 3.0
+# moved INVALID_CA from 24 to 79 and gave 24 to NO_ISSUER_PUBLIC_KEY.
 VERIFY_ERRORS: dict[int, tuple[str, str]] = {
     2: ("UNABLE_TO_GET_ISSUER_CERT", "unable to get issuer certificate"),
     4: ("UNABLE_TO_DECRYPT_CERT_SIGNATURE", "unable to decrypt certificate's signature"),
@@ -73,11 +75,12 @@ VERIFY_ERRORS: dict[int, tuple[str, str]] = {
     21: ("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate"),
     22: ("CERT_CHAIN_TOO_LONG", "certificate chain too long"),
     23: ("CERT_REVOKED", "certificate revoked"),
-    24: ("INVALID_CA", "invalid CA certificate"),
+    24: ("NO_ISSUER_PUBLIC_KEY", "issuer certificate doesn't have a public key"),
     25: ("PATH_LENGTH_EXCEEDED", "path length constraint exceeded"),
-    26: ("INVALID_PURPOSE", "unsupported certificate purpose"),
+    26: ("INVALID_PURPOSE", "unsuitable certificate purpose"),
     27: ("CERT_UNTRUSTED", "certificate not trusted"),
     28: ("CERT_REJECTED", "certificate rejected"),
+    79: ("INVALID_CA", "invalid CA certificate"),
 }
 #: X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: no trusted CA issued the chain.
 UNKNOWN_CA = 20
@@ -256,15 +259,15 @@ def peer_certificate_dict(cert: x509.Certificate) -> dict[str, Any]:
 
     https://nodejs.org/docs/latest-v20.x/api/tls.html#certificate-object:
     ``subject``, ``issuer``, ``valid_from``, ``valid_to``, ``serialNumber``
-    (upper-case hex), ``fingerprint256`` (colon-separated upper-case hex),
+    (upper-case hex, whole bytes), ``fingerprint256`` (colon-separated upper-case hex),
     ``raw`` (DER) and, when present, ``subjectaltname``.
     """
     result: dict[str, Any] = {
         "subject": _name_dict(cert.subject),
         "issuer": _name_dict(cert.issuer),
-        "valid_from": cert.not_valid_before_utc.strftime("%b %d %H:%M:%S %Y GMT"),
-        "valid_to": cert.not_valid_after_utc.strftime("%b %d %H:%M:%S %Y GMT"),
-        "serialNumber": format(cert.serial_number, "X"),
+        "valid_from": _asn1_time(cert.not_valid_before_utc),
+        "valid_to": _asn1_time(cert.not_valid_after_utc),
+        "serialNumber": _serial_hex(cert.serial_number),
         "fingerprint256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
         "raw": cert.public_bytes(serialization.Encoding.DER),
     }
@@ -279,3 +282,23 @@ def peer_certificate_dict(cert: x509.Certificate) -> dict[str, Any]:
 
 def _name_dict(name: x509.Name) -> dict[str, str]:
     return {attr.rfc4514_attribute_name: str(attr.value) for attr in name}
+
+
+def _asn1_time(when: datetime) -> str:
+    """OpenSSL's ASN1_TIME_print format, which Node shows: ``"Jan  5 03:04:05 2021 GMT"``.
+
+    The day is padded with a space, not a zero (ASN1_TIME_print(3),
+    https://docs.openssl.org/3.0/man3/ASN1_TIME_set/).
+    """
+    return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {when.year} GMT"
+
+
+def _serial_hex(serial: int) -> str:
+    """The serial number as OpenSSL's BN_bn2hex writes it: two hex digits per byte.
+
+    Node keeps the leading zero of ``04BD...`` (BN_bn2hex(3),
+    https://docs.openssl.org/3.0/man3/BN_bn2bin/).
+    """
+    digits = format(abs(serial), "X")  # a negative serial breaks RFC 5280 §4.1.2.2, yet parses
+    digits = digits if len(digits) % 2 == 0 else f"0{digits}"
+    return f"-{digits}" if serial < 0 else digits
