@@ -429,6 +429,44 @@ async def test_many_full_duplex_clients_at_once(
                 nursery.start_soon(client)
 
 
+@pytest.mark.parametrize("client_engine", ["pyopenssl", "stdlib"])
+@pytest.mark.parametrize("server_engine", ["pyopenssl", "stdlib"])
+async def test_a_refused_certificate_reads_the_same_whichever_engine_runs_either_side(
+    serve: ServeFixture, server_identity: Identity, server_ssl_context: ssl.SSLContext,
+    other_ca: trustme.CA, caplog: pytest.LogCaptureFixture,
+    server_engine: str, client_engine: str,
+) -> None:
+    """The client says why it refused; the server logs what it got in the same words.
+
+    trionet's client sends the alert ("unknown ca"); trio.SSLStream drops the
+    connection without one, which either server engine calls the peer closing.
+    """
+    server_options = (
+        {"ssl_context": server_ssl_context} if server_engine == "stdlib"
+        else server_identity.options()
+    )
+    server = await serve(trionet.tls.serve, EchoServer(), **server_options)
+    if client_engine == "stdlib":
+        context = ssl.create_default_context()
+        other_ca.configure_trust(context)
+        client_options: dict[str, object] = {"ssl_context": context}
+    else:
+        client_options = {"ca": other_ca.cert_pem.bytes()}
+    with trio.fail_after(10), caplog.at_level(logging.INFO, logger="trionet"):
+        with pytest.raises(trionet.TLSError) as refused:
+            await trionet.tls.connect(server.port, "localhost", **client_options)  # type: ignore[arg-type]
+        while not (logged := [r for r in caplog.records if "TLS handshake with" in r.getMessage()]):
+            await trio.sleep(0.01)
+    assert str(refused.value).startswith(
+        "TLS handshake failed: certificate verify failed: unable to get local issuer certificate"
+    )
+    [record] = logged
+    assert record.levelno == logging.INFO
+    heard = {"pyopenssl": "tlsv1 alert unknown ca",
+             "stdlib": "the peer closed the connection"}[client_engine]
+    assert record.getMessage().endswith(f" failed: {heard}")
+
+
 # -- the server survives bad clients -------------------------------------------------
 async def test_plain_http_to_a_tls_port_is_refused_and_the_server_goes_on(
     serve: ServeFixture, server_identity: Identity, ca_pem: bytes,

@@ -32,6 +32,7 @@ from ._errors import TLSError
 
 __all__ = [
     "HANDSHAKE_FAILED",
+    "PEER_CLOSED",
     "HandshakeFailure",
     "handshake_failure",
     "openssl_words",
@@ -42,6 +43,10 @@ HANDSHAKE_FAILED = "TLS handshake failed"
 #: What a certificate refused by the verify step is prefixed with, as OpenSSL's own
 #: ``SSL_R_CERTIFICATE_VERIFY_FAILED`` reason and Python's ``ssl`` module say it.
 CERTIFICATE_VERIFY_FAILED = "certificate verify failed"
+#: The peer closed TCP in the middle of the handshake (the stdlib's SSLEOFError,
+#: "EOF occurred in violation of protocol"; Node: "Client network socket
+#: disconnected before secure TLS connection was established", ECONNRESET).
+PEER_CLOSED = "the peer closed the connection"
 #: The stdlib's ``str(SSLError)``: ``"[SSL: CODE] words (_ssl.c:1000)"``.
 _STDLIB_MESSAGE = re.compile(r"^\[[^\]]*\] (?P<words>.+?)(?: \(_ssl\.c:\d+\))?$")
 
@@ -72,8 +77,8 @@ def handshake_failure(
       cause: the exception (``SSL.Error``, ``ssl.SSLError``, a
         ``trio.BrokenResourceError`` wrapping either, ``OSError``, a
         :class:`TLSError` raised by a TLS stream), or, for an event the
-        stream saw itself, its words (``"the peer closed the connection"``):
-        those count as a lost connection.
+        stream saw itself, its words (:data:`PEER_CLOSED`): those count as
+        a lost connection.
       verify_reason: what the verify callback recorded about the peer's
         certificate; it explains the failure better than the alert that
         followed it, so it wins.
@@ -87,6 +92,8 @@ def handshake_failure(
     if isinstance(cause, ssl.SSLCertVerificationError):
         why = cause.verify_message or cause.reason or str(cause)
         return HandshakeFailure(f"{CERTIFICATE_VERIFY_FAILED}: {why}")
+    if isinstance(cause, ssl.SSLEOFError):
+        return HandshakeFailure(PEER_CLOSED, connection_lost=True)
     if isinstance(cause, ssl.SSLError):
         return HandshakeFailure(_stdlib_words(cause))
     if isinstance(cause, SSL.Error):

@@ -45,7 +45,7 @@ from OpenSSL import SSL
 
 from ._errors import TLSError
 from ._server import TLS_HANDSHAKE_TIMEOUT
-from ._tls_failure import HandshakeFailure, handshake_failure, openssl_words
+from ._tls_failure import PEER_CLOSED, HandshakeFailure, handshake_failure, openssl_words
 from ._tls_verify import PeerVerdict, is_ip_address, peer_certificate_dict
 
 __all__ = ["TLSConfig", "TLSStream", "TLSStreamBroken", "wrap_client_stream"]
@@ -180,7 +180,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             except SSL.WantReadError:
                 await self._flush()
                 if not await self._feed():
-                    raise self._failure("the peer closed the connection") from None
+                    raise self._failure(PEER_CLOSED) from None
             except SSL.Error as exc:
                 # Send the alert OpenSSL queued (e.g. "unknown ca") so the peer knows why.
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
