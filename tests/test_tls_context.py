@@ -25,9 +25,8 @@ def other_ca() -> trustme.CA:
 
 def peer(config: trionet.tls.TLSConfig) -> tuple[MemoryPeer, PeerVerdict]:
     """A bare OpenSSL connection from ``config``, its verdict as app data (as TLSStream does)."""
-    conn = config.new_connection()
     verdict = PeerVerdict()
-    conn.set_app_data(verdict)
+    conn = config.new_connection(verdict)
     return MemoryPeer(conn), verdict
 
 

@@ -31,9 +31,8 @@ def other_ca() -> trustme.CA:
 
 
 def pyopenssl_peer(config: trionet.tls.TLSConfig, hostname: str | None = None) -> MemoryPeer:
-    conn = config.new_connection()
     verdict = PeerVerdict()
-    conn.set_app_data(verdict)
+    conn = config.new_connection(verdict)
     if hostname is not None:
         conn.set_tlsext_host_name(hostname.encode())
     return MemoryPeer(conn)

@@ -95,9 +95,14 @@ class TLSConfig:
         no authorized client)."""
         return self.request_cert or not self.server_side
 
-    def new_connection(self) -> SSL.Connection:
-        """A fresh OpenSSL connection over memory BIOs for one handshake."""
+    def new_connection(self, verdict: PeerVerdict) -> SSL.Connection:
+        """A fresh OpenSSL connection over memory BIOs for one handshake.
+
+        ``verdict`` is its app data: the context's verify callback records
+        OpenSSL's verdict on the peer's certificates there.
+        """
         conn = SSL.Connection(self.context, None)
+        conn.set_app_data(verdict)
         if self.server_side:
             conn.set_accept_state()
         else:
@@ -130,9 +135,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self.config = config
         self.server_hostname = server_hostname
         self.verdict = PeerVerdict()
-        self._conn = config.new_connection()
-        # The context's verify callback records into this connection's verdict.
-        self._conn.set_app_data(self.verdict)
+        self._conn = config.new_connection(self.verdict)
         if server_hostname and not is_ip_address(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
         self._send_lock = trio.StrictFIFOLock()
