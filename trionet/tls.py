@@ -26,6 +26,10 @@ callback records OpenSSL's verdict on each certificate. The reasons are
 OpenSSL's, in words, with Node's code: ``"unable to get local issuer
 certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"``,
 ``"certificate has expired (CERT_HAS_EXPIRED)"``, ``"hostname mismatch: ..."``.
+A failed handshake reads the same whichever engine ran it (pyOpenSSL or a
+stdlib context): ``"TLS handshake failed: certificate verify failed: ..."`` on
+the refusing side, OpenSSL's alert (``"tlsv1 alert unknown ca"``) in the
+refused server's log (see :mod:`trionet._tls_failure`).
 
 ``ssl_context=`` takes a ready :class:`TLSConfig` (from :func:`server_config` /
 :func:`client_config`) or a standard :class:`ssl.SSLContext`. With the latter
