@@ -11,7 +11,9 @@ This module keeps only the connection loop. Each request gets its rooms:
 :mod:`._messages` is what the app sees (``Request``, ``Response``), and
 :mod:`._framing` turns the response into head bytes (trionet's own, not
 h11's: it says why). They reach the connection only through the protocols
-``Exchange`` and ``BodySource``, which :class:`_Connection` implements.
+``Exchange`` and ``BodySource``, which :class:`_Connection` implements; they
+used to read and write the driver's private attributes (and it theirs)
+across an import circle.
 
 Timeouts work as Node's ``connectionsCheckingInterval``: each connection keeps
 a plain ``deadline`` number that moves with its phase (``headers_timeout`` from
@@ -428,13 +430,11 @@ class _Connection:
                 return end
 
     async def _app_failed(self, request: Request, response: Response, exc: Exception) -> None:
-        body = self.body
-        error = None if body is None else body.error
         response.should_keep_alive = False
-        if error is not None and exc is error:
+        if self.body is not None and exc is self.body.error:
             # The body broke a limit while the app read it: answer as Node would.
             if not response.headers_sent:
-                await self._refuse(error)
+                await self._refuse(self.body.error)
             return
         if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
             # The client went away mid-response: ordinary, not the app's bug.
@@ -495,12 +495,7 @@ class _Connection:
 
     async def _refuse_pipelined(self) -> None:
         """After ``max_requests_per_socket``, answer buffered requests with 503 (as Node)."""
-        buf = self.buf
-        count = 0
-        start = self.pos
-        while (end := buf.find(b"\r\n\r\n", start)) >= 0:
-            count += 1
-            start = end + 4
+        count = self.buf.count(b"\r\n\r\n", self.pos)  # the complete heads buffered
         if count:
             await self.send(service_unavailable(count))
 
