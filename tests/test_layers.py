@@ -76,17 +76,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-#: Circles being removed by work in progress elsewhere: the lead empties this
-#: list as they are merged (a module listed here that is no longer in a circle
-#: shows as XPASS).
-KNOWN_CIRCLES_TO_REMOVE = frozenset(
-    {
-        "trionet.http._messages",
-        "trionet.http._server",
-    }
-)
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -157,13 +146,6 @@ def in_a_circle(name: str) -> list[str] | None:
     return None
 
 
-def _marked(names: list[str], flaky: frozenset[str], reason: str) -> list[object]:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(reason=reason, strict=False)) if n in flaky else n
-        for n in names
-    ]
-
-
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_module_imports_only_its_layer_and_below(name: str) -> None:
     layer = layer_of(name)
@@ -172,10 +154,7 @@ def test_module_imports_only_its_layer_and_below(name: str) -> None:
     assert not upward, f"{name} (layer {layer}) imports higher layers: {upward}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    _marked(sorted(FILES), KNOWN_CIRCLES_TO_REMOVE, "a known circle, being removed elsewhere"),
-)
+@pytest.mark.parametrize("name", sorted(FILES))
 def test_module_is_in_no_import_circle(name: str) -> None:
     circle = in_a_circle(name)
     assert circle is None, " -> ".join(circle)
