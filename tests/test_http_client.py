@@ -737,4 +737,7 @@ async def test_repeated_headers_joined_and_distinct() -> None:
                 "b=2",
             ]
             assert res.raw_headers[2] == (b"Via", b"one")
+            # The one Headers class of both sides: any-case lookup, get_all unjoined.
+            assert res.headers["Set-Cookie"] == "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT\nb=2"
+            assert res.headers.get_all("VIA") == ["one", "two"]
             nursery.cancel_scope.cancel()
