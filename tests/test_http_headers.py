@@ -8,7 +8,14 @@ from types import SimpleNamespace
 import pytest
 
 from trionet.http import _headers
-from trionet.http._headers import Headers, date_line, encode_header, reason_phrase, status_line
+from trionet.http._headers import (
+    Headers,
+    closing_response,
+    date_line,
+    encode_header,
+    reason_phrase,
+    status_line,
+)
 
 
 def test_request_headers_are_case_insensitive_with_lower_case_keys() -> None:
@@ -87,3 +94,17 @@ def test_one_headers_class_joins_as_node_on_both_sides() -> None:
     assert headers["accept"] == "text/html, */*"
     assert headers.get_all("set-cookie") == ["x=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT", "y=2"]
 
+
+def test_a_closing_response_counts_its_body_and_refuses_a_split_header() -> None:
+    """A whole refusal (HTTP error, refused WebSocket handshake): Node's phrase, Date, close."""
+    data = closing_response(413, [("X-Why", "tea")], b"short")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 Payload Too Large\r\nX-Why: tea\r\n")
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head
+    assert b"\r\nDate: " in head and b"\r\nConnection: close\r\n" in head
+    assert head.endswith(b"\r\nContent-Length: 5") and body == b"short"
+    assert b"Content-Type: text/plain" not in closing_response(204)
+    typed = closing_response(403, [(b"content-type", b"application/json")], b"{}")
+    assert typed.count(b"ontent-") == 2  # the caller's type, then the length: no second type
+    with pytest.raises(ValueError):
+        closing_response(400, [("X", "a\r\nSet-Cookie: evil")])

@@ -16,7 +16,6 @@ from trionet._ws_protocol import (
     BoundedPerMessageDeflate,
     FrameGuard,
     check_handshake,
-    format_response,
     new_connection,
     pick_subprotocol,
     unquote_parameters,
@@ -69,16 +68,6 @@ def test_subprotocol_follows_the_servers_preference() -> None:
     assert pick_subprotocol(["a", "b"], ["b", "a"]) == "b"
     assert pick_subprotocol(["a"], ["c"]) is None
     assert pick_subprotocol([], []) is None
-
-
-def test_format_response_closes_and_counts_the_body() -> None:
-    data = format_response(418, {"X-Why": "tea"}, "short")
-    assert data.startswith(b"HTTP/1.1 418 ")
-    assert b"\r\nConnection: close\r\n" in data
-    assert b"\r\nContent-Length: 5\r\n" in data
-    assert data.endswith(b"\r\n\r\nshort")
-    with pytest.raises(ValueError):
-        format_response(400, {"X": "a\r\nSet-Cookie: evil"})
 
 
 def server(max_size: int = 1000, *extensions: Extension) -> tuple[Connection, FrameGuard]:

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import http
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wsproto.connection import Connection, ConnectionType
@@ -50,7 +49,6 @@ __all__ = [
     "FrameGuard",
     "Rejection",
     "check_handshake",
-    "format_response",
     "new_connection",
     "pick_subprotocol",
     "violation_reason",
@@ -386,27 +384,3 @@ def pick_subprotocol(offered: Iterable[str], supported: Sequence[str]) -> str | 
     """
     offered = set(offered)
     return next((p for p in supported if p in offered), None)
-
-
-def format_response(
-    status: int,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    body: bytes | str = b"",
-) -> bytes:
-    """The bytes of a complete HTTP/1.1 response that closes the connection."""
-    if isinstance(body, str):
-        body = body.encode()
-    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or [])
-    names = {name.lower() for name, _ in pairs}
-    if body and "content-type" not in names:
-        pairs.append(("Content-Type", "text/plain; charset=utf-8"))
-    pairs += [("Connection", "close"), ("Content-Length", str(len(body)))]
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    lines = [f"HTTP/1.1 {status} {phrase}"] + [f"{n}: {v}" for n, v in pairs]
-    for line in lines:
-        if "\r" in line or "\n" in line:
-            raise ValueError(f"illegal character in response header: {line!r}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

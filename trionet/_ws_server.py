@@ -46,11 +46,11 @@ from ._ws_protocol import (
     FrameGuard,
     Rejection,
     check_handshake,
-    format_response,
     new_connection,
 )
 from ._ws_running import running
 from ._ws_state import CloseCode
+from .http._headers import closing_response
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
@@ -258,4 +258,4 @@ async def refuse(sock: Socket, rejection: Rejection, req: Any) -> None:
         rejection.body.decode(errors="replace").strip(),
     )
     with contextlib.suppress(*_SOCKET_GONE):
-        await sock.send(format_response(rejection.status, rejection.headers, rejection.body))
+        await sock.send(closing_response(rejection.status, rejection.headers, rejection.body))

@@ -31,6 +31,7 @@ __all__ = [
     "CLOSE_LINE",
     "HeaderValue",
     "Headers",
+    "closing_response",
     "date_line",
     "encode_header",
     "error_response",
@@ -200,6 +201,35 @@ def date_line() -> bytes:
 _ERROR_TYPE_LINE = b"Content-Type: text/plain; charset=utf-8\r\n"
 
 
+def closing_response(
+    status: int, headers: Iterable[tuple[str | bytes, HeaderValue]] = (), body: bytes = b""
+) -> bytes:
+    """A whole response after which the connection closes: head and body.
+
+    For refusals written in one piece (HTTP errors, a refused WebSocket
+    handshake). The caller's headers come first, validated as an app's are;
+    then, in Node's order, a text Content-Type when there is a body without
+    one, ``Date``, ``Connection: close`` and the ``Content-Length``.
+
+    Raises:
+      ValueError: a header name is not a token, or a value holds CR, LF or NUL.
+    """
+    lines = [
+        encode_header(name if isinstance(name, str) else name.decode("latin-1"), value)
+        for name, value in headers
+    ]
+    if body and not any(line[:13].lower() == b"content-type:" for line in lines):
+        lines.append(_ERROR_TYPE_LINE)
+    return b"%s%s%s%sContent-Length: %d\r\n\r\n%s" % (
+        status_line(status),
+        b"".join(lines),
+        date_line(),
+        CLOSE_LINE,
+        len(body),
+        body,
+    )
+
+
 def error_response(status: int) -> bytes:
     """The default response refusing a request: a short text body, then the close.
 
@@ -208,12 +238,6 @@ def error_response(status: int) -> bytes:
     text/plain; charset=utf-8``, ``Date``, ``Connection: close``,
     ``Content-Length: 22`` and the body ``413 Payload Too Large\\n``.
     """
-    body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
-    return b"%s%s%s%sContent-Length: %d\r\n\r\n%s" % (
-        status_line(status),
-        _ERROR_TYPE_LINE,
-        date_line(),
-        CLOSE_LINE,
-        len(body),
-        body,
+    return closing_response(
+        status, body=b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
     )
