@@ -54,7 +54,7 @@ __all__ = [
     "open_socket",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trionet.ws.client")
 
 #: How long the client waits for the server's handshake response
 #: (trio-websocket's CONN_TIMEOUT is 60 s).

@@ -26,7 +26,7 @@ from ._ws_state import CloseCode, State
 
 __all__ = ["broadcast", "run_handler", "running"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws.handler")
 
 #: The reason of the 1011 Close sent when the code using a connection fails,
 #: by side (client?): a server's handler, or a client's ``async with`` block.

@@ -54,7 +54,7 @@ from .http._headers import closing_response
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws.handshake")
 
 #: Extra response headers: a mapping, or pairs of str or bytes (ASGI's are bytes).
 HeadersInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]

@@ -10,6 +10,7 @@ Trio has no high-level UDP API (trio#537); this is it.
 from __future__ import annotations
 
 import errno
+import logging
 import socket as _stdlib_socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +23,7 @@ import trio
 
 from ._errors import ConnectError, MessageSizeError
 from ._server import ACCEPT_BACKOFF as RETRY_AFTER
-from ._server import Episode, Server, logger
+from ._server import Episode, Server
 
 __all__ = [
     "DEFAULT_MAX_HANDLERS",
@@ -34,6 +35,8 @@ __all__ = [
     "bind",
     "serve",
 ]
+
+logger = logging.getLogger("trionet.dgram")
 
 Family = Literal["udp4", "udp6"]
 

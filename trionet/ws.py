@@ -93,7 +93,7 @@ __all__ = [
     "server_handshake",
 ]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws")
 
 #: The handler ``serve``/``handler`` runs, in its own task, per WebSocket.
 Handler = Callable[[WebSocket], Awaitable[None]]

@@ -54,7 +54,7 @@ __all__ = [
     "upgrade_request",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("trionet.http.client")
 
 #: The most of a refusal's body kept on its response (the WebSocket client's
 #: cap, 64 KiB: an error page, not a download).
