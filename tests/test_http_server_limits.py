@@ -1,6 +1,7 @@
 """trionet.http.serve is as strict as Node: malformed input, limits and timeouts.
 
-Each row of the parser matrix (ANCHORS.md §1.1) that h11 alone accepts is sent
+Each malformed message that h11 alone accepts (Node 20's llhttp refuses them all:
+https://nodejs.org/docs/latest-v20.x/api/http.html#event-clienterror) is sent
 as raw bytes; the server must answer 400 (or 431/417/413/408) and close,
 and a request smuggled behind the bad one must never reach the app.
 """

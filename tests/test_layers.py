@@ -130,8 +130,7 @@ def in_a_circle(name: str) -> list[str] | None:
     """A path of imports from ``name`` back to itself, if there is one (package faces skipped).
 
     A package's ``__init__`` only re-exports its modules; an edge into it is not
-    a dependency on the package's rooms, so it is left out (as
-    /work/shared/tools/import_circles.py does).
+    a dependency on the package's rooms, so it is left out.
     """
     stack: list[tuple[str, list[str]]] = [(name, [name])]
     seen: set[str] = set()
