@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import trio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from .. import http, https
 from .._server import Server
@@ -154,16 +158,43 @@ async def serve(
         )
         if value is not None
     }
+    tls: dict[str, Any] | None = None
+    if key is not None or cert is not None or ssl_context is not None:
+        tls = {"key": key, "cert": cert, "ca": ca, "request_cert": request_cert,
+               "reject_unauthorized": reject_unauthorized, "ssl_context": ssl_context}  # fmt: skip
     life = Lifespan(app, lifespan, state)
+    try:
+        await _run(asgi, life, port, host, path, reuse_port, options, tls, startup_timeout,
+                   shutdown_timeout, task_status)  # fmt: skip
+    except BaseExceptionGroup as group:
+        # The server's one failure (a failed startup, an address in use) comes
+        # out as itself, not inside the group of this function's own nursery.
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _run(
+    asgi: ASGIHandler,
+    life: Lifespan,
+    port: int | None,
+    host: str | None,
+    path: str | os.PathLike[str] | None,
+    reuse_port: bool,
+    options: dict[str, Any],
+    tls: dict[str, Any] | None,
+    startup_timeout: float | None,
+    shutdown_timeout: float,
+    task_status: trio.TaskStatus[Server],
+) -> None:
+    """Startup, serve until cancelled or closed, shutdown (shielded)."""
     async with trio.open_nursery() as nursery:
         await life.startup(nursery, startup_timeout)
         try:
-            if key is not None or cert is not None or ssl_context is not None:
+            if tls is not None:
                 await https.serve(
                     asgi, port, host=host, path=path, reuse_port=reuse_port,
-                    on_upgrade=asgi.on_upgrade, key=key, cert=cert, ca=ca,
-                    request_cert=request_cert, reject_unauthorized=reject_unauthorized,
-                    ssl_context=ssl_context, task_status=task_status, **options,
+                    on_upgrade=asgi.on_upgrade, task_status=task_status, **tls, **options,
                 )  # fmt: skip
             else:
                 await http.serve(
