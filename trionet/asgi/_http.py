@@ -43,7 +43,7 @@ import trio
 from ..http import ClientError, Request, Response
 from ._types import ASGIProtocolError, ClientDisconnected, Message, Scope
 
-__all__ = ["FILE_CHUNK", "HTTPCycle", "body_length", "peer_gone"]
+__all__ = ["FILE_CHUNK", "HTTPCycle", "body_length", "peer_gone", "peer_left"]
 
 access_logger = logging.getLogger("trionet.access")
 
@@ -81,6 +81,32 @@ def _transport_socket(stream: Any) -> Any:
     return stream.socket
 
 
+def _peek(raw: Any) -> bool | None:
+    """Without waiting: True if the peer closed or reset, False if bytes wait, None if neither.
+
+    A stdlib socket over the same descriptor does the non-blocking ``MSG_PEEK``
+    (Trio's socket has only an ``async`` recv, which checks for cancellation
+    first: Starlette's ``is_disconnected()`` calls ``receive()`` under an
+    already-cancelled scope and must still get the answer).
+    """
+    probe = socket.socket(raw.family, raw.type, raw.proto, fileno=raw.fileno())
+    try:
+        data = probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return True
+    finally:
+        probe.detach()  # the descriptor stays the connection's
+    return not data
+
+
+def peer_left(stream: trio.abc.Stream) -> bool:
+    """Whether the peer under ``stream`` has closed or reset the connection, now."""
+    raw = _transport_socket(stream)
+    return raw is not None and _peek(raw) is True
+
+
 async def peer_gone(stream: trio.abc.Stream) -> None:
     """Return once the peer has closed or reset the connection under ``stream``.
 
@@ -95,13 +121,13 @@ async def peer_gone(stream: trio.abc.Stream) -> None:
     and under TLS.
     """
     raw = _transport_socket(stream)
-    if raw is not None:
-        try:
-            data = await raw.recv(1, socket.MSG_PEEK)
-        except OSError:
+    while raw is not None:
+        gone = _peek(raw)
+        if gone is True:
             return
-        if not data:
-            return
+        if gone is False:
+            break
+        await trio.lowlevel.wait_readable(raw)
     await trio.sleep_forever()
 
 
@@ -164,7 +190,10 @@ class HTTPCycle:
         if not self.body_done:
             return await self._read()
         if not (self.disconnected or self.state == _COMPLETE):
-            await self._wait_disconnect()
+            if peer_left(self.req.socket.stream):
+                self.disconnected = True
+            else:
+                await self._wait_disconnect()
         return {"type": "http.disconnect"}
 
     async def _read(self) -> Message:

@@ -86,6 +86,8 @@ class WebSocketCycle:
         self._status = 403
         self._headers: Any = ()
         self._body: list[bytes] = []
+        #: Set once the handshake is answered (accepted, refused) or the app is done.
+        self._answered = trio.Event()
         #: Set when the app is done; the connection task then leaves its block.
         self.app_done = trio.Event()
         self.app_failed = False
@@ -93,18 +95,17 @@ class WebSocketCycle:
     # -- receive ---------------------------------------------------------------------
     async def receive(self) -> Message:
         """``websocket.connect`` first, then messages, then ``websocket.disconnect``."""
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
         ws = self.ws
         if ws is None:
-            if not self._connect_sent:
-                self._connect_sent = True
-                return {"type": "websocket.connect"}
-            if self.state == _CONNECTING:
-                raise ASGIProtocolError(
-                    "receive() again before answering websocket.connect: send "
-                    "websocket.accept, websocket.close or websocket.http.response.start"
-                )
-            await trio.lowlevel.checkpoint()
-            return {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
+            # Before the answer, a second receive() waits for it (Quart's
+            # message task receives while its handler decides).
+            await self._answered.wait()
+            ws = self.ws
+            if ws is None:  # refused, or the client left before the 101
+                return {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
         try:
             message = await ws.receive()
         except ConnectionClosed as exc:
@@ -133,6 +134,7 @@ class WebSocketCycle:
         elif kind == "websocket.close":
             if self.state == _CONNECTING:
                 self.state = _CLOSED
+                self._answered.set()
                 await self.handshake.reject(403)
             elif self.state == _ACCEPTED and ws is not None:
                 self.state = _CLOSED
@@ -151,6 +153,7 @@ class WebSocketCycle:
             self._body.append(message.get("body", b""))
             if not message.get("more_body", False):
                 self.state = _CLOSED
+                self._answered.set()
                 await self.handshake.reject(
                     self._status, headers=self._headers, body=b"".join(self._body)
                 )
@@ -172,10 +175,12 @@ class WebSocketCycle:
             self.ws = await self.nursery.start(self._run_connection, subprotocol, headers)
         except HandshakeError as exc:  # the client's extension offer: it got 400
             self.state = _CLOSED
+            self._answered.set()
             raise ClientDisconnected(f"the handshake failed: {exc}") from exc
         except ValueError:
             self.state = _CONNECTING  # nothing was sent: the app may still answer
             raise
+        self._answered.set()
 
     async def _run_connection(
         self,
@@ -215,6 +220,7 @@ class WebSocketCycle:
                 self.handshake.path,
             )
         self.app_done.set()
+        self._answered.set()
         if state in (_CONNECTING, _RESPONDING):
             self.state = _CLOSED
             with trio.move_on_after(self.options.close_timeout):
