@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import trio
@@ -257,7 +257,9 @@ def fastapi_app() -> FastAPI:
         return {"limit": limit}
 
     @app.get("/items/{item_id}")
-    async def read_item(item_id: int, params: dict[str, int] = Depends(common)) -> dict[str, Any]:
+    async def read_item(
+        item_id: int, params: Annotated[dict[str, int], Depends(common)]
+    ) -> dict[str, Any]:
         return {"item_id": item_id, **params}
 
     @app.post("/items")
