@@ -249,12 +249,14 @@ class Item(BaseModel):
     price: float
 
 
+def common(limit: int = 10) -> dict[str, int]:
+    """A FastAPI dependency (module level: FastAPI resolves the string annotations here)."""
+    return {"limit": limit}
+
+
 def fastapi_app() -> FastAPI:
     app = FastAPI()
     thread_names: list[str] = []
-
-    def common(limit: int = 10) -> dict[str, int]:
-        return {"limit": limit}
 
     @app.get("/items/{item_id}")
     async def read_item(
