@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -56,7 +58,7 @@ def installed_copy(tmp_path: Path) -> Path:
 
 
 # -- help and errors ----------------------------------------------------------------
-@pytest.mark.parametrize("command", ["", "demo", "certs", "bench"])
+@pytest.mark.parametrize("command", ["", "demo", "certs", "bench", "serve"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit:
         main([*command.split(), "--help"])
@@ -70,7 +72,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "certs", "bench"):
+    for command in ("demo", "certs", "bench", "serve"):
         assert command in out
 
 
@@ -91,7 +93,8 @@ def test_demo_help_names_the_seed_ports(capsys: pytest.CaptureFixture[str]) -> N
     ("args", "message"),
     [
         ([], "the following arguments are required: COMMAND"),
-        (["serve"], "invalid choice: 'serve'"),
+        (["server"], "invalid choice: 'server'"),
+        (["serve"], "the following arguments are required: MODULE:APP"),
         (["demo", "--tcp-port", "70000"], "port must be in 0..65535, not 70000"),
         (["demo", "--http-port", "web"], "not a port number: 'web'"),
         (["demo", "--no-such-option"], "unrecognized arguments: --no-such-option"),
@@ -545,3 +548,101 @@ def test_quiet_by_default_one_line_per_error(trionet_logger: logging.Logger) -> 
         "trionet: error: connection handler for ('127.0.0.1', 5000) failed: "
         "ConnectionResetError: peer reset"
     )
+
+
+# -- serve -------------------------------------------------------------------------
+ASGI_APP = """
+import signal
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                scope["state"]["word"] = "started"
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                print("lifespan shutdown", flush=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = (scope["state"]["word"] + " " + scope["root_path"]).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+def make():
+    return app
+
+async def failing(scope, receive, send):
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "no database"})
+"""
+
+
+def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``trionet serve`` on a free port in ``tmp_path``; the process and its base URL."""
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trionet", "serve", *args, "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # "trionet serve: MODULE:APP on http://host:port (...)"
+    if " on " not in line:
+        proc.kill()
+        pytest.fail(f"trionet serve did not start: {line}{proc.communicate(timeout=10)}")
+    return proc, line.split(" on ", 1)[1].split()[0]
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    return out, err
+
+
+def test_serve_answers_curl_logs_access_and_stops_on_sigterm(tmp_path: Path) -> None:
+    proc, base = start_serve(tmp_path, "asgi_app:app", "--root-path", "/api")
+    try:
+        res = subprocess.run(
+            ["curl", "-s", "--max-time", "10", f"{base}/hello"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        assert res.stdout == "started /api"
+    finally:
+        out, err = stop(proc)
+    assert proc.returncode == 0
+    assert re.search(r'127\.0\.0\.1 - - \[.+\] "GET /hello HTTP/1\.1" 200 12', out)
+    assert "lifespan shutdown" in out
+    assert "stopped" in err
+
+
+def test_serve_factory_and_no_access_log(tmp_path: Path) -> None:
+    proc, base = start_serve(tmp_path, "asgi_app:make", "--factory", "--no-access-log")
+    try:
+        res = subprocess.run(["curl", "-s", "--max-time", "10", base + "/"],
+                             capture_output=True, text=True, timeout=20)  # fmt: skip
+        assert res.stdout == "started "
+    finally:
+        out, _ = stop(proc)
+    assert "GET /" not in out
+
+
+def test_serve_exits_3_with_the_apps_message_when_startup_fails(tmp_path: Path) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    result = trionet("serve", "asgi_app:failing", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "no database" in result.stderr
+
+
+def test_serve_says_when_the_app_cannot_be_found(tmp_path: Path) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    result = trionet("serve", "asgi_app:nothing", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "has no attribute 'nothing'" in result.stderr
+    result = trionet("serve", "no_such_module:app", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "could not import" in result.stderr

@@ -20,7 +20,8 @@ The layers, lowest first (a module may import its own layer and those below):
 3. transports: ``net``, ``dgram``, ``tls``;
 4. ``http`` (server and client, every module of the package);
 5. protocols over HTTP: ``https``, ``ws`` (with its client and server
-   handshakes, ``_ws_client`` and ``_ws_server``);
+   handshakes, ``_ws_client`` and ``_ws_server``), and ``asgi`` (ASGI apps
+   over both; every module of the package);
 6. the faces and tools: the ``trionet`` package itself, ``testing`` and its
    plugin (and ``_certs``, the certificates they write), the CLI and the demo
    (they may import anything).
@@ -64,7 +65,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("trionet.net", "trionet.dgram", "trionet.tls"),
     ("trionet.http",),
-    ("trionet.https", "trionet.ws", "trionet._ws_client", "trionet._ws_server"),
+    ("trionet.https", "trionet.ws", "trionet._ws_client", "trionet._ws_server", "trionet.asgi"),
     (
         "trionet",
         "trionet.__main__",

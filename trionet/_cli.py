@@ -1,5 +1,6 @@
-"""The ``trionet`` command line: ``demo``, ``certs`` and ``bench``.
+"""The ``trionet`` command line: ``demo``, ``certs``, ``bench`` and ``serve``.
 
+    trionet serve main:app       # an ASGI app, with uvicorn's flags (trionet.asgi._command)
     trionet demo                 # the seed chapter's servers on 127.0.0.1
     trionet certs ./certs        # a private CA and certificates for localhost
     trionet bench --quick        # the benchmarks, with the peers' figures
@@ -183,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(a full run of every benchmark only)",
     )
     bench.set_defaults(run=run_bench)
+
+    from .asgi._command import add_parser as add_serve_parser
+
+    add_serve_parser(commands, [verbose])
     return parser
 
 

@@ -1,0 +1,120 @@
+"""Scopes: what an ASGI app is told about one request or WebSocket, built from trionet's Request.
+
+Pure functions of the public :class:`trionet.http.Request` (``method``,
+``url``, ``http_version``, ``raw_headers``, ``socket``) and the server's
+options; no I/O of their own. The keys follow asgiref's specification
+("HTTP & WebSocket ASGI Message Format", spec version 2.4):
+
+- ``path`` is the target without its query, percent-decoded and read as
+  UTF-8; ``raw_path`` the same bytes undecoded. Both start with
+  ``root_path``, as uvicorn's do since 0.26 and as Starlette's
+  ``get_route_path`` expects (it strips ``root_path`` from ``path``):
+  ``--root-path /api`` behind a proxy that strips ``/api`` gives the app
+  ``path="/api/items"``, ``root_path="/api"``. Rejected: leaving ``path``
+  without the prefix (the older reading), which makes Starlette's mounted
+  apps and ``url_for`` disagree with uvicorn's behaviour for the same app.
+- ``headers`` are the received pairs with names lower-cased (asgiref: "header
+  names should be lowercased"), values untouched, duplicates kept in order.
+- ``client`` and ``server`` are ``(host, port)`` tuples; over a Unix socket
+  ``client`` is None and ``server`` is ``(path, None)`` (asgiref: "for Unix
+  sockets, (path, None)").
+- ``state`` is a shallow copy of the lifespan state (asgiref "Lifespan State":
+  "a copy of the namespace passed into the lifespan").
+
+The scope dict is the one allocation per request the specification forces;
+nothing here copies the headers twice or parses what the app may not read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from ..tls import TLSSocket
+from ._types import Scope, asgi_info
+
+__all__ = ["PATHSEND", "WS_DENIAL", "http_scope", "split_target", "websocket_scope"]
+
+#: The ``http`` scope's extension: ``http.response.pathsend`` (asgiref "Path
+#: Send"). Trailers are not offered yet: trionet's public Response has no way
+#: to write a trailer section (see trionet.asgi's docstring). Each scope gets
+#: a fresh ``extensions`` dict: a middleware may write into it.
+PATHSEND = "http.response.pathsend"
+#: The ``websocket`` scope's: the denial response (asgiref "WebSocket Denial Response").
+WS_DENIAL = "websocket.http.response"
+
+
+def split_target(target: str, root_path: str) -> tuple[str, bytes, bytes]:
+    """``(path, raw_path, query_string)`` of a request target (as received, latin-1 text).
+
+    The origin form (``/a%20b?x=1``) is the usual case; the absolute form
+    (``http://host/a?x=1``, RFC 9112 section 3.2.2) gives its path; the
+    asterisk form (``*``, OPTIONS) stays ``*``.
+    """
+    raw, _, query = target.partition("?")
+    if raw[:1] != "/" and "://" in raw:
+        raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+    raw_bytes = raw.encode("latin-1")
+    if "%" in raw or not raw.isascii():
+        path = unquote(raw_bytes.decode("utf-8", "surrogateescape"), errors="surrogateescape")
+    else:
+        path = raw
+    if root_path:
+        path = root_path + path
+        raw_bytes = root_path.encode("utf-8") + raw_bytes
+    return path, raw_bytes, query.encode("latin-1")
+
+
+def _addresses(req: Any) -> tuple[Any, Any, bool]:
+    """``(client, server, tls)`` of the request's connection, in ASGI's shape."""
+    sock = req.socket
+    remote, local = sock.remote_address, sock.local_address
+    if isinstance(local, str):  # a Unix socket: its path
+        return None, (local, None), False
+    return remote, local, isinstance(sock, TLSSocket)
+
+
+def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
+    """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`)."""
+    path, raw_path, query = split_target(req.url, root_path)
+    client, server, tls = _addresses(req)
+    return {
+        "type": "http",
+        "asgi": asgi_info(),
+        "http_version": req.http_version,
+        "method": req.method,
+        "scheme": "https" if tls else "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": [(name.lower(), value) for name, value in req.raw_headers],
+        "client": client,
+        "server": server,
+        "state": state.copy(),
+        "extensions": {PATHSEND: {}},
+    }
+
+
+def websocket_scope(
+    req: Any, subprotocols: list[str], root_path: str, state: dict[str, Any]
+) -> Scope:
+    """The ``websocket`` scope of an upgrade request and the subprotocols it offered."""
+    path, raw_path, query = split_target(req.url, root_path)
+    client, server, tls = _addresses(req)
+    return {
+        "type": "websocket",
+        "asgi": asgi_info(),
+        "http_version": req.http_version,
+        "scheme": "wss" if tls else "ws",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": [(name.lower(), value) for name, value in req.raw_headers],
+        "client": client,
+        "server": server,
+        "subprotocols": subprotocols,
+        "state": state.copy(),
+        "extensions": {WS_DENIAL: {}},
+    }
