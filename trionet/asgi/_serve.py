@@ -119,15 +119,18 @@ async def serve(
       access_log: one INFO line per response on the ``trionet.access`` logger
         (the common log format).
       ws_max_size: bigger WebSocket messages close the connection with 1009.
-      ws_ping_interval, ws_ping_timeout: WebSocket heartbeat (off by default).
+      ws_ping_interval: seconds between WebSocket pings (None: no heartbeat).
+      ws_ping_timeout: seconds a pong may take before the connection fails.
       ws_per_message_deflate: negotiate permessage-deflate (off, as trionet.ws).
-      headers_timeout, request_timeout, keep_alive_timeout, max_header_size,
-        max_body_size, max_requests_per_socket, max_connections, backlog,
-        reuse_port: as :func:`trionet.http.serve` (None: its default).
-      key, cert, ca, request_cert, reject_unauthorized, ssl_context: serve
-        HTTPS and WSS, as :func:`trionet.https.serve`.
       startup_timeout: seconds for the app's startup (None: no bound).
       shutdown_timeout: seconds for the app's lifespan shutdown.
+
+    ``headers_timeout``, ``request_timeout``, ``keep_alive_timeout``,
+    ``max_header_size``, ``max_body_size``, ``max_requests_per_socket``,
+    ``max_connections``, ``backlog`` and ``reuse_port`` are as in
+    :func:`trionet.http.serve` (None: its default); ``key``, ``cert``, ``ca``,
+    ``request_cert``, ``reject_unauthorized`` and ``ssl_context`` serve HTTPS
+    and WSS, as in :func:`trionet.https.serve`.
 
     Raises:
       LifespanFailure: the app's startup failed (its message).
