@@ -159,7 +159,11 @@ async def connect(
         raise TimeoutError(f"connect timed out after {timeout}s: {target}") from None
     except OSError as exc:
         raise _connect_error(exc, target) from exc
-    return Socket(stream, allow_half_open=allow_half_open)
+    sock = Socket(stream, allow_half_open=allow_half_open)
+    # Named now, while the kernel knows the peer: a reset makes it forget, and
+    # the errors say whom they lost ("read ECONNRESET 127.0.0.1:8124").
+    _ = sock.remote_address
+    return sock
 
 
 async def _open_stream(
