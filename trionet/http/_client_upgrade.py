@@ -48,7 +48,11 @@ async def switch_protocols(prepared: _Prepared) -> tuple[ClientResponse, Socket 
         if h.their_state is h11.SWITCHED_PROTOCOL:
             res = ClientResponse(event, None, None, None, prepared.method)
             leftover = bytes(h.trailing_data[0])
-            return res, Socket(conn.stream, allow_half_open=False), leftover
+            # The connection's own Socket goes on (one per connection, its
+            # counters running), now with Node's default for a raw socket.
+            sock = conn.socket
+            sock.allow_half_open = False
+            return res, sock, leftover
         if type(event) is not h11.Response:
             raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
         check_framing(event, conn.origin)
