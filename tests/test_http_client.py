@@ -26,6 +26,7 @@ import trionet
 from trionet import http
 from trionet.agent import Agent
 from trionet.http._client import upgrade
+from trionet.http._client_upgrade import MAX_REFUSAL_BODY, REFUSAL_BODY_TIMEOUT
 
 
 def url(port: int, path: str = "/") -> str:
@@ -641,6 +642,65 @@ async def test_upgrade_refused_returns_the_response_and_no_socket() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_upgrade_keeps_a_refusals_body_up_to_the_cap() -> None:
+    """A refusal's body explains it: the first MAX_REFUSAL_BODY bytes, the rest dropped."""
+    size = 16 * MAX_REFUSAL_BODY
+    refusal = f"HTTP/1.1 403 Forbidden\r\nContent-Length: {size}\r\n\r\n".encode()
+
+    async def flood(sock: trionet.net.Socket) -> None:
+        with trio.move_on_after(5):
+            await reply_with(refusal + b"x" * size, sock)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, flood)
+            res, sock, _ = await upgrade(
+                url(port), headers={"Connection": "Upgrade", "Upgrade": "test"}
+            )
+            assert (res.status, sock) == (403, None)
+            assert res.body == b"x" * MAX_REFUSAL_BODY
+            nursery.cancel_scope.cancel()
+
+
+async def test_upgrade_waits_for_a_refusals_body_a_bounded_time() -> None:
+    """A server that sends a refusal's head and stalls holds the caller one second at most."""
+    stalled = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\nbusy, "
+
+    async def stall(sock: trionet.net.Socket) -> None:
+        await reply_with(stalled, sock)
+        await trio.sleep_forever()
+
+    with trio.fail_after(REFUSAL_BODY_TIMEOUT + 5):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, stall)
+            started = trio.current_time()
+            res, sock, _ = await upgrade(
+                url(port), headers={"Connection": "Upgrade", "Upgrade": "test"}
+            )
+            waited = trio.current_time() - started
+            assert (res.status, res.body, sock) == (503, b"busy, ", None)
+            assert REFUSAL_BODY_TIMEOUT <= waited < REFUSAL_BODY_TIMEOUT + 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_upgrade_keeps_a_malformed_refusal_body_as_far_as_it_went() -> None:
+    """The status is the answer; a broken chunked body is not an error on top of it."""
+    broken = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nno!\n\r\nZZ\r\n"
+
+    async def reply_and_close(sock: trionet.net.Socket) -> None:
+        await reply_with(broken, sock)
+        await sock.aclose()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, reply_and_close)
+            res, sock, _ = await upgrade(
+                url(port), headers={"Connection": "Upgrade", "Upgrade": "test"}
+            )
+            assert (res.status, res.body, sock) == (400, b"no!\n", None)
+            nursery.cancel_scope.cancel()
+
+
 def test_keep_alive_header_parsing() -> None:
     from trionet.http._client_response import _keep_alive_timeout
 
@@ -677,4 +737,7 @@ async def test_repeated_headers_joined_and_distinct() -> None:
                 "b=2",
             ]
             assert res.raw_headers[2] == (b"Via", b"one")
+            # The one Headers class of both sides: any-case lookup, get_all unjoined.
+            assert res.headers["Set-Cookie"] == "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT\nb=2"
+            assert res.headers.get_all("VIA") == ["one", "two"]
             nursery.cancel_scope.cancel()

@@ -68,3 +68,22 @@ def test_date_line_is_formatted_once_a_second(monkeypatch: pytest.MonkeyPatch) -
     assert date_line() is first  # the cached bytes, not a new string
     now[0] += 1
     assert date_line() == b"Date: Sun, 09 Sep 2001 01:46:41 GMT\r\n"
+
+
+def test_one_headers_class_joins_as_node_on_both_sides() -> None:
+    """Requests (server side) and responses (client side) share one mapping and one join rule."""
+    headers = Headers(
+        [
+            (b"Cookie", b"a=1"),
+            (b"cookie", b"b=2"),
+            (b"Set-Cookie", b"x=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+            (b"set-cookie", b"y=2"),
+            (b"Accept", b"text/html"),
+            (b"accept", b"*/*"),
+        ]
+    )
+    assert headers["cookie"] == "a=1; b=2"
+    assert headers["Set-Cookie"] == "x=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT\ny=2"
+    assert headers["accept"] == "text/html, */*"
+    assert headers.get_all("set-cookie") == ["x=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT", "y=2"]
+

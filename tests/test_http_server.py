@@ -216,6 +216,44 @@ async def test_head_and_no_body_statuses(nursery: trio.Nursery) -> None:
     await client.aclose()
 
 
+async def test_head_with_the_apps_content_length_keeps_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    """A HEAD answer announces the length of a body it never sends: that is not "short"."""
+
+    async def app(req: Request, res: Response) -> None:
+        res.set_header("Content-Length", "26")
+        if req.method == "HEAD":
+            await res.end()
+        else:
+            await res.end(b"body that must not be sent")
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get(method="HEAD"))
+    res = await client.response(head_only=True)
+    assert res.headers["content-length"] == "26" and res.headers["connection"] == "keep-alive"
+    await client.send(get())
+    assert (await client.response()).body == b"body that must not be sent"
+    await client.aclose()
+
+
+async def test_should_keep_alive_false_closes_after_the_response(nursery: trio.Nursery) -> None:
+    """Node's ``res.shouldKeepAlive``: the app may ask for the close; it reads the decision."""
+    decided: list[bool] = []
+
+    async def app(req: Request, res: Response) -> None:
+        if req.path == "/last":
+            res.should_keep_alive = False
+        await res.end(b"x")
+        decided.append(res.should_keep_alive)
+
+    server = await start(nursery, app)
+    data = await exchange(server.port, get("/") + get("/last") + get("/never"))
+    assert [r.headers["connection"] for r in parse_all(data)] == ["keep-alive", "close"]
+    assert decided == [True, False]
+
+
 async def test_pipelined_thousand_requests_answered_in_order(nursery: trio.Nursery) -> None:
     server = await start(nursery, hello)
     client = await RawClient.connect(server.port)
@@ -237,6 +275,25 @@ async def test_request_body_content_length_and_chunked(nursery: trio.Nursery) ->
     chunked = b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-T: y\r\n\r\n"
     await client.send(get(method="POST").replace(b"\r\n\r\n", b"\r\n" + chunked, 1))
     assert (await client.response()).body == b"hello!"
+    await client.aclose()
+
+
+async def test_trailers_of_a_chunked_body_are_on_the_request(nursery: trio.Nursery) -> None:
+    """Node's ``message.trailers``: empty until the body was read to its end."""
+    seen: list[dict[str, str]] = []
+
+    async def app(req: Request, res: Response) -> None:
+        seen.append(dict(req.trailers))
+        body = await req.read()
+        seen.append(dict(req.trailers))
+        await res.end(body)
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Digest: abc\r\n\r\n"
+    await client.send(get(method="POST").replace(b"\r\n\r\n", b"\r\n" + chunked, 1))
+    assert (await client.response()).body == b"ok"
+    assert seen == [{}, {"x-digest": "abc"}]
     await client.aclose()
 
 
@@ -320,6 +377,25 @@ async def test_app_exception_gives_500_and_is_logged(
     # The server goes on.
     data = await exchange(server.port, get("/ok", "Connection: close"))
     assert parse_all(data)[0].body == b"fine"
+
+
+async def test_an_invalid_status_message_still_gets_the_500(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head is "sent" only once it was built: a refused reason phrase leaves room for a 500."""
+
+    async def app(req: Request, res: Response) -> None:
+        res.status_message = "OK\r\nSet-Cookie: injected=1"
+        await res.end(b"never")
+
+    server = await start(nursery, app)
+    with caplog.at_level(logging.ERROR, logger="trionet"):
+        data = await exchange(server.port, get())
+    [res] = parse_all(data)
+    assert res.status == 500 and "set-cookie" not in res.headers
+    # The server's records carry its module's logger name (as Trio's do).
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.name == "trionet.http.server" and "status message" in caplog.text
 
 
 async def test_app_exception_after_headers_aborts_the_connection(nursery: trio.Nursery) -> None:

@@ -8,8 +8,9 @@ with :mod:`ast`, nothing is executed.
 The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
-   ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``) and the
-   descriptor I/O (``_fdio``);
+   ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
+   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
+   the descriptor I/O (``_fdio``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
@@ -46,6 +47,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._ws_protocol",
         "trionet._ws_state",
         "trionet._ws_send",
+        "trionet._tls_pem",
+        "trionet._tls_verify",
+        "trionet._tls_failure",
         "trionet._fdio",
     ),
     ("trionet._stream",),
@@ -71,19 +75,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._certs",
     ),
 )
-
-#: Circles being removed by work in progress elsewhere: the lead empties this
-#: list as they are merged (a module listed here that is no longer in a circle
-#: shows as XPASS).
-KNOWN_CIRCLES_TO_REMOVE = frozenset(
-    {
-        "trionet._tls_context",
-        "trionet._tls_stream",
-        "trionet.http._messages",
-        "trionet.http._server",
-    }
-)
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
@@ -155,13 +146,6 @@ def in_a_circle(name: str) -> list[str] | None:
     return None
 
 
-def _marked(names: list[str], flaky: frozenset[str], reason: str) -> list[object]:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(reason=reason, strict=False)) if n in flaky else n
-        for n in names
-    ]
-
-
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_module_imports_only_its_layer_and_below(name: str) -> None:
     layer = layer_of(name)
@@ -170,10 +154,7 @@ def test_module_imports_only_its_layer_and_below(name: str) -> None:
     assert not upward, f"{name} (layer {layer}) imports higher layers: {upward}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    _marked(sorted(FILES), KNOWN_CIRCLES_TO_REMOVE, "a known circle, being removed elsewhere"),
-)
+@pytest.mark.parametrize("name", sorted(FILES))
 def test_module_is_in_no_import_circle(name: str) -> None:
     circle = in_a_circle(name)
     assert circle is None, " -> ".join(circle)

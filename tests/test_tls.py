@@ -378,34 +378,6 @@ async def test_stdlib_context_without_verification_still_reports_authorized(
             await sock.aclose()
 
 
-def test_explain_chain_words_match_openssls(
-    tls_ca: trustme.CA, tls_server_cert: trustme.LeafCert, other_ca: trustme.CA
-) -> None:
-    from cryptography import x509
-
-    from trionet._tls_context import explain_chain
-
-    def load(blob: trustme.Blob) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(blob.bytes())
-
-    leaf, anchor = load(tls_server_cert.cert_chain_pems[0]), load(tls_ca.cert_pem)
-    expired = load(tls_ca.issue_cert(
-        "localhost",
-        not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
-        not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
-    ).cert_chain_pems[0])
-    assert explain_chain([leaf], [anchor], "localhost") is None
-    assert explain_chain([leaf], [anchor], "::1") is None
-    assert explain_chain([leaf], [anchor]) is None  # as a client certificate
-    assert "hostname mismatch" in (explain_chain([leaf], [anchor], "example.com") or "")
-    assert explain_chain([leaf], [load(other_ca.cert_pem)], "localhost") == (
-        "unable to get local issuer certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"
-    )
-    assert explain_chain([expired], [anchor], "localhost") == (
-        "certificate has expired (CERT_HAS_EXPIRED)"
-    )
-
-
 async def test_half_close_over_tls(
     serve: ServeFixture, server_identity: Identity, ca_pem: bytes
 ) -> None:
@@ -455,6 +427,44 @@ async def test_many_full_duplex_clients_at_once(
         async with trio.open_nursery() as nursery:
             for _ in range(20):
                 nursery.start_soon(client)
+
+
+@pytest.mark.parametrize("client_engine", ["pyopenssl", "stdlib"])
+@pytest.mark.parametrize("server_engine", ["pyopenssl", "stdlib"])
+async def test_a_refused_certificate_reads_the_same_whichever_engine_runs_either_side(
+    serve: ServeFixture, server_identity: Identity, server_ssl_context: ssl.SSLContext,
+    other_ca: trustme.CA, caplog: pytest.LogCaptureFixture,
+    server_engine: str, client_engine: str,
+) -> None:
+    """The client says why it refused; the server logs what it got in the same words.
+
+    trionet's client sends the alert ("unknown ca"); trio.SSLStream drops the
+    connection without one, which either server engine calls the peer closing.
+    """
+    server_options = (
+        {"ssl_context": server_ssl_context} if server_engine == "stdlib"
+        else server_identity.options()
+    )
+    server = await serve(trionet.tls.serve, EchoServer(), **server_options)
+    if client_engine == "stdlib":
+        context = ssl.create_default_context()
+        other_ca.configure_trust(context)
+        client_options: dict[str, object] = {"ssl_context": context}
+    else:
+        client_options = {"ca": other_ca.cert_pem.bytes()}
+    with trio.fail_after(10), caplog.at_level(logging.INFO, logger="trionet"):
+        with pytest.raises(trionet.TLSError) as refused:
+            await trionet.tls.connect(server.port, "localhost", **client_options)  # type: ignore[arg-type]
+        while not (logged := [r for r in caplog.records if "TLS handshake with" in r.getMessage()]):
+            await trio.sleep(0.01)
+    assert str(refused.value).startswith(
+        "TLS handshake failed: certificate verify failed: unable to get local issuer certificate"
+    )
+    [record] = logged
+    assert record.levelno == logging.INFO
+    heard = {"pyopenssl": "tlsv1 alert unknown ca",
+             "stdlib": "the peer closed the connection"}[client_engine]
+    assert record.getMessage().endswith(f" failed: {heard}")
 
 
 # -- the server survives bad clients -------------------------------------------------

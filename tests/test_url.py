@@ -97,6 +97,17 @@ def test_each_caller_accepts_only_its_schemes() -> None:
         parse_url("ftp://h/", ANY_SCHEMES)
 
 
+def test_a_websocket_url_with_a_fragment_is_refused() -> None:
+    """RFC 6455 §3: "Fragment identifiers ... MUST NOT be used on these URIs" (Node's ws throws)."""
+    with pytest.raises(ValueError, match="fragment"):
+        parse_url("ws://h/chat#room", WS_SCHEMES)
+    with pytest.raises(ValueError, match="fragment"):
+        parse_url("wss://h/#x", ANY_SCHEMES)
+    assert parse_url("ws://h/chat#", WS_SCHEMES).path == b"/chat"  # empty: WHATWG's hash is ""
+    assert parse_url("ws://h/chat%23room", WS_SCHEMES).path == b"/chat%23room"  # escaped: a path
+    assert parse_url("http://h/page#part").path == b"/page"  # HTTP: dropped, as ever
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

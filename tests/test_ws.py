@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -570,6 +571,226 @@ def socket_port() -> Any:
             yield s.getsockname()[1]
 
     return manager()
+
+
+# -- where connect goes: the URL, as Node's ws reads it ------------------------------
+
+
+class LoopbackResolver(trio.abc.HostnameResolver):
+    """Answers every name with 127.0.0.1 and remembers the names asked, as DNS gets them."""
+
+    def __init__(self) -> None:
+        self.asked: list[bytes | str | None] = []
+
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        self.asked.append(host)
+        return await trio.socket.getaddrinfo("127.0.0.1", port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+@pytest.fixture
+async def loopback_names() -> AsyncIterator[LoopbackResolver]:
+    """Every host name resolves to 127.0.0.1 for this test (trio's own resolver hook)."""
+    resolver = LoopbackResolver()
+    previous = trio.socket.set_custom_hostname_resolver(resolver)
+    yield resolver
+    trio.socket.set_custom_hostname_resolver(previous)
+
+
+async def test_a_non_ascii_host_is_looked_up_and_sent_in_its_idna_form(
+    nursery: trio.Nursery, loopback_names: LoopbackResolver
+) -> None:
+    """Node's WHATWG URL turns bücher.example into xn--bcher-kva.example; so does connect."""
+    seen: list[str] = []
+
+    async def handler(sock: ws.WebSocket) -> None:
+        seen.append(sock.request.headers["host"])
+
+    server = await start(nursery, handler)
+    with trio.fail_after(5):
+        async with ws.connect(f"ws://Bücher.example:{server.port}/"):
+            pass
+    assert loopback_names.asked == [b"xn--bcher-kva.example"]
+    assert seen == [f"xn--bcher-kva.example:{server.port}"]
+
+
+async def test_wss_to_a_non_ascii_host_checks_the_certificate_for_its_idna_form(
+    nursery: trio.Nursery, loopback_names: LoopbackResolver, tls_ca: Any, ca_pem: bytes
+) -> None:
+    """SNI and the certificate check see the ASCII name, the one a certificate can carry."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_ca.issue_cert("xn--bcher-kva.example").configure_cert(context)
+    server = await start(nursery, ssl_context=context)
+    with trio.fail_after(10):
+        async with ws.connect(f"wss://bücher.example:{server.port}/", ca=ca_pem) as client:
+            await client.send("grüße")
+            assert await client.receive() == "grüße"
+
+
+async def test_user_information_in_the_url_is_sent_as_basic_authorization(
+    nursery: trio.Nursery,
+) -> None:
+    """As Node's ws does with ``ws://user:pass@host/`` (RFC 7617)."""
+
+    def only_alice(req: Any) -> bool:
+        return bool(req.headers.get("authorization") == "Basic YWxpY2U6czNjcmV0")  # alice:s3cret
+
+    server = await start(nursery, accept=only_alice)
+    with trio.fail_after(5):
+        async with ws.connect(f"ws://alice:s3cret@127.0.0.1:{server.port}/") as client:
+            await client.send("in")
+            assert await client.receive() == "in"
+        with pytest.raises(ws.HandshakeError, match="401"):
+            async with ws.connect(url(server)):
+                pass
+
+
+async def test_an_ipv6_literal_connects_and_is_bracketed_in_the_host_header(
+    nursery: trio.Nursery,
+) -> None:
+    seen: list[str] = []
+
+    async def handler(sock: ws.WebSocket) -> None:
+        seen.append(sock.request.headers["host"])
+
+    serve = functools.partial(ws.serve, handler, 0, host="::1")
+    server = await nursery.start(serve)
+    with trio.fail_after(5):
+        async with ws.connect(f"ws://[::1]:{server.port}/"):
+            pass
+    assert seen == [f"[::1]:{server.port}"]
+
+
+@pytest.mark.parametrize("bad", ["ws://127.0.0.1:1/chat#room", "wss://127.0.0.1:1/#x"])
+async def test_a_fragment_in_the_url_is_refused_before_connecting(bad: str) -> None:
+    """RFC 6455 §3: fragments "MUST NOT be used on these URIs"; Node's ws throws too."""
+    with trio.fail_after(5), pytest.raises(ValueError, match="fragment"):
+        async with ws.connect(bad):
+            pass
+
+
+@pytest.mark.parametrize("bad", ["http://127.0.0.1:1/", "ws:///no-host"])
+async def test_urls_that_are_not_websocket_urls_are_refused(bad: str) -> None:
+    with trio.fail_after(5), pytest.raises(ValueError):
+        async with ws.connect(bad):
+            pass
+
+
+async def test_a_large_refusal_body_is_cut_at_the_cap(nursery: trio.Nursery) -> None:
+    """The body of a refusal is for the error message: kept up to MAX_REFUSAL_BODY bytes."""
+    from trionet.http._client_upgrade import MAX_REFUSAL_BODY
+
+    size = 4 * MAX_REFUSAL_BODY
+
+    async def flood(sock: trionet.net.Socket) -> None:
+        await sock.receive()
+        head = f"HTTP/1.1 403 Forbidden\r\nContent-Length: {size}\r\n\r\n".encode()
+        with trio.move_on_after(5):
+            await sock.send(head + b"x" * size)
+        await sock.aclose()
+
+    server = await nursery.start(functools.partial(trionet.net.serve, flood, 0, host="127.0.0.1"))
+    with trio.fail_after(5), pytest.raises(ws.HandshakeError) as refused:
+        async with ws.connect(url(server)):
+            pass
+    assert refused.value.status == 403
+    assert refused.value.body == b"x" * MAX_REFUSAL_BODY
+
+
+def switching_peer(extra_headers: bytes = b"", after: bytes = b"", accept: bool = True) -> Any:
+    """A raw server that answers the handshake with a 101 of its own making, then ``after``."""
+
+    async def peer(sock: trionet.net.Socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await sock.receive()
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        token = accept_token(key) if accept else "d3Jvbmc="
+        await sock.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n%s"
+            % (token.encode(), extra_headers, after)
+        )
+        with trio.move_on_after(5):
+            while await sock.receive():
+                pass
+
+    return peer
+
+
+async def test_bytes_sent_with_the_101_are_the_first_message(nursery: trio.Nursery) -> None:
+    """The server may write its first frame in the same packet as its 101."""
+    peer = switching_peer(after=frame(TEXT, "right after the 101", mask=False))
+    server = await nursery.start(functools.partial(trionet.net.serve, peer, 0, host="127.0.0.1"))
+    with trio.fail_after(5):
+        async with ws.connect(url(server), close_timeout=0.1) as client:  # no Close comes back
+            assert await client.receive() == "right after the 101"
+            assert client.request.extra_headers == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (b"Sec-WebSocket-Protocol: never.offered\r\n", "unrecognized subprotocol never.offered"),
+        (b"Sec-WebSocket-Extensions: x-unknown\r\n", "unrecognized extension x-unknown"),
+        (
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=3\r\n",
+            "bad handshake response",
+        ),
+    ],
+    ids=["subprotocol", "extension", "deflate-parameters"],
+)
+async def test_a_101_that_agrees_to_what_was_not_offered_is_refused(
+    nursery: trio.Nursery, extra: bytes, message: str
+) -> None:
+    peer = switching_peer(extra_headers=extra)
+    server = await nursery.start(functools.partial(trionet.net.serve, peer, 0, host="127.0.0.1"))
+    with trio.fail_after(5), pytest.raises(ws.HandshakeError, match=message) as refused:
+        async with ws.connect(url(server), compression=True):
+            pass
+    assert refused.value.status is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (b"SPDY/3 101 Hi\r\n\r\n", ws.HandshakeError, "bad handshake response"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 20000 + b"\r\n\r\n", ws.HandshakeError, "limit"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+            ws.HandshakeError,
+            "Upgrade: websocket",
+        ),
+        (b"", trionet.ConnectionLost, "closed the connection before responding"),
+    ],
+    ids=["not-http", "head-too-large", "no-upgrade-header", "closed-unanswered"],
+)
+async def test_a_broken_answer_to_the_handshake_raises_saying_what(
+    nursery: trio.Nursery, answer: bytes, error: type[Exception], message: str
+) -> None:
+    async def peer(sock: trionet.net.Socket) -> None:
+        await sock.receive()
+        await sock.send(answer)
+        await sock.aclose()
+
+    server = await nursery.start(functools.partial(trionet.net.serve, peer, 0, host="127.0.0.1"))
+    with trio.fail_after(5), pytest.raises(error, match=message):
+        async with ws.connect(url(server)):
+            pass
 
 
 # -- sizes and compression ---------------------------------------------------------

@@ -30,6 +30,7 @@ if sys.version_info < (3, 11):
 
 from ._errors import TLSError
 from ._stream import Address, format_address
+from ._tls_failure import handshake_failure
 
 __all__ = [
     "ConnectionHandler",
@@ -353,27 +354,25 @@ class TLSHandshakeFailed(Exception):
 
 
 async def tls_handshake(stream: trio.abc.Stream, context: TLSContext) -> trio.abc.Stream:
-    """Wrap an accepted stream in TLS and finish the handshake within the timeout."""
-    if not isinstance(context, ssl.SSLContext):
-        try:
-            with trio.fail_after(context.handshake_timeout):
-                return await context.wrap_server_stream(stream)
-        except trio.TooSlowError:
-            raise TLSHandshakeFailed(
-                f"no handshake within {context.handshake_timeout}s"
-            ) from None
-        except (TLSError, trio.BrokenResourceError, OSError) as exc:
-            raise TLSHandshakeFailed(str(exc).removeprefix("TLS handshake failed: ")) from None
-    tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    """Wrap an accepted stream in TLS and finish the handshake within the timeout.
+
+    Either engine's failure is told in the same words (:func:`handshake_failure`).
+    """
+    if isinstance(context, ssl.SSLContext):
+        timeout = TLS_HANDSHAKE_TIMEOUT
+    else:
+        timeout = context.handshake_timeout
     try:
-        with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+        with trio.fail_after(timeout):
+            if not isinstance(context, ssl.SSLContext):
+                return await context.wrap_server_stream(stream)
+            tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
             await tls.do_handshake()
+            return tls
     except trio.TooSlowError:
-        raise TLSHandshakeFailed(f"no handshake within {TLS_HANDSHAKE_TIMEOUT}s") from None
-    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-        raise TLSHandshakeFailed(str(cause or exc)) from None
-    return tls
+        raise TLSHandshakeFailed(f"no handshake within {timeout}s") from None
+    except (TLSError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+        raise TLSHandshakeFailed(handshake_failure(exc).reason) from None
 
 
 def _peer_name(stream: trio.SocketStream) -> str:

@@ -1,251 +1,155 @@
-"""Node's TLS options turned into OpenSSL contexts, and the words for a failed check.
+"""Node's TLS options turned into OpenSSL contexts.
 
 Node's ``tls`` takes ``key``, ``cert`` and ``ca`` as PEM strings, buffers or
 files, and two switches that decide how a peer's certificate is judged:
-``requestCert`` and ``rejectUnauthorized``. The standard :mod:`ssl` module
-cannot ask for a client certificate without enforcing it, nor say why a
-certificate was refused; so the contexts here are pyOpenSSL ones whose verify
-callback *records* OpenSSL's verdict on each certificate of the chain and
-lets the handshake go on only when ``reject_unauthorized`` is False. With
-``reject_unauthorized=True`` the callback returns OpenSSL's own verdict
-unchanged: verification is never loosened.
+``requestCert`` and ``rejectUnauthorized``
+(https://nodejs.org/docs/latest-v20.x/api/tls.html#tlscreateserveroptions-secureconnectionlistener).
+The standard :mod:`ssl` module cannot ask for a client certificate without
+enforcing it, nor say why a certificate was refused; so the contexts here are
+pyOpenSSL ones whose verify callback *records* OpenSSL's verdict on each
+certificate of the chain and lets the handshake go on only when
+``reject_unauthorized`` is False. With ``reject_unauthorized=True`` the
+callback returns OpenSSL's own verdict unchanged: verification is never loosened.
 
-:class:`TLSConfig` bundles a context with those switches; it is what
-``tls.serve``/``tls.connect`` and ``https.serve`` hand to the stream in
-:mod:`trionet._tls_stream`. :func:`client_ssl_context` builds a standard
+The callback's decision is bound when the context is built (a closure over
+``reject_unauthorized``); what it records goes to the connection's
+:class:`~trionet._tls_verify.PeerVerdict`, which the stream sets as OpenSSL's
+app data. So this module knows nothing of the stream: it builds a
+:class:`~trionet._tls_stream.TLSConfig` and the stream module never imports
+it back. Rejected: looking the switches up on the stream from the callback
+(the old way, which made the two modules import each other) and a context per
+connection (building one costs more than the handshake it would serve).
+
+:class:`TLSOptions` carries Node's options inward: the public functions
+(``tls.serve``, ``https.serve``, ``tls.connect``, ``server_config``, ...)
+keep their explicit, typed keyword arguments and hand one ``TLSOptions`` to
+the builders here. :func:`client_ssl_context` builds a standard
 :class:`ssl.SSLContext` from the same options for the HTTP client's agent and
-the WebSocket client.
+the WebSocket client. PEM reading is :mod:`trionet._tls_pem`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
+import dataclasses
 import os
 import ssl
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
 from OpenSSL import SSL, crypto
 
-from ._errors import TLSError
-from ._server import TLS_HANDSHAKE_TIMEOUT
-
-if TYPE_CHECKING:
-    from ._tls_stream import TLSStream
+from ._tls_pem import (
+    CAInput,
+    PemInput,
+    SNIContexts,
+    ca_inputs,
+    describe,
+    load_certificates,
+    load_pem,
+    load_private_key,
+    pem_identity,
+)
+from ._tls_stream import TLSConfig
+from ._tls_verify import PeerVerdict, dns_match
 
 __all__ = [
     "CAInput",
-    "PeerVerdict",
     "PemInput",
     "SNIContexts",
     "TLSConfig",
+    "TLSOptions",
     "client_config",
+    "client_config_from",
     "client_ssl_context",
-    "explain_chain",
-    "hostname_mismatch",
-    "load_pem",
-    "peer_certificate_dict",
+    "client_ssl_context_from",
     "server_config",
-    "verify_error_words",
+    "server_config_from",
+    "server_tls",
 ]
 
-#: PEM data (``bytes`` or a ``str`` holding ``-----BEGIN``) or the path of a PEM file.
-PemInput = bytes | str | os.PathLike[str]
-#: One PEM input or several, as Node's ``ca`` option.
-CAInput = PemInput | Sequence[PemInput]
-#: A certificate per server name: ``{"a.example.com": {"key": ..., "cert": ...}}``.
-SNIContexts = Mapping[str, Mapping[str, PemInput]]
-
-# Node 20's tls.DEFAULT_MIN_VERSION is 'TLSv1.2' (ANCHORS §1.5).
+# Node 20's tls.DEFAULT_MIN_VERSION is 'TLSv1.2'
+# (https://nodejs.org/docs/latest-v20.x/api/tls.html#tlsdefault_min_version).
 MIN_VERSION = SSL.TLS1_2_VERSION
 
 # Without a session id context, a TLS 1.2 client resuming a session with a
-# server that verifies client certificates gets "session id context uninitialized".
+# server that verifies client certificates gets "session id context uninitialized"
+# (SSL_CTX_set_session_id_context(3), https://docs.openssl.org/3.0/man3/SSL_CTX_set_session_id_context/).
 SESSION_ID_CONTEXT = b"trionet"
 
-# OpenSSL's X509_V_ERR_* codes for the failures people meet, with Node's name
-# for each (Node's ``authorizationError`` is this name) and OpenSSL's words.
-VERIFY_ERRORS: dict[int, tuple[str, str]] = {
-    2: ("UNABLE_TO_GET_ISSUER_CERT", "unable to get issuer certificate"),
-    4: ("UNABLE_TO_DECRYPT_CERT_SIGNATURE", "unable to decrypt certificate's signature"),
-    7: ("CERT_SIGNATURE_FAILURE", "certificate signature failure"),
-    9: ("CERT_NOT_YET_VALID", "certificate is not yet valid"),
-    10: ("CERT_HAS_EXPIRED", "certificate has expired"),
-    18: ("DEPTH_ZERO_SELF_SIGNED_CERT", "self-signed certificate"),
-    19: ("SELF_SIGNED_CERT_IN_CHAIN", "self-signed certificate in certificate chain"),
-    20: (
-        "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-        "unable to get local issuer certificate (unknown CA)",
-    ),
-    21: ("UNABLE_TO_VERIFY_LEAF_SIGNATURE", "unable to verify the first certificate"),
-    22: ("CERT_CHAIN_TOO_LONG", "certificate chain too long"),
-    23: ("CERT_REVOKED", "certificate revoked"),
-    24: ("INVALID_CA", "invalid CA certificate"),
-    25: ("PATH_LENGTH_EXCEEDED", "path length constraint exceeded"),
-    26: ("INVALID_PURPOSE", "unsupported certificate purpose"),
-    27: ("CERT_UNTRUSTED", "certificate not trusted"),
-    28: ("CERT_REJECTED", "certificate rejected"),
-}
 
-#: The reason given when a peer that was asked for a certificate sent none
-#: (Node reports UNABLE_TO_GET_ISSUER_CERT here, for historical reasons).
-NO_PEER_CERTIFICATE = "the peer sent no certificate"
+@dataclass(frozen=True, kw_only=True)
+class TLSOptions:
+    """Node's TLS options in one piece, as the public functions received them.
 
-
-def verify_error_words(errnum: int) -> str:
-    """OpenSSL's verify error ``errnum`` in words, with Node's code in parentheses."""
-    code, words = VERIFY_ERRORS.get(errnum, (f"X509_V_ERR_{errnum}", "certificate verify error"))
-    return f"{words} ({code})"
-
-
-# -- loading PEM ------------------------------------------------------------------
-def load_pem(value: PemInput) -> bytes:
-    """PEM bytes from PEM data or from the file at ``value``."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str) and "-----BEGIN" in value:
-        return value.encode("ascii")
-    with open(os.fspath(value), "rb") as f:
-        return f.read()
-
-
-def _ca_inputs(ca: CAInput) -> list[PemInput]:
-    if isinstance(ca, (bytes, str, os.PathLike)):
-        return [ca]
-    return list(ca)
-
-
-def load_certificates(value: CAInput) -> list[x509.Certificate]:
-    """Every certificate in ``value`` (one PEM input or a list, as Node's ``ca``)."""
-    certs: list[x509.Certificate] = []
-    for item in _ca_inputs(value):
-        try:
-            certs.extend(x509.load_pem_x509_certificates(load_pem(item)))
-        except ValueError as exc:
-            raise ValueError(f"not a PEM certificate: {_describe(item)}") from exc
-    return certs
-
-
-#: The key types a certificate can be signed for (no DH or X25519 keys).
-SigningKey = (
-    rsa.RSAPrivateKey
-    | ec.EllipticCurvePrivateKey
-    | ed25519.Ed25519PrivateKey
-    | ed448.Ed448PrivateKey
-    | dsa.DSAPrivateKey
-)
-
-
-def load_private_key(value: PemInput) -> SigningKey:
-    """The (unencrypted) private key in ``value``."""
-    try:
-        key = serialization.load_pem_private_key(load_pem(value), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not an unencrypted PEM private key: {_describe(value)}") from exc
-    if not isinstance(
-        key,
-        (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
-         ed448.Ed448PrivateKey, dsa.DSAPrivateKey),
-    ):
-        raise ValueError(f"a {type(key).__name__} cannot sign a TLS handshake")
-    return key
-
-
-def _describe(value: PemInput) -> str:
-    if isinstance(value, bytes) or (isinstance(value, str) and "-----BEGIN" in value):
-        return "the PEM data given"
-    return os.fspath(value)
-
-
-# -- what a handshake decided -----------------------------------------------------
-@dataclass
-class PeerVerdict:
-    """What the verify callback saw during one handshake: the first failure, if any."""
-
-    #: OpenSSL's X509_V_ERR code of the first failed check, and at which depth.
-    errnum: int | None = None
-    depth: int | None = None
-    #: Why the peer is not authorized (Node's ``authorizationError``), in words.
-    reason: str | None = None
-
-    def record(self, errnum: int, depth: int) -> None:
-        if self.errnum is None:
-            self.errnum, self.depth = errnum, depth
-            self.reason = verify_error_words(errnum)
-
-    def refuse(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-
-
-# -- contexts ---------------------------------------------------------------------
-@dataclass
-class TLSConfig:
-    """A pyOpenSSL context plus Node's switches for judging the peer.
-
-    Build one with :func:`server_config` or :func:`client_config`. It is also
-    what ``serve(ssl_context=...)`` accepts besides a stdlib context: the
-    server calls :meth:`wrap_server_stream` on each accepted stream.
+    Only plumbing: users never build one, the public signatures list every
+    option with its type. Each field is Node's option of the same meaning.
     """
 
-    context: SSL.Context
-    server_side: bool
-    #: Node's ``rejectUnauthorized``: fail the handshake on an unverified peer.
-    reject_unauthorized: bool = True
-    #: Node's ``requestCert`` (server side): ask the client for a certificate.
+    key: PemInput | None = None
+    cert: PemInput | None = None
+    #: Node's ``ca``: replaces the well-known CAs (None: the system's).
+    ca: CAInput | None = None
+    #: Node's ``requestCert`` (server side).
     request_cert: bool = False
-    alpn_protocols: tuple[str, ...] = ()
-    #: Server side: a handshake not done within this many seconds is cut off
-    #: (Node's ``handshakeTimeout``, 120 s there; shorter here, see _server).
-    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    #: Node's ``rejectUnauthorized``.
+    reject_unauthorized: bool = True
+    alpn_protocols: Sequence[str] | None = None
+    #: Node's ``server.addContext(hostname, {key, cert})``, per name.
+    sni_contexts: SNIContexts | None = None
+    #: Node's ``handshakeTimeout`` in seconds (None: the server's default).
+    handshake_timeout: float | None = None
 
-    def new_connection(self) -> SSL.Connection:
-        """A fresh OpenSSL connection over memory BIOs for one handshake."""
-        conn = SSL.Connection(self.context, None)
-        if self.server_side:
-            conn.set_accept_state()
-        else:
-            conn.set_connect_state()
-        return conn
+    def builds_a_context(self) -> bool:
+        """Whether these options describe a server context (so ``ssl_context=`` is one too many)."""
+        return (
+            self.key is not None or self.cert is not None or self.ca is not None
+            or bool(self.sni_contexts)
+        )  # fmt: skip
 
-    async def wrap_server_stream(self, stream: Any) -> TLSStream:
-        """Run the server side of a handshake over ``stream`` (the ``serve`` hook)."""
-        from ._tls_stream import TLSStream
+    def client_identity(self) -> tuple[PemInput, PemInput] | None:
+        """The client certificate and key, or None; ValueError when only one is given."""
+        if self.cert is None and self.key is None:
+            return None
+        if self.cert is None or self.key is None:
+            raise ValueError("give both cert= and key= for a client certificate")
+        return self.cert, self.key
 
-        tls = TLSStream(stream, self)
-        await tls.do_handshake()
-        return tls
+    def client_key(self) -> tuple[Any, ...]:
+        """What makes two clients' contexts the same: the PEM content and the switch."""
+        return (
+            pem_identity(self.ca),
+            pem_identity(self.cert),
+            pem_identity(self.key),
+            self.reject_unauthorized,
+        )
 
 
+# -- the pieces of a context ------------------------------------------------------
 def _verify_callback(
-    conn: SSL.Connection, cert: Any, errnum: int, depth: int, ok: int
-) -> bool:
+    reject_unauthorized: bool,
+) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
     """OpenSSL asks about each certificate of the chain; we record and decide.
 
     Node: "rejectUnauthorized: If not false the server will reject any
     connection which is not authorized with the list of supplied CAs. This
     option only has an effect if requestCert is true." With it, OpenSSL's own
     verdict stands; without it, every certificate passes and the failure is
-    kept as ``authorization_error``.
+    kept in the connection's :class:`PeerVerdict` (its app data).
+    SSL_CTX_set_verify(3): the callback's return value decides whether the
+    handshake goes on (https://docs.openssl.org/3.0/man3/SSL_CTX_set_verify/).
     """
-    stream: TLSStream = conn.get_app_data()
-    if not ok:
-        stream.verdict.record(errnum, depth)
-    return bool(ok) or not stream.config.reject_unauthorized
+    go_on_when_failed = not reject_unauthorized
+
+    def verify(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
+        if ok:
+            return True
+        verdict: PeerVerdict = conn.get_app_data()
+        verdict.record(errnum, depth)
+        return go_on_when_failed
+
+    return verify
 
 
 def _new_context(method: int) -> SSL.Context:
@@ -259,7 +163,7 @@ def _use_identity(ctx: SSL.Context, cert: PemInput, key: PemInput) -> None:
     """Present ``cert`` (a chain: leaf first) with ``key``."""
     chain = load_certificates(cert)
     if not chain:
-        raise ValueError(f"no certificate in {_describe(cert)}")
+        raise ValueError(f"no certificate in {describe(cert)}")
     ctx.use_certificate(chain[0])
     for extra in chain[1:]:
         ctx.add_extra_chain_cert(extra)
@@ -280,7 +184,7 @@ def _trust(ctx: SSL.Context, ca: CAInput | None, *, tell_clients: bool = False) 
     for cert in load_certificates(ca):
         store.add_cert(crypto.X509.from_cryptography(cert))
         if tell_clients:
-            # The CertificateRequest names these CAs, as Node's server does.
+            # The CertificateRequest names these CAs (RFC 8446 §4.2.4), as Node's server does.
             ctx.add_client_ca(cert)
 
 
@@ -297,6 +201,7 @@ def _alpn_selector(protocols: Sequence[str]) -> Callable[[SSL.Connection, list[b
     return select
 
 
+# -- servers ------------------------------------------------------------------------
 def server_config(
     *,
     key: PemInput | None,
@@ -320,37 +225,64 @@ def server_config(
     (``*.example.com`` covers ``a.example.com``). The other options apply
     to every name.
     """
-    if key is None or cert is None:
+    return server_config_from(TLSOptions(
+        key=key, cert=cert, ca=ca, request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized, alpn_protocols=alpn_protocols,
+        sni_contexts=sni_contexts,
+    ))  # fmt: skip
+
+
+def server_config_from(options: TLSOptions) -> TLSConfig:
+    """:func:`server_config` from a :class:`TLSOptions` (``handshake_timeout`` included)."""
+    if options.key is None or options.cert is None:
         raise ValueError("a TLS server needs key= and cert= (or ssl_context=)")
+    verify = _verify_callback(options.reject_unauthorized)
 
     def context(key: PemInput, cert: PemInput) -> SSL.Context:
         ctx = _new_context(SSL.TLS_SERVER_METHOD)
         _use_identity(ctx, cert, key)
         ctx.set_session_id(SESSION_ID_CONTEXT)
-        if request_cert:
-            _trust(ctx, ca, tell_clients=True)
+        if options.request_cert:
+            _trust(ctx, options.ca, tell_clients=True)
             mode = SSL.VERIFY_PEER
-            if reject_unauthorized:
+            if options.reject_unauthorized:
                 mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
-            ctx.set_verify(mode, _verify_callback)
-        if alpn_protocols:
-            ctx.set_alpn_select_callback(_alpn_selector(alpn_protocols))
+            ctx.set_verify(mode, verify)
+        if options.alpn_protocols:
+            ctx.set_alpn_select_callback(_alpn_selector(options.alpn_protocols))
         return ctx
 
-    ctx = context(key, cert)
-    if sni_contexts:
+    ctx = context(options.key, options.cert)
+    if options.sni_contexts:
         by_name = {
             _sni_name(name): context(*_sni_identity(name, identity))
-            for name, identity in sni_contexts.items()
+            for name, identity in options.sni_contexts.items()
         }
         ctx.set_tlsext_servername_callback(_sni_selector(by_name))
-    return TLSConfig(
+    config = TLSConfig(
         ctx,
         server_side=True,
-        reject_unauthorized=reject_unauthorized,
-        request_cert=request_cert,
-        alpn_protocols=tuple(alpn_protocols or ()),
+        reject_unauthorized=options.reject_unauthorized,
+        request_cert=options.request_cert,
+        alpn_protocols=tuple(options.alpn_protocols or ()),
     )
+    if options.handshake_timeout is not None:
+        config.handshake_timeout = options.handshake_timeout
+    return config
+
+
+def server_tls(
+    options: TLSOptions, ssl_context: TLSConfig | ssl.SSLContext | None
+) -> TLSConfig | ssl.SSLContext:
+    """What a TLS server (tls.serve, https.serve) runs on: Node's options, or ``ssl_context``."""
+    if ssl_context is None:
+        return server_config_from(options)
+    if options.builds_a_context():
+        raise ValueError("give either ssl_context= or key=/cert=/ca=/sni_contexts=, not both")
+    if isinstance(ssl_context, TLSConfig) and options.handshake_timeout is not None:
+        # A copy: a config passed in may serve elsewhere with its own timeout.
+        return dataclasses.replace(ssl_context, handshake_timeout=options.handshake_timeout)
+    return ssl_context
 
 
 def _sni_name(name: str) -> str:
@@ -371,7 +303,7 @@ def _sni_identity(name: str, identity: Mapping[str, PemInput]) -> tuple[PemInput
 
 
 def _sni_selector(contexts: dict[str, SSL.Context]) -> Callable[[SSL.Connection], None]:
-    """OpenSSL's servername callback: switch to the context of the name asked for."""
+    """OpenSSL's servername callback: switch to the context of the name asked for (RFC 6066 §3)."""
     exact = {name: ctx for name, ctx in contexts.items() if not name.startswith("*.")}
     wildcards = [(name, ctx) for name, ctx in contexts.items() if name.startswith("*.")]
 
@@ -382,13 +314,14 @@ def _sni_selector(contexts: dict[str, SSL.Context]) -> Callable[[SSL.Connection]
         host = asked.decode("ascii", "replace").rstrip(".").lower()
         ctx = exact.get(host)
         if ctx is None:
-            ctx = next((c for pattern, c in wildcards if _dns_match(pattern, host)), None)
+            ctx = next((c for pattern, c in wildcards if dns_match(pattern, host)), None)
         if ctx is not None:
             conn.set_context(ctx)
 
     return select
 
 
+# -- clients ------------------------------------------------------------------------
 def client_config(
     *,
     ca: CAInput | None = None,
@@ -404,20 +337,27 @@ def client_config(
     If not false, the server certificate is verified against the list of
     supplied CAs", else the handshake goes on and ``authorized`` is False.
     """
+    return client_config_from(TLSOptions(
+        ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized,
+        alpn_protocols=alpn_protocols,
+    ))  # fmt: skip
+
+
+def client_config_from(options: TLSOptions) -> TLSConfig:
+    """:func:`client_config` from a :class:`TLSOptions`."""
     ctx = _new_context(SSL.TLS_CLIENT_METHOD)
-    _trust(ctx, ca)
-    ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
-    if cert is not None or key is not None:
-        if cert is None or key is None:
-            raise ValueError("give both cert= and key= for a client certificate")
-        _use_identity(ctx, cert, key)
-    if alpn_protocols:
-        ctx.set_alpn_protos([p.encode("ascii") for p in alpn_protocols])
+    _trust(ctx, options.ca)
+    ctx.set_verify(SSL.VERIFY_PEER, _verify_callback(options.reject_unauthorized))
+    identity = options.client_identity()
+    if identity is not None:
+        _use_identity(ctx, *identity)
+    if options.alpn_protocols:
+        ctx.set_alpn_protos([p.encode("ascii") for p in options.alpn_protocols])
     return TLSConfig(
         ctx,
         server_side=False,
-        reject_unauthorized=reject_unauthorized,
-        alpn_protocols=tuple(alpn_protocols or ()),
+        reject_unauthorized=options.reject_unauthorized,
+        alpn_protocols=tuple(options.alpn_protocols or ()),
     )
 
 
@@ -433,20 +373,26 @@ def client_ssl_context(
     ``reject_unauthorized=False`` turns verification off entirely (the
     stdlib cannot verify without enforcing); hostname checks stay on otherwise.
     """
+    return client_ssl_context_from(
+        TLSOptions(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+    )
+
+
+def client_ssl_context_from(options: TLSOptions) -> ssl.SSLContext:
+    """:func:`client_ssl_context` from a :class:`TLSOptions`."""
+    identity = options.client_identity()  # bad options fail before any work
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca is None:
+    if options.ca is None:
         ctx.load_default_certs()
     else:
-        pems = [load_pem(item).decode("ascii") for item in _ca_inputs(ca)]
+        pems = [load_pem(item).decode("ascii") for item in ca_inputs(options.ca)]
         ctx.load_verify_locations(cadata="\n".join(pems))
-    if not reject_unauthorized:
+    if not options.reject_unauthorized:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    if cert is not None or key is not None:
-        if cert is None or key is None:
-            raise ValueError("give both cert= and key= for a client certificate")
-        _load_cert_chain(ctx, cert, key)
+    if identity is not None:
+        _load_cert_chain(ctx, *identity)
     return ctx
 
 
@@ -461,140 +407,3 @@ def _load_cert_chain(ctx: ssl.SSLContext, cert: PemInput, key: PemInput) -> None
                 f.write(load_pem(value))
             paths.append(path)
         ctx.load_cert_chain(paths[0], paths[1])
-
-
-# -- the server's identity -----------------------------------------------------------
-def hostname_mismatch(cert: x509.Certificate, host: str) -> str | None:
-    """Why ``cert`` is not valid for ``host``, or None when it is.
-
-    Node's ``tls.checkServerIdentity``: an IP address must equal an IP entry
-    of subjectAltName; a name must match a DNS entry, where ``*`` stands for
-    exactly the whole left-most label. The subject CN is consulted only when
-    the certificate has no DNS entries at all (RFC 6125 §6.4.4).
-    """
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns_names = san.get_values_for_type(x509.DNSName)
-        ips = san.get_values_for_type(x509.IPAddress)
-    except x509.ExtensionNotFound:
-        dns_names, ips = [], []
-    host = host.rstrip(".").lower()
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    if ip is not None:
-        if ip in ips:
-            return None
-    else:
-        names = dns_names or [
-            str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        ]
-        if any(_dns_match(pattern, host) for pattern in names):
-            return None
-    listed = ", ".join([f"DNS:{n}" for n in dns_names] + [f"IP Address:{i}" for i in ips])
-    return (
-        f"hostname mismatch: Hostname/IP does not match certificate's altnames: "
-        f"Host: {host}. is not in the cert's altnames: {listed or 'none'} "
-        f"(ERR_TLS_CERT_ALTNAME_INVALID)"
-    )
-
-
-def _dns_match(pattern: str, host: str) -> bool:
-    pattern = pattern.rstrip(".").lower()
-    if not pattern.startswith("*."):
-        return pattern == host
-    first, _, rest = host.partition(".")
-    return bool(first) and rest == pattern[2:] and "." in rest
-
-
-# -- a second judge: cryptography's path validation ----------------------------------
-# Used where OpenSSL did not judge: a stdlib context with verification off
-# (``reject_unauthorized=False`` through ``ssl.SSLContext``). The WebPKI rules
-# for end-entity extensions are relaxed to what OpenSSL checks (trustme's
-# certificates mark subjectAltName critical beside a subject, which the strict
-# profile refuses); chains, CA constraints, validity times and names are checked.
-_EE_CLIENT_POLICY = ExtensionPolicy.permit_all()
-_EE_SERVER_POLICY = ExtensionPolicy.permit_all().require_present(
-    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
-)
-
-
-def explain_chain(
-    chain: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-    hostname: str | None = None,
-) -> str | None:
-    """Why ``chain`` (leaf first) does not verify against ``anchors``, or None if it does.
-
-    With ``hostname`` the leaf must also name it (a server's certificate).
-    The reasons use the same words as OpenSSL's verdicts elsewhere.
-    """
-    if not chain:
-        return NO_PEER_CERTIFICATE
-    if not anchors:
-        return verify_error_words(20)
-    leaf, intermediates = chain[0], list(chain[1:])
-    builder = PolicyBuilder().store(Store(list(anchors))).extension_policies(
-        ca_policy=ExtensionPolicy.webpki_defaults_ca(),
-        ee_policy=_EE_SERVER_POLICY if hostname else _EE_CLIENT_POLICY,
-    )
-    try:
-        if hostname:
-            builder.build_server_verifier(_subject(hostname)).verify(leaf, intermediates)
-        else:
-            builder.build_client_verifier().verify(leaf, intermediates)
-    except VerificationError as exc:
-        return _verification_words(str(exc), leaf, hostname)
-    return None
-
-
-def _subject(hostname: str) -> x509.DNSName | x509.IPAddress:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(hostname.strip("[]")))
-    except ValueError:
-        return x509.DNSName(hostname.rstrip("."))
-
-
-def _verification_words(message: str, leaf: x509.Certificate, hostname: str | None) -> str:
-    """cryptography's VerificationError in OpenSSL's words (with Node's code)."""
-    if "not valid at validation time" in message:
-        now = datetime.now(timezone.utc)
-        return verify_error_words(10 if now > leaf.not_valid_after_utc else 9)
-    if "candidates exhausted" in message:
-        return verify_error_words(20)
-    if hostname and "subjectAltName" in message:
-        return hostname_mismatch(leaf, hostname) or f"hostname mismatch: {message}"
-    return f"certificate verify failed: {message.partition(' (encountered')[0]}"
-
-
-# -- the peer's certificate, as Node's getPeerCertificate() ------------------------
-def peer_certificate_dict(cert: x509.Certificate) -> dict[str, Any]:
-    """The fields Node's ``getPeerCertificate()`` reports, under Node's keys."""
-    result: dict[str, Any] = {
-        "subject": _name_dict(cert.subject),
-        "issuer": _name_dict(cert.issuer),
-        "valid_from": cert.not_valid_before_utc.astimezone(timezone.utc).strftime(
-            "%b %d %H:%M:%S %Y GMT"
-        ),
-        "valid_to": cert.not_valid_after_utc.strftime("%b %d %H:%M:%S %Y GMT"),
-        "serialNumber": format(cert.serial_number, "X"),
-        "fingerprint256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
-        "raw": cert.public_bytes(serialization.Encoding.DER),
-    }
-    with contextlib.suppress(x509.ExtensionNotFound):
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        entries = [f"DNS:{n}" for n in san.get_values_for_type(x509.DNSName)]
-        entries += [f"IP Address:{i}" for i in san.get_values_for_type(x509.IPAddress)]
-        entries += [f"email:{e}" for e in san.get_values_for_type(x509.RFC822Name)]
-        result["subjectaltname"] = ", ".join(entries)
-    return result
-
-
-def _name_dict(name: x509.Name) -> dict[str, str]:
-    return {attr.rfc4514_attribute_name: str(attr.value) for attr in name}
-
-
-def tls_error(what: str, reason: str) -> TLSError:
-    """A :class:`TLSError` whose message says what failed and why."""
-    return TLSError(f"{what}: {reason}")

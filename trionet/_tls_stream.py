@@ -3,9 +3,21 @@
 Trio's :class:`trio.SSLStream` drives the stdlib :class:`ssl.SSLObject`; this
 is the same idea over :class:`OpenSSL.SSL.Connection`, whose verify callback
 lets a handshake go on with an unverified peer and say why it is unverified
-(Node's ``authorized`` / ``authorizationError``). OpenSSL never touches the
-socket: it reads ciphertext from an incoming memory BIO that we fill from the
-transport, and writes ciphertext to an outgoing one that we drain to it.
+(Node's ``authorized`` / ``authorizationError``,
+https://nodejs.org/docs/latest-v20.x/api/tls.html#tlssocketauthorized).
+OpenSSL never touches the socket: it reads ciphertext from an incoming memory
+BIO that we fill from the transport, and writes ciphertext to an outgoing one
+that we drain to it.
+
+:class:`TLSConfig` (an OpenSSL context and Node's switches) lives here with
+the stream it configures, and so does wrapping a transport in TLS, on either
+side (:meth:`TLSConfig.wrap_server_stream`, :func:`wrap_client_stream`):
+:mod:`trionet._tls_context` builds configs from Node's options and imports
+this module, never the other way round. (Before, the config lived with the
+builders and had to import the stream back to wrap one: an import circle.)
+The verify callback never sees the stream either: each connection's
+:class:`~trionet._tls_verify.PeerVerdict` is its OpenSSL app data, and the
+callback's decision was bound when the context was built.
 
 Rules that keep it simple:
 
@@ -23,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -30,15 +44,11 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from ._errors import TLSError
-from ._tls_context import (
-    NO_PEER_CERTIFICATE,
-    PeerVerdict,
-    TLSConfig,
-    hostname_mismatch,
-    peer_certificate_dict,
-)
+from ._server import TLS_HANDSHAKE_TIMEOUT
+from ._tls_failure import PEER_CLOSED, HandshakeFailure, handshake_failure, openssl_words
+from ._tls_verify import PeerVerdict, is_ip_address, peer_certificate_dict
 
-__all__ = ["TLSStream", "TLSStreamBroken"]
+__all__ = ["TLSConfig", "TLSStream", "TLSStreamBroken", "wrap_client_stream"]
 
 #: How much ciphertext to move per transport call (a few TLS records).
 BUFSIZE = 65536
@@ -54,6 +64,56 @@ class TLSStreamBroken(TLSError, trio.BrokenResourceError):
     Both a :class:`trionet.TLSError` and a :class:`trio.BrokenResourceError`,
     so Trio code and trionet code each catch it their own way.
     """
+
+
+@dataclass
+class TLSConfig:
+    """A pyOpenSSL context plus Node's switches for judging the peer.
+
+    Build one with :func:`trionet.tls.server_config` or
+    :func:`trionet.tls.client_config`. It is also what ``serve(ssl_context=...)``
+    accepts besides a stdlib context: the server calls
+    :meth:`wrap_server_stream` on each accepted stream.
+    """
+
+    context: SSL.Context
+    server_side: bool
+    #: Node's ``rejectUnauthorized``: fail the handshake on an unverified peer.
+    #: (The context's verify callback was built with the same value.)
+    reject_unauthorized: bool = True
+    #: Node's ``requestCert`` (server side): ask the client for a certificate.
+    request_cert: bool = False
+    alpn_protocols: tuple[str, ...] = ()
+    #: Server side: a handshake not done within this many seconds is cut off
+    #: (Node's ``handshakeTimeout``, 120 s there; shorter here, see _server).
+    handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+
+    @property
+    def judges_peer(self) -> bool:
+        """Whether ``authorized`` means anything: always for a client; for a
+        server only with ``requestCert`` (Node: a server that did not ask has
+        no authorized client)."""
+        return self.request_cert or not self.server_side
+
+    def new_connection(self, verdict: PeerVerdict) -> SSL.Connection:
+        """A fresh OpenSSL connection over memory BIOs for one handshake.
+
+        ``verdict`` is its app data: the context's verify callback records
+        OpenSSL's verdict on the peer's certificates there.
+        """
+        conn = SSL.Connection(self.context, None)
+        conn.set_app_data(verdict)
+        if self.server_side:
+            conn.set_accept_state()
+        else:
+            conn.set_connect_state()
+        return conn
+
+    async def wrap_server_stream(self, stream: trio.abc.Stream) -> TLSStream:
+        """Run the server side of a handshake over ``stream`` (the ``serve`` hook)."""
+        tls = TLSStream(stream, self)
+        await tls.do_handshake()
+        return tls
 
 
 class TLSStream(trio.abc.HalfCloseableStream):
@@ -75,9 +135,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self.config = config
         self.server_hostname = server_hostname
         self.verdict = PeerVerdict()
-        self._conn = config.new_connection()
-        self._conn.set_app_data(self)
-        if server_hostname and not _is_ip(server_hostname):
+        self._conn = config.new_connection(self.verdict)
+        if server_hostname and not is_ip_address(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
         self._send_lock = trio.StrictFIFOLock()
         # Trio's stream contract: one sender and one receiver at a time.
@@ -108,12 +167,12 @@ class TLSStream(trio.abc.HalfCloseableStream):
             await self._handshake_rounds()
             await self._flush()
         except trio.BrokenResourceError as exc:
-            raise TLSError(self._failure(f"the connection broke ({exc})")) from None
+            raise self._failure(exc) from None
         self._handshake_done = True
         self._judge_peer()
         if self.authorization_error is not None and self._must_reject():
             await trio.aclose_forcefully(self.transport_stream)
-            raise TLSError(f"TLS handshake failed: {self.authorization_error}")
+            raise TLSError(HandshakeFailure(self.authorization_error).message())
 
     async def _handshake_rounds(self) -> None:
         """Feed OpenSSL the peer's flights and send ours until the handshake is done."""
@@ -124,17 +183,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
             except SSL.WantReadError:
                 await self._flush()
                 if not await self._feed():
-                    raise TLSError(self._failure("the peer closed the connection")) from None
+                    raise self._failure(PEER_CLOSED) from None
             except SSL.Error as exc:
                 # Send the alert OpenSSL queued (e.g. "unknown ca") so the peer knows why.
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._flush()
-                raise TLSError(self._failure(_openssl_reason(exc))) from None
+                raise self._failure(exc) from None
 
     def _must_reject(self) -> bool:
-        if self.config.server_side:
-            return self.config.request_cert and self.config.reject_unauthorized
-        return self.config.reject_unauthorized
+        return self.config.judges_peer and self.config.reject_unauthorized
 
     def _judge_peer(self) -> None:
         """Fill in authorized, authorization_error, peer_certificate and alpn_protocol."""
@@ -143,23 +200,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self.alpn_protocol = alpn.decode("ascii") if alpn else None
         if cert is not None:
             self.peer_certificate = peer_certificate_dict(cert)
-        if self.config.server_side and not self.config.request_cert:
-            # Node: a server that did not ask has no authorized client.
+        if not self.config.judges_peer:
             return
-        if cert is None:
-            self.verdict.refuse(NO_PEER_CERTIFICATE)
-        elif self.verdict.reason is None and self.server_hostname:
-            mismatch = hostname_mismatch(_as_x509(cert), self.server_hostname)
-            if mismatch is not None:
-                self.verdict.refuse(mismatch)
-        self.authorization_error = self.verdict.reason
+        self.authorization_error = self.verdict.conclude(_as_x509(cert), self.server_hostname)
         self.authorized = self.authorization_error is None
 
-    def _failure(self, cause: str) -> str:
-        """Why the handshake failed, preferring what the verify callback saw."""
-        if self.verdict.reason is not None:
-            return f"TLS handshake failed: certificate verify failed: {self.verdict.reason}"
-        return f"TLS handshake failed: {cause}"
+    def _failure(self, cause: BaseException | str) -> TLSError:
+        """The handshake's error, preferring what the verify callback saw."""
+        failure = handshake_failure(cause, verify_reason=self.verdict.reason)
+        return TLSError(failure.message())
 
     # -- moving ciphertext -----------------------------------------------------
     async def _flush(self) -> None:
@@ -227,7 +276,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 self._conn.sendall(view[start : start + WRITE_CHUNK].tobytes())
                 await self._flush()
         except SSL.Error as exc:
-            raise TLSStreamBroken(f"TLS send failed: {_openssl_reason(exc)}") from None
+            raise TLSStreamBroken(f"TLS send failed: {openssl_words(exc)}") from None
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()
@@ -265,7 +314,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             except SSL.SysCallError:
                 data = b""  # TCP closed without close_notify: the end, as Node treats it
             except SSL.Error as exc:
-                raise TLSStreamBroken(f"TLS receive failed: {_openssl_reason(exc)}") from None
+                raise TLSStreamBroken(f"TLS receive failed: {openssl_words(exc)}") from None
             break
         await self._flush()
         if not waited:
@@ -331,27 +380,32 @@ class TLSStream(trio.abc.HalfCloseableStream):
             return name.decode("utf-8", "replace")
 
 
-def _as_x509(cert: Any) -> x509.Certificate:
-    assert isinstance(cert, x509.Certificate)
+def _as_x509(cert: Any) -> x509.Certificate | None:
+    assert cert is None or isinstance(cert, x509.Certificate)
     return cert
 
 
-def _is_ip(host: str) -> bool:
-    import ipaddress
+async def wrap_client_stream(
+    transport: trio.abc.Stream, tls: TLSConfig | ssl.SSLContext, server_hostname: str
+) -> TLSStream | trio.SSLStream[Any]:
+    """Run the client side of a handshake over ``transport``, checking ``server_hostname``.
 
+    A :class:`TLSConfig` runs through :class:`TLSStream`; a stdlib context
+    through ``trio.SSLStream`` (``https_compatible``: a peer that closes TCP
+    without close_notify has ended, as Node treats it).
+
+    Raises:
+      TLSError: the handshake failed; the message says why.
+    """
+    if isinstance(tls, TLSConfig):
+        stream = TLSStream(transport, tls, server_hostname=server_hostname)
+        await stream.do_handshake()
+        return stream
+    ssl_stream = trio.SSLStream(
+        transport, tls, server_hostname=server_hostname, https_compatible=True
+    )
     try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _openssl_reason(exc: SSL.Error) -> str:
-    """The words in OpenSSL's error queue (``tlsv1 alert unknown ca``, ...)."""
-    if isinstance(exc, SSL.SysCallError):
-        return "the connection broke"
-    parts: list[str] = []
-    for entry in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
-        if isinstance(entry, tuple) and entry and entry[-1]:
-            parts.append(str(entry[-1]))
-    return "; ".join(parts) or str(exc) or type(exc).__name__
+        await ssl_stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        raise TLSError(handshake_failure(exc).message()) from None
+    return ssl_stream

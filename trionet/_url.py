@@ -36,7 +36,12 @@ What a URL becomes, and why:
   Node refuses it in ``options.path`` (``ERR_UNESCAPED_CHARACTERS``);
 - user information becomes ``Authorization: Basic`` (RFC 7617), percent-
   decoded first, as Node sends ``url.username``/``url.password``; the
-  fragment is dropped (RFC 9110 §4.2.4, never sent).
+  fragment is dropped (RFC 9110 §4.2.4, never sent);
+- a WebSocket URL with a fragment is refused: RFC 6455 §3, "Fragment
+  identifiers are meaningless in the context of WebSocket URIs and MUST NOT
+  be used on these URIs" (a ``#`` in it is written ``%23``). Node's ws throws
+  ``SyntaxError: The URL contains a fragment identifier``; an empty one
+  (``ws://h/#``) passes, as there, since WHATWG's ``url.hash`` is then empty.
 
 Rejected: a parser of our own. ``urlsplit`` is the standard library's, fast
 enough behind a cache (URLs repeat), and the rules above are the few places
@@ -124,7 +129,8 @@ def parse_url(url: str, schemes: frozenset[str] = HTTP_SCHEMES) -> Target:
     """Split a URL into what a request needs (cached: a client repeats its URLs).
 
     Raises:
-      ValueError: a scheme not in ``schemes``, no host, a bad port or host.
+      ValueError: a scheme not in ``schemes``, no host, a bad port or host, a
+        fragment in a WebSocket URL.
     """
     parts = urlsplit(url)
     scheme = parts.scheme  # urlsplit lower-cases it
@@ -135,6 +141,8 @@ def parse_url(url: str, schemes: frozenset[str] = HTTP_SCHEMES) -> Target:
     hostname = parts.hostname
     if not hostname:
         raise ValueError(f"no host in URL {url!r}")
+    if parts.fragment and scheme in WS_SCHEMES:
+        raise ValueError(f"a WebSocket URL has no fragment (RFC 6455 §3): {url!r}")
     try:
         port = parts.port  # checks the range
     except ValueError as exc:

@@ -20,7 +20,6 @@ the client is (Node's ``req.socket.authorized``).
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,8 +34,9 @@ from ._tls_context import (
     PemInput,
     SNIContexts,
     TLSConfig,
-    client_ssl_context,
-    load_pem,
+    TLSOptions,
+    client_ssl_context_from,
+    server_tls,
 )
 from .agent import Agent
 from .http import ClientResponse
@@ -46,7 +46,6 @@ from .http import request as http_request
 from .http import serve as http_serve
 from .http import stream as http_stream
 from .http._client_request import Body, HeadersArg
-from .tls import server_tls
 
 __all__ = [
     "Agent",
@@ -90,17 +89,12 @@ async def serve(
     :func:`trionet.http.serve` (``host``, timeouts, limits, hooks). A failed or
     stalled handshake is logged and closed; the server keeps serving.
     """
-    tls = server_tls(
-        key=key,
-        cert=cert,
-        ca=ca,
-        request_cert=request_cert,
-        reject_unauthorized=reject_unauthorized,
-        ssl_context=ssl_context,
-        alpn_protocols=alpn_protocols,
-        sni_contexts=sni_contexts,
-        handshake_timeout=handshake_timeout,
-    )
+    options = TLSOptions(
+        key=key, cert=cert, ca=ca, request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized, alpn_protocols=alpn_protocols,
+        sni_contexts=sni_contexts, handshake_timeout=handshake_timeout,
+    )  # fmt: skip
+    tls = server_tls(options, ssl_context)
     await http_serve(
         app, port, ssl_context=tls, task_status=task_status, **http_options
     )
@@ -126,30 +120,22 @@ def ssl_context(
     CA certificates"); ``cert``/``key`` present a client certificate;
     ``reject_unauthorized=False`` accepts any server certificate.
     """
-    cache_key = (
-        _pem_key(ca),
-        _pem_key(cert),
-        _pem_key(key),
-        reject_unauthorized,
+    return _client_context(
+        TLSOptions(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
     )
+
+
+def _client_context(options: TLSOptions) -> ssl.SSLContext:
+    """The shared context for ``options``: built once per distinct set, kept in an LRU cache."""
+    cache_key = options.client_key()
     context = _contexts.get(cache_key)
     if context is None:
-        context = client_ssl_context(
-            ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized
-        )
+        context = client_ssl_context_from(options)
         _contexts[cache_key] = context
         while len(_contexts) > _CONTEXT_CACHE_SIZE:
             _contexts.popitem(last=False)
     _contexts.move_to_end(cache_key)
     return context
-
-
-def _pem_key(value: CAInput | None) -> tuple[bytes, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, str, os.PathLike)):
-        return (load_pem(value),)
-    return tuple(load_pem(item) for item in value)
 
 
 def create_agent(
@@ -170,19 +156,17 @@ def create_agent(
     return Agent(max_sockets, ssl_context=context, **agent_options)
 
 
-def _request_context(
-    ca: CAInput | None,
-    cert: PemInput | None,
-    key: PemInput | None,
-    reject_unauthorized: bool,
-    given: ssl.SSLContext | None,
-) -> ssl.SSLContext | None:
-    """The per-request context: the one given, one from Node's options, or the agent's."""
+def _request_context(options: TLSOptions, given: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    """The per-request context: the one given, one from Node's options, or the agent's (None)."""
     if given is not None:
         return given
-    if ca is None and cert is None and key is None and reject_unauthorized:
-        return None
-    return ssl_context(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+    if options == _NO_OPTIONS:
+        return None  # no TLS options of its own: the agent's context
+    return _client_context(options)
+
+
+#: What a request that brings no TLS options of its own carries.
+_NO_OPTIONS = TLSOptions()
 
 
 async def request(
@@ -214,7 +198,8 @@ async def request(
         ProtocolError, MessageSizeError, TimeoutError, PoolTimeout and
         ValueError.
     """
-    context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
+    options = TLSOptions(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+    context = _request_context(options, ssl_context)
     return await http_request(
         url,
         method=method,
@@ -248,7 +233,8 @@ async def stream(
 
     Raises what :func:`trionet.http.stream` raises, and :class:`trionet.TLSError`.
     """
-    context = _request_context(ca, cert, key, reject_unauthorized, ssl_context)
+    options = TLSOptions(ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized)
+    context = _request_context(options, ssl_context)
     async with http_stream(
         url,
         method=method,

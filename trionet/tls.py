@@ -26,6 +26,10 @@ callback records OpenSSL's verdict on each certificate. The reasons are
 OpenSSL's, in words, with Node's code: ``"unable to get local issuer
 certificate (unknown CA) (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)"``,
 ``"certificate has expired (CERT_HAS_EXPIRED)"``, ``"hostname mismatch: ..."``.
+A failed handshake reads the same whichever engine ran it (pyOpenSSL or a
+stdlib context): ``"TLS handshake failed: certificate verify failed: ..."`` on
+the refusing side, OpenSSL's alert (``"tlsv1 alert unknown ca"``) in the
+refused server's log (see :mod:`trionet._tls_failure`).
 
 ``ssl_context=`` takes a ready :class:`TLSConfig` (from :func:`server_config` /
 :func:`client_config`) or a standard :class:`ssl.SSLContext`. With the latter
@@ -38,7 +42,6 @@ what they mean in Node.
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -46,22 +49,22 @@ from typing import Any
 import trio
 from cryptography import x509
 
-from ._errors import TLSError
 from ._server import Server, open_listener, serve_listeners
 from ._stream import Socket, handshake
 from ._tls_context import (
-    NO_PEER_CERTIFICATE,
     CAInput,
     PemInput,
     SNIContexts,
     TLSConfig,
+    TLSOptions,
     client_config,
+    client_config_from,
     client_ssl_context,
-    explain_chain,
-    peer_certificate_dict,
     server_config,
+    server_tls,
 )
-from ._tls_stream import TLSStream, TLSStreamBroken
+from ._tls_stream import TLSStream, TLSStreamBroken, wrap_client_stream
+from ._tls_verify import NO_PEER_CERTIFICATE, explain_chain, peer_certificate_dict
 from .net import connect as tcp_connect
 
 __all__ = [
@@ -219,17 +222,12 @@ async def serve(
         for, ``{"a.example.com": {"key": ..., "cert": ...}}`` (Node's
         ``server.addContext``); ``*.example.com`` covers one more label.
     """
-    tls = server_tls(
-        key=key,
-        cert=cert,
-        ca=ca,
-        request_cert=request_cert,
-        reject_unauthorized=reject_unauthorized,
-        ssl_context=ssl_context,
-        alpn_protocols=alpn_protocols,
-        sni_contexts=sni_contexts,
-        handshake_timeout=handshake_timeout,
-    )
+    options = TLSOptions(
+        key=key, cert=cert, ca=ca, request_cert=request_cert,
+        reject_unauthorized=reject_unauthorized, alpn_protocols=alpn_protocols,
+        sni_contexts=sni_contexts, handshake_timeout=handshake_timeout,
+    )  # fmt: skip
+    tls = server_tls(options, ssl_context)
     listener = await open_listener(port, host, None, backlog)
 
     async def handle(stream: trio.abc.Stream) -> None:
@@ -240,39 +238,6 @@ async def serve(
         handle, [listener], max_connections=max_connections, ssl_context=tls,
         task_status=task_status,
     )
-
-
-def server_tls(
-    *,
-    key: PemInput | None,
-    cert: PemInput | None,
-    ca: CAInput | None,
-    request_cert: bool,
-    reject_unauthorized: bool,
-    ssl_context: TLSConfig | ssl.SSLContext | None,
-    alpn_protocols: Sequence[str] | None,
-    sni_contexts: SNIContexts | None,
-    handshake_timeout: float | None,
-) -> TLSConfig | ssl.SSLContext:
-    """What a TLS server (tls.serve, https.serve) runs on: Node's options, or ``ssl_context``."""
-    if ssl_context is not None:
-        if key is not None or cert is not None or ca is not None or sni_contexts:
-            raise ValueError("give either ssl_context= or key=/cert=/ca=/sni_contexts=, not both")
-        tls: TLSConfig | ssl.SSLContext = ssl_context
-    else:
-        tls = server_config(
-            key=key,
-            cert=cert,
-            ca=ca,
-            request_cert=request_cert,
-            reject_unauthorized=reject_unauthorized,
-            alpn_protocols=alpn_protocols,
-            sni_contexts=sni_contexts,
-        )
-    if isinstance(tls, TLSConfig) and handshake_timeout is not None:
-        # A copy: a config passed in may serve elsewhere with its own timeout.
-        tls = dataclasses.replace(tls, handshake_timeout=handshake_timeout)
-    return tls
 
 
 async def connect(
@@ -304,36 +269,11 @@ async def connect(
       TimeoutError: ``timeout`` seconds passed before the handshake was done.
     """
     name = server_name or host
-    tls = ssl_context or client_config(
+    tls = ssl_context or client_config_from(TLSOptions(
         ca=ca, cert=cert, key=key, reject_unauthorized=reject_unauthorized,
         alpn_protocols=alpn_protocols,
-    )  # built first: bad options fail before any connection is made
+    ))  # fmt: skip  (built first: bad options fail before any connection is made)
     tcp = await tcp_connect(port, host, timeout=timeout)
     async with handshake(tcp, timeout, f"TLS handshake with {host}:{port}"):
-        stream = await _client_handshake(tcp.stream, tls, name)
+        stream = await wrap_client_stream(tcp.stream, tls, name)
     return TLSSocket(stream, allow_half_open=allow_half_open)
-
-
-async def _client_handshake(
-    transport: trio.abc.Stream, tls: TLSConfig | ssl.SSLContext, name: str
-) -> TLSStream | trio.SSLStream[Any]:
-    if isinstance(tls, ssl.SSLContext):
-        return await _stdlib_handshake(transport, tls, name)
-    stream = TLSStream(transport, tls, server_hostname=name)
-    await stream.do_handshake()
-    return stream
-
-
-async def _stdlib_handshake(
-    transport: trio.abc.Stream, context: ssl.SSLContext, name: str
-) -> trio.SSLStream[Any]:
-    """A client handshake through ``trio.SSLStream``; failures become :class:`TLSError`."""
-    stream = trio.SSLStream(transport, context, server_hostname=name, https_compatible=True)
-    try:
-        await stream.do_handshake()
-    except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            raise TLSError(f"TLS handshake failed: {cause.verify_message}") from None
-        raise TLSError(f"TLS handshake failed: {cause or exc}") from None
-    return stream

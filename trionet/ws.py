@@ -63,13 +63,8 @@ from . import _server, _stream, tls
 from ._server import TLSContext
 from ._stream import Address, Socket
 from ._tls_context import CAInput, PemInput
-from ._ws_client import (
-    HANDSHAKE_TIMEOUT,
-    HandshakeError,
-    client_handshake,
-    open_socket,
-    parse_url,
-)
+from ._url import WS_SCHEMES, parse_url
+from ._ws_client import HANDSHAKE_TIMEOUT, HandshakeError, client_handshake, open_socket
 from ._ws_connection import CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, ConnectionClosed, WebSocket
 from ._ws_protocol import Rejection, pick_subprotocol
 from ._ws_running import broadcast, run_handler, running
@@ -427,13 +422,21 @@ async def connect(
     bytes or file paths (``ca`` also a list), ``cert`` and ``key`` a client
     certificate; an ``ssl_context`` given instead is used as it is.
 
+    The URL is read as Node's ws reads it (the same parser as
+    :func:`trionet.http.request`'s): a non-ASCII host in its IDNA form,
+    ``[::1]`` for IPv6, ports 80 and 443 by default, ``user:pass@`` sent as
+    ``Authorization: Basic``, and no fragment (RFC 6455 §3).
+
     Raises:
-      ConnectError: the server could not be reached.
+      ValueError: ``url`` is not a ws:// or wss:// URL, or has a fragment.
+      ConnectError: the server could not be reached; :class:`trionet.ConnectionLost`
+        when it closed or reset the connection without answering.
       TLSError: the TLS handshake failed (wss://).
-      HandshakeError: the server refused (``status``) or broke the handshake.
+      HandshakeError: the server refused (``status``, ``headers``, ``body``: its
+        first 64 KiB) or broke the handshake.
       TimeoutError: no handshake response within ``timeout`` seconds.
     """
-    target = parse_url(url)
+    target = parse_url(url, WS_SCHEMES)
     secure = functools.partial(
         tls.connect,
         ca=ca,
@@ -447,6 +450,7 @@ async def connect(
         ws = await client_handshake(
             sock,
             target,
+            url,
             subprotocols=subprotocols,
             headers=headers,
             max_message_size=max_message_size,

@@ -33,10 +33,12 @@ For the layers built on this module:
 - :mod:`trionet.https`: ``await request(url, ..., agent=agent, ssl_context=ctx)``
   and ``stream(url, ..., ssl_context=ctx)``; ``Agent(ssl_context=ctx)`` for an
   agent-wide context.
-- :mod:`trionet.ws`: ``res, sock, leftover = await upgrade(url, headers=...,
-  timeout=None, ssl_context=None)`` (``ws://``/``wss://`` URLs accepted): the
-  101 response, the raw :class:`trionet.net.Socket` and the bytes already
-  read past the 101 head; on a refusal ``(response with body, None, b"")``.
+- protocols that leave HTTP: ``res, sock, leftover = await upgrade(url,
+  headers=..., timeout=None, ssl_context=None)`` (``ws://``/``wss://`` URLs
+  accepted): the 101 response, the raw :class:`trionet.net.Socket` and the
+  bytes already read past the 101 head; on a refusal ``(response with body,
+  None, b"")``. :mod:`trionet.ws` takes the same path on a connection it
+  opens itself (:func:`._client_upgrade.request_switch`).
 
 Errors, all exported from :mod:`trionet` and :mod:`trionet.http`: refused or
 unreachable servers raise :class:`trionet.ConnectError`; a server that closes
@@ -213,7 +215,7 @@ async def upgrade(
     timeout: float | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[ClientResponse, Socket | None, bytes]:
-    """Send an upgrade request on a new connection; the WebSocket client's way in.
+    """Send an upgrade request on a new connection: the way out of HTTP.
 
     ``url`` may use ``http``/``https`` or ``ws``/``wss``; an ``https``/``wss``
     URL is TLS with ``ssl_context`` (default ``ssl.create_default_context()``).
@@ -228,7 +230,8 @@ async def upgrade(
       the connection as a :class:`trionet.net.Socket` now owned by the caller,
       and the bytes the server sent after the 101 head (already the new
       protocol: feed them to it before reading from ``sock``);
-    - on any other status: the response with its body read, ``None`` and
+    - on any other status: the response with its body read (its first
+      64 KiB, for one second at most: it explains the refusal), ``None`` and
       ``b""`` (the connection is closed).
 
     Raises ConnectError, TLSError, ProtocolError, TimeoutError as :func:`request`.

@@ -176,18 +176,19 @@ def prepare_upgrade(
     method: str,
     headers: HeadersArg,
     ssl_context: ssl.SSLContext | None,
+    *,
+    schemes: frozenset[str] = ANY_SCHEMES,
 ) -> _Prepared:
     """A request asking to switch protocols: ``ws``/``wss`` URLs too, no body, no pool.
 
     A WebSocket URL names the same origin as its ``http``/``https`` twin
-    (RFC 6455 §3); ``headers`` carry the upgrade itself.
+    (RFC 6455 §3); ``headers`` carry the upgrade itself. ``schemes``: the
+    WebSocket client accepts its own only.
 
     Raises:
       ValueError: the URL or a header cannot be sent.
     """
-    return _Prepared(
-        url, method, headers, None, None, True, False, ssl_context, schemes=ANY_SCHEMES
-    )
+    return _Prepared(url, method, headers, None, None, True, False, ssl_context, schemes=schemes)
 
 
 def prepare_tunnel(

@@ -20,28 +20,12 @@ import trio
 from .._errors import MessageSizeError, ProtocolError, TimeoutError
 from .._pool import Slot
 from ._client_conn import HTTPConnection
+from ._headers import Headers
 
 if TYPE_CHECKING:
     from ..agent import Agent
 
-__all__ = ["ClientResponse", "Headers"]
-
-
-class Headers(dict[str, str]):
-    """Response headers as Node's ``res.headers``: lower-case keys, any-case lookup.
-
-    Repeated headers are joined with ``", "`` (``set-cookie`` with ``"\\n"``;
-    :attr:`ClientResponse.raw_headers` keeps every line).
-    """
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key.lower() if isinstance(key, str) else key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
+__all__ = ["ClientResponse"]
 
 
 class ClientResponse:
@@ -102,15 +86,7 @@ class ClientResponse:
     def headers(self) -> Headers:
         """Lower-case names to values, as Node's ``res.headers``."""
         if self._headers is None:
-            headers = Headers()
-            for name, value in self._raw:
-                key = name.decode("latin-1")
-                text = value.decode("latin-1")
-                if key in headers:
-                    sep = "\n" if key == "set-cookie" else ", "
-                    text = dict.__getitem__(headers, key) + sep + text
-                dict.__setitem__(headers, key, text)
-            self._headers = headers
+            self._headers = Headers(self._raw)
         return self._headers
 
     @property

@@ -9,6 +9,23 @@ the new protocol, so the upgrade returns them as ``leftover`` for the caller
 to feed first, and the tunnel puts them in front of the stream (:class:`_Replay`),
 since a tunnel's user reads a plain socket and knows nothing of a head.
 
+The upgrade is the way in for every protocol that leaves HTTP, the WebSocket
+client included: :func:`switch_protocols` opens the connection itself (the
+HTTP client's opener), :func:`request_switch` runs the same exchange on a
+connection its caller opened (``trionet.ws.connect`` opens TCP or TLS with
+:mod:`trionet.net` / :mod:`trionet.tls`, for Node's TLS options, reasons and
+``authorized``). One head writer and reader (h11, through
+:class:`HTTPConnection`), one refusal reader.
+
+A refusal's body is read for the message only: at most
+:data:`MAX_REFUSAL_BODY` bytes, for at most :data:`REFUSAL_BODY_TIMEOUT`
+seconds, the rest is dropped with the connection. An error page is small; a
+server that streams a large or endless one must not hold the caller nor fill
+its memory (the WebSocket client has always capped it so; Node's ws hands
+the refusal's response to an ``'unexpected-response'`` listener, or aborts
+it unread). A body cut short or malformed is kept as far as it went: the
+status is the answer, the connection is closed either way.
+
 Rejected: pooling upgraded connections (nothing to give back), and sharing
 :meth:`HTTPConnection.exchange`: it reads a final response and skips every
 1xx, while here a ``101`` is the answer.
@@ -16,16 +33,40 @@ Rejected: pooling upgraded connections (nothing to give back), and sharing
 
 from __future__ import annotations
 
+import logging
+import ssl
+
 import h11
 import trio
 
 from .._errors import ConnectError, ProtocolError
 from .._stream import Socket
-from ._client_conn import END, Origin, check_framing, open_connection
-from ._client_request import _Prepared
+from ._client_conn import END, HTTPConnection, Origin, check_framing, open_connection
+from ._client_request import HeadersArg, _Prepared, prepare_upgrade
 from ._client_response import ClientResponse
 
-__all__ = ["open_tunnel", "switch_protocols"]
+__all__ = [
+    "MAX_REFUSAL_BODY",
+    "REFUSAL_BODY_TIMEOUT",
+    "open_tunnel",
+    "request_switch",
+    "switch_protocols",
+    "upgrade_request",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The most of a refusal's body kept on its response (the WebSocket client's
+#: cap, 64 KiB: an error page, not a download).
+MAX_REFUSAL_BODY = 65536
+
+#: How long a refusal's body is waited for, seconds (the WebSocket client's
+#: bound): the status is already known, the body only explains it.
+REFUSAL_BODY_TIMEOUT = 1.0
+
+#: Stands in for a TLS context in :func:`upgrade_request`, whose caller opens
+#: the connection: built once, bare (no CA store loaded), never connected with.
+_placeholder_context: ssl.SSLContext | None = None
 
 
 async def switch_protocols(prepared: _Prepared) -> tuple[ClientResponse, Socket | None, bytes]:
@@ -39,30 +80,79 @@ async def switch_protocols(prepared: _Prepared) -> tuple[ClientResponse, Socket 
       ProtocolError: the response broke HTTP/1.1.
     """
     conn = await open_connection(prepared.origin)
+    res, leftover = await request_switch(conn, prepared.event, prepared.method)
+    if res.status != 101:
+        return res, None, b""
+    # The connection's own Socket goes on (one per connection, its counters
+    # running from the request), now with Node's default for a raw socket.
+    sock = conn.socket
+    sock.allow_half_open = False
+    return res, sock, leftover
+
+
+async def request_switch(
+    conn: HTTPConnection, request: h11.Request, method: str = "GET"
+) -> tuple[ClientResponse, bytes]:
+    """Send ``request`` on ``conn``, a fresh connection, and read the answer.
+
+    Returns ``(101 response, bytes the server sent after its head)``; the
+    stream under ``conn`` is the caller's from then on. Any other final
+    status: ``(response, b"")``, its body read as far as :data:`MAX_REFUSAL_BODY`
+    bytes and :data:`REFUSAL_BODY_TIMEOUT` seconds allow, the connection closed.
+
+    Raises:
+      ConnectionLost: the server closed or reset the connection without answering.
+      ProtocolError: the response head broke HTTP/1.1 or is over the size limit.
+    """
     try:
         h = conn.h11
-        await conn.send(h.send(prepared.event) + h.send(END))
+        await conn.send(h.send(request) + h.send(END))
         event = await conn.next_event()
         while type(event) is h11.InformationalResponse and event.status_code != 101:
             event = await conn.next_event()
         if h.their_state is h11.SWITCHED_PROTOCOL:
-            res = ClientResponse(event, None, None, None, prepared.method)
-            leftover = bytes(h.trailing_data[0])
-            # The connection's own Socket goes on (one per connection, its
-            # counters running), now with Node's default for a raw socket.
-            sock = conn.socket
-            sock.allow_half_open = False
-            return res, sock, leftover
+            return ClientResponse(event, None, None, None, method), bytes(h.trailing_data[0])
         if type(event) is not h11.Response:
             raise ProtocolError(f"unexpected {event!r} from {conn.origin.name}")
         check_framing(event, conn.origin)
-        res = ClientResponse(event, conn, None, None, prepared.method)
-        res._complete = False
-        await res._read_all()
-        return res, None, b""
     except BaseException:
         conn.close()
         raise
+    res = ClientResponse(event, conn, None, None, method)
+    res._complete = False
+    await _read_refusal(res)
+    return res, b""
+
+
+async def _read_refusal(res: ClientResponse) -> None:
+    """Read a refusal's body into ``res.body``, bounded; the connection ends closed."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with trio.move_on_after(REFUSAL_BODY_TIMEOUT):
+            while size <= MAX_REFUSAL_BODY and (chunk := await res._next_chunk()) is not None:
+                chunks.append(chunk)
+                size += len(chunk)
+    except ProtocolError as exc:
+        logger.debug("refusal body cut short: %s", exc)
+    finally:
+        res._abandon()  # closes the connection unless the body ended (closed then)
+    res.body = b"".join(chunks)[:MAX_REFUSAL_BODY]
+
+
+def upgrade_request(url: str, headers: HeadersArg, *, schemes: frozenset[str]) -> h11.Request:
+    """The upgrade request for ``url`` (Host, authorization from the URL, ``headers``).
+
+    For a caller that opens the connection itself and only needs the head:
+    :func:`prepare_upgrade` without a TLS context to resolve.
+
+    Raises:
+      ValueError: the URL (a scheme not in ``schemes``) or a header cannot be sent.
+    """
+    global _placeholder_context
+    if _placeholder_context is None:
+        _placeholder_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return prepare_upgrade(url, "GET", headers, _placeholder_context, schemes=schemes).event
 
 
 async def open_tunnel(origin: Origin, request: h11.Request) -> Socket:

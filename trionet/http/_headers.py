@@ -1,6 +1,7 @@
-"""Header rules without I/O: the request's header mapping and the response head.
+"""Header rules without I/O: the received headers' mapping and the response head.
 
-A request's headers arrive as ``(bytes, bytes)`` pairs; :class:`Headers` turns
+Received headers (a request's on the server, a response's on the client)
+arrive as ``(bytes, bytes)`` pairs; :class:`Headers` turns
 them, only when asked, into Node's view: a case-insensitive mapping with
 lower-case keys whose duplicates are joined. The response side validates what
 the app sets (no CR, LF or NUL may reach the wire) and builds the head bytes
@@ -44,10 +45,14 @@ CLOSE_LINE = b"Connection: close\r\n"
 #: What an app may pass as a header value: one value or one per repeated line.
 HeaderValue = str | int | bytes | list[str] | list[bytes] | tuple[str, ...]
 
-# Node joins repeated request headers with ", ", except cookies, which are
-# joined with "; " (http.md, message.headers).
+# Node joins repeated headers with ", ", except Cookie, joined with "; ", and
+# Set-Cookie, which Node keeps as an array and trionet joins with "\n" (a
+# cookie's Expires date holds a comma): message.headers in
+# https://nodejs.org/docs/latest-v20.x/api/http.html#messageheaders. One rule
+# for requests (server side) and responses (client side), as Node's one
+# IncomingMessage serves both.
 _JOIN = ", "
-_COOKIE_JOIN = "; "
+_JOINS = {"cookie": "; ", "set-cookie": "\n"}
 
 # RFC 9110 §5.1: field-name = token.
 _TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -56,7 +61,10 @@ _INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
 
 
 class Headers(Mapping[str, str]):
-    """A request's headers as Node shows them: lower-case keys, duplicates joined.
+    """A message's headers as Node shows them: lower-case keys, duplicates joined.
+
+    The one mapping for both sides: ``req.headers`` on the server and
+    ``res.headers`` on the client.
 
     Built from the raw pairs on first use. Lookups ignore case, so
     ``headers["Content-Type"]`` and ``headers.get("content-type")`` agree.
@@ -74,8 +82,7 @@ class Headers(Mapping[str, str]):
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if name in mapping:
-                joiner = _COOKIE_JOIN if name == "cookie" else _JOIN
-                mapping[name] = mapping[name] + joiner + value
+                mapping[name] = mapping[name] + _JOINS.get(name, _JOIN) + value
             else:
                 mapping[name] = value
         self._map = mapping

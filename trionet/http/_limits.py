@@ -50,6 +50,7 @@ __all__ = [
     "check_target",
     "check_version",
     "parse_error",
+    "request_timeout_error",
     "skip_empty_lines",
 ]
 
@@ -128,6 +129,11 @@ def _bad(message: str, code: str = "HPE_INVALID") -> ClientError:
 
 def _overflow(message: str) -> ClientError:
     return ClientError(431, message, "HPE_HEADER_OVERFLOW")
+
+
+def request_timeout_error(message: str) -> ClientError:
+    """408 for a head or body that did not arrive in time (Node's ``requestTimeout``)."""
+    return ClientError(408, message, "ERR_HTTP_REQUEST_TIMEOUT")
 
 
 def check_partial_head(head: bytes | bytearray, max_header_size: int, new_from: int = 0) -> None:

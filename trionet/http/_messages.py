@@ -1,44 +1,58 @@
 """Request and Response: what the app sees of one HTTP exchange.
 
 :class:`Request` is Node's ``IncomingMessage`` and :class:`Response` Node's
-``ServerResponse``. Both are thin views over the connection driver in
-:mod:`._server`, which owns the socket: the request's attributes are parsed
-only when read, and the response builds its head in one ``bytes.join`` so
-that ``end(data)`` is a single write.
+``ServerResponse``. The request's attributes are parsed only when read; its
+body is a :class:`~._body.RequestBody`. The response keeps what the app sets
+and hands it to :func:`~._framing.frame_response` for the head, built in one
+``bytes.join`` so that ``end(data)`` is a single write.
+
+Neither knows the connection driver of :mod:`._server`: they reach the
+connection through :class:`Exchange`, a protocol of the few things they use
+(send, send an informational response, may the connection stay open), so the
+driver imports this module and not the other way round. The driver reads
+back only public state (``headers_sent``, ``finished``,
+``should_keep_alive``). Before, the two read and wrote each other's private
+attributes across an import circle held together by ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs
 
 import h11
 
 from .._fdio import JOIN_LIMIT
 from .._stream import Address, Socket
-from ._headers import (
-    CLOSE_LINE,
-    Headers,
-    HeaderValue,
-    date_line,
-    encode_header,
-    status_line,
-    value_bytes,
-)
+from ._body import RequestBody
+from ._framing import LAST_CHUNK, AppHeaders, frame_response, has_body
+from ._headers import Headers, HeaderValue, encode_header
 from ._limits import RequestInfo
 
-if TYPE_CHECKING:
-    from ._server import _Connection
+__all__ = ["Exchange", "Request", "Response"]
 
-__all__ = ["Request", "Response"]
 
-_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
-# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-_NO_BODY_STATUSES = frozenset({204, 304})
-# Headers whose presence in the app's set changes what the server adds.
-_FRAMING_NAMES = ("content-length", "transfer-encoding", "connection", "date")
+class Exchange(Protocol):
+    """What a request and its response need of the connection carrying them."""
+
+    #: The request now served speaks HTTP/1.1 (else 1.0).
+    http11: bool
+    #: The ``Connection`` lines of a response after which the connection stays open.
+    keep_alive_lines: bytes
+
+    @property
+    def socket(self) -> Socket:
+        """The connection as a :class:`trionet.net.Socket`."""
+
+    async def send(self, data: bytes, more: bytes = b"") -> None:
+        """Write ``data`` then ``more`` (uncopied when large)."""
+
+    async def send_informational(self, head: bytes) -> None:
+        """Write a 1xx response head (nothing to an HTTP/1.0 client)."""
+
+    def may_keep_alive(self) -> bool:
+        """Whether a response whose head goes out now may leave the connection open."""
 
 
 class Request:
@@ -48,12 +62,12 @@ class Request:
     the query or the headers does not pay for parsing them.
     """
 
-    __slots__ = ("_conn", "_event", "_headers", "_method", "_query", "_url", "info")
+    __slots__ = ("_body", "_event", "_exchange", "_headers", "_method", "_query", "_url")
 
-    def __init__(self, event: h11.Request, connection: _Connection, info: RequestInfo) -> None:
+    def __init__(self, event: h11.Request, exchange: Exchange, body: RequestBody) -> None:
         self._event = event
-        self._conn = connection
-        self.info = info
+        self._exchange = exchange
+        self._body = body
         self._method: str | None = None
         self._url: str | None = None
         self._headers: Headers | None = None
@@ -108,12 +122,25 @@ class Request:
     @property
     def remote_address(self) -> Address | None:
         """The client's ``(host, port)``."""
-        return self._conn.socket.remote_address
+        return self._exchange.socket.remote_address
 
     @property
     def socket(self) -> Socket:
         """The connection's :class:`trionet.net.Socket`."""
-        return self._conn.socket
+        return self._exchange.socket
+
+    @property
+    def info(self) -> RequestInfo:
+        """The request's framing as the server read it (body length, keep-alive...)."""
+        return self._body.info
+
+    @property
+    def trailers(self) -> Headers:
+        """The trailer fields of a chunked body, once it was read to its end.
+
+        Node's ``message.trailers``: empty until then, and for sized bodies.
+        """
+        return Headers(self._body.trailers)
 
     async def read(self) -> bytes:
         """The whole body. Sends ``100 Continue`` first if the client waits for it."""
@@ -122,7 +149,8 @@ class Request:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         """Yield the body as it arrives; each chunk is read only when asked for."""
-        while chunk := await self._conn.read_body():
+        read = self._body.read
+        while chunk := await read():
             yield chunk
 
 
@@ -135,31 +163,40 @@ class Response:
     """
 
     __slots__ = (
+        "_bodiless",
+        "_body",
         "_chunked",
-        "_conn",
+        "_exchange",
         "_headers",
-        "_keep_alive",
         "_method",
         "_unsent",
         "finished",
         "headers_sent",
+        "should_keep_alive",
         "status_code",
         "status_message",
     )
 
-    def __init__(self, connection: _Connection, method: bytes) -> None:
-        self._conn = connection
+    def __init__(self, exchange: Exchange, body: RequestBody, method: bytes) -> None:
+        self._exchange = exchange
+        self._body = body
         self._method = method
         self.status_code = 200
         #: The reason phrase; None sends the standard one.
         self.status_message: str | None = None
         # Lower-case name -> (the value as given, its validated wire lines).
-        self._headers: dict[str, tuple[HeaderValue, bytes]] = {}
+        self._headers: AppHeaders = {}
         self.headers_sent = False
         #: ``end()`` has run: the whole response was handed to the kernel.
         self.finished = False
+        #: The connection stays open after this response (Node's
+        #: ``res.shouldKeepAlive``): decided when the head goes out, and
+        #: cleared if the response ends short of its Content-Length or fails.
+        #: Setting it to False before the head goes out sends ``Connection: close``.
+        self.should_keep_alive = True
         self._chunked = False
-        self._keep_alive = True
+        # The status or method forbids body bytes (HEAD, 204, 304): set with the head.
+        self._bodiless = False
         # Body bytes still owed when the app set Content-Length itself (-1: not set).
         self._unsent = -1
 
@@ -218,7 +255,7 @@ class Response:
 
     async def write_continue(self) -> None:
         """Send ``100 Continue`` (for ``on_check_continue`` hooks, Node's writeContinue)."""
-        await self._conn.send_continue()
+        await self._body.send_continue()
 
     async def write_early_hints(self, hints: Mapping[str, HeaderValue]) -> None:
         """Send ``103 Early Hints`` ahead of the response (Node's writeEarlyHints).
@@ -237,7 +274,7 @@ class Response:
         if not any(name.lower() == "link" for name in hints):
             raise ValueError("early hints need a Link header")
         lines = b"".join(encode_header(name, value) for name, value in hints.items())
-        await self._conn.send_informational(b"HTTP/1.1 103 Early Hints\r\n" + lines + b"\r\n")
+        await self._exchange.send_informational(b"HTTP/1.1 103 Early Hints\r\n" + lines + b"\r\n")
 
     # -- body ------------------------------------------------------------------
     async def write(self, data: bytes | str) -> None:
@@ -262,42 +299,60 @@ class Response:
         if not self.headers_sent:
             head = self._start(len(data), data)
             self.finished = True
-            await self._conn.send(head, data if self._has_body() else b"")
+            await self._exchange.send(head, b"" if self._bodiless else data)
         else:
             self._count(data)
             self.finished = True
             if self._chunked:
-                await self._send_body(b"", data, _LAST_CHUNK)
-            elif data and self._has_body():
-                await self._conn.send(data)
+                await self._send_body(b"", data, LAST_CHUNK)
+            elif data and not self._bodiless:
+                await self._exchange.send(data)
         if self._unsent > 0:
             # Shorter than the app's Content-Length: only a close tells the client.
-            self._keep_alive = False
+            self.should_keep_alive = False
 
     def _start(self, length: int | None, data: bytes) -> bytes:
-        """The head for a first write of ``data``; nothing counts as sent if it fails."""
-        head = self._head(length)
-        try:
-            self._count(data)
-        except ValueError:
-            self.headers_sent = False  # nothing went out: the app may still get a 500
-            self._unsent = -1
-            raise
+        """The head for a first write of ``data`` (``length``: the whole body's, if known).
+
+        The head counts as sent only if it and ``data`` pass the checks: if
+        this raises ValueError, the app (or the server's 500) may still answer.
+        """
+        exchange = self._exchange
+        status = self.status_code
+        method = self._method
+        head, chunked, keep_alive, declared = frame_response(
+            status,
+            self.status_message,
+            self._headers,
+            method,
+            length,
+            exchange.http11,
+            self.should_keep_alive and exchange.may_keep_alive(),
+            exchange.keep_alive_lines,
+        )
+        bodiless = not has_body(status, method)
+        if declared >= 0 and not bodiless:
+            if len(data) > declared:
+                raise ValueError(
+                    f"response body longer than its Content-Length ({declared} bytes left)"
+                )
+            self._unsent = declared - len(data)
+        self._chunked = chunked
+        self._bodiless = bodiless
+        self.should_keep_alive = keep_alive
+        self.headers_sent = True
+        self._body.responded = True
         return head
 
     def _count(self, data: bytes) -> None:
         """Hold the app to the Content-Length it set (h11 would, as Node does)."""
-        if self._unsent < 0 or not self._has_body():
+        if self._unsent < 0:
             return
         if len(data) > self._unsent:
             raise ValueError(
                 f"response body longer than its Content-Length ({self._unsent} bytes left)"
             )
         self._unsent -= len(data)
-
-    # -- framing ---------------------------------------------------------------
-    def _has_body(self) -> bool:
-        return self._method != b"HEAD" and self.status_code not in _NO_BODY_STATUSES
 
     async def _send_body(self, head: bytes, data: bytes, last: bytes = b"") -> None:
         """Send ``head``, then ``data`` as body (one chunk if chunked), then ``last``.
@@ -311,8 +366,8 @@ class Response:
         joined: copying a few KiB costs less than a system call. Both sends
         complete before this returns, so no chunk is ever left open.
         """
-        send = self._conn.send
-        if not data or not self._has_body():
+        send = self._exchange.send
+        if not data or self._bodiless:
             if head or last:
                 await send(head + last)
             return
@@ -324,74 +379,3 @@ class Response:
         else:
             await send(b"%s%x\r\n" % (head, len(data)), data)
             await send(b"\r\n" + last)
-
-    def _head(self, length: int | None) -> bytes:
-        """Build the head; ``length`` is the whole body's size, or None if unknown.
-
-        Node's order: the app's headers, then Date, Connection, Keep-Alive and
-        the framing header.
-        """
-        self.headers_sent = True
-        headers = self._headers
-        parts = [status_line(self.status_code, self.status_message)]
-        if headers:
-            for _, lines in headers.values():
-                parts.append(lines)
-            if any(name in headers for name in _FRAMING_NAMES):
-                return self._head_with_app_framing(parts, length)
-        framing = self._framing_line(length)
-        keep_alive = self._keep_alive and framing is not None and self._conn.may_keep_alive()
-        parts.append(date_line())
-        parts.append(self._conn.config.keep_alive_lines if keep_alive else CLOSE_LINE)
-        if framing:
-            parts.append(framing)
-        parts.append(b"\r\n")
-        self._keep_alive = keep_alive
-        return b"".join(parts)
-
-    def _framing_line(self, length: int | None) -> bytes | None:
-        """The body framing header; None means the body ends at the close (HTTP/1.0)."""
-        if self.status_code in _NO_BODY_STATUSES or self.status_code < 200:
-            return b""
-        if length is not None:
-            return b"Content-Length: %d\r\n" % length
-        if self._method == b"HEAD":
-            return b""
-        if self._conn.http11:
-            self._chunked = True
-            return _CHUNKED_LINE
-        return None
-
-    def _head_with_app_framing(self, parts: list[bytes], length: int | None) -> bytes:
-        """The slow path of :meth:`_head`: the app set Date, Connection or framing itself."""
-        headers = self._headers
-        keep_alive = self._keep_alive and self._conn.may_keep_alive()
-        if "date" not in headers:
-            parts.append(date_line())
-        if "connection" in headers:
-            value = value_bytes(headers["connection"][0])
-            keep_alive = keep_alive and b"close" not in value
-        framing: bytes | None = b""
-        if "transfer-encoding" in headers:
-            te = value_bytes(headers["transfer-encoding"][0])
-            self._chunked = b"chunked" in te and self._has_body()
-        elif "content-length" in headers:
-            self._unsent = _declared_length(headers["content-length"][0])
-        else:
-            framing = self._framing_line(length)
-        keep_alive = keep_alive and framing is not None
-        if "connection" not in headers:
-            parts.append(self._conn.config.keep_alive_lines if keep_alive else CLOSE_LINE)
-        if framing:
-            parts.append(framing)
-        parts.append(b"\r\n")
-        self._keep_alive = keep_alive
-        return b"".join(parts)
-
-
-def _declared_length(value: HeaderValue) -> int:
-    """The app's Content-Length value as a number (ValueError if it is not one)."""
-    text = value_bytes(value)
-    if not text.isdigit():
-        raise ValueError(f"invalid Content-Length {value!r}")
-    return int(text)

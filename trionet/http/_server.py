@@ -6,14 +6,14 @@ request, pipelined or not, is found and checked by trionet's own rules
 (:mod:`._limits`) before h11 parses it, and h11 only ever sees one request at
 a time, so h11's leniencies cannot leak into the next request.
 
-h11 parses each request head (and decodes chunked bodies); the response side
-is trionet's own (:class:`~._messages.Response` builds the head), because
-Node's framing differs from h11's (keep-alive for HTTP/1.0 clients who ask,
-``Keep-Alive: timeout=N``, Date, reason phrases) and because h11's response
-bookkeeping costs more than half of its per-request time (measured: 37 of
-63 us). A fresh ``h11.Connection`` per request is cheaper than driving one
-through ``start_next_cycle`` and holds no memory while the connection sits
-idle.
+This module keeps only the connection loop. Each request gets its rooms:
+:mod:`._body` parses the head with h11 and reads, drains or refuses the body;
+:mod:`._messages` is what the app sees (``Request``, ``Response``), and
+:mod:`._framing` turns the response into head bytes (trionet's own, not
+h11's: it says why). They reach the connection only through the protocols
+``Exchange`` and ``BodySource``, which :class:`_Connection` implements; they
+used to read and write the driver's private attributes (and it theirs)
+across an import circle.
 
 Timeouts work as Node's ``connectionsCheckingInterval``: each connection keeps
 a plain ``deadline`` number that moves with its phase (``headers_timeout`` from
@@ -40,7 +40,6 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-import h11
 import trio
 
 from .._fdio import DirectIO
@@ -48,27 +47,28 @@ from .._linger import LingerEnd, linger
 from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
 from ..tls import socket_for
-from ._headers import CLOSE_LINE, date_line, error_response, status_line
+from ._body import RequestBody, parse_head
+from ._framing import keep_alive_lines, service_unavailable
+from ._headers import error_response
 from ._limits import (
     DEFAULT_HEADERS_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
-    ChunkedScanner,
     ClientError,
-    RequestInfo,
     analyze_request,
     check_head,
     check_partial_head,
-    check_version,
-    parse_error,
+    request_timeout_error,
     skip_empty_lines,
 )
 from ._messages import Request, Response
 
 __all__ = ["ClientError", "Request", "Response", "ServerConfig", "serve", "serve_http"]
 
-logger = logging.getLogger("trionet")
+# One logger per module, named after it (as Trio's ``trio.serve_listeners``
+# logs to ``trio.serve_listeners``); records still reach handlers on "trionet".
+logger = logging.getLogger("trionet.http.server")
 
 App = Callable[["Request", "Response"], Awaitable[None]]
 #: ``on_upgrade`` / ``on_connect``: the request, the raw socket, bytes read past the head.
@@ -77,17 +77,12 @@ ClientErrorHook = Callable[[ClientError, Socket], Awaitable[None]]
 
 #: How much one read asks for (Node's socket highWaterMark).
 RECEIVE_SIZE = 65536
-#: Unread request body bytes the server reads and discards after the response
-#: so the connection can be kept alive; a larger leftover closes it instead.
-DRAIN_LIMIT = 256 * 1024
 #: Bound on writing an error response to a client that may not be reading.
 ERROR_RESPONSE_TIMEOUT = 5.0
 #: Longest and shortest pause of the task that enforces timeouts (Node checks
 #: every 30 s; we check ten times per shortest timeout, at most once a second).
 MAX_CHECK_INTERVAL = 1.0
 MIN_CHECK_INTERVAL = 0.01
-
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Connection phases; the shutdown watcher closes connections that are _IDLE
 # or _LINGER (the last response is out; only the lingering close is left).
@@ -138,10 +133,7 @@ class ServerConfig:
         self.max_requests_per_socket = max_requests_per_socket or 0
         shortest = min(self.headers_timeout, self.request_timeout, self.keep_alive_timeout)
         self.check_interval = min(MAX_CHECK_INTERVAL, max(MIN_CHECK_INTERVAL, shortest / 10))
-        self.keep_alive_lines = b"Connection: keep-alive\r\n"
-        if keep_alive_timeout:
-            hint = f"{keep_alive_timeout:g}".encode()
-            self.keep_alive_lines += b"Keep-Alive: timeout=%s\r\n" % hint
+        self.keep_alive_lines = keep_alive_lines(keep_alive_timeout)
         #: Live connections, so shutdown can close the idle ones.
         self.connections: set[_Connection] = set()
         self.closing = False
@@ -177,28 +169,28 @@ class ServerConfig:
 
 
 class _Connection:
-    """Drives one HTTP connection: reads heads, runs the app, writes responses."""
+    """Drives one HTTP connection: reads heads, runs the app, writes responses.
+
+    It is the ``Exchange`` of its requests and responses and the
+    ``BodySource`` of their bodies (structural protocols: nothing here is
+    imported by them).
+    """
 
     __slots__ = (
         "_sock",
-        "body_error",
-        "body_left",
+        "body",
         "buf",
         "bytes_read",
         "bytes_written",
         "config",
-        "continue_sent",
         "deadline",
-        "h11",
         "http11",
-        "info",
         "io",
+        "keep_alive_lines",
         "phase",
         "pos",
-        "request_deadline",
         "requests",
         "response",
-        "scanner",
         "scope",
         "stream",
     )
@@ -218,16 +210,11 @@ class _Connection:
         self.buf = b""
         self.pos = 0
         self.requests = 0
-        # Per-request state, reset by _start_request.
-        self.h11: h11.Connection | None = None
-        self.info: RequestInfo | None = None
+        self.keep_alive_lines = config.keep_alive_lines
+        # The request being served (None between requests).
+        self.body: RequestBody | None = None
         self.response: Response | None = None
         self.http11 = True
-        self.body_left = 0
-        self.scanner: ChunkedScanner | None = None
-        self.continue_sent = False
-        self.body_error: ClientError | None = None
-        self.request_deadline = math.inf
 
     @property
     def socket(self) -> Socket:
@@ -259,12 +246,48 @@ class _Connection:
         if self._sock is not None:
             self._sock.bytes_written += total
 
+    async def send_informational(self, head: bytes) -> None:
+        """Send a 1xx response head before the response, unless the client speaks HTTP/1.0.
+
+        RFC 9110 section 15.2: a server must not send a 1xx response to an
+        HTTP/1.0 client.
+        """
+        if self.http11:
+            await self.send(head)
+
+    async def receive_more(self) -> None:
+        """Append the client's next bytes to the buffer (for a request body).
+
+        Raises:
+          ClientError: 400, the client closed the connection mid-body.
+        """
+        data = await self._receive()
+        if not data:
+            raise ClientError(400, "connection closed in the request body", "HPE_INVALID_EOF_STATE")
+        self._append(data)
+
     def _append(self, data: bytes) -> None:
         if self.pos >= len(self.buf):
             self.buf = data
         else:
             self.buf = self.buf[self.pos :] + data
         self.pos = 0
+
+    def may_keep_alive(self) -> bool:
+        """Whether the response now being started may leave the connection open.
+
+        The client's wish (``RequestInfo.keep_alive``), the server's
+        (``max_requests_per_socket``, shutdown) and the request body's
+        (:meth:`RequestBody.may_keep_alive`).
+        """
+        body = self.body
+        assert body is not None
+        if not body.info.keep_alive or self.config.closing:
+            return False
+        limit = self.config.max_requests_per_socket
+        if limit and self.requests >= limit:
+            return False
+        return body.done or body.may_keep_alive()
 
     # -- the request loop --------------------------------------------------------
     async def run(self) -> None:
@@ -284,11 +307,11 @@ class _Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
             if self.scope.cancelled_caught and self.phase == _HEAD:
-                error = _timeout_error("request head not received in time")
+                error = request_timeout_error("request head not received in time")
             if error is not None and (self.response is None or not self.response.headers_sent):
                 await self._refuse(error)
                 await self._linger()
-            elif self.info is not None and not self.body_complete():
+            elif self.body is not None and not self.body.done:
                 # We answered before the request body was all read (and
                 # decided to close): the rest may still be on its way.
                 await self._linger()
@@ -298,17 +321,27 @@ class _Connection:
     async def _serve_one(self) -> bool:
         """Read, run and answer one request; False when the connection is done."""
         config = self.config
-        event, head = await self._next_head()
-        if event is None:
+        head = await self._next_head()
+        if not head:
             return False
+        event, parser = parse_head(head, config.max_header_size)
         self.requests += 1
         info = analyze_request(event, head)
-        request = self._start_request(event, info)
-        if event.method == b"CONNECT" or (info.upgrade and config.on_upgrade is not None):
-            await self._hand_off(request)
+        method = event.method
+        self.http11 = event.http_version == b"1.1"
+        body = self.body = RequestBody(
+            self,
+            parser,
+            info,
+            config.max_body_size,
+            config.max_header_size,  # a chunked body's trailers get the head's budget
+            trio.current_time() + config.request_timeout,
+        )
+        request = Request(event, self, body)
+        if method == b"CONNECT" or (info.upgrade and config.on_upgrade is not None):
+            await self._hand_off(request, method)
             return False
-        response = self.response
-        assert response is not None
+        response = self.response = Response(self, body, method)
         handler = config.app
         if info.expect_continue and config.on_check_continue is not None:
             handler = config.on_check_continue
@@ -319,18 +352,18 @@ class _Connection:
         else:
             if not response.finished:
                 await response.end()  # the app forgot; Node would hang, we finish
-        if not response._keep_alive:
+        if not response.should_keep_alive:
             limit = config.max_requests_per_socket
-            if limit and self.requests >= limit and await self._finish_body():
+            if limit and self.requests >= limit and await body.drain():
                 await self._refuse_pipelined()
             return False
-        if not (self.body_complete() or await self._finish_body()):
+        if not (body.done or await body.drain()):
             return False
-        self.h11 = self.info = self.scanner = None
+        self.body = None
         return True
 
-    async def _next_head(self) -> tuple[h11.Request | None, bytes]:
-        """Wait for the next complete head, check it, and parse it with h11."""
+    async def _next_head(self) -> bytes:
+        """Wait for the next complete head and check it; ``b""`` if the client left."""
         config = self.config
         self.response = None
         idle_from_now = True
@@ -343,14 +376,14 @@ class _Connection:
             self.buf, self.pos = b"", 0  # an idle connection keeps no buffer
             if self.requests:
                 if config.closing:
-                    return None, b""
+                    return b""
                 if idle_from_now:  # empty lines do not extend the keep-alive time
                     self.deadline = trio.current_time() + config.keep_alive_timeout
                     idle_from_now = False
             self.phase = _IDLE
             data = await self._receive()
             if not data:
-                return None, b""
+                return b""
             self._append(data)
         self.phase = _HEAD
         end = self.buf.find(b"\r\n\r\n", self.pos)
@@ -359,28 +392,14 @@ class _Connection:
                 self.deadline = trio.current_time() + config.headers_timeout
             end = await self._read_rest_of_head()
             if end < 0:
-                return None, b""
+                return b""
         end += 4
         head = self.buf[self.pos : end]
         self.pos = end
         self.phase = _BUSY
         self.deadline = math.inf
         check_head(head, config.max_header_size)
-        # h11 gets the head whole, then chunked bodies a line at a time: the
-        # only event it may hold incomplete is a trailer section, which the
-        # ChunkedScanner keeps within max_header_size.
-        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
-        parser.receive_data(head)
-        try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise parse_error(exc, "request head") from None
-        assert isinstance(event, h11.Request)
-        version = event.http_version
-        if version != b"1.1" and version != b"1.0":
-            event = check_version(event)
-        self.h11 = parser
-        return event, head
+        return head
 
     async def _read_rest_of_head(self) -> int:
         """Read until the blank line ending the head; -1 if the client went away.
@@ -410,71 +429,35 @@ class _Connection:
                 self.buf = bytes(head)
                 return end
 
-    def _start_request(self, event: h11.Request, info: RequestInfo) -> Request:
-        config = self.config
-        self.info = info
-        self.http11 = event.http_version == b"1.1"
-        self.continue_sent = False
-        self.body_error = None
-        self.request_deadline = trio.current_time() + config.request_timeout
-        if info.content_length is None:
-            self.scanner = ChunkedScanner(config.max_header_size)
-            self.body_left = 0
-        else:
-            self.scanner = None
-            self.body_left = info.content_length
-            if config.max_body_size is not None and info.content_length > config.max_body_size:
-                raise ClientError(413, "request body over max_body_size", "ERR_BODY_TOO_LARGE")
-        self.response = Response(self, event.method)
-        return Request(event, self, info)
-
-    def may_keep_alive(self) -> bool:
-        """Whether the response now being started may leave the connection open."""
-        info = self.info
-        assert info is not None
-        if not info.keep_alive or self.config.closing:
-            return False
-        limit = self.config.max_requests_per_socket
-        if limit and self.requests >= limit:
-            return False
-        if self.body_complete():
-            return True
-        if info.expect_continue and not self.continue_sent:
-            return False  # the client holds its body back; don't read it after
-        return info.content_length is None or self.body_left <= DRAIN_LIMIT
-
     async def _app_failed(self, request: Request, response: Response, exc: Exception) -> None:
-        error = self.body_error
-        if error is not None and exc is error:
+        response.should_keep_alive = False
+        if self.body is not None and exc is self.body.error:
             # The body broke a limit while the app read it: answer as Node would.
-            response._keep_alive = False
             if not response.headers_sent:
-                await self._refuse(error)
+                await self._refuse(self.body.error)
             return
         if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
             # The client went away mid-response: ordinary, not the app's bug.
             logger.debug("client left during %s %s: %s", request.method, request.url, exc)
-            response._keep_alive = False
             return
-        logger.error(
-            "app failed handling %s %s", request.method, request.url, exc_info=exc
-        )
-        response._keep_alive = False
+        logger.error("app failed handling %s %s", request.method, request.url, exc_info=exc)
         if not response.headers_sent:
-            response._headers.clear()
+            # What the app set was for the answer it did not give.
+            for name in response.get_headers():
+                response.remove_header(name)
             response.status_code = 500
             response.status_message = None
             await response.end()
 
-    async def _hand_off(self, request: Request) -> None:
+    async def _hand_off(self, request: Request, method: bytes) -> None:
         """Give the raw socket to ``on_connect`` / ``on_upgrade`` (or refuse CONNECT)."""
         config = self.config
         head = self.buf[self.pos :]
         self.buf, self.pos = b"", 0
-        hook = config.on_connect if request._event.method == b"CONNECT" else config.on_upgrade
+        hook = config.on_connect if method == b"CONNECT" else config.on_upgrade
         if hook is None:
             raise ClientError(405, "CONNECT is not served here", "ERR_METHOD_NOT_ALLOWED")
-        self.info = None  # the socket is the hook's now: no lingering close after it
+        self.body = None  # the socket is the hook's now: no lingering close after it
         try:
             await hook(request, self.socket, head)
         except Exception:
@@ -512,123 +495,9 @@ class _Connection:
 
     async def _refuse_pipelined(self) -> None:
         """After ``max_requests_per_socket``, answer buffered requests with 503 (as Node)."""
-        buf = self.buf
-        lines = b"%s%sContent-Length: 0\r\n\r\n" % (date_line(), CLOSE_LINE)
-        refusal = status_line(503) + lines
-        count = 0
-        start = self.pos
-        while (end := buf.find(b"\r\n\r\n", start)) >= 0:
-            count += 1
-            start = end + 4
+        count = self.buf.count(b"\r\n\r\n", self.pos)  # the complete heads buffered
         if count:
-            await self.send(refusal * count)
-
-    # -- request bodies ----------------------------------------------------------
-    def body_complete(self) -> bool:
-        scanner = self.scanner
-        if scanner is None:
-            return self.body_left == 0
-        return scanner.done and self.h11 is None
-
-    async def send_informational(self, head: bytes) -> None:
-        """Send a 1xx response head before the response, unless the client speaks HTTP/1.0."""
-        if self.http11:
-            await self.send(head)
-
-    async def send_continue(self) -> None:
-        """Send ``100 Continue`` once, if the client asked and no response began."""
-        response = self.response
-        if self.continue_sent or (response is not None and response.headers_sent):
-            return
-        self.continue_sent = True
-        await self.send_informational(_CONTINUE)
-
-    async def read_body(self) -> bytes:
-        """The next piece of the request body, ``b""`` at its end."""
-        if self.body_complete():
-            return b""
-        info = self.info
-        assert info is not None
-        if info.expect_continue and not self.continue_sent:
-            await self.send_continue()
-        try:
-            with trio.fail_after(max(0.0, self.request_deadline - trio.current_time())):
-                if self.scanner is None:
-                    return await self._read_sized()
-                return await self._read_chunked()
-        except trio.TooSlowError:
-            self.body_error = _timeout_error("request body not received in time")
-        except ClientError as exc:
-            self.body_error = exc
-        raise self.body_error
-
-    async def _more(self) -> None:
-        data = await self._receive()
-        if not data:
-            raise ClientError(400, "connection closed in the request body", "HPE_INVALID_EOF_STATE")
-        self._append(data)
-
-    async def _read_sized(self) -> bytes:
-        if self.pos >= len(self.buf):
-            await self._more()
-        buf, pos = self.buf, self.pos
-        take = min(self.body_left, len(buf) - pos)
-        self.body_left -= take
-        self.pos = pos + take
-        if pos == 0 and take == len(buf):
-            return buf
-        return buf[pos : pos + take]
-
-    async def _read_chunked(self) -> bytes:
-        parser, scanner = self.h11, self.scanner
-        assert parser is not None and scanner is not None
-        while True:
-            try:
-                event = parser.next_event()
-            except h11.RemoteProtocolError as exc:  # e.g. a trailer line without a colon
-                raise parse_error(exc, "chunked body") from None
-            if type(event) is h11.Data:
-                self._count_body(len(event.data))
-                return bytes(event.data)
-            if type(event) is h11.EndOfMessage:
-                self.h11 = None
-                return b""
-            if self.pos >= len(self.buf):
-                await self._more()
-            end = scanner.scan(self.buf, self.pos)
-            if end == self.pos:
-                await self._more()
-                continue
-            parser.receive_data(self.buf[self.pos : end])  # parses nothing: cannot fail
-            self.pos = end
-
-    def _count_body(self, size: int) -> None:
-        limit = self.config.max_body_size
-        if limit is None:
-            return
-        self.body_left -= size  # counts down from 0 for chunked bodies
-        if -self.body_left > limit:
-            raise ClientError(413, "request body over max_body_size", "ERR_BODY_TOO_LARGE")
-
-    async def _finish_body(self) -> bool:
-        """Read and drop what the app left of the body; False if the connection must close."""
-        if self.body_complete():
-            return True
-        dropped = 0
-        with trio.move_on_at(self.request_deadline):
-            while dropped <= DRAIN_LIMIT:
-                try:
-                    chunk = await self.read_body()
-                except ClientError:
-                    return False
-                if not chunk:
-                    return True
-                dropped += len(chunk)
-        return False
-
-
-def _timeout_error(message: str) -> ClientError:
-    return ClientError(408, message, "ERR_HTTP_REQUEST_TIMEOUT")
+            await self.send(service_unavailable(count))
 
 
 async def serve_http(

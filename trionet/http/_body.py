@@ -1,0 +1,305 @@
+"""The request side of one exchange: its head parsed, its body read, drained or refused.
+
+:func:`parse_head` and :class:`RequestBody` are the only code that hands
+client bytes to h11, so they are the one place where h11's errors become
+:class:`~._limits.ClientError` (through :func:`~._limits.parse_error`); a
+call site left to itself once turned a malformed trailer into an "app
+failed" 500.
+
+A :class:`RequestBody` is made for each request and holds everything about
+its body: how much is left (sized) or where the chunked framing stands
+(:class:`~._limits.ChunkedScanner` checks the raw bytes, h11 decodes them),
+``max_body_size``, ``request_timeout``'s deadline, ``Expect: 100-continue``
+(sent at most once, and never after the response began), the trailers, and
+whether what the app left unread may be drained so that the connection can
+stay open (:data:`DRAIN_LIMIT`). The state changes are synchronous and take
+plain bytes (:meth:`RequestBody.feed`), so they are unit-tested without a
+socket (``tests/test_http_body.py``); :meth:`RequestBody.read` is the thin
+loop that asks the connection for more bytes.
+
+The connection owns the receive buffer, since the bytes after the body
+belong to the next request; the body reads it through :class:`BodySource`,
+a protocol, so this module does not import the connection's (no import
+circle), and h11 is given only the bytes the scanner accepted, so a
+pipelined request never reaches h11 before trionet's head checks.
+
+Rejected: a body object per connection, reset for each request. It saves
+one allocation per request, but a ``Request`` kept by the app past its
+response would then read the next request's body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import h11
+import trio
+
+from ._framing import CONTINUE_HEAD
+from ._limits import (
+    ChunkedScanner,
+    ClientError,
+    RequestInfo,
+    check_version,
+    parse_error,
+    request_timeout_error,
+)
+
+__all__ = ["DRAIN_LIMIT", "BodySource", "RequestBody", "parse_head"]
+
+#: Unread request body bytes the server reads and discards after the response
+#: so the connection can be kept alive; a larger leftover closes it instead
+#: (Node closes at once; nginx's ``lingering_close`` reads any amount, bounded
+#: by time: trionet reads this much and then closes in stages,
+#: :mod:`trionet._linger`).
+DRAIN_LIMIT = 256 * 1024
+
+_NO_TRAILERS: Sequence[tuple[bytes, bytes]] = ()
+
+
+class BodySource(Protocol):
+    """What a request body needs of its connection: the receive buffer and a 1xx sender.
+
+    The unread bytes are ``buf[pos:]``; the body advances ``pos`` past what
+    it consumed.
+    """
+
+    buf: bytes
+    pos: int
+
+    async def receive_more(self) -> None:
+        """Append the next bytes from the client to ``buf``.
+
+        Raises:
+          ClientError: 400, the client closed the connection.
+        """
+
+    async def send_informational(self, head: bytes) -> None:
+        """Send a 1xx response head (nothing to an HTTP/1.0 client)."""
+
+
+def parse_head(head: bytes, max_header_size: int) -> tuple[h11.Request, h11.Connection]:
+    """Parse a complete, checked head with a fresh h11 connection.
+
+    A fresh ``h11.Connection`` per request is cheaper than driving one
+    through ``start_next_cycle`` and holds no memory while the connection
+    sits idle. h11 gets the head whole, then chunked bodies a line at a
+    time: the only event it may hold incomplete is a trailer section, which
+    the ``ChunkedScanner`` keeps within ``max_header_size``.
+
+    Returns:
+      The request (HTTP/1.0 or 1.1, :func:`~._limits.check_version`) and
+      the parser, which decodes a chunked body next.
+
+    Raises:
+      ClientError: what :func:`~._limits.parse_error` makes of h11's refusal.
+    """
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+    parser.receive_data(head)
+    try:
+        event = parser.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise parse_error(exc, "request head") from None
+    assert isinstance(event, h11.Request)
+    version = event.http_version
+    if version != b"1.1" and version != b"1.0":
+        event = check_version(event)
+    return event, parser
+
+
+class RequestBody:
+    """The body of one request, as the app reads it and the server drains it.
+
+    Attributes:
+      info: the request's framing (:func:`~._limits.analyze_request`).
+      done: the whole body was read (at once for a bodiless request).
+      left: bytes still to come of a sized body.
+      deadline: when ``request_timeout`` runs out (``trio.current_time()`` clock).
+      continue_sent: ``100 Continue`` went out.
+      responded: the response head went out; no ``100 Continue`` after it.
+      error: the refusal that broke off reading (413, 408, 400), to answer it.
+      trailers: the trailer fields of a chunked body, once it is ``done``.
+    """
+
+    __slots__ = (
+        "_parser",
+        "_received",
+        "_scanner",
+        "_source",
+        "continue_sent",
+        "deadline",
+        "done",
+        "error",
+        "info",
+        "left",
+        "max_body_size",
+        "responded",
+        "trailers",
+    )
+
+    # Positional: one is made per request on the server's hottest path.
+    def __init__(
+        self,
+        source: BodySource,
+        parser: h11.Connection,
+        info: RequestInfo,
+        max_body_size: int | None,
+        max_trailer_size: int,
+        deadline: float,
+    ) -> None:
+        """Start reading a body framed as ``info`` says.
+
+        Raises:
+          ClientError: 413, a Content-Length over ``max_body_size``.
+        """
+        self._source = source
+        self.info = info
+        self.max_body_size = max_body_size
+        self.deadline = deadline
+        self.continue_sent = False
+        self.responded = False
+        self.error: ClientError | None = None
+        self.trailers = _NO_TRAILERS
+        self._received = 0
+        length = info.content_length
+        if length is None:
+            self._parser: h11.Connection | None = parser
+            self._scanner: ChunkedScanner | None = ChunkedScanner(max_trailer_size)
+            self.left = 0
+            self.done = False
+        else:
+            self._parser = self._scanner = None
+            self.left = length
+            self.done = length == 0
+            if max_body_size is not None and length > max_body_size:
+                raise _too_large()
+
+    # -- state changes, no I/O ---------------------------------------------------
+    def feed(self, buf: bytes, pos: int) -> tuple[bytes | None, int]:
+        """Take the next piece of the body from ``buf[pos:]``.
+
+        Returns:
+          ``(piece, pos)``: the piece (``b""`` once the body is complete,
+          None if more bytes must be appended to ``buf`` first) and where the
+          unconsumed bytes now start. A sized piece that is the whole of
+          ``buf`` is returned uncopied.
+
+        Raises:
+          ClientError: a malformed chunked body (400), trailers over budget
+            (431), or more than ``max_body_size`` (413).
+        """
+        if self.done:
+            return b"", pos
+        scanner = self._scanner
+        if scanner is None:
+            size = len(buf) - pos
+            if size <= 0:
+                return None, pos
+            take = min(self.left, size)
+            self.left -= take
+            self.done = self.left == 0
+            if pos == 0 and take == size:
+                return buf, take
+            return buf[pos : pos + take], pos + take
+        parser = self._parser
+        assert parser is not None
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:  # e.g. a trailer line without a colon
+                raise parse_error(exc, "chunked body") from None
+            if type(event) is h11.Data:
+                self._count(len(event.data))
+                return bytes(event.data), pos
+            if type(event) is h11.EndOfMessage:
+                self.done = True
+                self.trailers = event.headers.raw_items()
+                self._parser = None
+                return b"", pos
+            if pos >= len(buf):
+                return None, pos
+            end = scanner.scan(buf, pos)
+            if end == pos:
+                return None, pos
+            parser.receive_data(buf[pos:end])  # parses nothing: cannot fail
+            pos = end
+
+    def _count(self, size: int) -> None:
+        limit = self.max_body_size
+        if limit is None:
+            return
+        self._received += size
+        if self._received > limit:
+            raise _too_large()
+
+    def may_keep_alive(self) -> bool:
+        """Whether the connection may stay open after a response sent now.
+
+        Yes if the body is read, or if what is left may be drained after the
+        response: a chunked body (its size is unknown; drained up to
+        :data:`DRAIN_LIMIT`, then closed), or a sized one of at most
+        :data:`DRAIN_LIMIT` bytes. No while the client holds its body back
+        for a ``100 Continue`` that was not sent: it may send it after the
+        response, or never.
+        """
+        if self.done:
+            return True
+        if self.info.expect_continue and not self.continue_sent:
+            return False
+        return self.info.content_length is None or self.left <= DRAIN_LIMIT
+
+    # -- I/O through the connection ------------------------------------------------
+    async def send_continue(self) -> None:
+        """Send ``100 Continue`` once, if the response has not begun."""
+        if self.continue_sent or self.responded:
+            return
+        self.continue_sent = True
+        await self._source.send_informational(CONTINUE_HEAD)
+
+    async def read(self) -> bytes:
+        """The next piece of the body, ``b""`` at its end.
+
+        Sends ``100 Continue`` first if the client waits for it.
+
+        Raises:
+          ClientError: the body broke a rule or a limit, or did not arrive
+            by ``request_timeout`` (408); also kept as :attr:`error`.
+        """
+        if self.done:
+            return b""
+        if self.info.expect_continue and not self.continue_sent:
+            await self.send_continue()
+        source = self._source
+        try:
+            with trio.fail_after(max(0.0, self.deadline - trio.current_time())):
+                while True:
+                    piece, source.pos = self.feed(source.buf, source.pos)
+                    if piece is not None:
+                        return piece
+                    await source.receive_more()
+        except trio.TooSlowError:
+            self.error = request_timeout_error("request body not received in time")
+        except ClientError as exc:
+            self.error = exc
+        raise self.error
+
+    async def drain(self) -> bool:
+        """Read and drop what the app left of the body; False if the connection must close."""
+        if self.done:
+            return True
+        dropped = 0
+        with trio.move_on_at(self.deadline):
+            while dropped <= DRAIN_LIMIT:
+                try:
+                    piece = await self.read()
+                except ClientError:
+                    return False
+                if not piece:
+                    return True
+                dropped += len(piece)
+        return False
+
+
+def _too_large() -> ClientError:
+    return ClientError(413, "request body over max_body_size", "ERR_BODY_TOO_LARGE")
