@@ -16,6 +16,7 @@ import logging
 import os
 import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
@@ -78,19 +79,17 @@ async def serve(
     unix_path = os.fspath(path) if path is not None else None
     listener = await open_listener(port, host, unix_path, backlog, reuse_port)
 
-    async def handle(stream: trio.abc.Stream) -> None:
-        sock = Socket(stream, allow_half_open=allow_half_open)
-        if idle_timeout is None:
-            await handler(sock)
-            return
+    async def watched(sock: Socket) -> None:
+        assert idle_timeout is not None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_when_idle, sock, idle_timeout, nursery.cancel_scope)
             await handler(sock)
             nursery.cancel_scope.cancel()
 
     await serve_listeners(
-        handle,
+        handler if idle_timeout is None else watched,
         [listener],
+        make_socket=partial(Socket, allow_half_open=allow_half_open),
         max_connections=max_connections,
         unix_path=unix_path,
         task_status=task_status,
@@ -160,9 +159,10 @@ async def connect(
     except OSError as exc:
         raise _connect_error(exc, target) from exc
     sock = Socket(stream, allow_half_open=allow_half_open)
-    # Named now, while the kernel knows the peer: a reset makes it forget, and
-    # the errors say whom they lost ("read ECONNRESET 127.0.0.1:8124").
-    _ = sock.remote_address
+    # Both named now, as Node's client socket has them from 'connect' on: a
+    # reset makes the kernel forget the peer, and errors say whom they lost
+    # ("read ECONNRESET 127.0.0.1:8124"); a closed socket has no name left.
+    _ = sock.remote_address, sock.local_address
     return sock
 
 

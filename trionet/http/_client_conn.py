@@ -168,12 +168,14 @@ class HTTPConnection:
         "socket",
     )
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
-        #: The connection's one Socket: direct reads and writes on plain TCP and
+    def __init__(self, stream: trio.abc.Stream | Socket, origin: Origin) -> None:
+        #: The connection's one Socket (``stream`` itself when it is one, as
+        #: the WebSocket client's): direct reads and writes on plain TCP and
         #: Unix sockets (:mod:`trionet._fdio`), the stream's own under TLS; its
-        #: byte counters run from the first request. It stays half-open when
-        #: the server ends its side: this driver decides what an end means.
-        self.socket = Socket(stream, allow_half_open=True)
+        #: byte counters run from the first request. Made here, it stays
+        #: half-open when the server ends its side: this driver decides what
+        #: an end means.
+        self.socket = stream if isinstance(stream, Socket) else Socket(stream)
         self.origin = origin
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         #: Exchanges begun on this connection.
