@@ -166,6 +166,27 @@ class Socket(trio.abc.HalfCloseableStream):
         (``accept()`` returned it); else it is looked up on first use.
     """
 
+    # Every HTTP keep-alive connection holds one while idle: no __dict__ saves
+    # ~200 bytes each (subclasses such as tls.TLSSocket may still add attributes).
+    __slots__ = (
+        "_end_after_send",
+        "_ended_by_peer",
+        "_eof_sent",
+        "_io",
+        "_local",
+        "_local_known",
+        "_remote",
+        "_remote_known",
+        "_sending",
+        "_sock",
+        "_strict_sender",
+        "_turns",
+        "allow_half_open",
+        "bytes_read",
+        "bytes_written",
+        "stream",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
