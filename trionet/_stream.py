@@ -25,12 +25,14 @@ Waiting in the queue *is* the backpressure: one slow peer stalls the tasks
 sending to it, which is why the guide's chat example gives each client a
 bounded outbox.
 
-:meth:`Socket.send_all` (Trio's name) keeps Trio's rule instead: it raises
-``trio.BusyResourceError`` when another task is sending, so code written for
-Trio streams sees the stream it expects and ``trio.testing``'s conformance
-checks pass. Receiving stays one task at a time, as a Node socket has one
-reader: a second concurrent ``receive`` raises ``trio.BusyResourceError``
-(from the stream under the socket); read in one task and hand data to others.
+:meth:`Socket.send_all` (Trio's name) keeps Trio's rules instead: it raises
+``trio.BusyResourceError`` when another task is sending, and, as
+:meth:`Socket.receive_some`, is a checkpoint on every call, so code written
+for Trio streams sees the stream it expects and ``trio.testing``'s
+conformance checks pass. Receiving stays one task at a time, as a Node socket
+has one reader: a second task waiting to ``receive`` raises
+``trio.BusyResourceError`` (Trio's wait on the descriptor, or the stream
+under the socket, refuses it); read in one task and hand data to others.
 
 The bytes. On a plain TCP or Unix socket the Socket reads and writes the
 descriptor itself (:class:`trionet._fdio.DirectIO`: a system call when the
