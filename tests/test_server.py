@@ -11,14 +11,18 @@ import logging
 import re
 import resource
 import socket as stdlib_socket
+import struct
 from functools import partial
+from typing import ClassVar
 
 import pytest
 import trio
 from conftest import open_fds
 
+import trionet.http
 from trionet import net
 from trionet._server import Episode, Server, open_tcp_listener, serve_listeners
+from trionet._stream import Socket
 
 HOST = "127.0.0.1"
 
@@ -113,7 +117,8 @@ async def test_port_and_path_together_are_refused() -> None:
 
 
 async def test_serve_listeners_drives_any_stream_handler(nursery: trio.Nursery) -> None:
-    """The building block under every serve(): a plain Trio stream handler."""
+    """The building block under every serve(): the handler gets a net.Socket,
+    which is a Trio stream, so code written for Trio streams runs as it is."""
 
     async def shout(stream: trio.abc.Stream) -> None:
         await stream.send_all((await stream.receive_some()).upper())
@@ -125,6 +130,72 @@ async def test_serve_listeners_drives_any_stream_handler(nursery: trio.Nursery) 
             await stream.send_all(b"hello")
             assert await stream.receive_some() == b"HELLO"
             assert await stream.receive_some() == b""  # closed for the handler
+
+
+class CountingSocket(Socket):
+    """A Socket class of the server's choosing (as tls.serve picks TLSSocket)."""
+
+    made: ClassVar[list[CountingSocket]] = []
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        super().__init__(stream, allow_half_open=False)
+        CountingSocket.made.append(self)
+
+
+async def test_each_connection_gets_one_socket_from_the_servers_factory(
+    nursery: trio.Nursery,
+) -> None:
+    """Every accepted connection becomes one Socket in one place (where a PROXY
+    protocol pre-step will set the client's address), built by ``make_socket``."""
+    handled: list[Socket] = []
+
+    async def note(sock: Socket) -> None:
+        handled.append(sock)
+        await net.pipe(sock, sock)
+
+    CountingSocket.made.clear()
+    listener = await open_tcp_listener(0, HOST)
+    start = partial(serve_listeners, note, [listener], make_socket=CountingSocket)
+    server = await nursery.start(start)
+    with trio.fail_after(5):
+        for _ in range(2):
+            async with await net.connect(server.port, HOST) as client:
+                await client.send(b"ping")
+                assert await client.receive() == b"ping"
+                await client.send_eof()
+                assert await client.receive() == b""
+    assert handled == CountingSocket.made and len(handled) == 2
+    assert all(not sock.allow_half_open for sock in handled)
+
+
+async def test_an_accepted_socket_knows_its_peer_after_the_peer_reset(
+    nursery: trio.Nursery,
+) -> None:
+    """The address comes from accept(): the kernel forgets a peer that reset, so a
+    handler (or its error message) asking only afterwards still gets the answer."""
+    addresses: list[object] = []
+    reset_done = trio.Event()
+
+    async def late_asker(sock: net.Socket) -> None:
+        await reset_done.wait()
+        with contextlib.suppress(trio.BrokenResourceError):
+            while await sock.receive():
+                pass
+        addresses.append(sock.remote_address)
+
+    server = await nursery.start(partial(net.serve, late_asker, 0, host=HOST))
+    client = stdlib_socket.create_connection((HOST, server.port))
+    local = client.getsockname()
+    client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with trio.fail_after(5):
+        while not server.connections:
+            await trio.sleep(0.01)
+        client.close()  # SO_LINGER 0: a reset, not a FIN
+        await trio.sleep(0.05)
+        reset_done.set()
+        while not addresses:
+            await trio.sleep(0.01)
+    assert addresses == [local]
 
 
 async def test_run_counted_counts_and_logs_a_failing_job(
@@ -214,3 +285,32 @@ async def test_aclose_with_a_timeout_returns_as_soon_as_connections_end(
             await sock.aclose()
         assert trio.current_time() - start < 2
     assert server.connections == 0
+
+
+async def test_an_http_request_names_its_client_after_the_client_reset(
+    nursery: trio.Nursery,
+) -> None:
+    """The HTTP server's connection holds the Socket the accept loop made, with
+    the address accept() returned: an app that asks late still learns who it was."""
+    seen: list[object] = []
+    reset_done = trio.Event()
+
+    async def late_app(req: trionet.http.Request, res: trionet.http.Response) -> None:
+        await reset_done.wait()
+        seen.append((req.remote_address, req.socket.bytes_read > 0))
+
+    server = await nursery.start(partial(trionet.http.serve, late_app, 0, host=HOST))
+    client = stdlib_socket.create_connection((HOST, server.port))
+    local = client.getsockname()
+    client.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with trio.fail_after(5):
+        while not server.connections:
+            await trio.sleep(0.01)
+        await trio.sleep(0.05)  # the request is read and the app waits
+        client.close()  # a reset, not a FIN
+        await trio.sleep(0.05)
+        reset_done.set()
+        while not seen:
+            await trio.sleep(0.01)
+    assert seen == [(local, True)]

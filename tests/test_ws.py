@@ -1165,3 +1165,58 @@ async def test_a_crashing_accept_hook_answers_500_and_is_logged(
             pass
     assert refused.value.status == 500
     assert "no such user" in caplog.text
+
+
+# -- the client's Socket rules hold on ws:// as on wss:// ------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_the_clients_socket_ends_its_side_when_the_server_ends_its_own(
+    nursery: trio.Nursery, scheme: str, server_ssl_context: Any, client_ssl_context: Any
+) -> None:
+    """The client's Socket has ``allow_half_open=False`` (Node's default): when the
+    server half-closes, the client's side ends at once, while the app is still in
+    its ``async with`` block. The WebSocket reader reads through that Socket, so
+    it holds on ws:// as on wss:// (before, the direct reader went around it on ws://)."""
+    client_ended = trio.Event()
+
+    async def accept_then_half_close(sock: trionet.net.Socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await sock.receive()
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        await sock.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept_token(key).encode()
+        )
+        await sock.send_eof()
+        try:
+            while await sock.receive():
+                pass
+        except trio.BrokenResourceError:
+            pass  # TLS without close_notify: the TCP end of the client is what counts
+        client_ended.set()
+        await trio.sleep_forever()
+
+    if scheme == "ws":
+        serve = functools.partial(trionet.net.serve, accept_then_half_close, 0, host="127.0.0.1")
+    else:
+        serve = functools.partial(
+            trionet.tls.serve, accept_then_half_close, 0, host="127.0.0.1",
+            ssl_context=server_ssl_context,
+        )  # fmt: skip
+    server = await nursery.start(serve)
+    host = "127.0.0.1" if scheme == "ws" else "localhost"
+    options = {"ssl_context": client_ssl_context} if scheme == "wss" else {}
+    with trio.fail_after(10):
+        async with ws.connect(f"{scheme}://{host}:{server.port}/", **options) as client:
+            with trio.fail_after(2):
+                await client_ended.wait()  # still inside the block
+            assert client.socket.bytes_read > 0 and client.socket.bytes_written > 0
+            with pytest.raises(ws.ConnectionClosed) as closed:
+                await client.receive()
+            assert closed.value.code == 1006

@@ -20,6 +20,22 @@ So :class:`DirectIO`, on a plain TCP or Unix ``trio.SocketStream``, calls
 it would block, as Node's libuv does. Any other stream (TLS, in-memory, a
 wrapper) goes through its own ``send_all`` / ``receive_some``.
 
+It is the engine under :class:`trionet.net.Socket`, and only there: every
+protocol driver (HTTP server and client, WebSocket) holds one Socket and
+calls its methods, so byte counts, ``allow_half_open`` and the error types are
+the same whichever driver runs. (Before, each driver wrapped the stream in a
+DirectIO of its own and the WebSocket reader, going around the Socket,
+ignored ``allow_half_open`` on ws:// while wss:// honoured it.)
+
+Platforms. ``os.read`` and ``os.write`` take a socket's descriptor on Linux
+and macOS (a socket is a file there), but not on Windows, where a socket is
+a ``SOCKET`` handle that the C runtime's ``read``/``write`` do not accept, and
+``os.writev`` does not exist. Trio runs on Windows, so there
+(:data:`DIRECT_IO` False) every stream takes Trio's own path. Rejected:
+``socket.send``/``recv`` on the Python socket object on every platform: a
+method lookup and an argument parse more per call, and on Windows Trio's
+IOCP-based waiting is the only supported one anyway.
+
 Safety rules, kept here so no caller has to remember them:
 
 1. The descriptor is checked just before each system call, with no ``await``
@@ -37,17 +53,22 @@ Safety rules, kept here so no caller has to remember them:
    the operation, so a cancellation there loses no bytes already read and
    never cuts a write in half.
 4. One task sends and one receives at a time, as on any Trio stream (the
-   callers' locks and task structure see to it; nothing here checks).
+   Socket's send turn sees to the sending side; a second task *waiting* to
+   receive gets ``trio.BusyResourceError`` from ``wait_readable``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import cast
+import sys
 
 import trio
 
-__all__ = ["JOIN_LIMIT", "MAX_UNYIELDED_IO", "DirectIO"]
+__all__ = ["DIRECT_IO", "JOIN_LIMIT", "MAX_UNYIELDED_IO", "DirectIO"]
+
+#: Whether this platform lets ``os.read``/``os.write`` work on a socket's
+#: descriptor (POSIX: Linux, macOS, the BSDs); not on Windows (see above).
+DIRECT_IO = sys.platform != "win32"
 
 #: Operations that completed without waiting before the next one yields to the
 #: scheduler first. Trio yields on every call; 16 keeps a pipelining client, a
@@ -76,7 +97,7 @@ class DirectIO:
         self._stream = stream
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         #: The descriptor captured now; -1: go through the stream.
-        self._fd = self._sock.fileno() if self._sock is not None else -1
+        self._fd = self._sock.fileno() if self._sock is not None and DIRECT_IO else -1
         self.direct = self._fd >= 0
         #: Operations completed without waiting since the last yield.
         self._unyielded = 0
@@ -108,9 +129,9 @@ class DirectIO:
     async def receive(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` bytes; ``b""`` once the peer closed its side."""
         if self._fd < 0:
-            # SocketStream and SSLStream return bytes; another stream's
-            # bytearray is only searched, sliced and parsed, which works the same.
-            return cast(bytes, await self._stream.receive_some(max_bytes))
+            got = await self._stream.receive_some(max_bytes)
+            # SocketStream and SSLStream return bytes; another stream may not.
+            return got if type(got) is bytes else bytes(got)
         if self._unyielded >= MAX_UNYIELDED_IO:
             await self.checkpoint()
         if self._drained:

@@ -5,6 +5,18 @@ Protocol modules (``net``, ``http``, ``ws``, ``tls``) only supply a coroutine
 that drives one accepted stream; accepting, counting, ``max_connections``,
 TLS wrapping, logging a handler's crash and graceful shutdown live here once.
 
+Every accepted connection becomes one :class:`trionet.net.Socket` in one
+place, :func:`open_accepted`: TLS is handshaken there, the peer's address
+that ``accept()`` returned is set on the Socket there (so nobody asks the
+kernel again, and a reset cannot make it forget), and a pre-step that must
+read the raw connection first (a PROXY protocol header, which names the real
+client) goes there. Handlers get that Socket: the protocol drivers (HTTP,
+WebSocket) hold it for the connection's life, and the caller's
+``make_socket`` picks the class (``tls.TLSSocket`` for TLS servers) and
+``allow_half_open``. Rejected: each protocol building its own Socket from a
+stream (what it was): three places to add a pre-step, and the HTTP server
+avoided building one at all while the Socket looked its addresses up eagerly.
+
 Shutdown follows Node: :meth:`Server.close` stops accepting at once and lets
 live connections run on; :meth:`Server.aclose` also waits for them and cancels
 what is left after a timeout. Protocol drivers watch :attr:`Server.closing` to
@@ -29,7 +41,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from ._errors import TLSError
-from ._stream import Address, format_address
+from ._stream import Address, Socket, format_address
 from ._tls_failure import handshake_failure
 
 __all__ = [
@@ -37,7 +49,9 @@ __all__ = [
     "Episode",
     "Server",
     "ServerTLS",
+    "SocketFactory",
     "TLSContext",
+    "open_accepted",
     "open_listener",
     "open_tcp_listener",
     "open_unix_listener",
@@ -46,8 +60,12 @@ __all__ = [
 
 logger = logging.getLogger("trionet")
 
-#: Drives one accepted stream until the connection is done.
-ConnectionHandler = Callable[[trio.abc.Stream], Awaitable[None]]
+#: Drives one accepted connection, given its Socket, until the connection is done.
+ConnectionHandler = Callable[[Socket], Awaitable[None]]
+
+#: Makes the Socket for an accepted stream (TLS already done): ``net.Socket``
+#: with the server's ``allow_half_open``, ``tls.TLSSocket`` for TLS streams.
+SocketFactory = Callable[[trio.abc.Stream], Socket]
 
 #: A loop that feeds connections (or datagrams) into the server's nursery.
 ServeLoop = Callable[[trio.Nursery], Awaitable[None]]
@@ -57,6 +75,20 @@ ServeLoop = Callable[[trio.Nursery], Awaitable[None]]
 ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # How long to sleep when we get one of those errors.
 ACCEPT_BACKOFF = 0.100
+
+# accept(2) errors that concern only the connection being accepted, which is
+# gone: try the next one (the list Trio's SocketListener.accept ignores, in
+# trio/_highlevel_socket.py, and its reasons). The closed-socket ones end the loop.
+_IGNORABLE_ACCEPT_ERRNOS = {
+    getattr(errno, name)
+    for name in (
+        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET",
+    )
+    if hasattr(errno, name)
+}  # fmt: skip
+_CLOSED_SOCKET_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 
 #: Node's default listen() backlog.
 DEFAULT_BACKLOG = 511
@@ -189,6 +221,7 @@ class Server:
         listener: trio.SocketListener,
         handle: ConnectionHandler,
         *,
+        make_socket: SocketFactory = Socket,
         ssl_context: TLSContext | None = None,
     ) -> ServeLoop:
         """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
@@ -198,7 +231,7 @@ class Server:
             try:
                 while True:
                     try:
-                        stream = await listener.accept()
+                        stream, peer = await _accept(listener)
                     except (trio.ClosedResourceError, trio.BrokenResourceError):
                         return
                     except OSError as exc:
@@ -224,7 +257,9 @@ class Server:
                         await trio.aclose_forcefully(stream)
                         continue
                     self._connections += 1
-                    nursery.start_soon(self._run_connection, stream, handle, ssl_context)
+                    nursery.start_soon(
+                        self._run_connection, stream, peer, handle, make_socket, ssl_context
+                    )
             finally:
                 if deferred.count:
                     _log_accept_episode_end(deferred, "stopped accepting")
@@ -255,24 +290,26 @@ class Server:
     async def _run_connection(
         self,
         stream: trio.SocketStream,
+        peer: Address,
         handle: ConnectionHandler,
+        make_socket: SocketFactory,
         ssl_context: TLSContext | None,
     ) -> None:
         wrapped: trio.abc.Stream = stream
         try:
-            if ssl_context is not None:
-                wrapped = await tls_handshake(stream, ssl_context)
-            await handle(wrapped)
+            sock = await open_accepted(stream, peer, make_socket, ssl_context)
+            wrapped = sock.stream
+            await handle(sock)
         except TLSHandshakeFailed as exc:
-            logger.info("TLS handshake with %s failed: %s", _peer_name(stream), exc)
+            logger.info("TLS handshake with %s failed: %s", _describe(peer), exc)
         except Exception as exc:
             broken = _peer_break(exc, wrapped)
             if broken is not None:
                 # The peer reset or vanished mid-conversation: Node's socket 'error'
                 # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
-                logger.info("connection with %s broken: %s", _peer_name(stream), broken)
+                logger.info("connection with %s broken: %s", _describe(peer), broken)
             else:
-                logger.exception("connection handler for %s failed", _peer_name(stream))
+                logger.exception("connection handler for %s failed", _describe(peer))
         finally:
             self._connections -= 1
             if wrapped is stream:
@@ -281,6 +318,48 @@ class Server:
                 await stream.aclose()
             else:
                 await trio.aclose_forcefully(wrapped)
+
+
+async def _accept(listener: trio.SocketListener) -> tuple[trio.SocketStream, Address]:
+    """The next connection and its peer's address, as ``accept(2)`` returned it.
+
+    ``trio.SocketListener.accept`` drops the address, and asking the kernel
+    again (``getpeername``) costs a system call per connection and fails once
+    the peer has reset; so this is that method with the address kept.
+    """
+    while True:
+        try:
+            sock, address = await listener.socket.accept()
+        except OSError as exc:
+            if exc.errno in _CLOSED_SOCKET_ERRNOS:
+                raise trio.ClosedResourceError from None
+            if exc.errno not in _IGNORABLE_ACCEPT_ERRNOS:
+                raise
+        else:
+            return trio.SocketStream(sock), format_address(address)
+
+
+async def open_accepted(
+    stream: trio.SocketStream,
+    peer: Address,
+    make_socket: SocketFactory,
+    ssl_context: TLSContext | None,
+) -> Socket:
+    """Make the Socket for an accepted connection: the one place that happens.
+
+    The TLS handshake (with ``ssl_context``) runs first; the Socket then gets
+    ``peer``, the address ``accept()`` returned, so it never asks the kernel.
+    A pre-step that reads the raw connection before TLS (a PROXY protocol
+    header naming the real client, from a trusted proxy) belongs here, and
+    sets ``sock.remote_address`` to what it read.
+
+    Raises:
+      TLSHandshakeFailed: the TLS handshake failed or stalled (logged by the caller).
+    """
+    wrapped = stream if ssl_context is None else await tls_handshake(stream, ssl_context)
+    sock = make_socket(wrapped)
+    sock.remote_address = peer
+    return sock
 
 
 def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
@@ -375,11 +454,9 @@ async def tls_handshake(stream: trio.abc.Stream, context: TLSContext) -> trio.ab
         raise TLSHandshakeFailed(handshake_failure(exc).reason) from None
 
 
-def _peer_name(stream: trio.SocketStream) -> str:
-    try:
-        return repr(format_address(stream.socket.getpeername()))
-    except OSError:
-        return "a closed peer"
+def _describe(peer: Address) -> str:
+    """The peer's address for a log line (an unnamed Unix client: "a Unix peer")."""
+    return repr(peer) if peer else "a Unix peer"
 
 
 def _inode(path: str | None) -> tuple[int, int] | None:
@@ -484,18 +561,25 @@ async def serve_listeners(
     handle: ConnectionHandler,
     listeners: Sequence[trio.SocketListener],
     *,
+    make_socket: SocketFactory = Socket,
     max_connections: int | None = None,
     unix_path: str | None = None,
     ssl_context: TLSContext | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``handle`` on ready listeners until the server is closed or cancelled."""
+    """Serve ``handle`` on ready listeners until the server is closed or cancelled.
+
+    Each connection's Socket comes from ``make_socket`` (see :func:`open_accepted`).
+    """
     server = Server(
         [listener.socket for listener in listeners],
         max_connections=max_connections,
         unix_path=unix_path,
     )
-    loops = [server.accept_loop(lst, handle, ssl_context=ssl_context) for lst in listeners]
+    loops = [
+        server.accept_loop(lst, handle, make_socket=make_socket, ssl_context=ssl_context)
+        for lst in listeners
+    ]
     await server.run(loops, task_status=task_status)
 
 

@@ -25,12 +25,33 @@ Waiting in the queue *is* the backpressure: one slow peer stalls the tasks
 sending to it, which is why the guide's chat example gives each client a
 bounded outbox.
 
-:meth:`Socket.send_all` (Trio's name) keeps Trio's rule instead: it raises
-``trio.BusyResourceError`` when another task is sending, so code written for
-Trio streams sees the stream it expects and ``trio.testing``'s conformance
-checks pass. Receiving stays one task at a time, as a Node socket has one
-reader: a second concurrent ``receive`` raises ``trio.BusyResourceError``
-(from the stream under the socket); read in one task and hand data to others.
+:meth:`Socket.send_all` (Trio's name) keeps Trio's rules instead: it raises
+``trio.BusyResourceError`` when another task is sending, and, as
+:meth:`Socket.receive_some`, is a checkpoint on every call, so code written
+for Trio streams sees the stream it expects and ``trio.testing``'s
+conformance checks pass. Receiving stays one task at a time, as a Node socket
+has one reader: a second task waiting to ``receive`` raises
+``trio.BusyResourceError`` (Trio's wait on the descriptor, or the stream
+under the socket, refuses it); read in one task and hand data to others.
+
+The bytes. On a plain TCP or Unix socket the Socket reads and writes the
+descriptor itself (:class:`trionet._fdio.DirectIO`: a system call when the
+kernel is ready, Trio's wait only when it is not, a yield to the scheduler
+every few calls), except on Windows; over TLS or any other stream it calls
+the stream's ``send_all``/``receive_some``. Every protocol driver (the HTTP
+server and client, WebSocket) holds one Socket and goes through it, so byte
+counters, ``allow_half_open`` and the errors below hold whichever protocol
+runs on top. Drivers use two extras: ``send(head, more=body)`` writes two
+buffers as one record without joining a large body to its head, and
+:meth:`Socket.checkpoint` is the once-per-request yield.
+
+Addresses are looked up when first read, then kept: an HTTP connection
+that never asks for them pays no ``getpeername``/``getsockname`` call (that
+cost is why the HTTP server once avoided building a Socket per connection).
+Whoever knows better sets them: the accept loop passes the peer address
+``accept()`` returned, and a PROXY-protocol pre-step sets the original
+client's. The error messages look the peer up too; after a reset the kernel
+may no longer know it, which is why ``connect()`` and ``accept()`` fill it in.
 
 Errors. A send or receive on a connection that is gone raises
 :class:`SocketClosedError` (closed or ended on our side) or
@@ -53,6 +74,7 @@ from typing import Any
 import trio
 
 from ._errors import ConnectError, TimeoutError, TrionetError
+from ._fdio import DirectIO
 
 __all__ = [
     "Address",
@@ -72,6 +94,8 @@ DEFAULT_RECEIVE_SIZE = 65536
 
 # What ending our side for a peer that ended may run into: nobody to tell.
 _QUIET_END_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+_Buffer = bytes | bytearray | memoryview
 
 # Node's socket.setKeepAlive() sets these besides the idle delay (net.md).
 KEEPALIVE_COUNT = 10
@@ -140,9 +164,38 @@ class Socket(trio.abc.HalfCloseableStream):
         If another task is sending at that moment, our side ends when that
         send is done; any later send raises :class:`SocketClosedError`,
         as Node's writes fail once the peer has ended the connection.
+      remote_address: the peer's address when the caller knows it already
+        (``accept()`` returned it); else it is looked up on first use.
     """
 
-    def __init__(self, stream: trio.abc.Stream, *, allow_half_open: bool = True) -> None:
+    # Every HTTP keep-alive connection holds one while idle: no __dict__ saves
+    # ~200 bytes each (subclasses such as tls.TLSSocket may still add attributes).
+    __slots__ = (
+        "_end_after_send",
+        "_ended_by_peer",
+        "_eof_sent",
+        "_io",
+        "_local",
+        "_local_known",
+        "_remote",
+        "_remote_known",
+        "_sending",
+        "_sock",
+        "_strict_sender",
+        "_turns",
+        "allow_half_open",
+        "bytes_read",
+        "bytes_written",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        allow_half_open: bool = True,
+        remote_address: Address | None = None,
+    ) -> None:
         self.stream = stream
         """The underlying Trio stream (a ``trio.SocketStream``, or TLS over one)."""
         self.allow_half_open = allow_half_open
@@ -151,6 +204,8 @@ class Socket(trio.abc.HalfCloseableStream):
         """Bytes received so far (Node's ``socket.bytesRead``)."""
         self.bytes_written = 0
         """Bytes the kernel has taken so far (Node's ``socket.bytesWritten``)."""
+        # The engine: the descriptor itself on plain sockets, else the stream.
+        self._io = DirectIO(stream)
         self._eof_sent = False
         # The send turn: True while a task is in send(), send_all() or
         # send_eof(); tasks that find it taken park in _turns (made on first
@@ -163,29 +218,71 @@ class Socket(trio.abc.HalfCloseableStream):
         # The peer ended while a task was sending: that send ends our side.
         self._end_after_send = False
         self._ended_by_peer = False
-        sock = raw_socket(stream)
-        self._sock = sock
-        self.remote_address: Address | None = None
-        """The peer's ``(host, port)``, its Unix socket path, or None when unknown
-        (Node's ``remoteAddress`` and ``remotePort`` together)."""
-        self.local_address: Address | None = None
-        """Our ``(host, port)`` or Unix socket path (Node's ``localAddress``, ``localPort``)."""
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                self.remote_address = format_address(sock.getpeername())
-            self.local_address = format_address(sock.getsockname())
+        self._sock = raw_socket(stream)
+        # Looked up on first use (see the module docstring); None: unknown.
+        self._remote = remote_address
+        self._remote_known = remote_address is not None
+        self._local: Address | None = None
+        self._local_known = False
 
     def __repr__(self) -> str:
         return f"<trionet.net.Socket {self.local_address!r} -> {self.remote_address!r}>"
 
+    # -- addresses -------------------------------------------------------------
+    @property
+    def remote_address(self) -> Address | None:
+        """The peer's ``(host, port)``, its Unix socket path, or None when unknown
+        (Node's ``remoteAddress`` and ``remotePort`` together).
+
+        Looked up on first use and kept; settable, for a pre-step that knows
+        the real client (the PROXY protocol).
+        """
+        if not self._remote_known:
+            self._remote_known = True
+            self._remote = self._look_up(peer=True)
+        return self._remote
+
+    @remote_address.setter
+    def remote_address(self, address: Address | None) -> None:
+        self._remote, self._remote_known = address, True
+
+    @property
+    def local_address(self) -> Address | None:
+        """Our ``(host, port)`` or Unix socket path (Node's ``localAddress``, ``localPort``).
+
+        Looked up on first use and kept; settable, as :attr:`remote_address`.
+        """
+        if not self._local_known:
+            self._local_known = True
+            self._local = self._look_up(peer=False)
+        return self._local
+
+    @local_address.setter
+    def local_address(self, address: Address | None) -> None:
+        self._local, self._local_known = address, True
+
+    def _look_up(self, *, peer: bool) -> Address | None:
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            return format_address(sock.getpeername() if peer else sock.getsockname())
+        except OSError:  # closed, or reset (the kernel forgets the peer)
+            return None
+
     @property
     def remote_port(self) -> int | None:
         """The peer's port, or None for a Unix socket."""
-        return self.remote_address[1] if isinstance(self.remote_address, tuple) else None
+        address = self.remote_address
+        return address[1] if isinstance(address, tuple) else None
 
     # -- sending ---------------------------------------------------------------
-    async def send(self, data: bytes | bytearray | memoryview | str) -> None:
+    async def send(self, data: _Buffer | str, *, more: _Buffer = b"") -> None:
         """Send all of ``data``; returns once the kernel took it (Node's ``drain``).
+
+        ``more`` goes out right after ``data`` as part of the same call (a
+        response head and its body): a large ``more`` is written with
+        ``writev``, never copied next to ``data``.
 
         Safe from any number of tasks at once, as Node's ``write()``: a call
         made while another task is sending waits its turn (first come, first
@@ -209,8 +306,8 @@ class Socket(trio.abc.HalfCloseableStream):
             if self._eof_sent or self._end_after_send:
                 await trio.lowlevel.checkpoint()
                 raise self._ended()
-            await self.stream.send_all(data)
-            self.bytes_written += len(data)
+            await self._io.send(data, more)
+            self.bytes_written += len(data) + len(more)
             if self._end_after_send:
                 self._end_after_send = False
                 with contextlib.suppress(*_QUIET_END_ERRORS):
@@ -242,12 +339,16 @@ class Socket(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Trio's name for :meth:`send`, with Trio's rule: one sender at a time.
+        """Trio's name for :meth:`send`, with Trio's rules: one sender at a time,
+        and every call is a checkpoint (taken before sending, so a cancelled
+        call sent nothing).
 
         Raises:
           trio.BusyResourceError: another task is sending. Code written for
             Trio streams expects this; use :meth:`send` to send from several tasks.
         """
+        if self._io.direct:  # the stream's own send_all checkpoints otherwise
+            await trio.lowlevel.checkpoint()
         if self._sending:
             raise trio.BusyResourceError(
                 "another task is sending on this socket (send() lets several tasks send)"
@@ -341,8 +442,10 @@ class Socket(trio.abc.HalfCloseableStream):
           SocketBrokenError: the peer reset the connection.
           trio.BusyResourceError: another task is receiving on this socket.
         """
+        if max_bytes < 1:  # os.read would return b"", which means the end
+            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
         try:
-            data = await self.stream.receive_some(max_bytes)
+            data = await self._io.receive(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if isinstance(exc, TrionetError):
                 raise
@@ -362,7 +465,18 @@ class Socket(trio.abc.HalfCloseableStream):
                 self._end_after_send = True  # the send in progress ends our side
             else:
                 await self._end_quietly()
-        return bytes(data)
+        return data
+
+    async def checkpoint(self) -> None:
+        """Yield to the scheduler if this socket's last calls completed without waiting.
+
+        Trio's streams yield on every call; the direct path yields every
+        :data:`trionet._fdio.MAX_UNYIELDED_IO` calls. A driver that wants
+        Trio's fairness at a coarser grain (once per request) calls this; it
+        costs nothing when the socket already waited, and on streams other
+        than plain sockets, whose every call yields.
+        """
+        await self._io.checkpoint()
 
     async def _end_quietly(self) -> None:
         """End our side for the peer that ended its own (Node's allowHalfOpen=false)."""
@@ -370,7 +484,15 @@ class Socket(trio.abc.HalfCloseableStream):
             await self.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Trio's name for :meth:`receive`."""
+        """Trio's name for :meth:`receive`, with Trio's rule that every call is a
+        checkpoint (taken before reading, so a cancelled call loses no data).
+
+        :meth:`receive` yields to other tasks only every few calls that found
+        data waiting, which is what makes it fast; code written for Trio
+        streams may count on the stricter rule, so it gets it here.
+        """
+        if self._io.direct:  # the stream's own receive_some checkpoints otherwise
+            await trio.lowlevel.checkpoint()
         return await self.receive(DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]

@@ -197,7 +197,7 @@ async def client_handshake(
     request = upgrade_request(
         url, offer_headers(key, subprotocols, offered, headers), schemes=WS_SCHEMES
     )
-    conn = HTTPConnection(sock.stream, Origin(target.scheme, target.host, target.port, None, None))
+    conn = HTTPConnection(sock, Origin(target.scheme, target.host, target.port, None, None))
     try:
         res, rest = await request_switch(conn, request)
     except ProtocolError as exc:

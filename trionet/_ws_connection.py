@@ -30,7 +30,6 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, 
 from wsproto.extensions import Extension
 
 from ._errors import TrionetError
-from ._fdio import DirectIO
 from ._linger import linger as _linger
 from ._stream import Address, Socket
 from ._ws_protocol import FrameGuard, violation_reason
@@ -150,8 +149,6 @@ class WebSocket:
         #: Which task owns a message sent in fragments (send(fin=False)).
         self._sending = SendOwnership()
         self._message_ended = trio.lowlevel.ParkingLot()
-        #: Direct reads and writes on plain TCP; under TLS, through the Socket.
-        self._io = DirectIO(sock.stream if isinstance(sock.stream, trio.SocketStream) else sock)
         #: Messages received and not taken yet, and the fragments of the next one.
         self._inbox = Inbox(guard.max_message_size, MAX_QUEUE_MESSAGES)
         self._assembler = MessageAssembler()
@@ -306,9 +303,14 @@ class WebSocket:
         no byte can be sent that the peer would parse right: the connection
         is dropped (1006), as a cancelled write to a Trio stream breaks it.
         The send lock, taken before, was the cancel point.
+
+        Everything goes through the Socket (``socket.send`` and, in the reader,
+        ``socket.receive``), which writes the descriptor directly on plain TCP
+        (:mod:`trionet._fdio`), counts the bytes and applies its
+        ``allow_half_open`` on ws:// as on wss://.
         """
         try:
-            await self._send_bytes(data)
+            await self.socket.send(data)
         except _SOCKET_GONE as exc:
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
             raise ConnectionClosed(*self._close.reported(), websocket=self) from exc
@@ -318,26 +320,13 @@ class WebSocket:
                 await trio.aclose_forcefully(self.socket)
             raise
 
-    async def _send_bytes(self, data: bytes) -> None:
-        """Write ``data`` (the caller holds the send lock); see :mod:`trionet._fdio`."""
-        await self._io.send(data)
-        if self._io.direct:  # otherwise the Socket counted them
-            self.socket.bytes_written += len(data)
-
-    async def _receive_bytes(self) -> bytes:
-        """Read what the socket has (up to RECEIVE_SIZE); ``b""`` at its end."""
-        data = await self._io.receive(RECEIVE_SIZE)
-        if self._io.direct:
-            self.socket.bytes_read += len(data)
-        return data
-
     async def _write_control(self, data: bytes) -> bool:
         """Write control frames from the reader; False if the socket is gone."""
         if not data:
             return True
         async with self._send_lock:
             try:
-                await self._send_bytes(data)
+                await self.socket.send(data)
             except _SOCKET_GONE:
                 return False
         return True
@@ -400,7 +389,7 @@ class WebSocket:
         # Always a cancel point; a schedule point only when it has to wait. A
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
-        # MAX_QUEUE_MESSAGES messages (and send() every MAX_UNYIELDED_IO writes, see _fdio).
+        # MAX_QUEUE_MESSAGES messages (and send() every few writes, see trionet._fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._inbox
         while not inbox.messages:
@@ -444,7 +433,7 @@ class WebSocket:
                             queued = self._take_outbox() if self._sending.owner is None else b""
                             close = self._conn.send(CloseConnection(code, reason))
                             with contextlib.suppress(*_SOCKET_GONE):
-                                await self._send_bytes(queued + close)
+                                await self.socket.send(queued + close)
                 await self._closed.wait()
             if not self._closed.is_set():
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
@@ -491,7 +480,7 @@ class WebSocket:
             async with self._send_lock:
                 if self._conn.state is WireState.OPEN:
                     with contextlib.suppress(*_SOCKET_GONE):
-                        await self._send_bytes(self._conn.send(CloseConnection(code, reason)))
+                        await self.socket.send(self._conn.send(CloseConnection(code, reason)))
         if linger:
             await _linger(self.socket)  # half-close, then read and drop what the peer sends
         self._mark_closed(code, reason)
@@ -505,7 +494,7 @@ class WebSocket:
             while not self._closed.is_set():
                 await self._wait_for_room()
                 try:
-                    data = await self._receive_bytes()
+                    data = await self.socket.receive(RECEIVE_SIZE)
                 except _SOCKET_GONE:
                     data = b""
                 if not data:

@@ -16,6 +16,7 @@ import logging
 import os
 import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
@@ -78,19 +79,17 @@ async def serve(
     unix_path = os.fspath(path) if path is not None else None
     listener = await open_listener(port, host, unix_path, backlog, reuse_port)
 
-    async def handle(stream: trio.abc.Stream) -> None:
-        sock = Socket(stream, allow_half_open=allow_half_open)
-        if idle_timeout is None:
-            await handler(sock)
-            return
+    async def watched(sock: Socket) -> None:
+        assert idle_timeout is not None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_when_idle, sock, idle_timeout, nursery.cancel_scope)
             await handler(sock)
             nursery.cancel_scope.cancel()
 
     await serve_listeners(
-        handle,
+        handler if idle_timeout is None else watched,
         [listener],
+        make_socket=partial(Socket, allow_half_open=allow_half_open),
         max_connections=max_connections,
         unix_path=unix_path,
         task_status=task_status,
@@ -159,7 +158,12 @@ async def connect(
         raise TimeoutError(f"connect timed out after {timeout}s: {target}") from None
     except OSError as exc:
         raise _connect_error(exc, target) from exc
-    return Socket(stream, allow_half_open=allow_half_open)
+    sock = Socket(stream, allow_half_open=allow_half_open)
+    # Both named now, as Node's client socket has them from 'connect' on: a
+    # reset makes the kernel forget the peer, and errors say whom they lost
+    # ("read ECONNRESET 127.0.0.1:8124"); a closed socket has no name left.
+    _ = sock.remote_address, sock.local_address
+    return sock
 
 
 async def _open_stream(

@@ -230,13 +230,17 @@ async def serve(
     tls = server_tls(options, ssl_context)
     listener = await open_listener(port, host, None, backlog)
 
-    async def handle(stream: trio.abc.Stream) -> None:
+    def make_socket(stream: trio.abc.Stream) -> TLSSocket:
         assert isinstance(stream, (TLSStream, trio.SSLStream))
-        await handler(TLSSocket(stream, allow_half_open=allow_half_open))
+        return TLSSocket(stream, allow_half_open=allow_half_open)
+
+    async def handle(sock: Socket) -> None:
+        assert isinstance(sock, TLSSocket)
+        await handler(sock)
 
     await serve_listeners(
-        handle, [listener], max_connections=max_connections, ssl_context=tls,
-        task_status=task_status,
+        handle, [listener], make_socket=make_socket, max_connections=max_connections,
+        ssl_context=tls, task_status=task_status,
     )
 
 

@@ -48,8 +48,7 @@ import h11
 import trio
 
 from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
-from .._fdio import DirectIO
-from .._stream import raw_socket
+from .._stream import Socket, raw_socket
 
 __all__ = [
     "EARLY_BODY_LIMIT",
@@ -155,26 +154,29 @@ class _Upload:
 
 
 class HTTPConnection:
-    """A Trio stream plus the h11 state of the exchange running over it."""
+    """A :class:`trionet.net.Socket` plus the h11 state of the exchange running over it."""
 
     __slots__ = (
         "generation",
         "h11",
         "head_bytes",
-        "io",
         "keep_alive_hint",
         "origin",
         "replay",
         "requests",
         "serial",
-        "stream",
+        "socket",
     )
 
-    def __init__(self, stream: trio.abc.Stream, origin: Origin) -> None:
-        self.stream = stream
+    def __init__(self, stream: trio.abc.Stream | Socket, origin: Origin) -> None:
+        #: The connection's one Socket (``stream`` itself when it is one, as
+        #: the WebSocket client's): direct reads and writes on plain TCP and
+        #: Unix sockets (:mod:`trionet._fdio`), the stream's own under TLS; its
+        #: byte counters run from the first request. Made here, it stays
+        #: half-open when the server ends its side: this driver decides what
+        #: an end means.
+        self.socket = stream if isinstance(stream, Socket) else Socket(stream)
         self.origin = origin
-        #: Direct reads and writes on plain TCP and Unix sockets (TLS: the stream's).
-        self.io = DirectIO(stream)
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         #: Exchanges begun on this connection.
         self.requests = 0
@@ -191,6 +193,11 @@ class HTTPConnection:
         self.head_bytes = 0
         #: Events read ahead (an early response's body), handed out first.
         self.replay: list[Any] = []
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The Trio stream under :attr:`socket` (TCP, Unix or TLS)."""
+        return self.socket.stream
 
     def start_exchange(self) -> h11.Connection:
         """A fresh h11 state for the next request/response on this connection.
@@ -211,15 +218,16 @@ class HTTPConnection:
     async def send(self, data: bytes) -> None:
         """Send bytes (one checkpoint); a dead connection raises :class:`ConnectionLost`.
 
-        The descriptor is written directly (:mod:`trionet._fdio`) and the send
-        yields once, so a request/response exchange on a connection we own
+        The Socket writes the descriptor directly (:mod:`trionet._fdio`) and the
+        send yields once, so a request/response exchange on a connection we own
         alone yields once: with many tasks on a few connections the response
         is usually there by the time we read (strace over 5,000 requests, 100
         tasks on 5 connections: 1.0 write + 1.1 read + 0.4 epoll_wait each).
         """
+        sock = self.socket
         try:
-            await self.io.send(data)
-            await self.io.checkpoint()
+            await sock.send(data)
+            await sock.checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(
                 f"connection to {self.origin.name} lost while sending: {exc}"
@@ -379,7 +387,7 @@ class HTTPConnection:
                     self._check_head_size(event)
                 return event
             try:
-                data = await self.io.receive(RECEIVE_SIZE)
+                data = await self.socket.receive(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 if conn.their_state is h11.SEND_RESPONSE and not conn.trailing_data[0]:
                     raise ConnectionLost(
@@ -431,7 +439,7 @@ class HTTPConnection:
 
     def close(self) -> None:
         """Close at once, without waiting (Node's ``destroy()``); safe to repeat."""
-        # self.io sees the socket closed and never uses its old number again.
+        # The Socket sees its descriptor closed and never uses the old number again.
         sock = raw_socket(self.stream)
         if sock is not None:
             sock.close()

@@ -83,7 +83,11 @@ async def switch_protocols(prepared: _Prepared) -> tuple[ClientResponse, Socket 
     res, leftover = await request_switch(conn, prepared.event, prepared.method)
     if res.status != 101:
         return res, None, b""
-    return res, Socket(conn.stream, allow_half_open=False), leftover
+    # The connection's own Socket goes on (one per connection, its counters
+    # running from the request), now with Node's default for a raw socket.
+    sock = conn.socket
+    sock.allow_half_open = False
+    return res, sock, leftover
 
 
 async def request_switch(

@@ -23,8 +23,13 @@ cancels the connections whose deadline has passed. Moving a Trio cancel-scope
 deadline twice per request cost 6% of the request's CPU time; a float costs
 nothing. Body reads by the app are bounded by ``request_timeout`` directly.
 
-On plain TCP the driver reads and writes the socket's descriptor directly
-(:class:`trionet._fdio.DirectIO`, which says why and how).
+Each connection holds the one :class:`trionet.net.Socket` the accept loop
+made for it (a ``TLSSocket`` over HTTPS, :func:`trionet.tls.socket_for`) and
+does all its I/O through it: on plain TCP the Socket reads and writes the
+descriptor directly (:mod:`trionet._fdio` says why and how), it counts the
+bytes, and ``req.socket`` is that same object. Building it costs no system
+call (its addresses are looked up only if asked for), which is why there is
+no separate, cheaper path for the server any more.
 
 A connection that ends while the request may still be arriving (a refused
 request, or an app that answered without reading the whole body) closes in
@@ -42,7 +47,6 @@ from functools import partial
 
 import trio
 
-from .._fdio import DirectIO
 from .._linger import LingerEnd, linger
 from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
@@ -138,13 +142,13 @@ class ServerConfig:
         self.connections: set[_Connection] = set()
         self.closing = False
 
-    def handle(self, stream: trio.abc.Stream) -> Awaitable[None]:
-        """Drive one accepted stream (the ``ConnectionHandler`` for ``serve_listeners``).
+    def handle(self, sock: Socket) -> Awaitable[None]:
+        """Drive one accepted connection (the ``ConnectionHandler`` for ``serve_listeners``).
 
         A plain function returning the driver's coroutine: one frame less for
         every live connection to hold.
         """
-        return _Connection(stream, self).run()
+        return _Connection(sock, self).run()
 
     async def supervise(self, server: Server) -> None:
         """Enforce timeouts while the server runs; on close, end idle connections at once."""
@@ -177,35 +181,28 @@ class _Connection:
     """
 
     __slots__ = (
-        "_sock",
         "body",
         "buf",
-        "bytes_read",
-        "bytes_written",
         "config",
         "deadline",
         "http11",
-        "io",
         "keep_alive_lines",
         "phase",
         "pos",
         "requests",
         "response",
         "scope",
-        "stream",
+        "socket",
     )
 
-    def __init__(self, stream: trio.abc.Stream, config: ServerConfig) -> None:
-        self.stream = stream
+    def __init__(self, sock: Socket, config: ServerConfig) -> None:
+        #: The connection's Socket: all its I/O, its byte counts, ``req.socket``.
+        self.socket = sock
         self.config = config
-        self._sock: Socket | None = None
-        self.bytes_read = 0
-        self.bytes_written = 0
         self.scope = trio.CancelScope()
         #: When the expiry task cancels this connection (trio.current_time() clock).
         self.deadline = trio.current_time() + config.headers_timeout
         self.phase = _IDLE
-        self.io = DirectIO(stream)
         # Received bytes not yet consumed: ``buf[pos:]``.
         self.buf = b""
         self.pos = 0
@@ -216,35 +213,10 @@ class _Connection:
         self.response: Response | None = None
         self.http11 = True
 
-    @property
-    def socket(self) -> Socket:
-        """The connection as a :class:`trionet.net.Socket`, made on first use.
-
-        Most requests never ask for it; an idle connection then holds no
-        Socket (nor pays the two system calls that name its addresses).
-        """
-        sock = self._sock
-        if sock is None:
-            sock = self._sock = socket_for(self.stream)
-            sock.bytes_read = self.bytes_read
-            sock.bytes_written = self.bytes_written
-        return sock
-
     # -- I/O ---------------------------------------------------------------------
-    async def _receive(self) -> bytes:
-        data = await self.io.receive(RECEIVE_SIZE)
-        self.bytes_read += len(data)
-        if self._sock is not None:
-            self._sock.bytes_read += len(data)
-        return data
-
     async def send(self, data: bytes, more: bytes = b"") -> None:
         """Write ``data`` then ``more`` (uncopied when large); returns once the kernel took both."""
-        await self.io.send(data, more)
-        total = len(data) + len(more)
-        self.bytes_written += total
-        if self._sock is not None:
-            self._sock.bytes_written += total
+        await self.socket.send(data, more=more)
 
     async def send_informational(self, head: bytes) -> None:
         """Send a 1xx response head before the response, unless the client speaks HTTP/1.0.
@@ -261,7 +233,7 @@ class _Connection:
         Raises:
           ClientError: 400, the client closed the connection mid-body.
         """
-        data = await self._receive()
+        data = await self.socket.receive(RECEIVE_SIZE)
         if not data:
             raise ClientError(400, "connection closed in the request body", "HPE_INVALID_EOF_STATE")
         self._append(data)
@@ -381,7 +353,7 @@ class _Connection:
                     self.deadline = trio.current_time() + config.keep_alive_timeout
                     idle_from_now = False
             self.phase = _IDLE
-            data = await self._receive()
+            data = await self.socket.receive(RECEIVE_SIZE)
             if not data:
                 return b""
             self._append(data)
@@ -413,7 +385,7 @@ class _Connection:
         checked = 0
         while True:
             check_partial_head(head, max_size, checked)
-            data = await self._receive()
+            data = await self.socket.receive(RECEIVE_SIZE)
             if not data:
                 return -1
             checked = len(head)
@@ -515,6 +487,7 @@ async def serve_http(
             serve_listeners,
             config.handle,
             listeners,
+            make_socket=socket_for,
             max_connections=max_connections,
             unix_path=unix_path,
             ssl_context=ssl_context,
