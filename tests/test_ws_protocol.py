@@ -10,6 +10,7 @@ from _ws_raw import BINARY, CONT, PING, TEXT, close_frame, frame
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import Opcode
 
 from trionet._ws_protocol import (
     MAX_FRAGMENTS,
@@ -192,27 +193,27 @@ def test_one_fragment_over_max_fragments_is_still_refused_fed_bytewise() -> None
 
 @pytest.mark.parametrize("code", sorted(REGISTERED_CLOSE_CODES))
 def test_close_codes_registered_after_rfc_6455_are_accepted(code: int) -> None:
-    conn = new_connection(False, [FrameGuard(1000)])
-    conn.receive_data(close_frame(code, "restarting"))
-    [event] = conn.events()
-    assert isinstance(event, CloseConnection)
-    assert (event.code, event.reason) == (code, "restarting")
-    assert conn.state is ConnectionState.REMOTE_CLOSING  # a real Close, not a violation
+    wire = new_connection(False, [FrameGuard(1000)])
+    wire.receive_data(close_frame(code, "restarting"))
+    [close] = wire.frames()
+    assert close.opcode is Opcode.CLOSE and close.payload == (code, "restarting")
+    assert wire.state is ConnectionState.REMOTE_CLOSING  # a real Close, not a violation
 
 
 @pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
 def test_unregistered_and_local_only_close_codes_are_still_protocol_errors(code: int) -> None:
-    conn = new_connection(False, [FrameGuard(1000)])
-    conn.receive_data(close_frame(code))
-    [event] = conn.events()
-    assert isinstance(event, CloseConnection) and event.code == 1002
+    wire = new_connection(False, [FrameGuard(1000)])
+    wire.receive_data(close_frame(code))
+    [close] = wire.frames()
+    assert close.opcode is Opcode.CLOSE and close.payload[0] == 1002
+    assert wire.state is ConnectionState.OPEN  # a violation: the caller fails the connection
 
 
 def test_a_1014_close_reason_must_be_utf8() -> None:
-    conn = new_connection(False, [FrameGuard(1000)])
-    conn.receive_data(close_frame(1014, b"\xff"))
-    [event] = conn.events()
-    assert isinstance(event, CloseConnection) and event.code == 1007
+    wire = new_connection(False, [FrameGuard(1000)])
+    wire.receive_data(close_frame(1014, b"\xff"))
+    [close] = wire.frames()
+    assert close.opcode is Opcode.CLOSE and close.payload[0] == 1007
 
 
 # -- permessage-deflate: quoted parameters, reasons ----------------------------------------
@@ -255,11 +256,12 @@ def deflate_violation(data: bytes) -> tuple[int, str]:
     pmd = BoundedPerMessageDeflate(1 << 20)
     assert pmd.accept("permessage-deflate") is not None
     guard = FrameGuard(1 << 20)
-    conn = new_connection(False, [pmd, guard])
-    conn.receive_data(data)
-    event = list(conn.events())[-1]
-    assert isinstance(event, CloseConnection)
-    return event.code, violation_reason([guard, pmd], event.reason)
+    wire = new_connection(False, [pmd, guard])
+    wire.receive_data(data)
+    close = list(wire.frames())[-1]
+    assert close.opcode is Opcode.CLOSE
+    code, reason = close.payload
+    return code, violation_reason([guard, pmd], reason)
 
 
 def test_deflate_violations_say_what_was_wrong() -> None:

@@ -1,6 +1,8 @@
 """The WebSocket connection both sides share: messages, pings, the close handshake.
 
-:class:`WebSocket` drives one wsproto ``Connection`` over a trionet Socket.
+:class:`WebSocket` drives one wsproto ``FrameProtocol`` (through
+:class:`trionet._ws_protocol.Wire`, which says why not wsproto's
+``Connection``) over a trionet Socket.
 Its reader task (:meth:`WebSocket._run_reader`) is the only code that reads
 the socket: it hands data messages to :meth:`WebSocket.receive` through a
 bounded queue and answers control frames itself, so pings are answered and
@@ -20,19 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import trio
-from wsproto.connection import Connection
 from wsproto.connection import ConnectionState as WireState
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong, TextMessage
+from wsproto.events import Message
 from wsproto.extensions import Extension
+from wsproto.frame_protocol import Opcode
 
 from ._errors import TrionetError
 from ._linger import linger as _linger
 from ._stream import Address, Socket
-from ._ws_protocol import FrameGuard, violation_reason
+from ._ws_protocol import FrameGuard, Wire, violation_reason
 from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock
 from ._ws_state import (
     MAX_QUEUE_MESSAGES,
@@ -116,7 +118,7 @@ class WebSocket:
     def __init__(
         self,
         sock: Socket,
-        connection: Connection,
+        connection: Wire,
         *,
         guard: FrameGuard,
         client: bool,
@@ -139,7 +141,8 @@ class WebSocket:
         self.extensions = list(extensions)
         self.close_timeout = close_timeout
         self._client = client
-        self._conn = connection
+        #: The frames, parsed and built by wsproto, and the close handshake's wire state.
+        self._wire = connection
         self._guard = guard
         #: Bytes that arrived with the handshake, parsed when the reader starts.
         self._pending = pending
@@ -234,12 +237,9 @@ class WebSocket:
           ConnectionClosed: the connection is closing or closed.
           TypeError: a fragment of another type than the message it continues.
         """
-        event: Message[Any]
-        if isinstance(message, str):
-            event = TextMessage(data=message, message_finished=fin)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(message), message_finished=fin)
-        else:
+        if isinstance(message, memoryview):
+            message = bytes(message)
+        elif not isinstance(message, (str, bytes, bytearray)):
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         sending = self._sending
         if sending.owner is not None:
@@ -248,9 +248,9 @@ class WebSocket:
             self._check_open()
             if self._outbox.items and sending.owner is None:
                 # Broadcast messages queued before this one go first.
-                await self._write(self._take_outbox() + self._conn.send(event))
+                await self._write(self._take_outbox() + self._wire.send_data(message, fin))
             else:
-                await self._write(self._conn.send(event))
+                await self._write(self._wire.send_data(message, fin))
         if not fin:
             sending.begin(trio.lowlevel.current_task(), isinstance(message, str))
         elif sending.owner is not None and sending.end():
@@ -279,7 +279,7 @@ class WebSocket:
         async with self._send_lock:
             self._check_open()
             self._pings.add(bytes(data), arrived)
-            await self._write(self._conn.send(Ping(payload=bytes(data))))
+            await self._write(self._wire.ping(bytes(data)))
         try:
             await arrived.wait()
         finally:
@@ -295,7 +295,7 @@ class WebSocket:
     def _raise_closed(self) -> None:
         raise ConnectionClosed(*self._close.reported(), websocket=self)
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes | bytearray) -> None:
         """Write frames; a broken socket marks the connection closed (1006).
 
         A send cancelled before it starts changes nothing. One cancelled while
@@ -320,7 +320,7 @@ class WebSocket:
                 await trio.aclose_forcefully(self.socket)
             raise
 
-    async def _write_control(self, data: bytes) -> bool:
+    async def _write_control(self, data: bytes | bytearray) -> bool:
         """Write control frames from the reader; False if the socket is gone."""
         if not data:
             return True
@@ -334,7 +334,7 @@ class WebSocket:
     # -- broadcasting -------------------------------------------------------------
     def _broadcast(self, event: Message[Any], frame: bytes) -> None:
         """Queue a broadcast message (``frame`` if it fits us); see :mod:`trionet._ws_send`."""
-        if self._close.state is not State.OPEN or self._conn.state is not WireState.OPEN:
+        if self._close.state is not State.OPEN or self._wire.state is not WireState.OPEN:
             return
         # A client masks each frame and a deflater keeps state: they encode their own.
         item = event if self._client or self.extensions else frame
@@ -354,9 +354,10 @@ class WebSocket:
     def _take_outbox(self) -> bytes:
         """The queued messages as frames, in order (the caller holds the send lock)."""
         data = b""
-        if self._conn.state is WireState.OPEN:  # else the peer's Close came: no data after it
+        wire = self._wire
+        if wire.state is WireState.OPEN:  # else the peer's Close came: no data after it
             data = b"".join(
-                i if isinstance(i, bytes) else self._conn.send(i) for i in self._outbox.items
+                i if isinstance(i, bytes) else wire.send_data(i.data) for i in self._outbox.items
             )
         self._outbox.clear()
         return data
@@ -428,10 +429,10 @@ class WebSocket:
                     # Waiting for the lock is bounded too: a write blocked on a
                     # peer that stopped reading may hold it.
                     async with self._send_lock:
-                        if self._conn.state is WireState.OPEN:
+                        if self._wire.state is WireState.OPEN:
                             # What broadcast() queued goes out before the Close.
                             queued = self._take_outbox() if self._sending.owner is None else b""
-                            close = self._conn.send(CloseConnection(code, reason))
+                            close = self._wire.close(code, reason)
                             with contextlib.suppress(*_SOCKET_GONE):
                                 await self.socket.send(queued + close)
                 await self._closed.wait()
@@ -478,9 +479,9 @@ class WebSocket:
         self._outbox.clear()
         with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
             async with self._send_lock:
-                if self._conn.state is WireState.OPEN:
+                if self._wire.state is WireState.OPEN:
                     with contextlib.suppress(*_SOCKET_GONE):
-                        await self.socket.send(self._conn.send(CloseConnection(code, reason)))
+                        await self.socket.send(self._wire.close(code, reason))
         if linger:
             await _linger(self.socket)  # half-close, then read and drop what the peer sends
         self._mark_closed(code, reason)
@@ -489,8 +490,11 @@ class WebSocket:
     # -- the reader task ------------------------------------------------------------
     async def _run_reader(self) -> None:
         """Read frames until the connection ends; answer control frames at once."""
+        wire = self._wire
         try:
-            await self._handle_events(self._parse(self._pending))  # came with the handshake
+            wire.receive_data(self._pending)  # came with the handshake
+            self._pending = b""
+            await self._handle_frames()
             while not self._closed.is_set():
                 await self._wait_for_room()
                 try:
@@ -500,7 +504,8 @@ class WebSocket:
                 if not data:
                     self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
                     break
-                await self._handle_events(self._parse(data))
+                wire.receive_data(data)
+                await self._handle_frames()
         finally:
             if not self._closed.is_set():
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
@@ -514,19 +519,16 @@ class WebSocket:
             finally:
                 self._reader_waiting_for_room = False
 
-    def _parse(self, data: bytes) -> Iterable[Event]:
-        """The events wsproto finds in ``data``."""
-        self._conn.receive_data(data)
-        return self._conn.events()
-
-    async def _handle_events(self, events: Iterable[Event]) -> None:
-        """Handle everything one read delivered; control replies go out in one write."""
+    async def _handle_frames(self) -> None:
+        """Handle every frame one read completed; control replies go out in one write."""
         replies = bytearray()
-        for event in events:
-            if isinstance(event, Message):
+        wire = self._wire
+        for frame in wire.frames():
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if self._close.state is not State.OPEN:
                     continue  # after our aclose(): drain and drop
-                message = self._assembler.add(event.data, event.message_finished)
+                message = self._assembler.add(frame.payload, frame.message_finished)  # type: ignore[arg-type]
                 if message is None:
                     continue
                 full = self._inbox.put(message)
@@ -538,44 +540,45 @@ class WebSocket:
                         return
                     replies.clear()
                     await self._wait_for_room()
-            elif isinstance(event, Ping):
-                if self._conn.state is WireState.OPEN:
-                    replies += self._conn.send(event.response())
-            elif isinstance(event, Pong):
-                for waiter in self._pings.pong(event.payload):
+            elif opcode is Opcode.PING:
+                if wire.state is WireState.OPEN:
+                    replies += wire.pong(frame.payload)  # type: ignore[arg-type]
+            elif opcode is Opcode.PONG:
+                for waiter in self._pings.pong(frame.payload):  # type: ignore[arg-type]
                     waiter.set()
-            elif isinstance(event, CloseConnection):
-                code, reason = self._note_close(event)
-                if not await self._write_control(bytes(replies)):
+            elif opcode is Opcode.CLOSE:
+                wire_code, wire_reason = cast("tuple[int, str]", frame.payload)
+                code, reason = self._note_close(wire_code, wire_reason)
+                if not await self._write_control(replies):
                     return
-                await self._on_close(event, code, reason)
+                await self._on_close(wire_code, code, reason)
                 return
-        if replies and not await self._write_control(bytes(replies)):
+        if replies and not await self._write_control(replies):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
-    def _note_close(self, event: CloseConnection) -> tuple[int, str]:
+    def _note_close(self, wire_code: int, wire_reason: str | None) -> tuple[int, str]:
         """Record a Close (or a violation) the moment it is read, before any await.
 
-        wsproto's state has already moved on, so from here on send() must
+        The wire state has already moved on, so from here on send() must
         raise ConnectionClosed with this code rather than reach wsproto;
         receive() still delivers what came before the Close. Returns the
         code and reason, the guard's words for a refused frame.
         """
-        code, reason = int(event.code), event.reason or ""
-        if is_violation(self._conn.state) and reason == "error in extension":
+        code, reason = int(wire_code), wire_reason or ""
+        if is_violation(self._wire.state) and reason == "error in extension":
             reason = violation_reason([self._guard, *self.extensions], reason)
         self._close.peer_closed(code, reason)
         return code, reason
 
-    async def _on_close(self, event: CloseConnection, code: int, reason: str) -> None:
+    async def _on_close(self, wire_code: int, code: int, reason: str) -> None:
         """Complete the close the peer started, or fail the connection it broke."""
-        if is_violation(self._conn.state):
+        if is_violation(self._wire.state):
             logger.info("%r: protocol violation: %d %s", self, code, reason)
             await self._fail(code, reason, linger=True)
             return
-        if self._conn.state is WireState.REMOTE_CLOSING:
+        if self._wire.state is WireState.REMOTE_CLOSING:
             # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
-            await self._write_control(self._conn.send(event.response()))
+            await self._write_control(self._wire.close(wire_code, reason))
         self._mark_closed(code, reason)
         if not self._client:
             # Section 7.1.1: the server closes the TCP connection first.

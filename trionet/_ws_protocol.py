@@ -25,10 +25,10 @@ import binascii
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from wsproto.connection import Connection, ConnectionType
+from wsproto.connection import ConnectionState as WireState
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
     CloseReason,
@@ -39,6 +39,7 @@ from wsproto.frame_protocol import (
     ParseFailed,
     RsvBits,
 )
+from wsproto.utilities import LocalProtocolError
 
 from ._ws_state import REGISTERED_CLOSE_CODES
 
@@ -48,6 +49,7 @@ __all__ = [
     "BoundedPerMessageDeflate",
     "FrameGuard",
     "Rejection",
+    "Wire",
     "check_handshake",
     "new_connection",
     "pick_subprotocol",
@@ -302,17 +304,108 @@ class _FrameProtocol(FrameProtocol):
         return Frame(frame.opcode, (code, reason), frame.frame_finished, frame.message_finished)
 
 
-def new_connection(client: bool, extensions: Sequence[Extension]) -> Connection:
-    """A wsproto Connection for an established WebSocket, with our close-code rules.
+class Wire:
+    """One WebSocket's frames, parsed and built by wsproto's ``FrameProtocol``, and its close state.
 
-    wsproto builds its frame protocol inside ``Connection.__init__`` with no
-    way to pass another; it is replaced right after, before any byte went
-    through it. (Rejected: patching wsproto's module-level tables, which
-    would change every wsproto user in the process.)
+    wsproto is two layers: ``FrameProtocol`` parses and builds the frames
+    (masking, lengths, opcodes, UTF-8, fragments, close payloads, the
+    extensions' hooks), and ``Connection`` above it turns each frame into an
+    event object, queues it in a deque and keeps a four-state close
+    handshake. trionet drives the lower layer directly: every frame is still
+    wsproto's, but a message costs no event object, no queue and no
+    isinstance chain on either side, and an idle connection holds no deque.
+    The close handshake's four states are wsproto's own ``ConnectionState``
+    with ``Connection``'s transitions, so :func:`~trionet._ws_state.is_violation`
+    reads them as before.
+
+    Alternatives rejected: keeping ``Connection`` (its ``events()`` was the
+    largest single cost of a 32-byte echo, python-hyper/wsproto's generator
+    per read plus an event per frame); parsing frames ourselves (the rule is
+    that wsproto parses every frame).
     """
-    connection = Connection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
-    connection._proto = _FrameProtocol(client, list(extensions))
-    return connection
+
+    __slots__ = ("_parser", "_unparsed", "proto", "state")
+
+    def __init__(self, client: bool, extensions: Sequence[Extension]) -> None:
+        self.proto = _FrameProtocol(client, list(extensions))
+        #: OPEN, LOCAL_CLOSING (our Close sent), REMOTE_CLOSING (the peer's read), CLOSED.
+        self.state = WireState.OPEN
+        # FrameProtocol.received_frames() wraps this generator in one more per call.
+        self._parser = self.proto._parse_more
+        #: The bytes received and not parsed yet (wsproto's buffer, kept in place).
+        self._unparsed = self.proto._frame_decoder.buffer.buffer
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; nothing more is parsed once its Close was read."""
+        if self.state is WireState.OPEN or self.state is WireState.LOCAL_CLOSING:
+            self.proto.receive_bytes(data)
+
+    def frames(self) -> Iterator[Frame]:
+        """The frames the data received so far completes, as wsproto's ``Connection`` sees them.
+
+        Data frames come with the message's opcode (TEXT or BINARY, also for
+        continuations) and ``message_finished``; a partial frame comes as
+        soon as part of its payload is in (wsproto's streaming). A CLOSE
+        frame's payload is ``(code, reason)``. A protocol violation comes as
+        a CLOSE frame with the code to fail the connection with (1002, 1007,
+        1009) and wsproto's words, *without* a state change: that is how
+        the caller tells the two apart (``is_violation``). Parsing stops as
+        soon as no byte is left, instead of asking wsproto for one more frame.
+        """
+        unparsed = self._unparsed
+        if not unparsed:
+            return
+        try:
+            for frame in self._parser:
+                if frame is None:
+                    return
+                if frame.opcode is Opcode.CLOSE:
+                    local = self.state is WireState.LOCAL_CLOSING
+                    self.state = WireState.CLOSED if local else WireState.REMOTE_CLOSING
+                yield frame
+                if not unparsed:
+                    return
+        except ParseFailed as exc:
+            yield Frame(Opcode.CLOSE, (exc.code, str(exc)), True, True)
+
+    def send_data(self, data: str | bytes | bytearray, fin: bool = True) -> bytearray:
+        """A data frame (text for ``str``); ``fin=False`` leaves the message open."""
+        if self.state is not WireState.OPEN:
+            raise LocalProtocolError(f"cannot send data in state {self.state}")
+        return self.proto.send_data(data, fin)
+
+    def ping(self, payload: bytes) -> bytearray:
+        if self.state is not WireState.OPEN:
+            raise LocalProtocolError(f"cannot send a ping in state {self.state}")
+        return self.proto.ping(payload)
+
+    def pong(self, payload: bytes) -> bytearray:
+        if self.state is not WireState.OPEN:
+            raise LocalProtocolError(f"cannot send a pong in state {self.state}")
+        return self.proto.pong(payload)
+
+    def close(self, code: int | None, reason: str | None = None) -> bytearray:
+        """Our Close frame: first (LOCAL_CLOSING) or in answer to the peer's (CLOSED).
+
+        RFC 6455 section 5.5.1: the answer echoes the peer's code; wsproto
+        sends no code at all for 1005 (no status received).
+        """
+        if self.state is WireState.OPEN:
+            self.state = WireState.LOCAL_CLOSING
+        elif self.state is WireState.REMOTE_CLOSING:
+            self.state = WireState.CLOSED
+        else:
+            raise LocalProtocolError(f"cannot send a Close in state {self.state}")
+        return self.proto.close(code, reason)
+
+
+def new_connection(client: bool, extensions: Sequence[Extension]) -> Wire:
+    """The frame layer of an established WebSocket, with our close-code rules.
+
+    (Rejected: patching wsproto's module-level tables to accept 1012-1014,
+    which would change every wsproto user in the process.)
+    """
+    return Wire(client, extensions)
 
 
 # -- the opening handshake, server side ----------------------------------------------
