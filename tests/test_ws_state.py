@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from wsproto.connection import ConnectionState as WireState
 
 from trionet._ws_state import (
+    COMPACT_AFTER,
     OK_CLOSE_CODES,
     CloseState,
     Inbox,
@@ -231,3 +232,28 @@ def test_a_close_without_a_state_change_is_a_violation() -> None:
     assert is_violation(WireState.LOCAL_CLOSING)
     assert not is_violation(WireState.REMOTE_CLOSING)  # the peer's own Close
     assert not is_violation(WireState.CLOSED)
+
+
+def test_an_inbox_that_is_never_emptied_stays_small() -> None:
+    """The reader keeps putting while the application takes one behind: no unbounded growth."""
+    inbox = Inbox(limit=1 << 20, max_messages=100)
+    inbox.put(b"first")
+    for n in range(10_000):
+        inbox.put(b"%d" % n)
+        assert inbox.take() == (b"first" if n == 0 else b"%d" % (n - 1))
+        assert len(inbox) == 1 and inbox.has_room()
+    assert len(inbox.messages) <= 2 * COMPACT_AFTER  # compacted as it goes
+    assert sum(m is not None for m in inbox.messages) == 1  # taken messages are not held
+
+
+def test_the_inbox_gives_messages_in_order_across_compactions() -> None:
+    inbox = Inbox(limit=1 << 20, max_messages=1000)
+    taken: list[str | bytes] = []
+    for n in range(500):
+        for k in range(3):
+            inbox.put(f"{n}.{k}")
+        taken += [inbox.take(), inbox.take()]
+    while len(inbox):
+        taken.append(inbox.take())
+    assert taken == [f"{n}.{k}" for n in range(500) for k in range(3)]
+    assert inbox.size == 0 and inbox.messages == []

@@ -393,7 +393,7 @@ class WebSocket:
         # MAX_QUEUE_MESSAGES messages (and send() every few writes, see trionet._fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._inbox
-        while not inbox.messages:
+        while not inbox.count:
             if self._closed.is_set() or self._close.state is not State.OPEN:
                 self._raise_closed()
             await self._message_arrived.park()

@@ -24,7 +24,6 @@ the caller's loop. The outbox holds at most ``limit`` bytes plus one message.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from typing import Any
 
 import trio
@@ -92,7 +91,9 @@ class Outbox:
     __slots__ = ("_dropping", "dropped", "items", "limit", "size")
 
     def __init__(self, limit: int = MAX_BUFFERED_AMOUNT) -> None:
-        self.items: deque[bytes | Message[Any]] = deque()
+        # A list, not a deque: it is only ever emptied whole, and an empty
+        # list holds no slots (an empty deque holds a 64-slot block).
+        self.items: list[bytes | Message[Any]] = []
         #: Bytes queued (ws's ``bufferedAmount``).
         self.size = 0
         #: At or past this many bytes queued, messages are dropped.

@@ -117,7 +117,7 @@ class ServerHandshake:
         self.answered = False
         self._socket = sock
         self._head = head
-        self._wsconn = wsconn
+        self._wsconn: WSConnection | None = wsconn
         self._offered_extensions = list(offer.extensions)
 
     def __repr__(self) -> str:
@@ -168,6 +168,7 @@ class ServerHandshake:
         try:
             event = AcceptConnection(subprotocol=subprotocol, extensions=offered,
                                      extra_headers=extra)  # fmt: skip
+            assert self._wsconn is not None  # answered once (checked above)
             response = self._wsconn.send(event)
         except (ValueError, LocalProtocolError, h11.ProtocolError) as exc:
             rejection = Rejection(400, [], f"bad extension offer: {exc}\n".encode())
@@ -175,11 +176,18 @@ class ServerHandshake:
             raise HandshakeError(f"could not accept the handshake: {exc}", 400) from None
         agreed = [e for e in offered if e.enabled()]
         guard = FrameGuard(max_message_size)
+        head, self._head = self._head, b""
+        # The handshake's wsproto connection (an h11 parser, its state and
+        # deques: about 4 KiB) is done with; a connection that then sits idle
+        # for hours must not hold it (see benchmarks/ws_idle_memory.py).
+        self._wsconn = None
+        del event, offered, extra
         try:
             await self._socket.send(response)
             gone = False
         except _SOCKET_GONE:
             gone = True
+        del response
         ws = WebSocket(
             self._socket,
             new_connection(False, [*agreed, guard]),
@@ -190,7 +198,7 @@ class ServerHandshake:
             subprotocol=subprotocol,
             extensions=agreed,
             close_timeout=close_timeout,
-            pending=b"" if gone else self._head,
+            pending=b"" if gone else head,
         )
         if gone:
             ws._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
