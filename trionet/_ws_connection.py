@@ -35,7 +35,7 @@ from ._errors import TrionetError
 from ._linger import linger as _linger
 from ._stream import Address, Socket
 from ._ws_protocol import FrameGuard, Wire, violation_reason
-from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock
+from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock, Waiters
 from ._ws_state import (
     MAX_QUEUE_MESSAGES,
     OK_CLOSE_CODES,
@@ -151,19 +151,19 @@ class WebSocket:
         self._send_lock = SendLock()
         #: Which task owns a message sent in fragments (send(fin=False)).
         self._sending = SendOwnership()
-        self._message_ended = trio.lowlevel.ParkingLot()
+        self._message_ended = Waiters()
         #: Messages received and not taken yet, and the fragments of the next one.
         self._inbox = Inbox(guard.max_message_size, MAX_QUEUE_MESSAGES)
         self._assembler = MessageAssembler()
-        self._message_arrived = trio.lowlevel.ParkingLot()
-        self._room = trio.lowlevel.ParkingLot()
+        self._message_arrived = Waiters()
+        self._room = Waiters()
         self._reader_waiting_for_room = False
         #: Our pings waiting for their Pong.
         self._pings: PingTracker[trio.Event] = PingTracker()
         self._closed = trio.Event()
         #: What broadcast() queued, and the writer task that writes it.
         self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
-        self._outbox_filled = trio.lowlevel.ParkingLot()
+        self._outbox_filled = Waiters()
         self._outbox_writer = False
         #: Where the connection's tasks run (set while it runs).
         self._nursery: trio.Nursery | None = None

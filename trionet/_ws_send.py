@@ -30,7 +30,7 @@ import trio
 from wsproto.events import Message
 from wsproto.frame_protocol import FrameProtocol
 
-__all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "plain_server_frame"]
+__all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "Waiters", "plain_server_frame"]
 
 #: Bytes of broadcast messages a connection may hold unsent before
 #: ``broadcast`` drops messages for it: room for a burst of a thousand 1 KiB
@@ -39,6 +39,55 @@ __all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "plain_server_
 #: comparison: websockets' ``write_limit`` high-water mark is 32 KiB, but its
 #: ``broadcast`` ignores it; ws's ``bufferedAmount`` has no bound.
 MAX_BUFFERED_AMOUNT = 1 << 20
+
+
+class Waiters:
+    """Tasks parked until another task wakes them: a small :class:`trio.lowlevel.ParkingLot`.
+
+    A WebSocket waits in five places (a message, room in the inbox, the end
+    of a fragmented message, the broadcast outbox, the send lock). Each
+    ParkingLot is an attrs object with an OrderedDict that keeps its grown
+    table after a first use, about 300 bytes per lot per connection, and its
+    ``park`` goes through KeyboardInterrupt protection: per message, on the
+    receive path. Waiting tasks are few (nearly always none or one), so a
+    list is enough: same FIFO order, same cancellation (a cancelled task
+    leaves the list). Rejected: one shared lot woken with ``unpark_all``
+    (every wake-up would wake unrelated waiters to re-check).
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] = []
+
+    def __bool__(self) -> bool:
+        """Whether a task is parked."""
+        return bool(self._tasks)
+
+    async def park(self) -> None:
+        """Wait until :meth:`unpark` or :meth:`unpark_all` (a cancel point)."""
+        task = trio.lowlevel.current_task()
+        tasks = self._tasks
+        tasks.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            tasks.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark(self) -> None:
+        """Wake the task parked first, if any."""
+        if self._tasks:
+            trio.lowlevel.reschedule(self._tasks.pop(0))
+
+    def unpark_all(self) -> None:
+        """Wake every parked task."""
+        tasks = self._tasks
+        if tasks:
+            self._tasks = []
+            for task in tasks:
+                trio.lowlevel.reschedule(task)
 
 
 class SendLock:
@@ -53,7 +102,7 @@ class SendLock:
 
     def __init__(self) -> None:
         self._held = False
-        self._waiters = trio.lowlevel.ParkingLot()
+        self._waiters = Waiters()
 
     async def __aenter__(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
