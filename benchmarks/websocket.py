@@ -285,6 +285,9 @@ def run(quick: bool) -> list[Result]:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        # The checkout's trionet, not an installed one: the server runs in
+        # tests/peers (for Node's modules), where no trionet is in sight.
+        sys.path.insert(0, str(HERE.parent))
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
         SERVERS[sys.argv[2]](int(sys.argv[3]))
     else:
