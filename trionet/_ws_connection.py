@@ -244,13 +244,22 @@ class WebSocket:
         sending = self._sending
         if sending.owner is not None:
             await self._wait_for_own_message(isinstance(message, str))
-        async with self._send_lock:
-            self._check_open()
+        # The send lock as `async with self._send_lock` does, without its two
+        # awaits when it is free (the per-message path).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        if not lock.try_acquire():
+            await lock.acquire_waiting()
+        try:
+            if self._close.state is not State.OPEN:
+                self._raise_closed()
             if self._outbox.items and sending.owner is None:
                 # Broadcast messages queued before this one go first.
                 await self._write(self._take_outbox() + self._wire.send_data(message, fin))
             else:
                 await self._write(self._wire.send_data(message, fin))
+        finally:
+            lock.release()
         if not fin:
             sending.begin(trio.lowlevel.current_task(), isinstance(message, str))
         elif sending.owner is not None and sending.end():
@@ -495,8 +504,10 @@ class WebSocket:
             wire.receive_data(self._pending)  # came with the handshake
             self._pending = b""
             await self._handle_frames()
+            inbox = self._inbox
             while not self._closed.is_set():
-                await self._wait_for_room()
+                if not inbox.has_room():
+                    await self._wait_for_room()
                 try:
                     data = await self.socket.receive(RECEIVE_SIZE)
                 except _SOCKET_GONE:

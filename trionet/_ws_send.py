@@ -111,6 +111,24 @@ class SendLock:
         else:
             self._held = True
 
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (no cancel point): ``send()``'s path, without two awaits."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
+    async def acquire_waiting(self) -> None:
+        """Wait for the lock ``try_acquire`` found held; a cancel point."""
+        await self._waiters.park()  # woken as the new owner
+
+    def release(self) -> None:
+        """Hand the lock to the oldest waiter, or free it."""
+        if self._waiters:
+            self._waiters.unpark()
+        else:
+            self._held = False
+
     async def __aexit__(self, *exc_info: object) -> None:
         if self._waiters:
             self._waiters.unpark()
