@@ -100,6 +100,8 @@ class SendLock:
     hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
     """
 
+    __slots__ = ("_held", "_waiters")
+
     def __init__(self) -> None:
         self._held = False
         self._waiters = Waiters()
