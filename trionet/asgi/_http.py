@@ -42,7 +42,7 @@ import trio
 
 from ..http import ClientError, Request, Response
 from ..http._files import FILE_CHUNK
-from ._types import ASGIProtocolError, ClientDisconnected, Message, Scope
+from ._types import ASGIProtocolError, ClientDisconnected, Message
 
 __all__ = ["HTTPCycle", "peer_gone", "peer_left"]
 
