@@ -18,9 +18,14 @@ spec 2.4) once a write finds the client gone, which is how Starlette's
 streaming responses learn it under spec 2.4.
 
 The states of a response: nothing sent yet; ``http.response.start`` seen (its
-head is held until the first body message, so that a whole body in one
-message gets a Content-Length and an app that fails before its first body
-still gets a clean 500); streaming; complete.
+status and headers are checked and set on the Response at once, so a bad
+header raises at the app's line, but go out only with the first body
+message, so that a whole body in one message gets a Content-Length in one
+write and an app that fails before its first body still gets a clean 500);
+streaming; the body done and trailers awaited (``"trailers": True``: the body
+is chunked, and the ``http.response.trailers`` messages end it); complete.
+``http.response.pathsend`` is ``Response.send_file``: ``sendfile`` on plain
+TCP, with a Content-Length.
 
 Errors are reported to the HTTP server, which answers them: a body that
 broke a limit (413, 408, 400) is re-raised as the very ``ClientError`` the
@@ -334,6 +339,8 @@ class HTTPCycle:
                         await res.write(chunk)
                 return
             await res.send_file(path)
+            if self.access_log:
+                self.sent += (await trio.Path(path).stat()).st_size
         except _GONE as exc:
             self.disconnected = True
             raise ClientDisconnected("the client disconnected") from exc
