@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ._stream import Socket
+from ._stream import DEFAULT_RECEIVE_SIZE, Socket
 
 __all__ = ["LINGER_READ_SIZE", "LINGER_TIME", "LINGER_TIMEOUT", "LingerEnd", "Lingered", "linger"]
 
@@ -60,7 +60,7 @@ LINGER_TIME = 30.0
 LINGER_TIMEOUT = 5.0
 #: Bytes asked per read while dropping (Node's socket highWaterMark): the
 #: most the drain holds at once.
-LINGER_READ_SIZE = 65536
+LINGER_READ_SIZE = DEFAULT_RECEIVE_SIZE
 
 
 class LingerEnd(enum.Enum):

@@ -22,7 +22,7 @@ import trio
 
 from ._errors import ConnectError, TimeoutError
 from ._server import Server, open_listener, serve_listeners
-from ._stream import Socket, SocketBrokenError, SocketClosedError
+from ._stream import DEFAULT_RECEIVE_SIZE, Socket, SocketBrokenError, SocketClosedError
 
 __all__ = [
     "Handler",
@@ -35,10 +35,10 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.net")
 
 #: How much ``pipe`` reads at a time (Node's default highWaterMark for sockets).
-PIPE_CHUNK = 65536
+PIPE_CHUNK = DEFAULT_RECEIVE_SIZE
 
 #: The handler ``serve`` runs, in its own task, for each connection.
 Handler = Callable[[Socket], Awaitable[None]]

@@ -28,7 +28,7 @@ from ._websocket import WebSocketCycle, WebSocketOptions
 
 __all__ = ["ASGIHandler"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.asgi")
 
 
 class ASGIHandler:

@@ -48,7 +48,8 @@ import h11
 import trio
 
 from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
-from .._stream import Socket, raw_socket
+from .._stream import DEFAULT_RECEIVE_SIZE, Socket, raw_socket
+from ._limits import DEFAULT_MAX_HEADER_SIZE
 
 __all__ = [
     "EARLY_BODY_LIMIT",
@@ -62,10 +63,10 @@ __all__ = [
 ]
 
 #: Bytes asked of the kernel per read; a whole small response arrives in one.
-RECEIVE_SIZE = 65536
+RECEIVE_SIZE = DEFAULT_RECEIVE_SIZE
 
-#: Longest response head we accept, Node's ``http.maxHeaderSize`` (16 KiB).
-MAX_HEADER_SIZE = 16384
+#: Longest response head we accept, Node's ``http.maxHeaderSize`` (16 KiB), as the server.
+MAX_HEADER_SIZE = DEFAULT_MAX_HEADER_SIZE
 
 #: Bodies up to this size go out with the head in one write and nothing
 #: watches for an early response while they do: the kernel takes them at

@@ -49,7 +49,7 @@ import trio
 
 from .._linger import LingerEnd, linger
 from .._server import Server, TLSContext, open_listener, serve_listeners
-from .._stream import Socket
+from .._stream import DEFAULT_RECEIVE_SIZE, Socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
 from ._framing import keep_alive_lines, service_unavailable
@@ -80,7 +80,7 @@ SocketHook = Callable[["Request", Socket, bytes], Awaitable[None]]
 ClientErrorHook = Callable[[ClientError, Socket], Awaitable[None]]
 
 #: How much one read asks for (Node's socket highWaterMark).
-RECEIVE_SIZE = 65536
+RECEIVE_SIZE = DEFAULT_RECEIVE_SIZE
 #: Bound on writing an error response to a client that may not be reading.
 ERROR_RESPONSE_TIMEOUT = 5.0
 #: Longest and shortest pause of the task that enforces timeouts (Node checks
