@@ -49,6 +49,7 @@ import trio
 
 from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
 from .._stream import DEFAULT_RECEIVE_SIZE, Socket, raw_socket
+from .._tls_failure import handshake_failure
 from ._limits import DEFAULT_MAX_HEADER_SIZE
 
 __all__ = [
@@ -482,14 +483,10 @@ async def _tls_handshake(stream: trio.abc.Stream, origin: Origin) -> trio.SSLStr
         await tls.do_handshake()
     except (trio.BrokenResourceError, OSError) as exc:
         await trio.aclose_forcefully(stream)
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = f"certificate verify failed: {cause.verify_message or cause.reason}"
-        elif isinstance(cause, ssl.SSLError):
-            reason = cause.reason or str(cause)
-        else:
+        failure = handshake_failure(exc)
+        if failure.connection_lost:
             raise ConnectError(f"connection to {origin.name} lost during TLS handshake") from exc
-        raise TLSError(f"TLS handshake with {origin.name} failed: {reason}") from exc
+        raise TLSError(failure.message(origin.name)) from exc
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
