@@ -21,8 +21,9 @@ from functools import partial
 import trio
 
 from ._errors import ConnectError, TimeoutError
+from ._fdio import DEFAULT_RECEIVE_SIZE
 from ._server import Server, open_listener, serve_listeners
-from ._stream import DEFAULT_RECEIVE_SIZE, Socket, SocketBrokenError, SocketClosedError
+from ._stream import Socket, SocketBrokenError, SocketClosedError
 
 __all__ = [
     "Handler",

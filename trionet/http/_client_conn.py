@@ -48,7 +48,8 @@ import h11
 import trio
 
 from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
-from .._stream import DEFAULT_RECEIVE_SIZE, Socket, raw_socket
+from .._fdio import DEFAULT_RECEIVE_SIZE
+from .._stream import Socket, raw_socket
 from .._tls_failure import handshake_failure
 from ._limits import DEFAULT_MAX_HEADER_SIZE
 

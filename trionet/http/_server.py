@@ -47,9 +47,10 @@ from functools import partial
 
 import trio
 
-from .._linger import LingerEnd, linger
+from .._fdio import DEFAULT_RECEIVE_SIZE
+from .._linger import LingerEnd
 from .._server import Server, TLSContext, open_listener, serve_listeners
-from .._stream import DEFAULT_RECEIVE_SIZE, Socket
+from .._stream import Socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
 from ._framing import keep_alive_lines, service_unavailable
@@ -459,7 +460,7 @@ class _Connection:
         self.deadline = math.inf  # the helper bounds itself
         self.scope = trio.CancelScope()
         with self.scope:
-            lingered = await linger(self.socket)
+            lingered = await self.socket.linger()
             if lingered.end is not LingerEnd.EOF:
                 logger.debug(
                     "lingering close ended: %s after %d bytes", lingered.end.value, lingered.dropped
