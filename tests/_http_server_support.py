@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import h11
 import trio
 
 import trionet
@@ -172,3 +173,26 @@ def get(path: str = "/", *headers: str, method: str = "GET", version: str = "1.1
     """A raw request with Host and the given extra header lines."""
     lines = [f"{method} {path} HTTP/{version}", "Host: localhost", *headers, "", ""]
     return "\r\n".join(lines).encode()
+
+
+async def fetch_with_trailers(port: int, request: bytes) -> tuple[h11.Response, bytes, list[Any]]:
+    """One request over a raw socket, the response parsed by h11 as a client:
+    its head, body and trailer fields (h11 decodes the chunked framing)."""
+    client = h11.Connection(h11.CLIENT)
+    sock = await RawClient.connect(port)
+    await sock.send(request)
+    head: h11.Response | None = None
+    body = b""
+    with trio.fail_after(WAIT):
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await sock.sock.receive())
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                await sock.aclose()
+                assert head is not None
+                return head, body, event.headers.raw_items()

@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 import trio
-from _http_server_support import HOST, WAIT, RawClient, exchange, get, parse_all
+from _http_server_support import (
+    HOST,
+    WAIT,
+    RawClient,
+    exchange,
+    fetch_with_trailers,
+    get,
+    parse_all,
+)
 
 import trionet
 import trionet.asgi
@@ -434,6 +442,60 @@ async def test_pathsend_sends_the_file(nursery: trio.Nursery, tmp_path: Path) ->
     raw = await exchange(server.port, get("/", "Connection: close") + get("/", method="HEAD"))
     responses = parse_all(raw)
     assert responses[0].body == data
+
+
+async def test_pathsend_without_a_length_gets_one_and_keeps_the_connection(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    data = b"x" * 300_000
+    (tmp_path / "big.txt").write_bytes(data)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(tmp_path / "big.txt")})
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/") + get("/"))
+    first, second = await client.response(), await client.response()
+    await client.aclose()
+    assert first.headers["content-length"] == "300000"  # sent whole, not chunked
+    assert first.body == second.body == data
+
+
+async def test_response_trailers_follow_the_chunked_body(nursery: trio.Nursery) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert "http.response.trailers" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"trailer", b"x-digest")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"part 1, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part 2"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-digest", b"abc")],
+                    "more_trailers": True})  # fmt: skip
+        await send({"type": "http.response.trailers", "headers": [(b"x-count", b"2")]})
+
+    server = await start(nursery, app)
+    head, body, trailers = await fetch_with_trailers(server.port, get("/"))
+    assert head.status_code == 200
+    assert body == b"part 1, part 2"
+    assert trailers == [(b"x-digest", b"abc"), (b"x-count", b"2")]
+
+
+async def test_trailers_without_asking_for_them_is_misuse(nursery: trio.Nursery) -> None:
+    errors: list[Exception] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        try:
+            await send({"type": "http.response.trailers", "headers": []})
+        except trionet.asgi.ASGIProtocolError as exc:
+            errors.append(exc)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = await start(nursery, app)
+    res = await trionet.http.request(f"http://{HOST}:{server.port}/", timeout=WAIT)
+    assert res.body == b"ok"
+    assert "did not ask for trailers" in str(errors[0])
 
 
 async def test_access_log_in_common_log_format(

@@ -126,4 +126,18 @@ def test_version_other_than_1x_is_refused_and_1_2_served_as_1_1() -> None:
     assert event.http_version == b"1.1"
     with pytest.raises(ClientError):
         parse_head(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 16384)
-    assert isinstance(parse_head(b"GET / HTTP/1.0\r\n\r\n", 16384)[1], h11.Connection)
+    assert parse_head(b"GET / HTTP/1.0\r\n\r\n", 16384)[0].http_version == b"1.0"
+
+
+def test_only_a_chunked_head_keeps_an_h11_connection_and_both_parse_alike() -> None:
+    sized = b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Y: z\r\nContent-Length: 3\r\n\r\n"
+    chunked = sized.replace(b"Content-Length: 3", b"transfer-ENCODING: chunked")
+    event, parser = parse_head(sized, 16384)
+    assert parser is None
+    assert (event.method, event.target, event.http_version) == (b"POST", b"/a?b=1", b"1.1")
+    assert event.headers.raw_items() == [
+        (b"Host", b"x"), (b"X-Y", b"z"), (b"Content-Length", b"3")
+    ]
+    event, parser = parse_head(chunked, 16384)
+    assert isinstance(parser, h11.Connection)
+    assert event.headers.raw_items()[-1] == (b"transfer-ENCODING", b"chunked")

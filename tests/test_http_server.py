@@ -19,6 +19,7 @@ import tracemalloc
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,6 +29,7 @@ from _http_server_support import (
     WAIT,
     RawClient,
     exchange,
+    fetch_with_trailers,
     get,
     hello,
     parse_all,
@@ -1263,3 +1265,105 @@ async def test_curl_upload_over_the_limit_shows_the_413_text(
     )
     assert [status for status, _ in responses] == [413], err
     assert out == "413 Payload Too Large\n"
+
+
+# -- hooks for protocols on top: set_headers, add_trailers, send_file ---------------
+async def test_set_headers_takes_pairs_and_repeats_a_name_per_line(nursery: trio.Nursery) -> None:
+    async def app(req: Request, res: Response) -> None:
+        res.set_header("X-Old", "replaced")
+        res.set_headers([(b"set-cookie", b"a=1"), ("Set-Cookie", "b=2"), (b"X-Old", b"new")])
+        await res.end(b"ok")
+
+    server = await start(nursery, app)
+    raw = await exchange(server.port, get("/", "Connection: close"))
+    assert b"set-cookie: a=1\r\nSet-Cookie: b=2\r\n" in raw
+    assert b"X-Old: new\r\n" in raw and b"replaced" not in raw
+
+
+async def test_add_trailers_sends_a_trailer_section_after_the_chunked_body(
+    nursery: trio.Nursery,
+) -> None:
+    refused: list[Exception] = []
+
+    async def app(req: Request, res: Response) -> None:
+        res.set_header("Trailer", "X-Checksum")
+        await res.write(b"hello ")
+        try:
+            res.add_trailers({"Content-Length": "5"})  # framing never goes in a trailer
+        except ValueError as exc:
+            refused.append(exc)
+        res.add_trailers([(b"X-Checksum", b"5d41402a")])
+        await res.end(b"world")
+
+    server = await start(nursery, app)
+    head, body, trailers = await fetch_with_trailers(server.port, get("/"))
+    assert (head.status_code, body) == (200, b"hello world")
+    assert trailers == [(b"X-Checksum", b"5d41402a")]
+    assert len(refused) == 1
+
+
+async def test_trailers_added_before_the_head_make_end_data_chunked(
+    nursery: trio.Nursery,
+) -> None:
+    async def app(req: Request, res: Response) -> None:
+        res.add_trailers({"Server-Timing": "app;dur=1"})
+        await res.end(b"whole")
+
+    server = await start(nursery, app)
+    head, body, trailers = await fetch_with_trailers(server.port, get("/"))
+    assert (b"transfer-encoding", b"chunked") in head.headers
+    assert body == b"whole"
+    assert trailers == [(b"Server-Timing", b"app;dur=1")]
+
+
+async def test_send_file_sends_a_file_with_its_length_and_keeps_the_connection(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB: several sendfile calls on loopback
+    (tmp_path / "data.bin").write_bytes(data)
+
+    async def app(req: Request, res: Response) -> None:
+        if req.url == "/part":
+            with open(tmp_path / "data.bin", "rb") as file:  # a descriptor the app owns
+                await res.send_file(file.fileno(), offset=10, count=100)
+        else:
+            await res.send_file(tmp_path / "data.bin")
+
+    server = await start(nursery, app)
+    client = await RawClient.connect(server.port)
+    await client.send(get("/") + get("/part") + get("/", method="HEAD"))
+    whole, part, head = await client.response(), await client.response(), await client.response(
+        head_only=True
+    )
+    await client.aclose()
+    assert whole.headers["content-length"] == str(len(data)) and whole.body == data
+    assert part.body == data[10:110]
+    assert head.headers["content-length"] == str(len(data))
+    assert client.buffer == b""  # no body bytes after the HEAD response
+
+
+async def test_send_file_of_a_missing_file_lets_the_server_answer_500(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    async def app(req: Request, res: Response) -> None:
+        await res.send_file(tmp_path / "missing")
+
+    server = await start(nursery, app)
+    raw = await exchange(server.port, get("/", "Connection: close"))
+    assert raw.startswith(b"HTTP/1.1 500 ")
+
+
+async def test_send_file_after_write_continues_the_chunked_body_over_tls(
+    serve: Any, server_identity: Any, ca_pem: bytes, tmp_path: Path
+) -> None:
+    data = b"0123456789" * 20000  # over FILE_CHUNK: read in pieces, as TLS needs
+    (tmp_path / "data.bin").write_bytes(data)
+
+    async def app(req: Request, res: Response) -> None:
+        await res.write(b"head:")
+        await res.send_file(str(tmp_path / "data.bin"))
+
+    server = await serve(trionet.https.serve, app, **server_identity.options())
+    res = await trionet.https.request(f"https://localhost:{server.port}/", ca=ca_pem, timeout=WAIT)
+    assert res.headers["transfer-encoding"] == "chunked"
+    assert res.body == b"head:" + data

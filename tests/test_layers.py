@@ -10,12 +10,11 @@ The layers, lowest first (a module may import its own layer and those below):
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
-   the descriptor I/O (``_fdio``);
+   the descriptor I/O (``_fdio``) and the lingering close over it (``_linger``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
-   (``_ws_connection``, ``_ws_running``), the lingering close (``_linger``) and
-   the connection pool (``agent``: it knows
+   (``_ws_connection``, ``_ws_running``) and the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`);
 3. transports: ``net``, ``dgram``, ``tls``;
 4. ``http`` (server and client, every module of the package);
@@ -52,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._tls_verify",
         "trionet._tls_failure",
         "trionet._fdio",
+        "trionet._linger",
     ),
     ("trionet._stream",),
     (
@@ -60,7 +60,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._tls_stream",
         "trionet._ws_connection",
         "trionet._ws_running",
-        "trionet._linger",
         "trionet.agent",
     ),
     ("trionet.net", "trionet.dgram", "trionet.tls"),

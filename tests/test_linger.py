@@ -31,7 +31,7 @@ async def lingering_server(
 
     async def handler(sock: trionet.net.Socket) -> None:
         await sock.send(ANSWER)
-        results.append(await linger(sock, **limits))
+        results.append(await sock.linger(**limits))
 
     server: trionet.net.Server = await nursery.start(
         lambda task_status: trionet.net.serve(handler, 0, host=HOST, task_status=task_status)

@@ -5,6 +5,7 @@ Every test talks over real sockets on 127.0.0.1 and is bounded by trio.fail_afte
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -179,6 +180,24 @@ async def test_client_with_the_right_ca_is_authorized(
             "DNS:localhost, IP Address:127.0.0.1, IP Address:::1"
         )
         assert await talk(sock) == b"ping\n"
+        await sock.aclose()
+
+
+async def test_a_client_knows_its_peer_after_the_server_reset(
+    serve: ServeFixture, server_identity: Identity, ca_pem: bytes
+) -> None:
+    """tls.connect keeps the address TCP connected to: the kernel forgets a peer
+    that reset, and the error message (or a log line) asking afterwards names it."""
+    server = await serve(trionet.tls.serve, reset, **server_identity.options())
+    with trio.fail_after(10):
+        sock = await trionet.tls.connect(server.port, "127.0.0.1", ca=ca_pem)
+        # The server's close_notify may arrive before its reset: the end of
+        # data or a ConnectError, either way the peer is gone.
+        with contextlib.suppress(trionet.ConnectError):
+            while await sock.receive():
+                pass
+        await trio.sleep(0.05)  # let the reset land
+        assert sock.remote_address == ("127.0.0.1", server.port)
         await sock.aclose()
 
 

@@ -44,7 +44,7 @@ from . import __version__
 
 __all__ = ["main"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.cli")
 
 
 # -- the parser ------------------------------------------------------------------
@@ -205,15 +205,17 @@ class OneLineFormatter(logging.Formatter):
 
 def configure_logging(verbose: bool) -> None:
     """Send the ``trionet`` logger to stderr: warnings on one line, or everything with -v."""
+    # The package's logger: every module's logger (trionet.http.server, ...) is its child.
+    package = logging.getLogger("trionet")
     handler = logging.StreamHandler(sys.stderr)
     if verbose:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.setLevel(logging.DEBUG)
+        package.setLevel(logging.DEBUG)
     else:
         handler.setFormatter(OneLineFormatter())
-        logger.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    logger.propagate = False
+        package.setLevel(logging.WARNING)
+    package.addHandler(handler)
+    package.propagate = False
 
 
 # -- the commands ------------------------------------------------------------------

@@ -64,6 +64,10 @@ import sys
 
 import trio
 
+#: How much one read asks the kernel for by default, as Node's socket highWaterMark
+#: (https://nodejs.org/docs/latest-v20.x/api/stream.html#buffering): 64 KiB.
+DEFAULT_RECEIVE_SIZE = 65536
+
 __all__ = ["DIRECT_IO", "JOIN_LIMIT", "MAX_UNYIELDED_IO", "DirectIO"]
 
 #: Whether this platform lets ``os.read``/``os.write`` work on a socket's

@@ -45,12 +45,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
-from ._stream import Socket
+from ._fdio import DEFAULT_RECEIVE_SIZE
 
-__all__ = ["LINGER_READ_SIZE", "LINGER_TIME", "LINGER_TIMEOUT", "LingerEnd", "Lingered", "linger"]
+__all__ = [
+    "LINGER_READ_SIZE",
+    "LINGER_TIME",
+    "LINGER_TIMEOUT",
+    "Closable",
+    "LingerEnd",
+    "Lingered",
+    "linger",
+]
 
 #: Longest time, in all, spent reading and dropping after the half-close
 #: (nginx's ``lingering_time`` default; Apache's ``MAX_SECS_TO_LINGER``).
@@ -60,7 +69,19 @@ LINGER_TIME = 30.0
 LINGER_TIMEOUT = 5.0
 #: Bytes asked per read while dropping (Node's socket highWaterMark): the
 #: most the drain holds at once.
-LINGER_READ_SIZE = 65536
+LINGER_READ_SIZE = DEFAULT_RECEIVE_SIZE
+
+
+class Closable(Protocol):
+    """What a lingering close needs of a connection (a :class:`trionet.net.Socket`).
+
+    A protocol rather than the Socket class itself, so the Socket can offer
+    :meth:`~trionet.net.Socket.linger` without the two modules importing each other.
+    """
+
+    async def send_eof(self) -> None: ...
+
+    async def receive(self, max_bytes: int = ...) -> bytes: ...
 
 
 class LingerEnd(enum.Enum):
@@ -86,7 +107,7 @@ class Lingered:
 
 
 async def linger(
-    sock: Socket,
+    sock: Closable,
     *,
     time_limit: float | None = None,
     timeout: float | None = None,

@@ -58,7 +58,7 @@ __all__ = [
     "serve_listeners",
 ]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.server")
 
 #: Drives one accepted connection, given its Socket, until the connection is done.
 ConnectionHandler = Callable[[Socket], Awaitable[None]]

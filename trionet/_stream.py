@@ -74,7 +74,9 @@ from typing import Any
 import trio
 
 from ._errors import ConnectError, TimeoutError, TrionetError
-from ._fdio import DirectIO
+from ._fdio import DEFAULT_RECEIVE_SIZE, DirectIO
+from ._linger import Lingered
+from ._linger import linger as _linger
 
 __all__ = [
     "Address",
@@ -89,8 +91,6 @@ __all__ = [
 #: A TCP address ``(host, port)`` or the path of a Unix socket.
 Address = tuple[str, int] | str
 
-#: How much one ``receive()`` asks the kernel for by default, as Node's highWaterMark.
-DEFAULT_RECEIVE_SIZE = 65536
 
 # What ending our side for a peer that ended may run into: nobody to tell.
 _QUIET_END_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -504,6 +504,18 @@ class Socket(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         """Close the socket (Node's ``destroy()``)."""
         await self.stream.aclose()
+
+    async def linger(
+        self, *, time_limit: float | None = None, timeout: float | None = None
+    ) -> Lingered:
+        """Close in stages, so the last thing we sent is not reset away (RFC 9112 §9.6).
+
+        Half-closes, then reads and drops what the peer still sends until it
+        ends, goes silent for ``timeout`` or ``time_limit`` passes (nginx's
+        ``lingering_timeout`` and ``lingering_time``: see :mod:`trionet._linger`).
+        Call :meth:`aclose` afterwards. Never raises for a peer that left.
+        """
+        return await _linger(self, time_limit=time_limit, timeout=timeout)
 
     # -- options ---------------------------------------------------------------
     def set_nodelay(self, enable: bool = True) -> None:

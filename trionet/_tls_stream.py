@@ -44,14 +44,16 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from ._errors import TLSError
+from ._fdio import DEFAULT_RECEIVE_SIZE
 from ._server import TLS_HANDSHAKE_TIMEOUT
 from ._tls_failure import PEER_CLOSED, HandshakeFailure, handshake_failure, openssl_words
 from ._tls_verify import PeerVerdict, is_ip_address, peer_certificate_dict
 
 __all__ = ["TLSConfig", "TLSStream", "TLSStreamBroken", "wrap_client_stream"]
 
-#: How much ciphertext to move per transport call (a few TLS records).
-BUFSIZE = 65536
+#: How much ciphertext to move per transport call (a few TLS records): the
+#: socket read size every driver uses.
+BUFSIZE = DEFAULT_RECEIVE_SIZE
 #: Plaintext handed to OpenSSL per write, so the outgoing BIO stays bounded.
 WRITE_CHUNK = 16384
 #: How long aclose() spends sending close_notify before closing TCP anyway.

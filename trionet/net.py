@@ -21,6 +21,7 @@ from functools import partial
 import trio
 
 from ._errors import ConnectError, TimeoutError
+from ._fdio import DEFAULT_RECEIVE_SIZE
 from ._server import Server, open_listener, serve_listeners
 from ._stream import Socket, SocketBrokenError, SocketClosedError
 
@@ -35,10 +36,10 @@ __all__ = [
     "serve",
 ]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.net")
 
 #: How much ``pipe`` reads at a time (Node's default highWaterMark for sockets).
-PIPE_CHUNK = 65536
+PIPE_CHUNK = DEFAULT_RECEIVE_SIZE
 
 #: The handler ``serve`` runs, in its own task, for each connection.
 Handler = Callable[[Socket], Awaitable[None]]

@@ -280,4 +280,4 @@ async def connect(
     tcp = await tcp_connect(port, host, timeout=timeout)
     async with handshake(tcp, timeout, f"TLS handshake with {host}:{port}"):
         stream = await wrap_client_stream(tcp.stream, tls, name)
-    return TLSSocket(stream, allow_half_open=allow_half_open)
+    return TLSSocket(stream, allow_half_open=allow_half_open, remote_address=tcp.remote_address)

@@ -22,11 +22,9 @@ is one request's ``receive``/``send``, ``_websocket`` one WebSocket's,
 ``_command`` the ``trionet serve`` command line.
 
 Extensions offered: ``http.response.pathsend`` (Starlette's FileResponse
-uses it; for now the file is read in pieces, not sent with ``sendfile``)
+uses it; the file goes out by ``sendfile`` through ``Response.send_file``),
+``http.response.trailers`` (``Response.add_trailers`` after a chunked body)
 and ``websocket.http.response`` (a custom denial instead of 403).
-``http.response.trailers`` is not offered yet: the public Response cannot
-write a trailer section (a hook the HTTP server would add:
-``await res.end(trailers=[...])``).
 
 Apps run in the connection's task on Trio; Starlette and FastAPI find Trio
 through anyio (their sync endpoints run in anyio's worker threads).

@@ -35,7 +35,7 @@ from ._types import ASGIApp, LifespanFailure
 
 __all__ = ["STARTUP_FAILURE", "add_parser", "load_app", "run"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.asgi.command")
 
 #: The exit status when the app's lifespan startup fails (uvicorn's).
 STARTUP_FAILURE = 3

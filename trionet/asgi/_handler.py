@@ -28,7 +28,7 @@ from ._websocket import WebSocketCycle, WebSocketOptions
 
 __all__ = ["ASGIHandler"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.asgi")
 
 
 class ASGIHandler:
@@ -60,7 +60,7 @@ class ASGIHandler:
     async def __call__(self, req: Request, res: Response) -> None:
         """Run the app for one HTTP request (the ``app`` of :func:`trionet.http.serve`)."""
         scope = http_scope(req, self.root_path, self.state)
-        cycle = HTTPCycle(req, res, scope, self.access_log)
+        cycle = HTTPCycle(req, res, self.access_log)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except Exception as exc:

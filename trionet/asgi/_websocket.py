@@ -36,7 +36,7 @@ from ._types import ASGIProtocolError, ClientDisconnected, Message
 
 __all__ = ["WebSocketCycle", "WebSocketOptions"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.asgi.websocket")
 
 # States: waiting for the app's answer; the denial response begun; accepted; closed.
 _CONNECTING, _RESPONDING, _ACCEPTED, _CLOSED = range(4)

@@ -48,7 +48,10 @@ import h11
 import trio
 
 from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
+from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._stream import Socket, raw_socket
+from .._tls_failure import handshake_failure
+from ._limits import DEFAULT_MAX_HEADER_SIZE
 
 __all__ = [
     "EARLY_BODY_LIMIT",
@@ -62,10 +65,10 @@ __all__ = [
 ]
 
 #: Bytes asked of the kernel per read; a whole small response arrives in one.
-RECEIVE_SIZE = 65536
+RECEIVE_SIZE = DEFAULT_RECEIVE_SIZE
 
-#: Longest response head we accept, Node's ``http.maxHeaderSize`` (16 KiB).
-MAX_HEADER_SIZE = 16384
+#: Longest response head we accept, Node's ``http.maxHeaderSize`` (16 KiB), as the server.
+MAX_HEADER_SIZE = DEFAULT_MAX_HEADER_SIZE
 
 #: Bodies up to this size go out with the head in one write and nothing
 #: watches for an early response while they do: the kernel takes them at
@@ -481,14 +484,10 @@ async def _tls_handshake(stream: trio.abc.Stream, origin: Origin) -> trio.SSLStr
         await tls.do_handshake()
     except (trio.BrokenResourceError, OSError) as exc:
         await trio.aclose_forcefully(stream)
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = f"certificate verify failed: {cause.verify_message or cause.reason}"
-        elif isinstance(cause, ssl.SSLError):
-            reason = cause.reason or str(cause)
-        else:
+        failure = handshake_failure(exc)
+        if failure.connection_lost:
             raise ConnectError(f"connection to {origin.name} lost during TLS handshake") from exc
-        raise TLSError(f"TLS handshake with {origin.name} failed: {reason}") from exc
+        raise TLSError(failure.message(origin.name)) from exc
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise

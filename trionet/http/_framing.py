@@ -43,11 +43,13 @@ __all__ = [
     "CONTINUE_HEAD",
     "LAST_CHUNK",
     "NO_BODY_STATUSES",
+    "NO_TRAILER_FIELDS",
     "AppHeaders",
     "declared_length",
     "frame_response",
     "has_body",
     "keep_alive_lines",
+    "last_chunk",
     "service_unavailable",
 ]
 
@@ -59,6 +61,17 @@ AppHeaders = dict[str, tuple[HeaderValue, bytes]]
 CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 #: The last chunk and the empty trailer section that end a chunked body.
 LAST_CHUNK = b"0\r\n\r\n"
+#: Fields never sent as trailers: they frame, route or control the message,
+#: so a recipient needs them before the content (RFC 9110 section 6.5.1:
+#: "message framing (e.g., Transfer-Encoding and Content-Length), routing
+#: (e.g., Host), request modifiers ..., authentication ..., response control
+#: data ..., or determining how to process the content"); ``Trailer`` itself
+#: belongs in the header section (RFC 9110 section 6.6.2).
+NO_TRAILER_FIELDS = frozenset(
+    {"content-length", "transfer-encoding", "host", "trailer", "connection", "keep-alive",
+     "te", "upgrade", "content-encoding", "content-type", "content-range", "authorization",
+     "set-cookie", "cache-control", "expires", "location", "retry-after", "vary", "date"}
+)  # fmt: skip
 #: The interim response that lets a client send the body it held back
 #: (RFC 9110 section 10.1.1).
 CONTINUE_HEAD = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -79,6 +92,14 @@ def keep_alive_lines(keep_alive_timeout: float) -> bytes:
     if keep_alive_timeout:
         lines += b"Keep-Alive: timeout=%s\r\n" % f"{keep_alive_timeout:g}".encode()
     return lines
+
+
+def last_chunk(trailers: bytes) -> bytes:
+    """The last chunk of a chunked body, with its trailer section (encoded lines, or empty).
+
+    RFC 9112 section 7.1: ``last-chunk trailer-section CRLF``.
+    """
+    return b"0\r\n%s\r\n" % trailers if trailers else LAST_CHUNK
 
 
 def has_body(status: int, method: bytes) -> bool:
@@ -163,7 +184,8 @@ def declared_length(value: HeaderValue) -> int:
     Raises:
       ValueError: the value is not a string of digits.
     """
-    text = value_bytes(value)
+    # bytes (ASGI apps send them) skip value_bytes' list and join.
+    text = value if type(value) is bytes else value_bytes(value)
     if not text.isdigit():
         raise ValueError(f"invalid Content-Length {value!r}")
     return int(text)

@@ -17,20 +17,28 @@ attributes across an import circle held together by ``TYPE_CHECKING``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import parse_qs
 
 import h11
+import trio
 
 from .._fdio import JOIN_LIMIT
 from .._stream import Address, Socket
 from ._body import RequestBody
-from ._framing import LAST_CHUNK, AppHeaders, frame_response, has_body
+from ._files import FILE_CHUNK, open_file, sendfile
+from ._framing import NO_TRAILER_FIELDS, AppHeaders, frame_response, has_body, last_chunk
 from ._headers import Headers, HeaderValue, encode_header
 from ._limits import RequestInfo
 
-__all__ = ["Exchange", "Request", "Response"]
+__all__ = ["Exchange", "HeaderPairs", "Request", "Response"]
+
+#: Headers as pairs, the way ASGI and the wire carry them: names of any case,
+#: ``str`` or ``bytes`` (latin-1); a name may repeat.
+HeaderPairs = Iterable[tuple[str | bytes, HeaderValue]]
 
 
 class Exchange(Protocol):
@@ -169,6 +177,7 @@ class Response:
         "_exchange",
         "_headers",
         "_method",
+        "_trailers",
         "_unsent",
         "finished",
         "headers_sent",
@@ -199,6 +208,8 @@ class Response:
         self._bodiless = False
         # Body bytes still owed when the app set Content-Length itself (-1: not set).
         self._unsent = -1
+        # The trailer section's encoded lines (add_trailers).
+        self._trailers = b""
 
     def __repr__(self) -> str:
         return f"<trionet.http.Response {self.status_code}>"
@@ -214,6 +225,63 @@ class Response:
         if self.headers_sent:
             raise RuntimeError("cannot set headers after they are sent")
         self._headers[name.lower()] = (value, encode_header(name, value))
+
+    def set_headers(self, headers: HeaderPairs) -> None:
+        """Set headers from ``(name, value)`` pairs, as ASGI apps and the wire give them.
+
+        Node's ``res.setHeaders()`` for pairs: names of any case, ``str`` or
+        ``bytes``; a name given twice in ``headers`` sends one line per value
+        (``Set-Cookie``), and replaces what was set under it before. Each
+        pair is checked as in :meth:`set_header`, once: apps send the same
+        few pairs again and again, so a pair seen before costs one lookup.
+
+        Raises:
+          ValueError: a name is not a token or a value has CR, LF or NUL.
+          RuntimeError: the headers were already sent.
+        """
+        if self.headers_sent:
+            raise RuntimeError("cannot set headers after they are sent")
+        fresh: AppHeaders = {}
+        for name, value in headers:
+            try:
+                key, line = _pair_line(name, value)  # type: ignore[arg-type]
+            except TypeError:  # an unhashable value (a list): not cached
+                key, line = _pair_line.__wrapped__(name, value)
+            entry = fresh.get(key)
+            if entry is None:
+                fresh[key] = (value, line)
+            else:
+                previous = entry[0]
+                values = list(previous) if isinstance(previous, list | tuple) else [previous]
+                values.append(value)  # type: ignore[arg-type]
+                fresh[key] = (values, entry[1] + line)  # type: ignore[assignment]
+        self._headers.update(fresh)
+
+    def add_trailers(self, headers: Mapping[str, HeaderValue] | HeaderPairs) -> None:
+        """Add trailer fields, sent after a chunked body (Node's ``res.addTrailers()``).
+
+        As in Node, trailers go out only with a chunked body: added before
+        the head is sent, they make ``end(data)`` chunk its body instead of
+        sending a Content-Length (Node does so when a ``Trailer`` header is
+        set); an HTTP/1.0 client, which cannot be sent chunks, gets none.
+        Announce them with a ``Trailer`` header (RFC 9110 section 6.6.2).
+
+        Raises:
+          ValueError: a field that frames, routes or controls the message
+            (RFC 9110 section 6.5.1), a name that is not a token, or a
+            value with CR, LF or NUL.
+          RuntimeError: the response already ended.
+        """
+        if self.finished:
+            raise RuntimeError("add_trailers() after end()")
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        lines = []
+        for name, value in items:
+            text = name if isinstance(name, str) else name.decode("latin-1")
+            if text.lower() in NO_TRAILER_FIELDS:
+                raise ValueError(f"{text!r} may not be sent as a trailer (RFC 9110 section 6.5.1)")
+            lines.append(encode_header(text, value))
+        self._trailers += b"".join(lines)
 
     def get_header(self, name: str) -> HeaderValue | None:
         """The value set for ``name`` (any case), or None."""
@@ -287,7 +355,7 @@ class Response:
             head = self._start(None, data)
             await self._send_body(head, data)
         elif data:
-            self._count(data)
+            self._count(len(data))
             await self._send_body(b"", data)
 
     async def end(self, data: bytes | str = b"") -> None:
@@ -297,19 +365,109 @@ class Response:
         if isinstance(data, str):
             data = data.encode()
         if not self.headers_sent:
-            head = self._start(len(data), data)
-            self.finished = True
-            await self._exchange.send(head, b"" if self._bodiless else data)
+            if self._trailers:  # trailers need a chunked body
+                head = self._start(None, data)
+                self.finished = True
+                last = last_chunk(self._trailers) if self._chunked else b""
+                await self._send_body(head, data, last)
+            else:
+                head = self._start(len(data), data)
+                self.finished = True
+                await self._exchange.send(head, b"" if self._bodiless else data)
         else:
-            self._count(data)
+            self._count(len(data))
             self.finished = True
             if self._chunked:
-                await self._send_body(b"", data, LAST_CHUNK)
+                await self._send_body(b"", data, last_chunk(self._trailers))
             elif data and not self._bodiless:
                 await self._exchange.send(data)
         if self._unsent > 0:
             # Shorter than the app's Content-Length: only a close tells the client.
             self.should_keep_alive = False
+
+    async def send_file(
+        self, file: str | os.PathLike[str] | int, *, offset: int = 0, count: int | None = None
+    ) -> None:
+        """Finish the response with a file's bytes as the rest of its body, zero-copy.
+
+        ``file`` is a path or an open descriptor (which stays the caller's to
+        close); ``count`` bytes from ``offset`` are sent (None: to the end of
+        the file). Like ``end(data)``: if nothing was written before, the
+        head carries ``Content-Length: count``; after ``write()`` the file
+        continues the body (one chunk if it is chunked). On plain TCP and
+        Unix sockets the kernel copies the file to the socket (``os.sendfile``,
+        as nginx's ``sendfile on``); over TLS, which must encrypt in user
+        space, the file is read in :data:`FILE_CHUNK` pieces in a thread.
+
+        A path is opened (in a thread) before anything is sent, so a missing
+        file raises ``OSError`` while the app may still answer 404 or 500.
+
+        Raises:
+          OSError: the file could not be opened or read.
+          EOFError: the file ended before ``count`` bytes; the response is
+            cut short, so the connection is closed (never a short body passed
+            off as complete).
+          ValueError: a negative offset or count, or more bytes than the
+            app's own Content-Length.
+          RuntimeError: the response already ended.
+        """
+        if self.finished:
+            raise RuntimeError("send_file() after end()")
+        if offset < 0 or (count is not None and count < 0):
+            raise ValueError(f"invalid offset {offset} or count {count}")
+        own = not isinstance(file, int)
+        if isinstance(file, int):
+            fd = file
+            size = os.fstat(fd).st_size if count is None else 0
+        else:
+            fd, size = await trio.to_thread.run_sync(open_file, os.fspath(file), count is None)
+        try:
+            if count is None:
+                count = max(0, size - offset)
+            await self._send_fd(fd, offset, count)
+        finally:
+            if own:
+                os.close(fd)
+
+    async def _send_fd(self, fd: int, offset: int, count: int) -> None:
+        """send_file's body: the head, then ``count`` bytes of ``fd``, then the end."""
+        head = b""
+        if not self.headers_sent:
+            head = self._start(None if self._trailers else count, b"")
+        self._count(count)
+        self.finished = True
+        if self._unsent > 0:
+            self.should_keep_alive = False
+        exchange = self._exchange
+        if self._bodiless or count == 0:
+            last = last_chunk(self._trailers) if self._chunked else b""
+            if head or last:
+                await exchange.send(head + last)
+            return
+        if self._chunked:
+            head += b"%x\r\n" % count
+        if head:
+            await exchange.send(head)
+        sock = exchange.socket
+        stream = sock.stream
+        if isinstance(stream, trio.SocketStream) and hasattr(os, "sendfile"):
+            try:
+                await sendfile(stream.socket, fd, offset, count)
+            except BaseException:
+                self.should_keep_alive = False
+                raise
+            sock.bytes_written += count
+        else:
+            while count:
+                piece = await trio.to_thread.run_sync(os.pread, fd, min(count, FILE_CHUNK), offset)
+                if not piece:
+                    self.should_keep_alive = False
+                    raise EOFError(f"the file ended {count} bytes before the response's end")
+                await exchange.send(piece)
+                offset += len(piece)
+                count -= len(piece)
+        if self._chunked:
+            await exchange.send(b"\r\n" + last_chunk(self._trailers))
 
     def _start(self, length: int | None, data: bytes) -> bytes:
         """The head for a first write of ``data`` (``length``: the whole body's, if known).
@@ -344,15 +502,15 @@ class Response:
         self._body.responded = True
         return head
 
-    def _count(self, data: bytes) -> None:
+    def _count(self, size: int) -> None:
         """Hold the app to the Content-Length it set (h11 would, as Node does)."""
         if self._unsent < 0:
             return
-        if len(data) > self._unsent:
+        if size > self._unsent:
             raise ValueError(
                 f"response body longer than its Content-Length ({self._unsent} bytes left)"
             )
-        self._unsent -= len(data)
+        self._unsent -= size
 
     async def _send_body(self, head: bytes, data: bytes, last: bytes = b"") -> None:
         """Send ``head``, then ``data`` as body (one chunk if chunked), then ``last``.
@@ -379,3 +537,10 @@ class Response:
         else:
             await send(b"%s%x\r\n" % (head, len(data)), data)
             await send(b"\r\n" + last)
+
+
+@lru_cache(maxsize=1024)
+def _pair_line(name: str | bytes, value: HeaderValue) -> tuple[str, bytes]:
+    """``(lower-case name, validated wire lines)`` of one header pair (set_headers)."""
+    text = name if isinstance(name, str) else bytes(name).decode("latin-1")
+    return text.lower(), encode_header(text, value)

@@ -47,7 +47,8 @@ from functools import partial
 
 import trio
 
-from .._linger import LingerEnd, linger
+from .._fdio import DEFAULT_RECEIVE_SIZE
+from .._linger import LingerEnd
 from .._server import Server, TLSContext, open_listener, serve_listeners
 from .._stream import Socket
 from ..tls import socket_for
@@ -80,7 +81,7 @@ SocketHook = Callable[["Request", Socket, bytes], Awaitable[None]]
 ClientErrorHook = Callable[[ClientError, Socket], Awaitable[None]]
 
 #: How much one read asks for (Node's socket highWaterMark).
-RECEIVE_SIZE = 65536
+RECEIVE_SIZE = DEFAULT_RECEIVE_SIZE
 #: Bound on writing an error response to a client that may not be reading.
 ERROR_RESPONSE_TIMEOUT = 5.0
 #: Longest and shortest pause of the task that enforces timeouts (Node checks
@@ -459,7 +460,7 @@ class _Connection:
         self.deadline = math.inf  # the helper bounds itself
         self.scope = trio.CancelScope()
         with self.scope:
-            lingered = await linger(self.socket)
+            lingered = await self.socket.linger()
             if lingered.end is not LingerEnd.EOF:
                 logger.debug(
                     "lingering close ended: %s after %d bytes", lingered.end.value, lingered.dropped
