@@ -28,6 +28,9 @@ __all__ = ["broadcast", "run_handler", "running"]
 
 logger = logging.getLogger("trionet.ws.handler")
 
+#: The name of every connection's reader task (in Trio's task tree and tracebacks).
+READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
+
 #: The reason of the 1011 Close sent when the code using a connection fails,
 #: by side (client?): a server's handler, or a client's ``async with`` block.
 BLOCK_FAILED = {False: "handler failed", True: "client failed"}
@@ -56,7 +59,9 @@ async def running(
     try:
         async with trio.open_nursery() as nursery:
             ws._nursery = nursery  # where broadcast() starts the writer task
-            nursery.start_soon(ws._run_reader)
+            # A constant name: Trio otherwise formats one string per task
+            # from the function's module and qualname, kept for its life.
+            nursery.start_soon(ws._run_reader, name=READER_TASK_NAME)
             if ping_interval is not None:
                 timeout = ping_timeout if ping_timeout is not None else ping_interval
                 nursery.start_soon(heartbeat, ws, ping_interval, timeout)
