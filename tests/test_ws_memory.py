@@ -27,10 +27,10 @@ from ws_idle_memory import open_idle
 
 #: Connections measured (after a warm-up of 20).
 COUNT = 200
-#: Heap per idle connection allowed, in bytes. About 18 KiB on CPython 3.11
+#: Heap per idle connection allowed, in bytes. About 16.5 KiB on CPython 3.11
 #: today; 26 KiB while the handshake's wsproto/h11 objects were kept for the
 #: connection's life and every empty queue was a 760-byte deque.
-MAX_BYTES_PER_CONNECTION = 22 * 1024
+MAX_BYTES_PER_CONNECTION = 20 * 1024
 
 
 async def echo(ws: trionet.ws.WebSocket) -> None:
