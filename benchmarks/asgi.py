@@ -6,13 +6,19 @@ one core (``taskset``), loaded by ``wrk -t1 -c50`` from another core:
 * ``hello``: a raw ASGI app answering ``Hello World\\n`` (the server's own cost).
 * ``starlette-json``: a Starlette route returning ``JSONResponse({"hello": "world"})``
   (what a FastAPI/Starlette user gets).
+* ``starlette-ws``: a Starlette WebSocket endpoint echoing text, loaded by the
+  Node ``ws`` client of benchmarks/websocket.py (its ``ws echo 32B x50``
+  workload: 50 connections, each sending 32 bytes and waiting for the echo,
+  for a fixed time). Only trionet and hypercorn-trio: uvicorn runs on asyncio,
+  and the question is which server a Trio user picks for a WebSocket app.
 
 Subjects: ``trionet`` (:func:`trionet.asgi.serve`, access log off),
 ``hypercorn-trio`` (hypercorn's Trio worker), ``uvicorn-h11`` and
 ``uvicorn-httptools`` (asyncio; httptools is a C parser, reported beside).
 Figures: requests per second, the server's CPU microseconds per request
 (steadier on a shared machine), and for ``hello`` the RSS an idle keep-alive
-connection costs. The issue's targets: >= 5x hypercorn-trio and >= 1.5x
+connection costs; for ``starlette-ws`` messages per second and per server
+CPU-second. The issue's targets: >= 5x hypercorn-trio and >= 1.5x
 uvicorn-h11 on both apps; idle connection <= 8 KiB.
 
     python benchmarks/asgi.py [--quick]
@@ -33,6 +39,9 @@ from _harness import Result, free_port, main, missing_peers, server_process, ski
 from http_server import CONNECTIONS, HOST, KEEP_ALIVE_SECONDS, SERVER_CORE, idle_connection_cost
 from http_server import load as wrk_load
 from http_server import measure as measure_load
+from websocket import ECHO_CONNECTIONS, ECHO_SIZE, cpu_seconds
+from websocket import _node_ready as node_ready
+from websocket import load as ws_load
 
 HERE = Path(__file__).resolve().parent
 BODY = b"Hello World\n"
@@ -66,7 +75,29 @@ def starlette_app() -> Any:
     return Starlette(routes=[Route("/", index)])
 
 
-APPS: dict[str, Callable[[], Any]] = {"hello": lambda: hello_app, "starlette-json": starlette_app}
+def starlette_ws_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(text)
+
+    return Starlette(routes=[WebSocketRoute("/", echo)])
+
+
+APPS: dict[str, Callable[[], Any]] = {
+    "hello": lambda: hello_app,
+    "starlette-json": starlette_app,
+    "starlette-ws": starlette_ws_app,
+}
+#: The HTTP apps wrk loads; ``starlette-ws`` has its own loop (:func:`run_ws`).
+HTTP_APPS = ("hello", "starlette-json")
+#: The servers a Trio user chooses between for a WebSocket app.
+WS_SERVERS = ("trionet", "hypercorn-trio")
+WS_ECHO = f"asgi starlette ws echo {ECHO_SIZE}B x{ECHO_CONNECTIONS}"
 
 
 # -- the servers, each run as ``python asgi.py --serve NAME APP PORT`` ---------------------
@@ -118,7 +149,7 @@ def run(quick: bool) -> list[Result]:
     seconds = 1.0 if quick else 5.0
     missing = missing_peers(PEER_MODULES)
     names = [name for name in SERVERS if name not in missing]
-    apps = [app for app in APPS if app != "starlette-json" or "starlette" not in missing]
+    apps = [app for app in HTTP_APPS if app != "starlette-json" or "starlette" not in missing]
     results: list[Result] = []
     for app in apps:
         benchmark = f"asgi {app} keep-alive"
@@ -137,9 +168,41 @@ def run(quick: bool) -> list[Result]:
             if memory is not None:
                 results.append(Result("asgi idle keep-alive memory", name, memory, "KiB/conn",
                                       higher_is_better=False, baseline=base))  # fmt: skip
+    results += run_ws(seconds, missing)
     return results + [
         skipped("asgi hello keep-alive", name, why, "req/s") for name, why in missing.items()
     ]
+
+
+def run_ws(seconds: float, missing: dict[str, str]) -> list[Result]:
+    """``starlette-ws`` on trionet and hypercorn-trio: echoed messages per second.
+
+    Also per server CPU-second (the server's /proc CPU time over the load),
+    which moves less than the wall-clock rate on a shared machine.
+    """
+    if not node_ready():
+        why = "needs node and npm's ws (npm install in tests/peers)"
+        return [skipped(WS_ECHO, name, why, "msg/s") for name in WS_SERVERS]
+    if "starlette" in missing:
+        return [skipped(WS_ECHO, name, missing["starlette"], "msg/s") for name in WS_SERVERS]
+    results: list[Result] = []
+    for name in (name for name in WS_SERVERS if name not in missing):
+        port = free_port()
+        url = f"ws://{HOST}:{port}/"
+        with server_process(server_argv(name, "starlette-ws", port), port) as proc:
+            cpu0 = cpu_seconds(proc.pid)
+            load = ["echo", url, str(ECHO_CONNECTIONS), str(seconds), str(ECHO_SIZE)]
+            echo = ws_load(load, seconds)
+            cpu1 = cpu_seconds(proc.pid)
+        base = name == "hypercorn-trio"
+        rate = echo["messages"] / echo["seconds"]
+        per_cpu = echo["messages"] / max(cpu1 - cpu0, 1e-3)
+        extra = {"messages": int(echo["messages"])}
+        results.append(Result(WS_ECHO, name, rate, "msg/s", extra=extra, baseline=base))
+        results.append(
+            Result(f"{WS_ECHO} per server CPU-s", name, per_cpu, "msg/CPU-s", baseline=base)
+        )
+    return results
 
 
 if __name__ == "__main__":

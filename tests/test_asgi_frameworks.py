@@ -190,6 +190,35 @@ async def test_starlette_websocket_with_the_websockets_package(
     assert await trio.to_thread.run_sync(talk) == ("echo", "SHOUT")
 
 
+async def test_starlette_app_driven_by_node(
+    nursery: trio.Nursery, static: Path, node: str, node_peers: Path
+) -> None:
+    # Node's http module and npm's ws, as a JavaScript client of the app would be.
+    base = await start(nursery, starlette_app(static, []))
+    with trio.fail_after(WAIT * 2):
+        done = await trio.run_process(
+            [node, str(node_peers / "asgi_client.js"), base],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    seen = json.loads(done.stdout)
+    assert seen["get"]["status"] == 200
+    assert seen["get"]["type"] == "application/json"
+    assert json.loads(seen["get"]["body"]) == {"path": "/json", "q": "node"}
+    # The POST body, written by Node in three pieces, all reached the app's stream.
+    assert seen["post"]["status"] == 200
+    assert json.loads(seen["post"]["body"])["size"] == 2500
+    # The Starlette WebSocket endpoint picked the subprotocol and echoed in upper case.
+    assert seen["ws"] == {
+        "protocol": "echo",
+        "echo": "HÉLLO FROM NODE",
+        "binary": False,
+        "close": [1000, "bye"],
+    }
+
+
 async def test_starlette_notices_a_client_that_left_mid_stream(nursery: trio.Nursery) -> None:
     stopped = trio.Event()
     sent: list[int] = []
