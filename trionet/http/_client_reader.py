@@ -105,6 +105,8 @@ class ResponseReader:
             return h11.PAUSED
         buf = self._buf
         reader = self._reader
+        if not buf and reader is _read_head and not self._closed:
+            return h11.NEED_DATA  # the first call of every exchange: nothing read yet
         try:
             event = reader(buf)
             if event is None and not buf and self._closed:
