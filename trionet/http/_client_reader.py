@@ -7,8 +7,8 @@ Python time. For the common exchange, a request whose head and body went
 out whole, that machine has little left to decide: the response head is
 read by h11's own reader (its regular expressions, the same
 ``h11.Response`` event and header validation), the body framing and
-keep-alive come from h11's own ``_body_framing`` and ``_keep_alive``
-(RFC 9112 §6.3), and the body by h11's ``ContentLengthReader``,
+keep-alive are decided as h11's ``_body_framing`` and ``_keep_alive`` do
+(RFC 9112 §6.3, one pass over the headers), and the body by h11's ``ContentLengthReader``,
 ``ChunkedReader`` or ``Http10Reader``. :class:`ResponseReader` offers the
 part of ``h11.Connection`` the client uses (``next_event``,
 ``receive_data``, ``trailing_data``, ``our_state``, ``their_state``,
@@ -34,7 +34,6 @@ from typing import Any
 import h11
 
 try:  # h11's private readers and framing rules (see the module docstring)
-    from h11._connection import _body_framing, _keep_alive
     from h11._readers import ChunkedReader as _ChunkedReader
     from h11._readers import ContentLengthReader as _ContentLengthReader
     from h11._readers import Http10Reader as _Http10Reader
@@ -114,6 +113,9 @@ class ResponseReader:
                 if read_eof is None:
                     raise h11.LocalProtocolError("peer closed the connection before responding")
                 event = read_eof()
+        except h11.RemoteProtocolError:  # a body reader's read_eof: cut short
+            self.their_state = h11.ERROR
+            raise
         except h11.LocalProtocolError as exc:
             self.their_state = h11.ERROR
             raise h11.RemoteProtocolError(str(exc), exc.error_status_hint) from None
@@ -139,14 +141,35 @@ class ResponseReader:
         return event
 
     def _start_body(self, event: h11.Response) -> None:
-        """Pick the body reader and the keep-alive verdict as h11 does (RFC 9112 §6.3)."""
-        if not _keep_alive(event):
+        """Pick the body reader and the keep-alive verdict as h11 does (RFC 9112 §6.3).
+
+        h11's ``_body_framing`` and ``_keep_alive`` scan the headers three
+        times; one pass over the raw lines decides the same (h11 already
+        refused a Transfer-Encoding other than ``chunked`` and unequal
+        Content-Lengths when it built the event).
+        """
+        chunked = False
+        length: bytes | None = None
+        if event.http_version < b"1.1":
             self._keep_alive = False
-        framing, args = _body_framing(self._method, event)
-        if framing == "content-length":
-            self._reader = _ContentLengthReader(*args)
-        elif framing == "chunked":
+        for name, value in event.headers.raw_items():
+            size = len(name)
+            if size == 17 and name.lower() == b"transfer-encoding":
+                chunked = True
+            elif size == 14 and name.lower() == b"content-length":
+                length = value
+            elif (
+                size == 10
+                and name.lower() == b"connection"
+                and b"close" in [token.strip() for token in value.lower().split(b",")]
+            ):
+                self._keep_alive = False
+        if event.status_code in (204, 304) or self._method == b"HEAD":
+            self._reader = _ContentLengthReader(0)
+        elif chunked:
             self._reader = _ChunkedReader()
+        elif length is not None:
+            self._reader = _ContentLengthReader(int(length))
         else:  # read until the server closes: the connection ends with the body
             self._reader = _Http10Reader()
             self._keep_alive = False
