@@ -344,3 +344,23 @@ async def test_timeout_during_a_stalled_upload_raises_timeout_error() -> None:
                     url(port), method="PUT", body=chunks(1024, sent), agent=Agent(), timeout=0.5
                 )
             nursery.cancel_scope.cancel()
+
+
+# -- a body that ends with the connection -----------------------------------------------------
+async def test_a_body_read_until_close_never_returns_its_connection_to_the_pool() -> None:
+    """No Content-Length, no chunking: the body ends when the server closes (RFC 9112 §6.3 (8)),
+    so that connection is spent even though the response did not say ``Connection: close``."""
+    agent = Agent()
+
+    async def body_until_close(sock: trionet.net.Socket) -> None:
+        await read_head(sock)
+        await sock.send(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await sock.aclose()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, body_until_close)
+            res = await http.request(url(port), agent=agent)
+            assert res.body == b"all of it"
+            assert agent.free_sockets == {}
+            nursery.cancel_scope.cancel()

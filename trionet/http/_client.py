@@ -16,7 +16,10 @@ goes back to the pool only once its response was read to the end.
 Redirects are not followed (as in Node): a 3xx comes back as it is.
 
 The wire work per request is one ``send_all`` (head and a known body
-together) and, for a small response, one read fed whole to h11.
+together) and, for a small response, one read fed whole to h11. A request
+sent whole has its bytes written by h11 once (cached with the request for a
+plain GET) and its response read by h11's readers without an
+``h11.Connection`` (:mod:`._client_reader`).
 
 HTTPS: a URL with ``https`` makes the connection TLS over TCP:
 ``trio.SSLStream(stream, ctx, server_hostname=host, https_compatible=True)``,

@@ -51,6 +51,7 @@ from .._errors import ConnectError, ConnectionLost, ProtocolError, TLSError
 from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._stream import Socket, raw_socket
 from .._tls_failure import handshake_failure
+from ._client_reader import ResponseReader
 from ._limits import DEFAULT_MAX_HEADER_SIZE
 
 __all__ = [
@@ -180,7 +181,11 @@ class HTTPConnection:
         #: an end means.
         self.socket = stream if isinstance(stream, Socket) else Socket(stream)
         self.origin = origin
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
+        #: The exchange's parser: an h11 client, or for a request sent whole
+        #: (:meth:`exchange_whole`) h11's readers alone.
+        self.h11: h11.Connection | ResponseReader = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE
+        )
         #: Exchanges begun on this connection.
         self.requests = 0
         #: The agent's count of connections when this one was opened (set by the agent).
@@ -210,10 +215,11 @@ class HTTPConnection:
         a response is only reused when it ended exactly at its declared end.
         """
         self.requests += 1
-        if self.requests > 1:
-            self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
+        h = self.h11
+        if self.requests > 1 or not isinstance(h, h11.Connection):
+            h = self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_SIZE)
         self.head_bytes = 0
-        return self.h11
+        return h
 
     def __repr__(self) -> str:
         return f"<HTTPConnection {self.origin.name} {self.h11.our_state}/{self.h11.their_state}>"
@@ -237,6 +243,23 @@ class HTTPConnection:
             ) from exc
 
     # -- one exchange ------------------------------------------------------------------
+    async def exchange_whole(self, wire: bytes, method: bytes, keep_alive: bool) -> h11.Response:
+        """Send a request h11 already wrote whole (head and body) and read its final head.
+
+        The fast path of :meth:`exchange` (see :mod:`._client_reader`): no
+        ``h11.Connection``; ``keep_alive`` is h11's verdict on the request.
+        Raises as :meth:`exchange`.
+        """
+        self.requests += 1
+        self.head_bytes = 0
+        reader = self.h11 = ResponseReader(method, keep_alive, MAX_HEADER_SIZE)
+        try:
+            await self.send(wire)
+        except ConnectionLost:
+            # Closed or reset: read what the server said before it went.
+            reader.send_failed()
+        return await self.receive_head()
+
     async def exchange(
         self,
         request: h11.Request,
@@ -280,7 +303,7 @@ class HTTPConnection:
                 # (nothing, on a stale keep-alive connection: ConnectionLost).
                 h.send_failed()
             return await self.receive_head()
-        return await self._send_watching(head, body, body_iter)
+        return await self._send_watching(h, head, body, body_iter)
 
     async def receive_head(self) -> h11.Response:
         """Read the final response head, skipping 1xx responses."""
@@ -293,7 +316,11 @@ class HTTPConnection:
         return event
 
     async def _send_watching(
-        self, head: bytes, body: bytes | None, body_iter: BodyIterable | None
+        self,
+        h: h11.Connection,
+        head: bytes,
+        body: bytes | None,
+        body_iter: BodyIterable | None,
     ) -> h11.Response:
         """Send the body from a task of its own while this one reads the response head."""
         upload = _Upload()
@@ -302,7 +329,9 @@ class HTTPConnection:
         # Both tasks keep their exceptions and the nursery ends cleanly, so the
         # caller sees ConnectionLost or ProtocolError, not an ExceptionGroup.
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._upload, head, body, body_iter, upload, nursery.cancel_scope)
+            nursery.start_soon(
+                self._upload, h, head, body, body_iter, upload, nursery.cancel_scope
+            )
             try:
                 response = await self.receive_head()
             except Exception as exc:
@@ -320,7 +349,7 @@ class HTTPConnection:
         if upload.error is not None:
             raise upload.error
         if not upload.done:
-            self.h11.send_failed()
+            h.send_failed()
         if failure is not None:
             raise failure
         assert response is not None
@@ -340,6 +369,7 @@ class HTTPConnection:
 
     async def _upload(
         self,
+        h: h11.Connection,
         head: bytes,
         body: bytes | None,
         body_iter: BodyIterable | None,
@@ -347,7 +377,7 @@ class HTTPConnection:
         scope: trio.CancelScope,
     ) -> None:
         try:
-            await self._send_body(head, body, body_iter)
+            await self._send_body(h, head, body, body_iter)
         except ConnectionLost:
             pass  # the reading task reports the server's response, or its absence
         except Exception as exc:
@@ -357,10 +387,13 @@ class HTTPConnection:
             upload.done = True
 
     async def _send_body(
-        self, head: bytes, body: bytes | None, body_iter: BodyIterable | None
+        self,
+        h: h11.Connection,
+        head: bytes,
+        body: bytes | None,
+        body_iter: BodyIterable | None,
     ) -> None:
         """Send the body after ``head`` (bytes already owed): whole, or chunk by chunk."""
-        h = self.h11
         if body is not None:
             out = head + (h.send(h11.Data(data=body)) or b"") if body else head
             await self.send(out + (h.send(END) or b""))

@@ -54,9 +54,14 @@ async def exchange(prepared: _Prepared, pool: Agent | None) -> ClientResponse:
             slot = await pool.acquire(prepared.origin, opener=open_connection, fresh=fresh)
             conn = slot.conn
         try:
-            head = await conn.exchange(
-                prepared.event, prepared.body, prepared.body_iter, prepared.expect_continue
-            )
+            if prepared.wire is not None:
+                head = await conn.exchange_whole(
+                    prepared.wire, prepared.event.method, prepared.keep_alive
+                )
+            else:
+                head = await conn.exchange(
+                    prepared.event, prepared.body, prepared.body_iter, prepared.expect_continue
+                )
         except ConnectionLost as exc:
             _drop(pool, slot, conn)
             if slot is None or not slot.reused:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from .._url import ANY_SCHEMES, HTTP_SCHEMES, parse_options, parse_target, parse_url
-from ._client_conn import Origin
+from ._client_conn import END, WATCHED_BODY_SIZE, Origin
+from ._client_reader import AVAILABLE
 
 if TYPE_CHECKING:
     from ..agent import Agent
@@ -82,7 +83,16 @@ def _default_ssl_context() -> ssl.SSLContext:
 class _Prepared:
     """Everything about one request that does not change on a retry."""
 
-    __slots__ = ("body", "body_iter", "event", "expect_continue", "method", "origin")
+    __slots__ = (
+        "body",
+        "body_iter",
+        "event",
+        "expect_continue",
+        "keep_alive",
+        "method",
+        "origin",
+        "wire",
+    )
 
     def __init__(
         self,
@@ -145,6 +155,26 @@ class _Prepared:
             # A header value with CR/LF, a target with spaces, ...: h11 refuses
             # to send it (no header injection), and so do we, as Node does.
             raise ValueError(f"invalid request: {exc}") from None
+        #: The whole request as h11 writes it, when the exchange may read the
+        #: response without an h11.Connection (:mod:`._client_reader`); None
+        #: for upgrades, CONNECT, 100-continue and bodies sent by a task.
+        self.wire: bytes | None = None
+        #: h11's verdict: the connection may carry another request after this one.
+        self.keep_alive = keep_alive
+        if (
+            AVAILABLE
+            and self.body is not None
+            and len(self.body) <= WATCHED_BODY_SIZE
+            and not expect_continue
+            and method != "CONNECT"
+            and b"upgrade" not in names
+        ):
+            writer = h11.Connection(h11.CLIENT)
+            wire = writer.send(self.event) or b""
+            if self.body:
+                wire += writer.send(h11.Data(data=self.body)) or b""
+            self.wire = wire + (writer.send(END) or b"")
+            self.keep_alive = writer.our_state is h11.DONE
 
     @property
     def retryable(self) -> bool:

@@ -105,7 +105,7 @@ async def request_switch(
       ProtocolError: the response head broke HTTP/1.1 or is over the size limit.
     """
     try:
-        h = conn.h11
+        h = conn.start_exchange()
         await conn.send(h.send(request) + h.send(END))
         event = await conn.next_event()
         while type(event) is h11.InformationalResponse and event.status_code != 101:
@@ -165,7 +165,7 @@ async def open_tunnel(origin: Origin, request: h11.Request) -> Socket:
     """
     conn = await open_connection(origin)
     try:
-        h = conn.h11
+        h = conn.start_exchange()
         await conn.send(h.send(request) + h.send(END))
         response = await conn.next_event()
         while type(response) is h11.InformationalResponse:
