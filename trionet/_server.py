@@ -269,7 +269,14 @@ class Server:
     async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work as a live 'connection', logging its crash."""
         self._connections += 1
-        await self._run_counted(what, job)
+        # The body of _run_counted, not a call to it: one coroutine fewer per
+        # datagram on dgram's inline path (UDP echo measured 0.85x -> 0.88-0.89x of raw Trio).
+        try:
+            await job()
+        except Exception:
+            logger.exception("%s failed", what)
+        finally:
+            self._connections -= 1
 
     def start_counted(
         self, nursery: trio.Nursery, what: str, job: Callable[[], Awaitable[None]]
