@@ -29,6 +29,18 @@ def accept_token(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+async def read_handshake_key(sock: trionet.net.Socket) -> str:
+    """Read a client's opening handshake off ``sock``; its Sec-WebSocket-Key."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await sock.receive()
+    return next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+
+
 def frame(
     opcode: int,
     payload: bytes | str = b"",

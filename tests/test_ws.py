@@ -30,6 +30,7 @@ from _ws_raw import (
     accept_token,
     close_frame,
     frame,
+    read_handshake_key,
 )
 from conftest import open_fds, silent_peer
 
@@ -711,14 +712,7 @@ def switching_peer(extra_headers: bytes = b"", after: bytes = b"", accept: bool 
     """A raw server that answers the handshake with a 101 of its own making, then ``after``."""
 
     async def peer(sock: trionet.net.Socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += await sock.receive()
-        key = next(
-            line.split(b":", 1)[1].strip().decode()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
+        key = await read_handshake_key(sock)
         token = accept_token(key) if accept else "d3Jvbmc="
         await sock.send(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -1181,14 +1175,7 @@ async def test_the_clients_socket_ends_its_side_when_the_server_ends_its_own(
     client_ended = trio.Event()
 
     async def accept_then_half_close(sock: trionet.net.Socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += await sock.receive()
-        key = next(
-            line.split(b":", 1)[1].strip().decode()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
+        key = await read_handshake_key(sock)
         await sock.send(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % accept_token(key).encode()

@@ -27,6 +27,7 @@ from _ws_raw import (
     accept_token,
     close_frame,
     frame,
+    read_handshake_key,
 )
 
 import trionet
@@ -173,14 +174,7 @@ async def fake_server(
     received: list[bytes] = []
 
     async def handle(sock: trionet.net.Socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += await sock.receive()
-        key = next(
-            line.split(b":", 1)[1].strip().decode()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
+        key = await read_handshake_key(sock)
         await sock.send(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + f"Sec-WebSocket-Accept: {accept_token(key)}\r\n\r\n".encode()
