@@ -10,7 +10,8 @@ The layers, lowest first (a module may import its own layer and those below):
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
-   the descriptor I/O (``_fdio``) and the lingering close over it (``_linger``);
+   the descriptor I/O (``_fdio``), the lingering close over it (``_linger``) and
+   the listening sockets (``_listen``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
@@ -52,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._tls_failure",
         "trionet._fdio",
         "trionet._linger",
+        "trionet._listen",
     ),
     ("trionet._stream",),
     (

@@ -22,7 +22,8 @@ import trio
 
 from ._errors import ConnectError, TimeoutError
 from ._fdio import DEFAULT_RECEIVE_SIZE
-from ._server import Server, open_listener, serve_listeners
+from ._listen import open_listener
+from ._server import Server, serve_listeners
 from ._stream import Socket, SocketBrokenError, SocketClosedError
 
 __all__ = [

@@ -49,7 +49,8 @@ from typing import Any
 import trio
 from cryptography import x509
 
-from ._server import Server, open_listener, serve_listeners
+from ._listen import open_listener
+from ._server import Server, serve_listeners
 from ._stream import Socket, handshake
 from ._tls_context import (
     CAInput,

@@ -49,7 +49,8 @@ import trio
 
 from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._linger import LingerEnd
-from .._server import Server, TLSContext, open_listener, serve_listeners
+from .._listen import open_listener
+from .._server import Server, TLSContext, serve_listeners
 from .._stream import Socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
