@@ -394,6 +394,11 @@ async def wait_for(predicate: Callable[[], bool], seconds: float) -> None:
             await trio.sleep(0.02)
 
 
+def served_by(load: Load) -> Counter[bytes]:
+    """How many answers each named upstream gave."""
+    return Counter(answer.split()[0] for answer in load.answers)
+
+
 async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> None:
     script = tmp_path / "single.py"
     script.write_text(SINGLE)
@@ -411,7 +416,7 @@ async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> 
             load, done = Load(), trio.Event()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(partial(closed_loop, proxy.port, load, until=done))
-                await wait_for(lambda: Counter(a.split()[0] for a in load.answers)[b"first"] > 50, 30)
+                await wait_for(lambda: served_by(load)[b"first"] > 50, 30)
                 first.send_signal(signal.SIGTERM)
                 with trio.fail_after(WAIT):
                     await first.wait()
@@ -457,7 +462,7 @@ async def test_sighup_rolls_the_workers_behind_nginx_with_no_failed_request(
                 await wait_for(lambda: len(load.answers) > 200 and not pids() & old, 60)
                 done.set()
             # nginx passes the client's address in X-Forwarded-For: the app
-            # trusts it over the Unix socket (--forwarded-allow-ips *).
+            # trusts it from a Unix socket peer by default.
             for forged in ((), ("X-Forwarded-For: 203.0.113.7",)):
                 answer = await request_from(proxy.port, CLIENT_HOST, *forged)
                 assert answer["client"][0] == CLIENT_HOST
@@ -477,7 +482,9 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     trionet_command = Path(sys.executable).with_name("trionet")
     if not trionet_command.exists():
         pytest.skip(f"no {trionet_command}: the unit's ExecStart needs an executable")
-    unit = fill(deploy_file("trionet.service"), {"/srv/app/.venv/bin/trionet": str(trionet_command)})
+    unit = fill(
+        deploy_file("trionet.service"), {"/srv/app/.venv/bin/trionet": str(trionet_command)}
+    )
     (tmp_path / "trionet.service").write_text(unit)
     done = subprocess.run(
         [analyze, "verify", str(tmp_path / "trionet.service")],
