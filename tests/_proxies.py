@@ -57,6 +57,12 @@ def fill(text: str, replacements: Mapping[str, str]) -> str:
     return text
 
 
+def python_env() -> dict[str, str]:
+    """The environment for a Python child: it imports this checkout's trionet."""
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
 def sbin_tool(name: str) -> str:
     """A daemon's path: Debian installs them in /usr/sbin, which a user's PATH may lack."""
     sbin = Path("/usr/sbin") / name

@@ -46,6 +46,7 @@ from _proxies import (
     fill,
     free_port,
     nginx,
+    python_env,
     running,
     wait_until_listening,
 )
@@ -354,7 +355,7 @@ class Load:
 
 
 async def closed_loop(
-    port: int, load: Load, *, until: trio.Event, tasks: int = 4, limit: int = 4000
+    port: int, load: Load, *, until: trio.Event, tasks: int = 4, limit: int = 20_000
 ) -> None:
     """``tasks`` clients sending POSTs and GETs through nginx until ``until`` is set.
 
@@ -407,7 +408,7 @@ async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> 
 
     def upstream(name: str, port: int) -> Any:
         argv = [sys.executable, str(script), name, str(port)]
-        return running(argv, tmp_path / f"{name}.log")
+        return running(argv, tmp_path / f"{name}.log", env=python_env())
 
     async with upstream("first", ports[0]) as first, upstream("second", ports[1]) as second:
         await wait_until_listening(ports[0], first, tmp_path / "first.log")
@@ -446,7 +447,7 @@ async def test_sighup_rolls_the_workers_behind_nginx_with_no_failed_request(
     path = tmp_path / "app.sock"
     site = fill(deploy_file("nginx.conf"), {SOCKET: str(path)})
     log = tmp_path / "trionet.log"
-    async with running(unit_command(path), log, cwd=tmp_path) as primary:
+    async with running(unit_command(path), log, cwd=tmp_path, env=python_env()) as primary:
         await wait_until_listening(None, primary, log, path=path)
         async with nginx(tmp_path, site) as proxy:
             load, done = Load(), trio.Event()
