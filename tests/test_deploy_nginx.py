@@ -252,11 +252,18 @@ async def request_from(port: int, host: str, *headers: str) -> dict[str, Any]:
     return answer
 
 
+@pytest.mark.parametrize(
+    ("kind", "trusted"),
+    [
+        ("tcp", {"forwarded_allow_ips": [HOST]}),
+        ("unix", {}),  # the default list trusts Unix-socket peers
+    ],
+)
 async def test_the_clients_address_reaches_the_app_through_x_forwarded_for(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, kind: str, trusted: dict[str, Any]
 ) -> None:
-    trusted = {"proxy_headers": True, "forwarded_allow_ips": [HOST]}
-    async with behind_nginx(nursery, tmp_path, "tcp", **trusted) as (proxy, _):
+    deployment = behind_nginx(nursery, tmp_path, kind, proxy_headers=True, **trusted)
+    async with deployment as (proxy, _):
         answer = await request_from(proxy.port, CLIENT_HOST)
         assert answer["remote_address"][0] == CLIENT_HOST
         # nginx replaces the client's own X-Forwarded-For: a forgery changes nothing.
