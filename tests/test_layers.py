@@ -10,8 +10,9 @@ The layers, lowest first (a module may import its own layer and those below):
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
-   the descriptor I/O (``_fdio``), the lingering close over it (``_linger``) and
-   the listening sockets (``_listen``);
+   the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
+   the listening sockets (``_listen``) and the run's graceful stop (``_run``:
+   servers enroll in it, knowing it only through a protocol);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
@@ -54,6 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._fdio",
         "trionet._linger",
         "trionet._listen",
+        "trionet._run",
     ),
     ("trionet._stream",),
     (
