@@ -407,23 +407,35 @@ def served_by(load: Load) -> Counter[bytes]:
     return Counter(answer.split()[0] for answer in load.answers)
 
 
-async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> None:
-    script = tmp_path / "single.py"
+@dataclass
+class Stop:
+    """One SIGTERM to an upstream under load: what the clients and nginx saw."""
+
+    failures: list[str]
+    answers: int
+    returncode: int | None
+    output: str
+    nginx_log: str
+
+
+async def stop_one_of_two(directory: Path) -> Stop:
+    """Two upstream processes behind nginx, POSTs and GETs, and a SIGTERM to the first."""
+    directory.mkdir()
+    script = directory / "single.py"
     script.write_text(SINGLE)
     ports = free_port(), free_port()
-    site = tcp_site(*ports)
 
     def upstream(name: str, port: int) -> Any:
         argv = [sys.executable, str(script), name, str(port)]
-        return running(argv, tmp_path / f"{name}.log", env=python_env())
+        return running(argv, directory / f"{name}.log", env=python_env())
 
     async with upstream("first", ports[0]) as first, upstream("second", ports[1]) as second:
-        await wait_until_listening(ports[0], first, tmp_path / "first.log")
-        await wait_until_listening(ports[1], second, tmp_path / "second.log")
-        async with nginx(tmp_path, site) as proxy:
+        await wait_until_listening(ports[0], first, directory / "first.log")
+        await wait_until_listening(ports[1], second, directory / "second.log")
+        async with nginx(directory, tcp_site(*ports)) as proxy:
             load, done = Load(), trio.Event()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(closed_loop, proxy.port, load, until=done))
+                nursery.start_soon(partial(closed_loop, proxy.port, load, until=done, tasks=16))
                 await wait_for(lambda: served_by(load)[b"first"] > 50, 30)
                 first.send_signal(signal.SIGTERM)
                 with trio.fail_after(WAIT):
@@ -432,9 +444,20 @@ async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> 
                 await wait_for(lambda: len(load.answers) > served + 200, 30)
                 done.set()
             log = proxy.logged()
-    assert first.returncode == 0, (tmp_path / "first.log").read_text()
-    assert load.failures == [], load.failures[:5]
-    assert "reset by peer" not in log and "prematurely closed" not in log
+    output = (directory / "first.log").read_text()
+    return Stop(load.failures, len(load.answers), first.returncode, output, log)
+
+
+async def test_sigterm_to_one_of_two_upstreams_fails_no_post(tmp_path: Path) -> None:
+    # Each stop races nginx's requests on idle upstream connections: with a stop
+    # that closes the listener and the idle connections (trionet.run before the
+    # drain), about 2 stops in 3 here lost a POST to a 502; three lose one in 4 of 4 runs.
+    for number in range(3):
+        stop = await stop_one_of_two(tmp_path / f"stop{number}")
+        assert stop.returncode == 0, stop.output
+        assert stop.failures == [], stop.failures[:5]
+        assert "reset by peer" not in stop.nginx_log
+        assert "prematurely closed" not in stop.nginx_log
 
 
 def unit_command(socket_path: Path) -> list[str]:
