@@ -28,9 +28,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket as _stdlib_socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -142,6 +144,11 @@ class Server:
         self._closed = trio.Event()
         self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
+        self._connection_nursery: trio.Nursery | None = None
+        # Per listener, a sync call that serves its backlog and closes it (close()).
+        self._drains: list[Callable[[], None]] = []
+        # The protocol drivers' sync reactions to close() (on_close()).
+        self._on_close: list[Callable[[], None]] = []
         self.address: Address = format_address(self._sockets[0].getsockname())
 
     def __repr__(self) -> str:
@@ -163,16 +170,41 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:
-        """Stop accepting now; live connections go on until they finish."""
+        """Stop accepting now; live connections go on until they finish.
+
+        Connections already in the listen queue are accepted and served
+        first, so none is reset (see the module docstring for the order).
+        """
+        self._close(drain=True)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` in :meth:`close`, synchronously, before the backlog is served.
+
+        For protocol drivers that must act on the close with no checkpoint in
+        between (the HTTP server closes its idle connections there). Called at
+        once if the server is already closing.
+        """
+        if self.closing.is_set():
+            callback()
+        else:
+            self._on_close.append(callback)
+
+    def _close(self, *, drain: bool) -> None:
         if self.closing.is_set():
             return
         self.closing.set()
+        if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
+            # Remove the socket file only if it is still ours, not a successor's;
+            # first, so no new client finds it while the backlog is served.
+            os.unlink(self._unix_path)
+        for callback in self._on_close:
+            callback()
+        if drain and self._connection_nursery is not None:
+            for serve_backlog in self._drains:
+                serve_backlog()
         if self._close_sockets:
             for sock in self._sockets:
                 sock.close()
-        if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
-            # Remove the socket file only if it is still ours, not a successor's.
-            os.unlink(self._unix_path)
         if self._accept_scope is not None:
             self._accept_scope.cancel()
 
@@ -200,6 +232,7 @@ class Server:
         try:
             async with trio.open_nursery() as connection_nursery:
                 self._connection_scope = connection_nursery.cancel_scope
+                self._connection_nursery = connection_nursery
                 async with trio.open_nursery() as accept_nursery:
                     self._accept_scope = accept_nursery.cancel_scope
                     for loop in loops:
@@ -209,7 +242,9 @@ class Server:
                     # enroll() closes a server that starts during a stop at once).
                     _run.enroll(self)
         finally:
-            self.close()
+            # Cancelled from outside (or a loop failed): nothing is served any more.
+            self._connection_nursery = None
+            self._close(drain=False)
             _run.leave(self)
             self._closed.set()
 
@@ -221,7 +256,14 @@ class Server:
         make_socket: SocketFactory = Socket,
         ssl_context: TLSContext | None = None,
     ) -> ServeLoop:
-        """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
+        """A serve loop that accepts from ``listener`` and runs ``handle`` per connection.
+
+        :meth:`close` serves the connections still in ``listener``'s queue
+        (:meth:`_serve_backlog`) before closing it.
+        """
+        self._drains.append(
+            partial(self._serve_backlog, listener, handle, make_socket, ssl_context)
+        )
 
         async def loop(nursery: trio.Nursery) -> None:
             deferred = Episode()
@@ -243,14 +285,7 @@ class Server:
                         continue
                     if deferred.count:
                         _log_accept_episode_end(deferred, "accepting again")
-                    if (
-                        self.max_connections is not None
-                        and self._connections >= self.max_connections
-                    ):
-                        self.dropped += 1
-                        logger.info(
-                            "dropped a connection: max_connections=%d", self.max_connections
-                        )
+                    if self._full():
                         await trio.aclose_forcefully(stream)
                         continue
                     self._connections += 1
@@ -262,6 +297,62 @@ class Server:
                     _log_accept_episode_end(deferred, "stopped accepting")
 
         return loop
+
+    def _full(self) -> bool:
+        """True (and the drop counted and logged) if ``max_connections`` are live."""
+        if self.max_connections is None or self._connections < self.max_connections:
+            return False
+        self.dropped += 1
+        logger.info("dropped a connection: max_connections=%d", self.max_connections)
+        return True
+
+    def _serve_backlog(
+        self,
+        listener: trio.SocketListener,
+        handle: ConnectionHandler,
+        make_socket: SocketFactory,
+        ssl_context: TLSContext | None,
+    ) -> None:
+        """Accept, without waiting, every connection in ``listener``'s queue, and serve it.
+
+        Called by :meth:`close` just before it closes the listening socket,
+        with no checkpoint in between: a connection the kernel completed (the
+        client may have sent its request already: nginx had, in the issue's
+        measurements) would otherwise be reset by that close.
+        """
+        nursery = self._connection_nursery
+        assert nursery is not None
+        sock = listener.socket
+        if sock.fileno() < 0:
+            return
+        # A duplicate descriptor of the same socket, for a plain (sync) accept();
+        # the socket is non-blocking (Trio made it so), so EAGAIN ends the queue.
+        fd = os.dup(sock.fileno())
+        with _stdlib_socket.socket(sock.family, sock.type, sock.proto, fd) as dup:
+            dup.setblocking(False)
+            served = 0
+            while True:
+                try:
+                    conn, address = dup.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                        continue
+                    logger.warning("serving the listen queue at close stopped: %s", exc)
+                    break
+                if self._full():
+                    conn.close()
+                    continue
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                self._connections += 1
+                served += 1
+                nursery.start_soon(
+                    self._run_connection,
+                    stream, format_address(address), handle, make_socket, ssl_context,
+                )  # fmt: skip
+        if served:
+            logger.debug("serving %d connections from the listen queue before closing", served)
 
     async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work as a live 'connection', logging its crash."""

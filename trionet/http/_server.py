@@ -51,7 +51,7 @@ from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._linger import LingerEnd
 from .._listen import open_listener
 from .._server import Server, TLSContext, serve_listeners
-from .._stream import Socket
+from .._stream import Socket, raw_socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
 from ._framing import keep_alive_lines, service_unavailable
@@ -153,25 +153,43 @@ class ServerConfig:
         return _Connection(sock, self).run()
 
     async def supervise(self, server: Server) -> None:
-        """Enforce timeouts while the server runs; on close, end idle connections at once."""
+        """Enforce timeouts while the server runs (:meth:`close_idle` runs at its close)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_connections)
-            await server.closing.wait()
-            self.closing = True
-            for connection in list(self.connections):
-                if connection.phase in (_IDLE, _LINGER):
-                    connection.scope.cancel()
             await server.wait_closed()
             nursery.cancel_scope.cancel()
 
+    def close_idle(self) -> None:
+        """The server is closing (``Server.on_close``, inside ``close()``): from now on
+        every response says ``Connection: close``; idle connections close at once,
+        unless a request is already waiting on one (it is served, then the connection
+        closes); lingering ones stop lingering; busy ones finish their request.
+        """
+        self.closing = True
+        for connection in list(self.connections):
+            if connection.phase == _IDLE:
+                connection.close_unless_request_waiting()
+            elif connection.phase == _LINGER:
+                connection.scope.cancel()
+
     async def _expire_connections(self) -> None:
-        """Cancel every connection whose deadline has passed, every ``check_interval``."""
+        """Cancel every connection whose deadline has passed, every ``check_interval``.
+
+        An idle connection whose keep-alive time is up is closed only if no
+        request is waiting on it: a request that raced the timeout (a proxy
+        reusing the connection just then) is served instead of reset, which
+        nginx reports as a 502, "recv() failed (104: Connection reset by peer)".
+        """
         while True:
             await trio.sleep(self.check_interval)
             now = trio.current_time()
             for connection in list(self.connections):
-                if connection.deadline <= now:
+                if connection.deadline > now:
+                    continue
+                if connection.phase != _IDLE:
                     connection.scope.cancel()
+                elif not connection.close_unless_request_waiting():
+                    connection.deadline = now + self.headers_timeout
 
 
 class _Connection:
@@ -239,6 +257,35 @@ class _Connection:
         if not data:
             raise ClientError(400, "connection closed in the request body", "HPE_INVALID_EOF_STATE")
         self._append(data)
+
+    def request_waiting(self) -> bool:
+        """Whether a request has begun to arrive: bytes buffered, or readable now.
+
+        Checked without waiting (``poll`` with no timeout), so the caller can
+        act on the answer before any other task runs. On a TLS connection it
+        is the socket under TLS that is checked.
+        """
+        if self.pos < len(self.buf):
+            return True
+        raw = raw_socket(self.socket.stream)
+        return raw is not None and raw.is_readable()
+
+    def close_unless_request_waiting(self) -> bool:
+        """Close an idle connection now, unless a request is waiting on it; True if closed.
+
+        The check and the close happen with no checkpoint in between: bytes
+        arriving after the check find the socket closed (the client learns
+        the connection ended, as with any keep-alive close), never a request
+        we had and dropped. Closing the socket wakes this connection's task
+        (blocked reading) with ``ClosedResourceError``, which ends it.
+        """
+        if self.request_waiting():
+            return False
+        raw = raw_socket(self.socket.stream)
+        if raw is not None:
+            raw.close()
+        self.scope.cancel()
+        return True
 
     def _append(self, data: bytes) -> None:
         if self.pos >= len(self.buf):
@@ -348,12 +395,14 @@ class _Connection:
             if pos < len(buf):
                 break
             self.buf, self.pos = b"", 0  # an idle connection keeps no buffer
-            if self.requests:
-                if config.closing:
-                    return b""
-                if idle_from_now:  # empty lines do not extend the keep-alive time
-                    self.deadline = trio.current_time() + config.keep_alive_timeout
-                    idle_from_now = False
+            if config.closing and not self.request_waiting():
+                # Closing (the return leads to the socket's close with no
+                # checkpoint between); a request already waiting is served.
+                return b""
+            if self.requests and idle_from_now:
+                # Empty lines do not extend the keep-alive time.
+                self.deadline = trio.current_time() + config.keep_alive_timeout
+                idle_from_now = False
             self.phase = _IDLE
             data = await self.socket.receive(RECEIVE_SIZE)
             if not data:
@@ -495,6 +544,7 @@ async def serve_http(
             ssl_context=ssl_context,
         )
         server: Server = await nursery.start(start)
+        server.on_close(config.close_idle)
         nursery.start_soon(config.supervise, server)
         task_status.started(server)
 
