@@ -18,11 +18,14 @@ order Trio ran two ready tasks in), the scenario is repeated.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
+import trustme
 from _http_server_support import (
     HOST,
     WAIT,
@@ -33,6 +36,7 @@ from _http_server_support import (
     parse_response,
     start,
 )
+from _tls_support import Identity
 
 import trionet
 
@@ -123,6 +127,58 @@ async def test_a_request_written_to_an_idle_connection_at_close_is_served() -> N
             client.send(get("/second"))  # nginx reuses the idle upstream connection...
             server.close()  # ... as the server stops
             assert_served_then_closed(await client.read_until_close(), "/second")
+            client.close()
+
+
+def _tls_connect(port: int, context: ssl.SSLContext) -> ssl.SSLSocket:
+    raw = socket.create_connection((HOST, port), timeout=WAIT)
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def _tls_response_head(sock: ssl.SSLSocket) -> bytes:
+    data = b""
+    while True:
+        try:
+            response, end = parse_response(data)
+        except Incomplete:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {data!r}"
+            data += chunk
+        else:
+            assert end == len(data)
+            return response.head
+
+
+def _tls_read_until_close(sock: ssl.SSLSocket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("engine", ["stdlib", "pyopenssl"])
+async def test_over_tls_a_request_written_to_an_idle_connection_at_close_is_served(
+    engine: str, tls_ca: trustme.CA, server_ssl_context: ssl.SSLContext, server_identity: Identity
+) -> None:
+    context = ssl.create_default_context()
+    tls_ca.configure_trust(context)
+    tls: dict[str, Any] = (
+        {"ssl_context": server_ssl_context} if engine == "stdlib" else server_identity.options()
+    )
+    for _ in range(ROUNDS // 2):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                partial(trionet.https.serve, slow_hello, 0, host=HOST, **tls)
+            )
+            with trio.fail_after(WAIT):
+                client = await trio.to_thread.run_sync(_tls_connect, server.port, context)
+                client.sendall(get("/first/"))
+                head = await trio.to_thread.run_sync(_tls_response_head, client)
+                assert b"Connection: keep-alive" in head
+                client.sendall(get("/second"))  # a blocking call: no checkpoint...
+                server.close()  # ... before the close
+                data = await trio.to_thread.run_sync(_tls_read_until_close, client)
+            assert_served_then_closed(data, "/second")
             client.close()
 
 
