@@ -160,11 +160,9 @@ class ServerConfig:
             nursery.cancel_scope.cancel()
 
     def close_idle(self) -> None:
-        """The server is closing (``Server.on_close``, inside ``close()``): from now on
-        every response says ``Connection: close``; idle connections close at once,
-        unless a request is already waiting on one (it is served, then the connection
-        closes); lingering ones stop lingering; busy ones finish their request.
-        """
+        """``Server.on_close``: responses say ``Connection: close`` from now on; idle
+        connections close at once unless a request waits on one (it is served);
+        lingering ones stop lingering; busy ones finish their request."""
         self.closing = True
         for connection in list(self.connections):
             if connection.phase == _IDLE:
@@ -175,10 +173,8 @@ class ServerConfig:
     async def _expire_connections(self) -> None:
         """Cancel every connection whose deadline has passed, every ``check_interval``.
 
-        An idle connection whose keep-alive time is up is closed only if no
-        request is waiting on it: a request that raced the timeout (a proxy
-        reusing the connection just then) is served instead of reset, which
-        nginx reports as a 502, "recv() failed (104: Connection reset by peer)".
+        An idle one is left if a request is waiting on it: a request racing the
+        keep-alive timeout is served, not reset (nginx's 502, "recv() failed (104)").
         """
         while True:
             await trio.sleep(self.check_interval)
@@ -259,12 +255,8 @@ class _Connection:
         self._append(data)
 
     def request_waiting(self) -> bool:
-        """Whether a request has begun to arrive: bytes buffered, or readable now.
-
-        Checked without waiting (``poll`` with no timeout), so the caller can
-        act on the answer before any other task runs. On a TLS connection it
-        is the socket under TLS that is checked.
-        """
+        """Whether a request has begun to arrive: bytes buffered, or readable now
+        (``poll`` without waiting; under TLS, the socket's bytes)."""
         if self.pos < len(self.buf):
             return True
         raw = raw_socket(self.socket.stream)
@@ -273,11 +265,9 @@ class _Connection:
     def close_unless_request_waiting(self) -> bool:
         """Close an idle connection now, unless a request is waiting on it; True if closed.
 
-        The check and the close happen with no checkpoint in between: bytes
-        arriving after the check find the socket closed (the client learns
-        the connection ended, as with any keep-alive close), never a request
-        we had and dropped. Closing the socket wakes this connection's task
-        (blocked reading) with ``ClosedResourceError``, which ends it.
+        No checkpoint between the check and the close: a request is either
+        served or arrives on a closed socket, never read-and-dropped by a close.
+        The task blocked reading gets ``ClosedResourceError`` and ends.
         """
         if self.request_waiting():
             return False
