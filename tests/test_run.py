@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -224,6 +225,22 @@ def test_an_exception_from_main_comes_out_as_itself(tmp_path: Path) -> None:
 
 
 # -- in this process ------------------------------------------------------------------
+def run_bounded(main: Callable[[], Awaitable[None]], shutdown_timeout: float = 30) -> None:
+    """``trionet.run(main)``, failed by a watchdog task if it hangs (it fails the run)."""
+
+    async def watchdog() -> None:
+        await trio.sleep(WAIT)
+        raise trio.TooSlowError(f"the run did not end within {WAIT}s")
+
+    async def bounded() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog)
+            await main()
+            nursery.cancel_scope.cancel()
+
+    trionet.run(bounded, shutdown_timeout=shutdown_timeout)
+
+
 async def _echo(sock: trionet.net.Socket) -> None:
     async for data in sock:
         await sock.send(data)
@@ -252,7 +269,7 @@ def test_stop_closes_every_kind_of_server_and_returns() -> None:
             await trio.sleep_forever()
 
     started = time.monotonic()
-    trionet.run(main, shutdown_timeout=0.5)
+    run_bounded(main, shutdown_timeout=0.5)
     assert time.monotonic() - started < 5
     assert [repr(s).split()[-3] for s in servers] == ["closed,"] * 3
 
@@ -262,3 +279,19 @@ async def test_stop_outside_trionet_run_says_so() -> None:
         trionet.stop()
     with pytest.raises(RuntimeError, match=r"trionet.stopping\(\) works inside"):
         await trionet.stopping()
+
+
+def test_a_server_started_during_the_stop_is_closed_at_once() -> None:
+    late: list[trionet.net.Server] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trionet.net.serve, _echo, 0)
+            trionet.stop()
+            await trionet.stopping()
+            late.append(await nursery.start(trionet.net.serve, _echo, 0))
+
+    started = time.monotonic()
+    run_bounded(main)
+    assert time.monotonic() - started < 5
+    assert repr(late[0]).endswith("closed, 0 connections>")

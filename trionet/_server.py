@@ -293,7 +293,7 @@ class Server:
                         continue
                     if deferred.count:
                         _log_accept_episode_end(deferred, "accepting again")
-                    if self._full():
+                    if self.max_connections is not None and self._full():
                         await trio.aclose_forcefully(stream)
                         continue
                     self._connections += 1
@@ -333,7 +333,7 @@ class Server:
         served = 0
         try:
             for stream, peer in accept_queued(listener.socket):
-                if self._full():
+                if self.max_connections is not None and self._full():
                     stream.socket.close()
                     continue
                 self._connections += 1
