@@ -90,6 +90,15 @@ ERROR_RESPONSE_TIMEOUT = 5.0
 MAX_CHECK_INTERVAL = 1.0
 MIN_CHECK_INTERVAL = 0.01
 
+#: At shutdown, a connection idle for less than this gets the rest of it for
+#: its next request: it answered a request just now, so its client is likely
+#: in a request loop (a proxy, a load generator) with the next request a round
+#: trip away. Closed at once, that request would arrive on a closed socket:
+#: measured with 30 closed-loop keep-alive clients, 16-30 requests were reset
+#: per stop. Half a second covers a round trip across continents (~300 ms).
+#: A connection idle for longer is truly idle and closes at once.
+IDLE_CLOSE_GRACE = 0.5
+
 # Connection phases; the shutdown watcher closes connections that are _IDLE
 # or _LINGER (the last response is out; only the lingering close is left).
 _IDLE, _HEAD, _BUSY, _LINGER = range(4)
@@ -160,13 +169,19 @@ class ServerConfig:
             nursery.cancel_scope.cancel()
 
     def close_idle(self) -> None:
-        """``Server.on_close``: responses say ``Connection: close`` from now on; idle
-        connections close at once unless a request waits on one (it is served);
+        """``Server.on_close``: responses say ``Connection: close`` from now on; truly
+        idle connections close at once unless a request waits on one (it is served);
+        those idle for less than :data:`IDLE_CLOSE_GRACE` get the rest of it;
         lingering ones stop lingering; busy ones finish their request."""
         self.closing = True
+        now = trio.current_time()
         for connection in list(self.connections):
             if connection.phase == _IDLE:
-                connection.close_unless_request_waiting()
+                closes_at = connection.idle_since + IDLE_CLOSE_GRACE
+                if closes_at > now:
+                    connection.deadline = min(connection.deadline, closes_at)
+                else:
+                    connection.close_unless_request_waiting()
             elif connection.phase == _LINGER:
                 connection.scope.cancel()
 
@@ -202,6 +217,7 @@ class _Connection:
         "config",
         "deadline",
         "http11",
+        "idle_since",
         "keep_alive_lines",
         "phase",
         "pos",
@@ -217,7 +233,9 @@ class _Connection:
         self.config = config
         self.scope = trio.CancelScope()
         #: When the expiry task cancels this connection (trio.current_time() clock).
-        self.deadline = trio.current_time() + config.headers_timeout
+        #: When it last became idle: accepted, or its last response sent.
+        self.idle_since = trio.current_time()
+        self.deadline = self.idle_since + config.headers_timeout
         self.phase = _IDLE
         # Received bytes not yet consumed: ``buf[pos:]``.
         self.buf = b""
@@ -385,14 +403,15 @@ class _Connection:
             if pos < len(buf):
                 break
             self.buf, self.pos = b"", 0  # an idle connection keeps no buffer
-            if config.closing and not self.request_waiting():
-                # Closing (the return leads to the socket's close with no
-                # checkpoint between); a request already waiting is served.
-                return b""
             if self.requests and idle_from_now:
                 # Empty lines do not extend the keep-alive time.
-                self.deadline = trio.current_time() + config.keep_alive_timeout
+                self.idle_since = trio.current_time()
+                self.deadline = self.idle_since + config.keep_alive_timeout
                 idle_from_now = False
+            if config.closing:
+                # The server closes: wait IDLE_CLOSE_GRACE for a next request on
+                # its way (then the expiry task closes us, checking first).
+                self.deadline = min(self.deadline, self.idle_since + IDLE_CLOSE_GRACE)
             self.phase = _IDLE
             data = await self.socket.receive(RECEIVE_SIZE)
             if not data:
