@@ -295,3 +295,11 @@ def test_a_server_started_during_the_stop_is_closed_at_once() -> None:
     run_bounded(main)
     assert time.monotonic() - started < 5
     assert repr(late[0]).endswith("closed, 0 connections>")
+
+
+def test_a_negative_shutdown_timeout_is_a_value_error() -> None:
+    async def main() -> None:
+        raise AssertionError("main does not run")
+
+    with pytest.raises(ValueError, match="shutdown_timeout must be >= 0 or None, not -1"):
+        trionet.run(main, shutdown_timeout=-1)

@@ -187,6 +187,7 @@ def hurried() -> bool:
 
 def run(
     main: Callable[..., Awaitable[object]],
+    /,
     *args: object,
     shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
@@ -198,12 +199,16 @@ def run(
     returns normally (exit status 0). A second signal cancels everything at
     once. An exception from ``main`` comes out as itself (not inside an
     exception group, when it is the only one).
+
+    Raises:
+      ValueError: ``shutdown_timeout`` is negative.
     """
     trio.run(functools.partial(supervise, main, *args, shutdown_timeout=shutdown_timeout))
 
 
 async def supervise(
     main: Callable[..., Awaitable[object]],
+    /,
     *args: object,
     shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
@@ -211,6 +216,8 @@ async def supervise(
 
     It must run in the main thread (signals are delivered there), once per run.
     """
+    if shutdown_timeout is not None and shutdown_timeout < 0:
+        raise ValueError(f"shutdown_timeout must be >= 0 or None, not {shutdown_timeout}")
     if _STOP.get() is not None:
         raise RuntimeError("trionet.run() is already running in this Trio run")
     current = _Stop(shutdown_timeout)
