@@ -48,8 +48,9 @@ Rejected: closing the listener first (the kernel resets the queued
 connections: the issue measured 0-11 lost per stop even so); cancelling idle
 connections from a task that runs later (a request arriving meanwhile is
 reset by the close); migrating the queue to a sibling ``SO_REUSEPORT``
-socket (``net.ipv4.tcp_migrate_req``, Linux 5.14): a system-wide sysctl that
-needs root and a sibling, which a lone server does not have. A connection
+socket (``net.ipv4.tcp_migrate_req``, Linux 5.14,
+https://docs.kernel.org/networking/ip-sysctl.html): a system-wide sysctl
+that needs root and a sibling, which a lone server does not have. A connection
 the kernel completes after step 4 began is refused as with any closed port.
 """
 
@@ -155,7 +156,7 @@ class Server:
         self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
         self._connection_nursery: trio.Nursery | None = None
-        # Per listener, a sync call that serves its backlog and closes it (close()).
+        # Per listener, a sync call that serves its listen queue (close() runs them).
         self._drains: list[Callable[[], None]] = []
         # The protocol drivers' sync reactions to close() (on_close()).
         self._on_close: list[Callable[[], None]] = []
