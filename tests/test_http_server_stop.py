@@ -2,11 +2,12 @@
 
 What a proxy in front sees when an upstream stops (nginx's 502 "recv() failed
 (104: Connection reset by peer) while reading response header from
-upstream") comes from three places, each tested here with raw sockets:
+upstream") comes from these places, each tested here with raw sockets:
 
 - connections still in the listen queue when the listener closes;
 - a request written to a keep-alive connection the server thought idle
-  (at close, or when its keep-alive time runs out);
+  (at close, or when its keep-alive time runs out), or about to be written
+  by a client in a request loop that just got its previous answer;
 - a request in flight (it must finish, answered with ``Connection: close``).
 
 The races are made exact by writing from this task with plain blocking
