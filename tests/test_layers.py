@@ -14,7 +14,7 @@ The layers, lowest first (a module may import its own layer and those below):
    the listening sockets (``_listen``) and the run's graceful stop (``_run``:
    servers enroll in it, knowing it only through a protocol);
 1. the stream every protocol reads and writes (``_stream``);
-2. what runs streams: listeners (``_server``), the TLS plumbing
+2. what runs streams: listeners (``_server``, accepting in ``_accept``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
    (``_ws_connection``, ``_ws_running``) and the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`);
@@ -60,6 +60,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("trionet._stream",),
     (
         "trionet._server",
+        "trionet._accept",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",
