@@ -9,7 +9,8 @@ The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
-   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
+   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``, the
+   proxy trust list and headers: ``_forwarded``, ``_proxy_protocol``) and
    the descriptor I/O (``_fdio``), the lingering close over it (``_linger``) and
    the listening sockets (``_listen``);
 1. the stream every protocol reads and writes (``_stream``);
@@ -54,6 +55,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._fdio",
         "trionet._linger",
         "trionet._listen",
+        "trionet._forwarded",
+        "trionet._proxy_protocol",
     ),
     ("trionet._stream",),
     (

@@ -90,6 +90,16 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="seconds between WebSocket pings (off)")  # fmt: skip
     p.add_argument("--ws-ping-timeout", type=float, default=None,
                    help="seconds to wait for the pong (the interval)")  # fmt: skip
+    p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=False,
+                   help="believe X-Forwarded-For/-Proto/-Host and Forwarded from"
+                        " --forwarded-allow-ips (off)")  # fmt: skip
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="comma-separated IPs and networks of trusted proxies, 'unix' for"
+                        " Unix-socket peers, '*' for all ($FORWARDED_ALLOW_IPS, else"
+                        " 127.0.0.1,::1,unix)")  # fmt: skip
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="each connection starts with a PROXY protocol header (v1 or v2)"
+                        " from a trusted proxy")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -174,6 +184,9 @@ async def _serve_until_signal(app: ASGIApp, args: argparse.Namespace) -> None:
         key=args.ssl_keyfile,
         cert=args.ssl_certfile,
         ca=args.ssl_ca_certs,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        proxy_protocol=args.proxy_protocol,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
