@@ -3,9 +3,12 @@
 The flag names are uvicorn's, so a ``uvicorn main:app --port 8000`` line
 works with ``trionet serve`` in its place; where trionet's meaning differs
 the help says so (``--limit-concurrency`` closes extra connections instead of
-answering 503). Flags uvicorn has and trionet does not (``--reload``,
-``--workers``, ``--http``, ``--loop``) are left out rather than accepted and
-ignored: a flag that silently does nothing is worse than an error.
+answering 503; ``--proxy-headers`` is off unless given, where uvicorn turns
+it on for 127.0.0.1, so that no header a client can write is believed
+without asking; ``--proxy-protocol`` is trionet's, uvicorn has none). Flags
+uvicorn has and trionet does not (``--reload``, ``--workers``, ``--http``,
+``--loop``) are left out rather than accepted and ignored: a flag that
+silently does nothing is worse than an error.
 
 Shutdown, as uvicorn's: the first Ctrl-C or SIGTERM stops accepting and
 gives live requests ``--timeout-graceful-shutdown`` seconds (then cancels

@@ -179,13 +179,15 @@ class Request:
         ``forwarded_allow_ips``: nothing the client sent is believed then.
         Fields the proxy did not send (or sent malformed) are None.
         """
+        trust = self._exchange.trusted_proxies
+        if trust is None:  # proxy_headers off: one attribute read, nothing kept
+            return None
         try:
             return self._forwarded
         except AttributeError:
             pass
-        trust = self._exchange.trusted_proxies
         found: Forwarded | None = None
-        if trust is not None and trust.trusts(self._exchange.socket.remote_address):
+        if trust.trusts(self._exchange.socket.remote_address):
             found = forwarded_from(self._event.headers, trust)
         self._forwarded = found
         return found
