@@ -37,6 +37,12 @@ STRANGERS = ["10.0.0.0/8"]  # a trust list that leaves loopback out
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
+@pytest.fixture(autouse=True)
+def default_trust_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests that rely on the default list get it, whatever the environment says."""
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+
+
 def proxy_v1(client: str = CLIENT, port: int = 40000) -> bytes:
     return f"PROXY TCP4 {client} 127.0.0.1 {port} 443\r\n".encode()
 
@@ -193,6 +199,19 @@ async def test_net_a_stalled_header_times_out(
             assert await stream.receive_some() == b""  # closed by the server
     [line] = quiet_closes(caplog)
     assert "within 0.2s" in line
+
+
+async def test_net_a_unix_listener_takes_the_header_from_local_proxies(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    path = tmp_path / "pp.sock"
+    await nursery.start(partial(trionet.net.serve, echo_peer, path=path, proxy_protocol=True))
+    with trio.fail_after(WAIT):
+        stream = await trio.open_unix_socket(str(path))
+        async with stream:
+            await stream.send_all(proxy_v1() + b"via unix")
+            answer = json.loads(await stream.receive_some())
+    assert answer == {"remote": [CLIENT, 40000], "data": "via unix"}
 
 
 async def test_net_without_proxy_protocol_the_header_is_just_data(serve: ServeFixture) -> None:
