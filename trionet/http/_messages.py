@@ -139,12 +139,8 @@ class Request:
 
     @property
     def remote_address(self) -> Address | None:
-        """The client's ``(host, port)`` (a Unix socket: its path, ``""`` if unnamed).
-
-        With ``proxy_headers``, the client a trusted proxy forwarded for
-        (port 0 when the proxy gave none); with ``proxy_protocol``, the
-        client the PROXY header named.
-        """
+        """The client's ``(host, port)`` (a Unix socket: its path, ``""`` if unnamed);
+        behind a trusted proxy, the client it names (port 0 if it gave none)."""
         forwarded = self.forwarded
         if forwarded is not None and forwarded.client is not None:
             return forwarded.client
@@ -184,11 +180,9 @@ class Request:
             return None
         try:
             return self._forwarded
-        except AttributeError:
-            pass
-        found: Forwarded | None = None
-        if trust.trusts(self._exchange.socket.remote_address):
-            found = forwarded_from(self._event.headers, trust)
+        except AttributeError:  # the first read
+            trusted = trust.trusts(self._exchange.socket.remote_address)
+            found = forwarded_from(self._event.headers, trust) if trusted else None
         self._forwarded = found
         return found
 
