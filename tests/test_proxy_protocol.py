@@ -21,6 +21,7 @@ from trionet._proxy_protocol import (
     ProxyHeader,
     ProxyHeaderError,
     parse,
+    v2_length,
 )
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n"
@@ -147,6 +148,13 @@ def test_v2_needs_more_until_the_announced_length() -> None:
     for cut in range(len(header)):
         assert parse(header[:cut]) is None, cut
     assert parse(header) is not None
+
+
+def test_v2_length_is_known_from_the_fixed_part() -> None:
+    header = v2(addresses=inet4("203.0.113.7", "10.0.0.1", 40000, 80), tlvs=bytes(3000))
+    assert v2_length(header[:15]) is None
+    assert v2_length(header[:16]) == len(header) == 16 + 12 + 3000
+    assert v2_length(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n") is None
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,9 @@ def proxy_v1(client: str = CLIENT, port: int = 40000) -> bytes:
     return f"PROXY TCP4 {client} 127.0.0.1 {port} 443\r\n".encode()
 
 
-def proxy_v2(client: str = CLIENT, port: int = 40000, *, local: bool = False) -> bytes:
+def proxy_v2(
+    client: str = CLIENT, port: int = 40000, *, local: bool = False, padding: int = 1
+) -> bytes:
     """A v2 header: PROXY over TCP4 (with a TLV to skip), or LOCAL (a health check)."""
     if local:
         return V2_SIGNATURE + b"\x20\x00\x00\x00"
@@ -55,7 +57,7 @@ def proxy_v2(client: str = CLIENT, port: int = 40000, *, local: bool = False) ->
         ipaddress.IPv4Address(client).packed
         + ipaddress.IPv4Address("127.0.0.1").packed
         + struct.pack("!HH", port, 443)
-        + b"\x04\x00\x01\x00"  # PP2_TYPE_NOOP
+        + b"\x04" + struct.pack("!H", padding) + bytes(padding)  # PP2_TYPE_NOOP
     )
     return V2_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(block)) + block
 
@@ -143,6 +145,34 @@ async def test_net_a_header_split_across_writes_is_waited_for(serve: ServeFixtur
             await stream.send_all(header[10:] + b"rest")
             answer = json.loads(await stream.receive_some())
     assert answer == {"remote": [CLIENT, 40000], "data": "rest"}
+
+
+@pytest.mark.parametrize(
+    ("padding", "split"), [(1, 20), (1, 30), (5000, 0)], ids=["cut-after-16", "cut-in-v2", "long"]
+)
+async def test_net_a_server_that_speaks_first_is_not_kept_waiting(
+    serve: ServeFixture, padding: int, split: int
+) -> None:
+    """The reader stops at the header's end: it never waits for bytes the client
+    will send only after the server's greeting."""
+
+    async def greet(sock: trionet.net.Socket) -> None:
+        await sock.send(f"hello {sock.remote_address[0]}\n".encode())  # type: ignore[index]
+        assert await sock.receive() == b"bye"
+
+    server = await serve(trionet.net.serve, greet, proxy_protocol=True)
+    header = proxy_v2(padding=padding)
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream(HOST, server.port)
+        async with stream:
+            if split:
+                await stream.send_all(header[:split])
+                await trio.sleep(0.05)
+                await stream.send_all(header[split:])
+            else:
+                await stream.send_all(header)
+            assert await stream.receive_some() == f"hello {CLIENT}\n".encode()
+            await stream.send_all(b"bye")
 
 
 async def test_net_a_health_check_keeps_the_proxy_address(serve: ServeFixture) -> None:

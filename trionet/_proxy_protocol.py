@@ -48,6 +48,7 @@ __all__ = [
     "ProxyHeader",
     "ProxyHeaderError",
     "parse",
+    "v2_length",
 ]
 
 #: Section 2.1: the longest v1 line, CRLF included ("PROXY UNKNOWN" with two
@@ -100,6 +101,17 @@ def parse(data: bytes) -> ProxyHeader | None:
     if data[:1] == b"\r":
         return _parse_v2(data)
     return _parse_v1(data)
+
+
+def v2_length(data: bytes) -> int | None:
+    """The whole header's length once ``data`` holds a v2 header's fixed 16 bytes, else None.
+
+    Lets a reader take the rest of a long header (TLVs may add up to 64 KiB)
+    in one read rather than a parse per arriving segment.
+    """
+    if len(data) < V2_FIXED_LENGTH or not data.startswith(V2_SIGNATURE):
+        return None
+    return V2_FIXED_LENGTH + int.from_bytes(data[14:16], "big")
 
 
 def _parse_v1(data: bytes) -> ProxyHeader | None:

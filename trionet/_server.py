@@ -41,7 +41,7 @@ if sys.version_info < (3, 11):
 
 from ._errors import TLSError
 from ._forwarded import TrustedProxies
-from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError
+from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError, v2_length
 from ._proxy_protocol import parse as parse_proxy_header
 from ._stream import Address, Socket, format_address
 from ._tls_failure import handshake_failure
@@ -385,6 +385,18 @@ async def open_accepted(
     return sock
 
 
+async def _read_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
+    """``size`` bytes from ``sock`` (which the caller knows are header bytes)."""
+    parts = []
+    while size > 0:
+        chunk = await sock.recv(size)
+        if not chunk:
+            raise ProxyHeaderError("connection closed inside the PROXY protocol header")
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
 #: How much one peek at a PROXY header asks for: the spec's bound on what
 #: arrives at once (section 2: "576 - 40 = 536 bytes").
 PROXY_PEEK_SIZE = 536
@@ -413,16 +425,16 @@ async def read_proxy_header(sock: trio.socket.SocketType, timeout: float) -> Pro
                 if not peeked:
                     raise ProxyHeaderError("connection closed inside the PROXY protocol header")
                 header = parse_proxy_header(seen + peeked)
-                if header is None:
-                    seen += await sock.recv(len(peeked))
-                    continue
-                left = header.length - len(seen)
-                while left > 0:
-                    chunk = await sock.recv(left)
-                    if not chunk:
-                        raise ProxyHeaderError("connection closed inside the PROXY protocol header")
-                    left -= len(chunk)
-                return header
+                if header is not None:
+                    await _read_exactly(sock, header.length - len(seen))
+                    return header
+                seen += await sock.recv(len(peeked))
+                length = v2_length(seen)
+                if length is not None:  # a v2 header: the rest is known to be header
+                    rest = await _read_exactly(sock, length - len(seen))
+                    header = parse_proxy_header(seen + rest)
+                    assert header is not None  # all of it is there
+                    return header
     except trio.TooSlowError:
         raise ProxyHeaderError(f"no complete PROXY protocol header within {timeout}s") from None
     except OSError as exc:
