@@ -9,7 +9,8 @@ The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
-   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
+   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``, the
+   proxy trust list and headers: ``_forwarded``, ``_proxy_protocol``) and
    the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
    the listening sockets (``_listen``) and the run's graceful stop (``_run``:
    servers enroll in it, knowing it only through a protocol);
@@ -56,6 +57,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._linger",
         "trionet._listen",
         "trionet._run",
+        "trionet._forwarded",
+        "trionet._proxy_protocol",
     ),
     ("trionet._stream",),
     (

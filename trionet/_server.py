@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket as _stdlib_socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -73,6 +74,9 @@ from . import _run
 from ._accept import ACCEPT_BACKOFF as ACCEPT_BACKOFF  # dgram's retry pause too
 from ._accept import ACCEPT_CAPACITY_ERRNOS, accept, accept_queued
 from ._errors import TLSError
+from ._forwarded import TrustedProxies
+from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError, v2_length
+from ._proxy_protocol import parse as parse_proxy_header
 from ._stream import Address, Socket, format_address
 from ._tls_failure import handshake_failure
 
@@ -266,14 +270,19 @@ class Server:
         *,
         make_socket: SocketFactory = Socket,
         ssl_context: TLSContext | None = None,
+        proxy_protocol: TrustedProxies | None = None,
     ) -> ServeLoop:
         """A serve loop that accepts from ``listener`` and runs ``handle`` per connection.
 
         :meth:`close` serves the connections still in ``listener``'s queue
-        (:meth:`_serve_backlog`) before closing it.
+        (:meth:`_serve_backlog`) before closing it. With ``proxy_protocol``
+        (the peers trusted to send one), each connection starts with a PROXY
+        protocol header (see :func:`open_accepted`).
         """
         self._drains.append(
-            partial(self._serve_backlog, listener, handle, make_socket, ssl_context)
+            partial(
+                self._serve_backlog, listener, handle, make_socket, ssl_context, proxy_protocol
+            )
         )
 
         async def loop(nursery: trio.Nursery) -> None:
@@ -301,8 +310,9 @@ class Server:
                         continue
                     self._connections += 1
                     nursery.start_soon(
-                        self._run_connection, stream, peer, handle, make_socket, ssl_context
-                    )
+                        self._run_connection,
+                        stream, peer, handle, make_socket, ssl_context, proxy_protocol,
+                    )  # fmt: skip
             finally:
                 if deferred.count:
                     _log_accept_episode_end(deferred, "stopped accepting")
@@ -323,6 +333,7 @@ class Server:
         handle: ConnectionHandler,
         make_socket: SocketFactory,
         ssl_context: TLSContext | None,
+        proxy_protocol: TrustedProxies | None,
     ) -> None:
         """Accept, without waiting, every connection in ``listener``'s queue, and serve it.
 
@@ -342,8 +353,9 @@ class Server:
                 self._connections += 1
                 served += 1
                 nursery.start_soon(
-                    self._run_connection, stream, peer, handle, make_socket, ssl_context
-                )
+                    self._run_connection,
+                    stream, peer, handle, make_socket, ssl_context, proxy_protocol,
+                )  # fmt: skip
         except OSError as exc:
             logger.warning("serving the listen queue at close stopped: %s", exc)
         if served:
@@ -384,14 +396,17 @@ class Server:
         handle: ConnectionHandler,
         make_socket: SocketFactory,
         ssl_context: TLSContext | None,
+        proxy_protocol: TrustedProxies | None = None,
     ) -> None:
         wrapped: trio.abc.Stream = stream
         try:
-            sock = await open_accepted(stream, peer, make_socket, ssl_context)
+            sock = await open_accepted(stream, peer, make_socket, ssl_context, proxy_protocol)
             wrapped = sock.stream
             await handle(sock)
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _describe(peer), exc)
+        except ProxyHeaderError as exc:
+            logger.info("closed a connection from %s: %s", _describe(peer), exc)
         except Exception as exc:
             broken = _peer_break(exc, wrapped)
             if broken is not None:
@@ -415,22 +430,89 @@ async def open_accepted(
     peer: Address,
     make_socket: SocketFactory,
     ssl_context: TLSContext | None,
+    proxy_protocol: TrustedProxies | None = None,
 ) -> Socket:
     """Make the Socket for an accepted connection: the one place that happens.
 
-    The TLS handshake (with ``ssl_context``) runs first; the Socket then gets
-    ``peer``, the address ``accept()`` returned, so it never asks the kernel.
-    A pre-step that reads the raw connection before TLS (a PROXY protocol
-    header naming the real client, from a trusted proxy) belongs here, and
-    sets ``sock.remote_address`` to what it read.
+    With ``proxy_protocol``, the connection must start with a PROXY protocol
+    header (v1 or v2) from a peer that list trusts; it is read first, before
+    TLS, and the Socket's ``remote_address`` becomes the client it names
+    (a ``LOCAL`` or ``UNKNOWN`` header, a proxy's health check, keeps the
+    proxy's). Then the TLS handshake (with ``ssl_context``) runs; the Socket
+    gets ``peer``, the address ``accept()`` returned, so it never asks the kernel.
 
     Raises:
+      ProxyHeaderError: no valid header in time, or one from an untrusted
+        peer (logged at INFO by the caller, the connection closed).
       TLSHandshakeFailed: the TLS handshake failed or stalled (logged by the caller).
     """
+    if proxy_protocol is not None:
+        if not proxy_protocol.trusts(peer):
+            # Section 5 of the spec: accept the header "only from a number of known sources".
+            raise ProxyHeaderError(f"PROXY protocol from an untrusted peer ({proxy_protocol!r})")
+        header = await read_proxy_header(stream.socket, PROXY_HEADER_TIMEOUT)
+        if header.source is not None:
+            peer = header.source
     wrapped = stream if ssl_context is None else await tls_handshake(stream, ssl_context)
     sock = make_socket(wrapped)
     sock.remote_address = peer
     return sock
+
+
+async def _read_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
+    """``size`` bytes from ``sock`` (which the caller knows are header bytes)."""
+    parts = []
+    while size > 0:
+        chunk = await sock.recv(size)
+        if not chunk:
+            raise ProxyHeaderError("connection closed inside the PROXY protocol header")
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+#: How much one peek at a PROXY header asks for: the spec's bound on what
+#: arrives at once (section 2: "576 - 40 = 536 bytes").
+PROXY_PEEK_SIZE = 536
+
+
+async def read_proxy_header(sock: trio.socket.SocketType, timeout: float) -> ProxyHeader:
+    """Read the PROXY protocol header off ``sock``, and not one byte more.
+
+    Each pass peeks (``MSG_PEEK``) at what has arrived; a complete header is
+    then read for exactly its length, so what follows it stays in the kernel
+    for the Socket and the protocol, which therefore need no way to be handed
+    bytes read ahead. An incomplete one is all header bytes
+    (:func:`trionet._proxy_protocol.parse`), so it is consumed and the next
+    peek waits for more. Rejected: reading ahead and giving the rest to the
+    Socket (a prefix buffer checked on every receive, the hot path, or a
+    wrapper stream that would lose the Socket's direct descriptor I/O).
+
+    Raises:
+      ProxyHeaderError: malformed, cut short by the peer, or not complete within ``timeout``.
+    """
+    seen = b""
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                peeked = await sock.recv(PROXY_PEEK_SIZE, _stdlib_socket.MSG_PEEK)
+                if not peeked:
+                    raise ProxyHeaderError("connection closed inside the PROXY protocol header")
+                header = parse_proxy_header(seen + peeked)
+                if header is not None:
+                    await _read_exactly(sock, header.length - len(seen))
+                    return header
+                seen += await sock.recv(len(peeked))
+                length = v2_length(seen)
+                if length is not None:  # a v2 header: the rest is known to be header
+                    rest = await _read_exactly(sock, length - len(seen))
+                    header = parse_proxy_header(seen + rest)
+                    assert header is not None  # all of it is there
+                    return header
+    except trio.TooSlowError:
+        raise ProxyHeaderError(f"no complete PROXY protocol header within {timeout}s") from None
+    except OSError as exc:
+        raise ProxyHeaderError(f"reading the PROXY protocol header failed: {exc}") from None
 
 
 def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
@@ -548,11 +630,13 @@ async def serve_listeners(
     max_connections: int | None = None,
     unix_path: str | None = None,
     ssl_context: TLSContext | None = None,
+    proxy_protocol: TrustedProxies | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handle`` on ready listeners until the server is closed or cancelled.
 
-    Each connection's Socket comes from ``make_socket`` (see :func:`open_accepted`).
+    Each connection's Socket comes from ``make_socket`` (see :func:`open_accepted`);
+    ``proxy_protocol``: expect a PROXY protocol header from these trusted peers.
     """
     server = Server(
         [listener.socket for listener in listeners],
@@ -560,7 +644,13 @@ async def serve_listeners(
         unix_path=unix_path,
     )
     loops = [
-        server.accept_loop(lst, handle, make_socket=make_socket, ssl_context=ssl_context)
+        server.accept_loop(
+            lst,
+            handle,
+            make_socket=make_socket,
+            ssl_context=ssl_context,
+            proxy_protocol=proxy_protocol,
+        )
         for lst in listeners
     ]
     await server.run(loops, task_status=task_status)

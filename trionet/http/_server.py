@@ -48,6 +48,7 @@ from functools import partial
 import trio
 
 from .._fdio import DEFAULT_RECEIVE_SIZE
+from .._forwarded import TrustedProxies
 from .._linger import LingerEnd
 from .._listen import open_listener
 from .._server import Server, TLSContext, serve_listeners
@@ -121,6 +122,7 @@ class ServerConfig:
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_body_size: int | None = None,
         max_requests_per_socket: int | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         for name, value in (
             ("headers_timeout", headers_timeout),
@@ -146,6 +148,8 @@ class ServerConfig:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
         self.max_requests_per_socket = max_requests_per_socket or 0
+        #: With ``proxy_headers``: whose forwarding headers count (None: nobody's).
+        self.trusted_proxies = trusted_proxies
         shortest = min(self.headers_timeout, self.request_timeout, self.keep_alive_timeout)
         self.check_interval = min(MAX_CHECK_INTERVAL, max(MIN_CHECK_INTERVAL, shortest / 10))
         self.keep_alive_lines = keep_alive_lines(keep_alive_timeout)
@@ -246,6 +250,11 @@ class _Connection:
         self.body: RequestBody | None = None
         self.response: Response | None = None
         self.http11 = True
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies | None:
+        """Whose forwarding headers the requests believe (read only when asked)."""
+        return self.config.trusted_proxies
 
     # -- I/O ---------------------------------------------------------------------
     async def send(self, data: bytes, more: bytes = b"") -> None:
@@ -539,6 +548,7 @@ async def serve_http(
     max_connections: int | None = None,
     unix_path: str | None = None,
     ssl_context: TLSContext | None = None,
+    proxy_protocol: TrustedProxies | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP with ``config`` on ready listeners (``https.serve`` builds on this)."""
@@ -551,6 +561,7 @@ async def serve_http(
             max_connections=max_connections,
             unix_path=unix_path,
             ssl_context=ssl_context,
+            proxy_protocol=proxy_protocol,
         )
         server: Server = await nursery.start(start)
         server.on_close(config.close_idle)
@@ -578,6 +589,9 @@ async def serve(
     max_requests_per_socket: int | None = None,
     max_connections: int | None = None,
     ssl_context: TLSContext | None = None,
+    proxy_protocol: bool = False,
+    proxy_headers: bool = False,
+    forwarded_allow_ips: str | Sequence[str] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` over HTTP/1.1 (Node's ``http.createServer(app).listen(port)``).
@@ -605,6 +619,15 @@ async def serve(
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
       ssl_context: serve HTTPS over this context.
+      proxy_protocol: each connection starts with a PROXY protocol header
+        (v1 or v2) naming the client (as :func:`trionet.net.serve`).
+      proxy_headers: believe ``X-Forwarded-For``/``-Proto``/``-Host`` and
+        ``Forwarded`` from trusted peers: ``req.remote_address``,
+        ``req.scheme`` and ``req.host`` then say what the proxy saw
+        (uvicorn's ``--proxy-headers``; off by default, as in Node).
+      forwarded_allow_ips: the trusted proxies, for both: IP addresses and
+        networks, ``"unix"`` for Unix-socket peers, ``"*"`` for all. None:
+        ``$FORWARDED_ALLOW_IPS``, else ``"127.0.0.1,::1,unix"``.
     """
     config = ServerConfig(
         app,
@@ -618,7 +641,9 @@ async def serve(
         max_header_size=max_header_size,
         max_body_size=max_body_size,
         max_requests_per_socket=max_requests_per_socket,
+        trusted_proxies=TrustedProxies(forwarded_allow_ips) if proxy_headers else None,
     )
+    trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     unix_path = os.fspath(path) if path is not None else None
     listener = await open_listener(port, host, unix_path, backlog, reuse_port)
     await serve_http(
@@ -627,6 +652,7 @@ async def serve(
         max_connections=max_connections,
         unix_path=unix_path,
         ssl_context=ssl_context,
+        proxy_protocol=trusted,
         task_status=task_status,
     )
 
