@@ -9,12 +9,13 @@ The layers, lowest first (a module may import its own layer and those below):
 
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
-   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
+   pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``, the
+   proxy trust list and headers: ``_forwarded``, ``_proxy_protocol``) and
    the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
    the listening sockets (``_listen``) and the run's graceful stop (``_run``:
    servers enroll in it, knowing it only through a protocol);
 1. the stream every protocol reads and writes (``_stream``);
-2. what runs streams: listeners (``_server``), the TLS plumbing
+2. what runs streams: listeners (``_server``, accepting in ``_accept``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
    (``_ws_connection``, ``_ws_running``) and the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`);
@@ -56,10 +57,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._linger",
         "trionet._listen",
         "trionet._run",
+        "trionet._forwarded",
+        "trionet._proxy_protocol",
     ),
     ("trionet._stream",),
     (
         "trionet._server",
+        "trionet._accept",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",

@@ -17,20 +17,52 @@ WebSocket) hold it for the connection's life, and the caller's
 stream (what it was): three places to add a pre-step, and the HTTP server
 avoided building one at all while the Socket looked its addresses up eagerly.
 
-Shutdown follows Node: :meth:`Server.close` stops accepting at once and lets
-live connections run on; :meth:`Server.aclose` also waits for them and cancels
-what is left after a timeout. Protocol drivers watch :attr:`Server.closing` to
-end idle keep-alive connections early.
+Shutdown follows Node (``server.close()``: stop accepting, let live
+connections run on; https://nodejs.org/api/net.html#serverclosecallback):
+:meth:`Server.close` stops accepting at once, :meth:`Server.aclose` also waits
+for the live connections and cancels what is left after its timeout. What a
+stop must not do is lose work that already reached the machine (a proxy in
+front answers 502 for every connection reset under a request: the issue's
+nginx measurements lost 7-32 POSTs per stop). So :meth:`Server.close` runs,
+in one synchronous step (no checkpoint, so no other task runs in between):
+
+1. :attr:`Server.closing` is set, and a Unix socket's file is removed (no new
+   client finds it);
+2. the protocol drivers' :meth:`Server.on_close` callbacks run: the HTTP
+   server marks every later response ``Connection: close`` and closes its idle
+   keep-alive connections, except those on which a request is already
+   waiting (checked without blocking, then closed or left in the same step)
+   and those that answered a request a moment ago (their next request gets
+   ``IDLE_CLOSE_GRACE`` to arrive: ``trionet.http._server`` says why);
+3. every connection already in a listener's queue (completed by the kernel,
+   not yet accepted: its request may be there too) is accepted without
+   waiting and served, counted like any other (:meth:`_serve_backlog`);
+4. the listening sockets close right after the queue reads empty.
+
+Then live connections finish their current work (HTTP answers it with
+``Connection: close``), and :meth:`Server.aclose` cancels what is left once
+its timeout passes. :func:`trionet.run` does this for every server of a
+program on SIGINT/SIGTERM (:mod:`trionet._run`).
+
+Rejected: closing the listener first (the kernel resets the queued
+connections: the issue measured 0-11 lost per stop even so); cancelling idle
+connections from a task that runs later (a request arriving meanwhile is
+reset by the close); migrating the queue to a sibling ``SO_REUSEPORT``
+socket (``net.ipv4.tcp_migrate_req``, Linux 5.14,
+https://docs.kernel.org/networking/ip-sysctl.html): a system-wide sysctl
+that needs root and a sibling, which a lone server does not have. A connection
+the kernel completes after step 4 began is refused as with any closed port.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import socket as _stdlib_socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -39,7 +71,12 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from . import _run
+from ._accept import ACCEPT_BACKOFF as ACCEPT_BACKOFF  # dgram's retry pause too
+from ._accept import ACCEPT_CAPACITY_ERRNOS, accept, accept_queued
 from ._errors import TLSError
+from ._forwarded import TrustedProxies
+from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError, v2_length
+from ._proxy_protocol import parse as parse_proxy_header
 from ._stream import Address, Socket, format_address
 from ._tls_failure import handshake_failure
 
@@ -65,26 +102,6 @@ SocketFactory = Callable[[trio.abc.Stream], Socket]
 
 #: A loop that feeds connections (or datagrams) into the server's nursery.
 ServeLoop = Callable[[trio.Nursery], Awaitable[None]]
-
-# Errors that accept(2) can return, and which indicate that the system is
-# overloaded (the list trio uses in _highlevel_serve_listeners.py).
-ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-# How long to sleep when we get one of those errors.
-ACCEPT_BACKOFF = 0.100
-
-# accept(2) errors that concern only the connection being accepted, which is
-# gone: try the next one (the list Trio's SocketListener.accept ignores, in
-# trio/_highlevel_socket.py, and its reasons). The closed-socket ones end the loop.
-_IGNORABLE_ACCEPT_ERRNOS = {
-    getattr(errno, name)
-    for name in (
-        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
-        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT",
-        "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET",
-    )
-    if hasattr(errno, name)
-}  # fmt: skip
-_CLOSED_SOCKET_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 
 #: Node's tls.Server ``handshakeTimeout`` is 120 s; a stalled handshake holds a
 #: socket and a task, so we cut it shorter.
@@ -142,6 +159,11 @@ class Server:
         self._closed = trio.Event()
         self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
+        self._connection_nursery: trio.Nursery | None = None
+        # Per listener, a sync call that serves its listen queue (close() runs them).
+        self._drains: list[Callable[[], None]] = []
+        # The protocol drivers' sync reactions to close() (on_close()).
+        self._on_close: list[Callable[[], None]] = []
         self.address: Address = format_address(self._sockets[0].getsockname())
 
     def __repr__(self) -> str:
@@ -163,16 +185,41 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------
     def close(self) -> None:
-        """Stop accepting now; live connections go on until they finish."""
+        """Stop accepting now; live connections go on until they finish.
+
+        Connections already in the listen queue are accepted and served
+        first, so none is reset (see the module docstring for the order).
+        """
+        self._close(drain=True)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` in :meth:`close`, synchronously, before the backlog is served.
+
+        For protocol drivers that must act on the close with no checkpoint in
+        between (the HTTP server closes its idle connections there). Called at
+        once if the server is already closing.
+        """
+        if self.closing.is_set():
+            callback()
+        else:
+            self._on_close.append(callback)
+
+    def _close(self, *, drain: bool) -> None:
         if self.closing.is_set():
             return
         self.closing.set()
+        if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
+            # Remove the socket file only if it is still ours, not a successor's;
+            # first, so no new client finds it while the backlog is served.
+            os.unlink(self._unix_path)
+        for callback in self._on_close:
+            callback()
+        if drain and self._connection_nursery is not None:
+            for serve_backlog in self._drains:
+                serve_backlog()
         if self._close_sockets:
             for sock in self._sockets:
                 sock.close()
-        if self._unix_path is not None and _inode(self._unix_path) == self._unix_inode:
-            # Remove the socket file only if it is still ours, not a successor's.
-            os.unlink(self._unix_path)
         if self._accept_scope is not None:
             self._accept_scope.cancel()
 
@@ -200,6 +247,7 @@ class Server:
         try:
             async with trio.open_nursery() as connection_nursery:
                 self._connection_scope = connection_nursery.cancel_scope
+                self._connection_nursery = connection_nursery
                 async with trio.open_nursery() as accept_nursery:
                     self._accept_scope = accept_nursery.cancel_scope
                     for loop in loops:
@@ -209,7 +257,9 @@ class Server:
                     # enroll() closes a server that starts during a stop at once).
                     _run.enroll(self)
         finally:
-            self.close()
+            # Cancelled from outside (or a loop failed): nothing is served any more.
+            self._connection_nursery = None
+            self._close(drain=False)
             _run.leave(self)
             self._closed.set()
 
@@ -220,15 +270,27 @@ class Server:
         *,
         make_socket: SocketFactory = Socket,
         ssl_context: TLSContext | None = None,
+        proxy_protocol: TrustedProxies | None = None,
     ) -> ServeLoop:
-        """A serve loop that accepts from ``listener`` and runs ``handle`` per connection."""
+        """A serve loop that accepts from ``listener`` and runs ``handle`` per connection.
+
+        :meth:`close` serves the connections still in ``listener``'s queue
+        (:meth:`_serve_backlog`) before closing it. With ``proxy_protocol``
+        (the peers trusted to send one), each connection starts with a PROXY
+        protocol header (see :func:`open_accepted`).
+        """
+        self._drains.append(
+            partial(
+                self._serve_backlog, listener, handle, make_socket, ssl_context, proxy_protocol
+            )
+        )
 
         async def loop(nursery: trio.Nursery) -> None:
             deferred = Episode()
             try:
                 while True:
                     try:
-                        stream, peer = await _accept(listener)
+                        stream, peer = await accept(listener)
                     except (trio.ClosedResourceError, trio.BrokenResourceError):
                         return
                     except OSError as exc:
@@ -243,25 +305,61 @@ class Server:
                         continue
                     if deferred.count:
                         _log_accept_episode_end(deferred, "accepting again")
-                    if (
-                        self.max_connections is not None
-                        and self._connections >= self.max_connections
-                    ):
-                        self.dropped += 1
-                        logger.info(
-                            "dropped a connection: max_connections=%d", self.max_connections
-                        )
+                    if self.max_connections is not None and self._full():
                         await trio.aclose_forcefully(stream)
                         continue
                     self._connections += 1
                     nursery.start_soon(
-                        self._run_connection, stream, peer, handle, make_socket, ssl_context
-                    )
+                        self._run_connection,
+                        stream, peer, handle, make_socket, ssl_context, proxy_protocol,
+                    )  # fmt: skip
             finally:
                 if deferred.count:
                     _log_accept_episode_end(deferred, "stopped accepting")
 
         return loop
+
+    def _full(self) -> bool:
+        """True (and the drop counted and logged) if ``max_connections`` are live."""
+        if self.max_connections is None or self._connections < self.max_connections:
+            return False
+        self.dropped += 1
+        logger.info("dropped a connection: max_connections=%d", self.max_connections)
+        return True
+
+    def _serve_backlog(
+        self,
+        listener: trio.SocketListener,
+        handle: ConnectionHandler,
+        make_socket: SocketFactory,
+        ssl_context: TLSContext | None,
+        proxy_protocol: TrustedProxies | None,
+    ) -> None:
+        """Accept, without waiting, every connection in ``listener``'s queue, and serve it.
+
+        Called by :meth:`close` just before it closes the listening socket,
+        with no checkpoint in between: a connection the kernel completed (the
+        client may have sent its request already: nginx had, in the issue's
+        measurements) would otherwise be reset by that close.
+        """
+        nursery = self._connection_nursery
+        assert nursery is not None
+        served = 0
+        try:
+            for stream, peer in accept_queued(listener.socket):
+                if self.max_connections is not None and self._full():
+                    stream.socket.close()
+                    continue
+                self._connections += 1
+                served += 1
+                nursery.start_soon(
+                    self._run_connection,
+                    stream, peer, handle, make_socket, ssl_context, proxy_protocol,
+                )  # fmt: skip
+        except OSError as exc:
+            logger.warning("serving the listen queue at close stopped: %s", exc)
+        if served:
+            logger.debug("serving %d connections from the listen queue before closing", served)
 
     async def run_counted(self, what: str, job: Callable[[], Awaitable[None]]) -> None:
         """Run one unit of work as a live 'connection', logging its crash."""
@@ -298,14 +396,17 @@ class Server:
         handle: ConnectionHandler,
         make_socket: SocketFactory,
         ssl_context: TLSContext | None,
+        proxy_protocol: TrustedProxies | None = None,
     ) -> None:
         wrapped: trio.abc.Stream = stream
         try:
-            sock = await open_accepted(stream, peer, make_socket, ssl_context)
+            sock = await open_accepted(stream, peer, make_socket, ssl_context, proxy_protocol)
             wrapped = sock.stream
             await handle(sock)
         except TLSHandshakeFailed as exc:
             logger.info("TLS handshake with %s failed: %s", _describe(peer), exc)
+        except ProxyHeaderError as exc:
+            logger.info("closed a connection from %s: %s", _describe(peer), exc)
         except Exception as exc:
             broken = _peer_break(exc, wrapped)
             if broken is not None:
@@ -324,46 +425,94 @@ class Server:
                 await trio.aclose_forcefully(wrapped)
 
 
-async def _accept(listener: trio.SocketListener) -> tuple[trio.SocketStream, Address]:
-    """The next connection and its peer's address, as ``accept(2)`` returned it.
-
-    ``trio.SocketListener.accept`` drops the address, and asking the kernel
-    again (``getpeername``) costs a system call per connection and fails once
-    the peer has reset; so this is that method with the address kept.
-    """
-    while True:
-        try:
-            sock, address = await listener.socket.accept()
-        except OSError as exc:
-            if exc.errno in _CLOSED_SOCKET_ERRNOS:
-                raise trio.ClosedResourceError from None
-            if exc.errno not in _IGNORABLE_ACCEPT_ERRNOS:
-                raise
-        else:
-            return trio.SocketStream(sock), format_address(address)
-
-
 async def open_accepted(
     stream: trio.SocketStream,
     peer: Address,
     make_socket: SocketFactory,
     ssl_context: TLSContext | None,
+    proxy_protocol: TrustedProxies | None = None,
 ) -> Socket:
     """Make the Socket for an accepted connection: the one place that happens.
 
-    The TLS handshake (with ``ssl_context``) runs first; the Socket then gets
-    ``peer``, the address ``accept()`` returned, so it never asks the kernel.
-    A pre-step that reads the raw connection before TLS (a PROXY protocol
-    header naming the real client, from a trusted proxy) belongs here, and
-    sets ``sock.remote_address`` to what it read.
+    With ``proxy_protocol``, the connection must start with a PROXY protocol
+    header (v1 or v2) from a peer that list trusts; it is read first, before
+    TLS, and the Socket's ``remote_address`` becomes the client it names
+    (a ``LOCAL`` or ``UNKNOWN`` header, a proxy's health check, keeps the
+    proxy's). Then the TLS handshake (with ``ssl_context``) runs; the Socket
+    gets ``peer``, the address ``accept()`` returned, so it never asks the kernel.
 
     Raises:
+      ProxyHeaderError: no valid header in time, or one from an untrusted
+        peer (logged at INFO by the caller, the connection closed).
       TLSHandshakeFailed: the TLS handshake failed or stalled (logged by the caller).
     """
+    if proxy_protocol is not None:
+        if not proxy_protocol.trusts(peer):
+            # Section 5 of the spec: accept the header "only from a number of known sources".
+            raise ProxyHeaderError(f"PROXY protocol from an untrusted peer ({proxy_protocol!r})")
+        header = await read_proxy_header(stream.socket, PROXY_HEADER_TIMEOUT)
+        if header.source is not None:
+            peer = header.source
     wrapped = stream if ssl_context is None else await tls_handshake(stream, ssl_context)
     sock = make_socket(wrapped)
     sock.remote_address = peer
     return sock
+
+
+async def _read_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
+    """``size`` bytes from ``sock`` (which the caller knows are header bytes)."""
+    parts = []
+    while size > 0:
+        chunk = await sock.recv(size)
+        if not chunk:
+            raise ProxyHeaderError("connection closed inside the PROXY protocol header")
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+#: How much one peek at a PROXY header asks for: the spec's bound on what
+#: arrives at once (section 2: "576 - 40 = 536 bytes").
+PROXY_PEEK_SIZE = 536
+
+
+async def read_proxy_header(sock: trio.socket.SocketType, timeout: float) -> ProxyHeader:
+    """Read the PROXY protocol header off ``sock``, and not one byte more.
+
+    Each pass peeks (``MSG_PEEK``) at what has arrived; a complete header is
+    then read for exactly its length, so what follows it stays in the kernel
+    for the Socket and the protocol, which therefore need no way to be handed
+    bytes read ahead. An incomplete one is all header bytes
+    (:func:`trionet._proxy_protocol.parse`), so it is consumed and the next
+    peek waits for more. Rejected: reading ahead and giving the rest to the
+    Socket (a prefix buffer checked on every receive, the hot path, or a
+    wrapper stream that would lose the Socket's direct descriptor I/O).
+
+    Raises:
+      ProxyHeaderError: malformed, cut short by the peer, or not complete within ``timeout``.
+    """
+    seen = b""
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                peeked = await sock.recv(PROXY_PEEK_SIZE, _stdlib_socket.MSG_PEEK)
+                if not peeked:
+                    raise ProxyHeaderError("connection closed inside the PROXY protocol header")
+                header = parse_proxy_header(seen + peeked)
+                if header is not None:
+                    await _read_exactly(sock, header.length - len(seen))
+                    return header
+                seen += await sock.recv(len(peeked))
+                length = v2_length(seen)
+                if length is not None:  # a v2 header: the rest is known to be header
+                    rest = await _read_exactly(sock, length - len(seen))
+                    header = parse_proxy_header(seen + rest)
+                    assert header is not None  # all of it is there
+                    return header
+    except trio.TooSlowError:
+        raise ProxyHeaderError(f"no complete PROXY protocol header within {timeout}s") from None
+    except OSError as exc:
+        raise ProxyHeaderError(f"reading the PROXY protocol header failed: {exc}") from None
 
 
 def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
@@ -481,11 +630,13 @@ async def serve_listeners(
     max_connections: int | None = None,
     unix_path: str | None = None,
     ssl_context: TLSContext | None = None,
+    proxy_protocol: TrustedProxies | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handle`` on ready listeners until the server is closed or cancelled.
 
-    Each connection's Socket comes from ``make_socket`` (see :func:`open_accepted`).
+    Each connection's Socket comes from ``make_socket`` (see :func:`open_accepted`);
+    ``proxy_protocol``: expect a PROXY protocol header from these trusted peers.
     """
     server = Server(
         [listener.socket for listener in listeners],
@@ -493,7 +644,13 @@ async def serve_listeners(
         unix_path=unix_path,
     )
     loops = [
-        server.accept_loop(lst, handle, make_socket=make_socket, ssl_context=ssl_context)
+        server.accept_loop(
+            lst,
+            handle,
+            make_socket=make_socket,
+            ssl_context=ssl_context,
+            proxy_protocol=proxy_protocol,
+        )
         for lst in listeners
     ]
     await server.run(loops, task_status=task_status)

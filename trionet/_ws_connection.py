@@ -190,8 +190,11 @@ class WebSocket:
 
     @property
     def remote_address(self) -> Address | None:
-        """The peer's address ``(host, port)``."""
-        return self.socket.remote_address
+        """The peer's address ``(host, port)``; on a server, the upgrade request's
+        (the client a trusted proxy forwarded for, with ``proxy_headers``)."""
+        if self._client or self.request is None:
+            return self.socket.remote_address
+        return self.request.remote_address  # type: ignore[no-any-return]
 
     @property
     def buffered_amount(self) -> int:

@@ -15,13 +15,14 @@ import errno
 import logging
 import os
 import socket as _stdlib_socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import trio
 
 from ._errors import ConnectError, TimeoutError
 from ._fdio import DEFAULT_RECEIVE_SIZE
+from ._forwarded import TrustedProxies
 from ._listen import open_listener
 from ._server import Server, serve_listeners
 from ._stream import Socket, SocketBrokenError, SocketClosedError
@@ -57,6 +58,8 @@ async def serve(
     max_connections: int | None = None,
     idle_timeout: float | None = None,
     allow_half_open: bool = False,
+    proxy_protocol: bool = False,
+    forwarded_allow_ips: str | Sequence[str] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` on a TCP port or a Unix socket ``path`` (Node's ``net.createServer``).
@@ -75,9 +78,19 @@ async def serve(
       idle_timeout: close a connection after this many seconds with no traffic.
       allow_half_open: when False (Node's default), the peer's EOF ends our
         side too; when True the handler may keep sending after it.
+      proxy_protocol: every connection starts with a PROXY protocol header
+        (HAProxy's ``send-proxy`` or ``send-proxy-v2``); ``sock.remote_address``
+        is the client it names. A connection without a valid header within
+        30 s, or from a peer not in ``forwarded_allow_ips``, is closed (one
+        INFO line); the handler never sees it.
+      forwarded_allow_ips: the proxies trusted to send that header: IP
+        addresses and networks (``"10.0.0.0/8"``), ``"unix"`` for Unix-socket
+        peers, ``"*"`` for all; a list or a comma-separated string. None: the
+        ``FORWARDED_ALLOW_IPS`` environment variable, else ``"127.0.0.1,::1,unix"``.
     """
     if idle_timeout is not None and idle_timeout <= 0:
         raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+    trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     unix_path = os.fspath(path) if path is not None else None
     listener = await open_listener(port, host, unix_path, backlog, reuse_port)
 
@@ -94,6 +107,7 @@ async def serve(
         make_socket=partial(Socket, allow_half_open=allow_half_open),
         max_connections=max_connections,
         unix_path=unix_path,
+        proxy_protocol=trusted,
         task_status=task_status,
     )
 

@@ -49,6 +49,7 @@ from typing import Any
 import trio
 from cryptography import x509
 
+from ._forwarded import TrustedProxies
 from ._listen import open_listener
 from ._server import Server, serve_listeners
 from ._stream import Socket, handshake
@@ -198,6 +199,8 @@ async def serve(
     max_connections: int | None = None,
     handshake_timeout: float | None = None,
     allow_half_open: bool = False,
+    proxy_protocol: bool = False,
+    forwarded_allow_ips: str | Sequence[str] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handler`` over TLS (Node's ``tls.createServer``).
@@ -222,7 +225,10 @@ async def serve(
       sni_contexts: another certificate per server name the client may ask
         for, ``{"a.example.com": {"key": ..., "cert": ...}}`` (Node's
         ``server.addContext``); ``*.example.com`` covers one more label.
+      proxy_protocol, forwarded_allow_ips: a PROXY protocol header before
+        the TLS handshake, from these trusted proxies (as :func:`trionet.net.serve`).
     """
+    trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     options = TLSOptions(
         key=key, cert=cert, ca=ca, request_cert=request_cert,
         reject_unauthorized=reject_unauthorized, alpn_protocols=alpn_protocols,
@@ -241,7 +247,7 @@ async def serve(
 
     await serve_listeners(
         handle, [listener], make_socket=make_socket, max_connections=max_connections,
-        ssl_context=tls, task_status=task_status,
+        ssl_context=tls, proxy_protocol=trusted, task_status=task_status,
     )
 
 

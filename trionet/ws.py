@@ -356,6 +356,9 @@ async def serve(
     compression: bool = False,
     close_timeout: float = CLOSE_TIMEOUT,
     ssl_context: TLSContext | None = None,
+    proxy_protocol: bool = False,
+    proxy_headers: bool = False,
+    forwarded_allow_ips: str | Sequence[str] | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSockets on ``port`` (Node ws's ``new WebSocketServer({port})``).
@@ -363,7 +366,9 @@ async def serve(
     Start it with ``server = await nursery.start(trionet.ws.serve, handler, port)``;
     ``server.clients`` is the live set of its open connections. Plain HTTP
     requests get 426 Upgrade Required. The options are those of
-    :func:`handler`; ``ssl_context`` serves wss://.
+    :func:`handler`; ``ssl_context`` serves wss://. ``proxy_protocol``,
+    ``proxy_headers`` and ``forwarded_allow_ips`` are :func:`trionet.http.serve`'s:
+    ``ws.remote_address`` and ``ws.request.scheme`` then name the client.
     """
     from . import http  # the HTTP server imports nothing of ours; import late anyway
 
@@ -383,6 +388,9 @@ async def serve(
         host=host,
         on_upgrade=hook,
         ssl_context=ssl_context,
+        proxy_protocol=proxy_protocol,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
         task_status=_StartedWithClients(task_status, hook.clients),
     )
 

@@ -3,9 +3,12 @@
 The flag names are uvicorn's, so a ``uvicorn main:app --port 8000`` line
 works with ``trionet serve`` in its place; where trionet's meaning differs
 the help says so (``--limit-concurrency`` closes extra connections instead of
-answering 503). Flags uvicorn has and trionet does not (``--reload``,
-``--workers``, ``--http``, ``--loop``) are left out rather than accepted and
-ignored: a flag that silently does nothing is worse than an error.
+answering 503; ``--proxy-headers`` is off unless given, where uvicorn turns
+it on for 127.0.0.1, so that no header a client can write is believed
+without asking; ``--proxy-protocol`` is trionet's, uvicorn has none). Flags
+uvicorn has and trionet does not (``--reload``, ``--workers``, ``--http``,
+``--loop``) are left out rather than accepted and ignored: a flag that
+silently does nothing is worse than an error.
 
 Shutdown, as uvicorn's: the first Ctrl-C or SIGTERM stops accepting and
 gives live requests ``--timeout-graceful-shutdown`` seconds (then cancels
@@ -91,6 +94,16 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="seconds between WebSocket pings (off)")  # fmt: skip
     p.add_argument("--ws-ping-timeout", type=float, default=None,
                    help="seconds to wait for the pong (the interval)")  # fmt: skip
+    p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=False,
+                   help="believe X-Forwarded-For/-Proto/-Host and Forwarded from"
+                        " --forwarded-allow-ips (off)")  # fmt: skip
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="comma-separated IPs and networks of trusted proxies, 'unix' for"
+                        " Unix-socket peers, '*' for all ($FORWARDED_ALLOW_IPS, else"
+                        " 127.0.0.1,::1,unix)")  # fmt: skip
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="each connection starts with a PROXY protocol header (v1 or v2)"
+                        " from a trusted proxy")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -175,6 +188,9 @@ async def _serve_until_signal(app: ASGIApp, args: argparse.Namespace) -> None:
         key=args.ssl_keyfile,
         cert=args.ssl_certfile,
         ca=args.ssl_ca_certs,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        proxy_protocol=args.proxy_protocol,
     )
     # The signals are trionet.run's: the first closes the server (live requests
     # get the graceful timeout), then the lifespan shutdown runs; a second cancels.

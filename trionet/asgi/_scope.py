@@ -18,6 +18,13 @@ options; no I/O of their own. The keys follow asgiref's specification
 - ``client`` and ``server`` are ``(host, port)`` tuples; over a Unix socket
   ``client`` is None and ``server`` is ``(path, None)`` (asgiref: "for Unix
   sockets, (path, None)").
+- Behind a trusted proxy (``proxy_headers``, ``req.forwarded``), ``client``
+  is the forwarded client, ``scheme`` the forwarded one (``https`` makes a
+  WebSocket's ``wss``, as uvicorn's ProxyHeadersMiddleware does), and a
+  forwarded host replaces the ``host`` header, as hypercorn's
+  ProxyFixMiddleware does: frameworks build URLs from that header (Starlette
+  reads ``server`` only without one), so ``server`` stays the socket's own
+  address. A PROXY protocol header has already set the socket's peer.
 - ``state`` is a shallow copy of the lifespan state (asgiref "Lifespan State":
   "a copy of the namespace passed into the lifespan").
 
@@ -79,15 +86,37 @@ def _addresses(req: Any) -> tuple[Any, Any, bool]:
     """``(client, server, tls)`` of the request's connection, in ASGI's shape."""
     sock = req.socket
     remote, local = sock.remote_address, sock.local_address
-    if isinstance(local, str):  # a Unix socket: its path
-        return None, (local, None), False
+    if isinstance(local, str):  # a Unix socket: its path (a PROXY header may name a client)
+        return (remote if isinstance(remote, tuple) else None), (local, None), False
     return remote, local, isinstance(sock, TLSSocket)
+
+
+def _headers(req: Any, host: str | None) -> list[tuple[bytes, bytes]]:
+    """The scope's headers, names lower-cased; ``host`` (forwarded) replaces the Host line."""
+    headers = [(name.lower(), value) for name, value in req.raw_headers]
+    if host is not None:
+        headers = [(name, value) for name, value in headers if name != b"host"]
+        headers.append((b"host", host.encode("latin-1")))
+    return headers
+
+
+def _forwarded(req: Any) -> tuple[Any, Any, bool, list[tuple[bytes, bytes]]]:
+    """``(client, server, tls, headers)``, with what a trusted proxy forwarded."""
+    client, server, tls = _addresses(req)
+    forwarded = req.forwarded
+    if forwarded is None:  # proxy_headers off, or an untrusted peer
+        return client, server, tls, [(name.lower(), value) for name, value in req.raw_headers]
+    if forwarded.client is not None:
+        client = forwarded.client
+    if forwarded.scheme is not None:
+        tls = forwarded.scheme == "https"
+    return client, server, tls, _headers(req, forwarded.host)
 
 
 def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
     """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`)."""
     path, raw_path, query = _split(req.url, root_path)
-    client, server, tls = _addresses(req)
+    client, server, tls, headers = _forwarded(req)
     return {
         "type": "http",
         "asgi": asgi_info(),
@@ -98,7 +127,7 @@ def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
-        "headers": [(name.lower(), value) for name, value in req.raw_headers],
+        "headers": headers,
         "client": client,
         "server": server,
         "state": state.copy(),
@@ -111,7 +140,7 @@ def websocket_scope(
 ) -> Scope:
     """The ``websocket`` scope of an upgrade request and the subprotocols it offered."""
     path, raw_path, query = split_target(req.url, root_path)
-    client, server, tls = _addresses(req)
+    client, server, tls, headers = _forwarded(req)
     return {
         "type": "websocket",
         "asgi": asgi_info(),
@@ -121,7 +150,7 @@ def websocket_scope(
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
-        "headers": [(name.lower(), value) for name, value in req.raw_headers],
+        "headers": headers,
         "client": client,
         "server": server,
         "subprotocols": subprotocols,

@@ -93,6 +93,9 @@ async def serve(
     max_connections: int | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    proxy_headers: bool = False,
+    forwarded_allow_ips: str | Sequence[str] | None = None,
+    proxy_protocol: bool = False,
     key: PemInput | None = None,
     cert: PemInput | None = None,
     ca: PemInput | Sequence[PemInput] | None = None,
@@ -124,6 +127,13 @@ async def serve(
       ws_per_message_deflate: negotiate permessage-deflate (off, as trionet.ws).
       startup_timeout: seconds for the app's startup (None: no bound).
       shutdown_timeout: seconds for the app's lifespan shutdown.
+      proxy_headers: believe ``X-Forwarded-For``/``-Proto``/``-Host`` and
+        ``Forwarded`` from ``forwarded_allow_ips``: the scope's ``client`` and
+        ``scheme`` (``https``/``wss``) and its ``host`` header are the ones the
+        proxy saw (uvicorn's ``--proxy-headers``, here off by default).
+      forwarded_allow_ips: the trusted proxies (uvicorn's name and default,
+        plus Unix-socket peers: see :func:`trionet.http.serve`).
+      proxy_protocol: each connection starts with a PROXY protocol header.
 
     ``headers_timeout``, ``request_timeout``, ``keep_alive_timeout``,
     ``max_header_size``, ``max_body_size``, ``max_requests_per_socket``,
@@ -158,9 +168,12 @@ async def serve(
             ("max_requests_per_socket", max_requests_per_socket),
             ("max_connections", max_connections),
             ("backlog", backlog),
+            ("forwarded_allow_ips", forwarded_allow_ips),
         )
         if value is not None
     }
+    options["proxy_headers"] = proxy_headers
+    options["proxy_protocol"] = proxy_protocol
     tls: dict[str, Any] | None = None
     if key is not None or cert is not None or ssl_context is not None:
         tls = {"key": key, "cert": cert, "ca": ca, "request_cert": request_cert,

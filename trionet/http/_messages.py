@@ -27,7 +27,9 @@ import h11
 import trio
 
 from .._fdio import JOIN_LIMIT
+from .._forwarded import Forwarded, TrustedProxies, forwarded_from
 from .._stream import Address, Socket
+from ..tls import TLSSocket
 from ._body import RequestBody
 from ._files import FILE_CHUNK, open_file, sendfile
 from ._framing import NO_TRAILER_FIELDS, AppHeaders, frame_response, has_body, last_chunk
@@ -53,6 +55,10 @@ class Exchange(Protocol):
     def socket(self) -> Socket:
         """The connection as a :class:`trionet.net.Socket`."""
 
+    @property
+    def trusted_proxies(self) -> TrustedProxies | None:
+        """Whose forwarding headers count (``proxy_headers``); None: nobody's."""
+
     async def send(self, data: bytes, more: bytes = b"") -> None:
         """Write ``data`` then ``more`` (uncopied when large)."""
 
@@ -70,7 +76,11 @@ class Request:
     the query or the headers does not pay for parsing them.
     """
 
-    __slots__ = ("_body", "_event", "_exchange", "_headers", "_method", "_query", "_url")
+    # _forwarded is set only when first read (a request that never asks pays nothing).
+    __slots__ = (
+        "_body", "_event", "_exchange", "_forwarded", "_headers", "_method", "_query", "_url",
+    )  # fmt: skip
+    _forwarded: Forwarded | None
 
     def __init__(self, event: h11.Request, exchange: Exchange, body: RequestBody) -> None:
         self._event = event
@@ -129,8 +139,52 @@ class Request:
 
     @property
     def remote_address(self) -> Address | None:
-        """The client's ``(host, port)``."""
+        """The client's ``(host, port)`` (a Unix socket: its path, ``""`` if unnamed);
+        behind a trusted proxy, the client it names (port 0 if it gave none)."""
+        forwarded = self.forwarded
+        if forwarded is not None and forwarded.client is not None:
+            return forwarded.client
         return self._exchange.socket.remote_address
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` over TLS, else ``"http"``; with ``proxy_headers``, what a
+        trusted proxy says the client used (``X-Forwarded-Proto``, ``Forwarded: proto``)."""
+        forwarded = self.forwarded
+        if forwarded is not None and forwarded.scheme is not None:
+            return forwarded.scheme
+        return "https" if isinstance(self._exchange.socket, TLSSocket) else "http"
+
+    @property
+    def host(self) -> str | None:
+        """The ``Host`` the client asked for (``host[:port]``), None if it sent none;
+        with ``proxy_headers``, a trusted proxy's ``X-Forwarded-Host`` or ``Forwarded: host``."""
+        forwarded = self.forwarded
+        if forwarded is not None and forwarded.host is not None:
+            return forwarded.host
+        for name, value in self._event.headers:
+            if name == b"host":
+                return value.decode("latin-1")
+        return None
+
+    @property
+    def forwarded(self) -> Forwarded | None:
+        """What a trusted proxy's forwarding headers say (``proxy_headers=True``).
+
+        None when ``proxy_headers`` is off or the connection's peer is not in
+        ``forwarded_allow_ips``: nothing the client sent is believed then.
+        Fields the proxy did not send (or sent malformed) are None.
+        """
+        trust = self._exchange.trusted_proxies
+        if trust is None:  # proxy_headers off: one attribute read, nothing kept
+            return None
+        try:
+            return self._forwarded
+        except AttributeError:  # the first read
+            trusted = trust.trusts(self._exchange.socket.remote_address)
+            found = forwarded_from(self._event.headers, trust) if trusted else None
+        self._forwarded = found
+        return found
 
     @property
     def socket(self) -> Socket:
