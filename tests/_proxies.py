@@ -187,7 +187,9 @@ async def haproxy(tmp_path: Path, config: str, log: Path) -> AsyncIterator[trio.
     binary = sbin_tool("haproxy")
     path = tmp_path / "haproxy.cfg"
     path.write_text(config)
-    check = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True)
+    check = subprocess.run(
+        [binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=WAIT
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     async with running([binary, "-f", str(path), "-db"], log) as proc:
         yield proc

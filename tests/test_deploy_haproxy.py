@@ -7,7 +7,7 @@ in front of ``http.serve``, both with ``send-proxy-v2`` (and once v1's
 ``send-proxy``). The proof that the app sees the original client: the test
 client's own source port, which only the PROXY header can have carried,
 equals the address the app reports. HAProxy's health checks send a header
-too (v2: the LOCAL command, v1: UNKNOWN): the app sees
+too (v2: the LOCAL command; v1: the check's own addresses): the app sees
 them from HAProxy's own address, the server stays up, nothing is logged at
 ERROR.
 """
