@@ -39,6 +39,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from ._errors import TLSError
+from ._listen import is_inherited
 from ._stream import Address, Socket, format_address
 from ._tls_failure import handshake_failure
 
@@ -130,7 +131,8 @@ class Server:
         # one its live handlers reply on, so its owner closes it after they end.
         self._close_sockets = close_sockets
         self.max_connections = max_connections
-        self._unix_path = unix_path
+        # A socket file that a cluster primary bound is the primary's to remove.
+        self._unix_path = None if is_inherited(self._sockets[0]) else unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
         self._connections = 0
         #: Connections refused because ``max_connections`` was reached (Node's

@@ -93,6 +93,7 @@ async def serve(
     max_connections: int | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    mode: int | None = None,
     key: PemInput | None = None,
     cert: PemInput | None = None,
     ca: PemInput | Sequence[PemInput] | None = None,
@@ -127,7 +128,7 @@ async def serve(
 
     ``headers_timeout``, ``request_timeout``, ``keep_alive_timeout``,
     ``max_header_size``, ``max_body_size``, ``max_requests_per_socket``,
-    ``max_connections``, ``backlog`` and ``reuse_port`` are as in
+    ``max_connections``, ``backlog``, ``reuse_port`` and ``mode`` are as in
     :func:`trionet.http.serve` (None: its default); ``key``, ``cert``, ``ca``,
     ``request_cert``, ``reject_unauthorized`` and ``ssl_context`` serve HTTPS
     and WSS, as in :func:`trionet.https.serve`.
@@ -158,6 +159,7 @@ async def serve(
             ("max_requests_per_socket", max_requests_per_socket),
             ("max_connections", max_connections),
             ("backlog", backlog),
+            ("mode", mode),
         )
         if value is not None
     }

@@ -507,6 +507,7 @@ async def serve(
     path: str | os.PathLike[str] | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    mode: int | None = None,
     on_upgrade: SocketHook | None = None,
     on_connect: SocketHook | None = None,
     on_check_continue: App | None = None,
@@ -545,6 +546,7 @@ async def serve(
       max_body_size: bytes of request body (413 above); None: no limit.
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
+      mode: a Unix socket's (``path``) permission bits, e.g. ``0o660``.
       ssl_context: serve HTTPS over this context.
     """
     config = ServerConfig(
@@ -561,7 +563,7 @@ async def serve(
         max_requests_per_socket=max_requests_per_socket,
     )
     unix_path = os.fspath(path) if path is not None else None
-    listener = await open_listener(port, host, unix_path, backlog, reuse_port)
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port, mode)
     await serve_http(
         config,
         [listener],
