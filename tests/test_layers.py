@@ -10,8 +10,9 @@ The layers, lowest first (a module may import its own layer and those below):
 0. foundations: errors, pure state and parsing, no sockets (``_errors``,
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
-   the descriptor I/O (``_fdio``), the lingering close over it (``_linger``) and
-   the listening sockets (``_listen``);
+   the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
+   the listening sockets (``_listen``) and the cluster's pure parts and channel
+   (``cluster._wire``, ``cluster._channel``, ``cluster._env``, ``cluster._state``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
@@ -24,7 +25,8 @@ The layers, lowest first (a module may import its own layer and those below):
    over both; every module of the package);
 6. the faces and tools: the ``trionet`` package itself, ``testing`` and its
    plugin (and ``_certs``, the certificates they write), the CLI and the demo
-   (they may import anything).
+   (they may import anything), and ``cluster`` (its primary and workers run
+   whole programs).
 
 A new module must be given a layer here (the last test says so).
 """
@@ -54,6 +56,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._fdio",
         "trionet._linger",
         "trionet._listen",
+        "trionet.cluster._wire",
+        "trionet.cluster._channel",
+        "trionet.cluster._env",
+        "trionet.cluster._state",
     ),
     ("trionet._stream",),
     (
@@ -75,6 +81,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet.testing",
         "trionet._testing_plugin",
         "trionet._certs",
+        "trionet.cluster",
     ),
 )
 
