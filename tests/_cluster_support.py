@@ -44,7 +44,8 @@ port, workers = int(sys.argv[1]), int(sys.argv[2])
 cluster.run(main, port, len(sys.argv) > 3, workers=workers, shutdown_timeout=10)
 '''
 
-_WORKER_LINE = re.compile(r"^worker (\d+) pid (\d+) port (\d+)$", re.M)
+# APP's line, and ``trionet serve --workers``'s "worker 1 (pid 123) on unix:/path".
+_WORKER_LINE = re.compile(r"worker (\d+) \(?pid (\d+)\)? (?:port|on) (\S+)$", re.M)
 
 
 def children(pid: int) -> list[int]:
@@ -97,9 +98,9 @@ class ClusterProcess:
     def output(self) -> str:
         return self.out_path.read_text(errors="replace")
 
-    def workers(self) -> dict[int, tuple[int, int]]:
-        """Every worker that ever listened: id -> (pid, port)."""
-        found = {int(m[1]): (int(m[2]), int(m[3])) for m in _WORKER_LINE.finditer(self.output)}
+    def workers(self) -> dict[int, tuple[int, str]]:
+        """Every worker that ever listened: id -> (pid, port or address)."""
+        found = {int(m[1]): (int(m[2]), m[3]) for m in _WORKER_LINE.finditer(self.output)}
         self.seen_pids.update(pid for pid, _ in found.values())
         return found
 
@@ -123,7 +124,7 @@ class ClusterProcess:
     def port(self) -> int:
         ports = {port for _, port in self.workers().values()}
         assert len(ports) == 1, ports
-        return ports.pop()
+        return int(ports.pop())
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

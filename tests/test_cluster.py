@@ -10,6 +10,7 @@ import itertools
 import os
 import re
 import signal
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -195,3 +196,39 @@ async def test_a_worker_failing_at_startup_is_restarted_with_backoff_not_in_a_ti
     # Over 2 s past the third delayed restart (0.8 s, then 1.6 s due), at most
     # two more starts; a tight loop would start one every ~0.3 s (its start-up).
     assert text.count(" started (pid") <= 4 + 2
+
+
+ASGI_APP = """
+from trionet import cluster
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"worker {cluster.worker_id}".encode()})
+"""
+
+
+async def test_trionet_serve_with_2_workers_on_a_unix_socket_with_mode_660(
+    start_cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    path = tmp_path / "app.sock"
+    cluster = start_cluster(
+        "-m", "trionet", "serve", "asgi_app:app", "--workers", "2",
+        "--uds", str(path), "--uds-mode", "660", "--lifespan", "off",
+    )  # fmt: skip
+    workers = await cluster.wait_for_workers(2)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    seen: Counter[str] = Counter()
+    with trio.fail_after(20):
+        for _ in range(400):
+            res = await http.request({"socket_path": str(path), "path": "/"}, agent=False)
+            seen[res.text()] += 1
+            if len(seen) == 2:
+                break
+    assert set(seen) == {"worker 1", "worker 2"}
+    cluster.signal(signal.SIGTERM)
+    assert await cluster.wait_exit(timeout=20) == 0
+    assert not any(alive(pid) for pid in workers.values())
+    assert not path.exists()  # the primary removed its socket file

@@ -16,8 +16,10 @@ The layers, lowest first (a module may import its own layer and those below):
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
-   (``_ws_connection``, ``_ws_running``) and the connection pool (``agent``: it knows
-   connections only through :class:`trionet.agent.PooledConnection`);
+   (``_ws_connection``, ``_ws_running``), the connection pool (``agent``: it knows
+   connections only through :class:`trionet.agent.PooledConnection`) and the
+   cluster's primary and workers (``cluster``: they know servers only through
+   the listening sockets of ``_listen``);
 3. transports: ``net``, ``dgram``, ``tls``;
 4. ``http`` (server and client, every module of the package);
 5. protocols over HTTP: ``https``, ``ws`` (with its client and server
@@ -25,8 +27,7 @@ The layers, lowest first (a module may import its own layer and those below):
    over both; every module of the package);
 6. the faces and tools: the ``trionet`` package itself, ``testing`` and its
    plugin (and ``_certs``, the certificates they write), the CLI and the demo
-   (they may import anything), and ``cluster`` (its primary and workers run
-   whole programs).
+   (they may import anything).
 
 A new module must be given a layer here (the last test says so).
 """
@@ -69,6 +70,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._ws_connection",
         "trionet._ws_running",
         "trionet.agent",
+        "trionet.cluster",
     ),
     ("trionet.net", "trionet.dgram", "trionet.tls"),
     ("trionet.http",),
@@ -81,7 +83,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet.testing",
         "trionet._testing_plugin",
         "trionet._certs",
-        "trionet.cluster",
     ),
 )
 

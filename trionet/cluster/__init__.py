@@ -51,7 +51,7 @@ def run(
     main: Callable[..., Awaitable[object]],
     *args: Any,
     workers: int | None = None,
-    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    shutdown_timeout: float | None = SHUTDOWN_TIMEOUT,
     sharing: str = "primary",
 ) -> None:
     """Run ``main(*args)`` in ``workers`` processes (default: ``os.cpu_count()``).
@@ -59,7 +59,8 @@ def run(
     In the primary this supervises until SIGTERM/SIGINT (or until every
     worker's ``main`` returned) and then exits the process with the status
     (0 when every worker stopped cleanly). In a worker it runs ``main`` under
-    :func:`trionet.run` with ``shutdown_timeout`` and returns when it ends.
+    :func:`trionet.run` with ``shutdown_timeout`` (None: no bound) and
+    returns when it ends.
     """
     if sharing not in SHARING:
         raise ValueError(f"sharing must be one of {SHARING}, not {sharing!r}")

@@ -122,7 +122,7 @@ async def supervise(
     workers: int,
     *,
     argv: list[str],
-    shutdown_timeout: float,
+    shutdown_timeout: float | None,
     supervisor: Supervisor | None = None,
 ) -> int:
     """Run the workers until a stop signal (or until none is left); the exit status."""

@@ -146,7 +146,7 @@ class Supervisor:
         self,
         workers: int,
         *,
-        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+        shutdown_timeout: float | None = SHUTDOWN_TIMEOUT,
         kill_grace: float = KILL_GRACE,
         backoff_first: float = BACKOFF_FIRST,
         backoff_max: float = BACKOFF_MAX,
@@ -277,7 +277,8 @@ class Supervisor:
 
     def _retire(self, worker: _Worker, now: float) -> Signal:
         worker.phase = Phase.RETIRING
-        worker.deadline = now + self.shutdown_timeout + self.kill_grace
+        if self.shutdown_timeout is not None:
+            worker.deadline = now + self.shutdown_timeout + self.kill_grace
         return Signal(worker.id, signal.SIGTERM)
 
     def _spawn(self, now: float) -> Spawn:

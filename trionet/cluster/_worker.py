@@ -151,7 +151,7 @@ def run_worker(
     args: tuple[Any, ...],
     *,
     channel: WorkerChannel,
-    shutdown_timeout: float,
+    shutdown_timeout: float | None,
 ) -> None:
     """Run ``main(*args)`` under ``trionet.run`` with the channel served beside it."""
     if not die_with_primary():
@@ -173,11 +173,15 @@ def run_worker(
 
 
 def _run_and_stop() -> tuple[Callable[..., None], Callable[[], None]]:
-    """``trionet.run`` and ``trionet.stop``; a bare stand-in while they do not exist yet."""
-    import trionet
+    """``trionet.run`` and ``trionet.stop``; a bare stand-in while they do not exist yet.
 
-    run = getattr(trionet, "run", None)
-    stop = getattr(trionet, "stop", None)
+    Looked up on the already imported package rather than imported: until
+    ``trionet._run`` is merged (branch wt-stop) there is nothing to import.
+    TODO(merge): ``from .._run import run, stop`` and drop the stand-in.
+    """
+    package = sys.modules["trionet"]
+    run = getattr(package, "run", None)
+    stop = getattr(package, "stop", None)
     if run is not None and stop is not None:
         return run, stop
     return _fallback_run, _fallback_stop
@@ -186,7 +190,9 @@ def _run_and_stop() -> tuple[Callable[..., None], Callable[[], None]]:
 _fallback_scope: trio.CancelScope | None = None
 
 
-def _fallback_run(main: Callable[[], Awaitable[None]], *, shutdown_timeout: float) -> None:
+def _fallback_run(
+    main: Callable[[], Awaitable[None]], *, shutdown_timeout: float | None
+) -> None:
     global _fallback_scope
 
     async def runner() -> None:
