@@ -24,12 +24,6 @@ import trionet
 from trionet import http
 from trionet.agent import Agent
 
-GRACEFUL = hasattr(trionet, "run")
-needs_graceful_stop = pytest.mark.skipif(
-    not GRACEFUL, reason="needs trionet.run's graceful stop (branch wt-stop)"
-)
-
-
 @pytest.fixture
 def start_cluster(tmp_path: Path) -> Iterator[object]:
     started: list[ClusterProcess] = []
@@ -86,7 +80,6 @@ async def test_a_killed_worker_is_replaced_within_a_second_and_the_other_serves_
     assert replaced_after < 1.0, f"worker 3 listened {replaced_after:.2f}s after the kill"
 
 
-@needs_graceful_stop
 async def test_sighup_rolls_every_worker_with_no_failed_request(start_cluster) -> None:
     cluster = start_cluster("0", "2")
     old = await cluster.wait_for_workers(2)
@@ -134,7 +127,6 @@ async def test_sighup_rolls_every_worker_with_no_failed_request(start_cluster) -
     assert {"worker 3", "worker 4"} <= served_by
 
 
-@needs_graceful_stop
 async def test_sigterm_lets_a_5s_request_finish_then_exits_0(start_cluster) -> None:
     cluster = start_cluster("0", "2")
     workers = await cluster.wait_for_workers(2)
@@ -151,7 +143,7 @@ async def test_sigterm_lets_a_5s_request_finish_then_exits_0(start_cluster) -> N
         assert await cluster.wait_exit(timeout=20) == 0
     assert answer and answer[0] in ("worker 1", "worker 2")
     assert not any(alive(pid) for pid in workers.values())
-    with pytest.raises(trionet.ConnectError if hasattr(trionet, "ConnectError") else OSError):
+    with pytest.raises(trionet.ConnectError):
         await who(port)
 
 

@@ -11,8 +11,10 @@ The layers, lowest first (a module may import its own layer and those below):
    ``_pool``, ``_url``, ``_ws_protocol``, ``_ws_state``, ``_ws_send``, the TLS
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``) and
    the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
-   the listening sockets (``_listen``) and the cluster's pure parts and channel
-   (``cluster._wire``, ``cluster._channel``, ``cluster._env``, ``cluster._state``);
+   the listening sockets (``_listen``), the run's graceful stop (``_run``:
+   servers enroll in it, knowing it only through a protocol) and the cluster's
+   pure parts and channel (``cluster._wire``, ``cluster._channel``,
+   ``cluster._env``, ``cluster._state``);
 1. the stream every protocol reads and writes (``_stream``);
 2. what runs streams: listeners (``_server``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
@@ -57,6 +59,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._fdio",
         "trionet._linger",
         "trionet._listen",
+        "trionet._run",
         "trionet.cluster._wire",
         "trionet.cluster._channel",
         "trionet.cluster._env",

@@ -3,7 +3,8 @@
 The modules mirror Node's: :mod:`trionet.net`, :mod:`trionet.dgram`,
 :mod:`trionet.http`, :mod:`trionet.https`, :mod:`trionet.tls`,
 :mod:`trionet.ws` and :mod:`trionet.agent`. Every server is started with
-``await nursery.start(MODULE.serve, handler, port)``.
+``await nursery.start(MODULE.serve, handler, port)``; a program runs with
+:func:`trionet.run`, which turns Ctrl-C and SIGTERM into a graceful stop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from ._errors import ProtocolError as ProtocolError
 from ._errors import TimeoutError as TimeoutError
 from ._errors import TLSError as TLSError
 from ._errors import TrionetError as TrionetError
+from ._run import run as run
+from ._run import stop as stop
+from ._run import stopping as stopping
 
 __version__ = "0.1.0"
 
@@ -40,6 +44,9 @@ __all__ = [
     "http",
     "https",
     "net",
+    "run",
+    "stop",
+    "stopping",
     "tls",
     "ws",
 ]

@@ -38,6 +38,7 @@ import trio
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
+from . import _run
 from ._errors import TLSError
 from ._listen import is_inherited
 from ._stream import Address, Socket, format_address
@@ -206,8 +207,12 @@ class Server:
                     for loop in loops:
                         accept_nursery.start_soon(loop, connection_nursery)
                     task_status.started(self)
+                    # trionet.run's graceful stop closes it (after started():
+                    # enroll() closes a server that starts during a stop at once).
+                    _run.enroll(self)
         finally:
             self.close()
+            _run.leave(self)
             self._closed.set()
 
     def accept_loop(

@@ -26,7 +26,6 @@ import functools
 import importlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +36,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from .. import cluster
+from .._run import supervise
 from ._serve import serve
 from ._types import ASGIApp, LifespanFailure
 
@@ -206,23 +206,24 @@ async def _serve_in_worker(app: ASGIApp, args: argparse.Namespace) -> None:
 async def _serve_until_signal(app: ASGIApp, args: argparse.Namespace) -> None:
     tls = args.ssl_keyfile is not None or args.ssl_certfile is not None
     start = _server_start(app, args)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(start)
-            if args.uds:
-                where = f"unix:{args.uds}"
-            else:
-                host, port = server.address[0], server.port
-                where = f"{'https' if tls else 'http'}://{host}:{port}"
-            print(f"trionet serve: {args.app} on {where} (Ctrl-C to stop)",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            signum = await signals.__anext__()
-            logger.info("%s: shutting down", signal.Signals(signum).name)
-            with trio.CancelScope() as hurry:
-                nursery.start_soon(_cancel_on_signal, signals, hurry)
-                await server.aclose(args.timeout_graceful_shutdown)
-            nursery.cancel_scope.cancel()  # the lifespan shutdown runs, shielded
+    # The signals are trionet.run's: the first closes the server (live requests
+    # get the graceful timeout), then the lifespan shutdown runs; a second cancels.
+    await supervise(_serve, args, start, tls, shutdown_timeout=args.timeout_graceful_shutdown)
     print("trionet serve: stopped", file=sys.stderr, flush=True)
+
+
+async def _serve(
+    args: argparse.Namespace, start: Callable[..., Awaitable[None]], tls: bool
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(start)
+        if args.uds:
+            where = f"unix:{args.uds}"
+        else:
+            host, port = server.address[0], server.port
+            where = f"{'https' if tls else 'http'}://{host}:{port}"
+        print(f"trionet serve: {args.app} on {where} (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _server_start(app: ASGIApp, args: argparse.Namespace) -> Callable[..., Awaitable[None]]:
@@ -247,9 +248,3 @@ def _server_start(app: ASGIApp, args: argparse.Namespace) -> Callable[..., Await
         cert=args.ssl_certfile,
         ca=args.ssl_ca_certs,
     )
-
-
-async def _cancel_on_signal(signals: Any, scope: trio.CancelScope) -> None:
-    """A second signal cuts the graceful shutdown short."""
-    await signals.__anext__()
-    scope.cancel()

@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from .._listen import ListenSpec, open_tcp_listener, set_listener_provider
+from .._run import run, stop
 from . import _channel, _wire
 from ._env import CHANNEL_FD, PRIMARY_PID
 
@@ -157,7 +158,6 @@ def run_worker(
     if not die_with_primary():
         logger.warning("the primary is gone before the worker started: exiting")
         return
-    run, stop = _run_and_stop()
 
     async def worker_main() -> None:
         async with trio.open_nursery() as nursery:
@@ -170,49 +170,3 @@ def run_worker(
         run(worker_main, shutdown_timeout=shutdown_timeout)
     finally:
         set_listener_provider(None)
-
-
-def _run_and_stop() -> tuple[Callable[..., None], Callable[[], None]]:
-    """``trionet.run`` and ``trionet.stop``; a bare stand-in while they do not exist yet.
-
-    Looked up on the already imported package rather than imported: until
-    ``trionet._run`` is merged (branch wt-stop) there is nothing to import.
-    TODO(merge): ``from .._run import run, stop`` and drop the stand-in.
-    """
-    package = sys.modules["trionet"]
-    run = getattr(package, "run", None)
-    stop = getattr(package, "stop", None)
-    if run is not None and stop is not None:
-        return run, stop
-    return _fallback_run, _fallback_stop
-
-
-_fallback_scope: trio.CancelScope | None = None
-
-
-def _fallback_run(
-    main: Callable[[], Awaitable[None]], *, shutdown_timeout: float | None
-) -> None:
-    global _fallback_scope
-
-    async def runner() -> None:
-        global _fallback_scope
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                _fallback_scope = nursery.cancel_scope
-
-                async def on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-
-                nursery.start_soon(on_signal)
-                await main()
-                nursery.cancel_scope.cancel()
-
-    trio.run(runner)
-    _fallback_scope = None
-
-
-def _fallback_stop() -> None:
-    if _fallback_scope is not None:
-        _fallback_scope.cancel()
