@@ -24,6 +24,7 @@ import trionet
 from trionet import http
 from trionet.agent import Agent
 
+
 @pytest.fixture
 def start_cluster(tmp_path: Path) -> Iterator[object]:
     started: list[ClusterProcess] = []
