@@ -123,6 +123,7 @@ async def test_sighup_rolls_every_worker_with_no_failed_request(start_cluster) -
             done.set()
     assert failures == []
     assert set(results) == {"GET 200", "POST 200"}
+    assert sum(results.values()) > 200  # the clients kept going through the whole roll
     new = cluster.live_workers()
     assert sorted(new) == [3, 4]  # every worker replaced, by new ids
     assert {"worker 3", "worker 4"} <= served_by
@@ -225,3 +226,12 @@ async def test_trionet_serve_with_2_workers_on_a_unix_socket_with_mode_660(
     assert await cluster.wait_exit(timeout=20) == 0
     assert not any(alive(pid) for pid in workers.values())
     assert not path.exists()  # the primary removed its socket file
+
+
+async def test_sigterm_right_after_sighup_stops_the_worker_being_started_too(start_cluster) -> None:
+    cluster = start_cluster("0", "2")
+    await cluster.wait_for_workers(2)
+    cluster.signal(signal.SIGHUP)  # a new worker is being started...
+    cluster.signal(signal.SIGTERM)  # ... and must get its SIGTERM once it is up
+    assert await cluster.wait_exit(timeout=5) == 0  # not left running until its SIGKILL
+    assert "SIGKILL" not in cluster.output, cluster.output

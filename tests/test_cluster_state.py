@@ -188,6 +188,16 @@ def test_a_worker_that_dies_while_stopping_is_not_restarted_and_makes_the_exit_1
     assert sup.exited(2, 0, 3)[-1] == Exit(1)
 
 
+def test_a_worker_killed_by_our_sigterm_while_starting_stopped_cleanly() -> None:
+    sup = started(1)
+    sup.signal(signal.SIGHUP, 1)  # worker 2 starting
+    sup.signal(signal.SIGTERM, 1.01)
+    sup.exited(1, 0, 2)
+    actions = sup.exited(2, -signal.SIGTERM, 2)
+    assert logs(actions, logging.INFO) == ["worker 2 stopped while starting"]
+    assert actions[-1] == Exit(0)
+
+
 def test_a_second_sigterm_is_passed_on_to_the_workers() -> None:
     sup = started(2)
     sup.signal(signal.SIGTERM, 1)

@@ -45,12 +45,6 @@ SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, signal
 
 
 @dataclass(frozen=True)
-class _Started:
-    worker_id: int
-    process: trio.Process
-
-
-@dataclass(frozen=True)
 class _Ready:
     worker_id: int
 
@@ -66,7 +60,41 @@ class _Signalled:
     signum: int
 
 
-_Event = _Started | _Ready | _Exited | _Signalled
+_Event = _Ready | _Exited | _Signalled
+
+
+class _Processes:
+    """The workers' processes by id, and signals for a worker whose process is not up yet.
+
+    A signal decided between the spawn and the process's start (a SIGTERM to
+    the primary right after a SIGHUP) is delivered as soon as it starts.
+    """
+
+    def __init__(self) -> None:
+        self.running: dict[int, trio.Process] = {}
+        self._early: dict[int, list[int]] = {}
+
+    def started(self, worker_id: int, process: trio.Process) -> None:
+        self.running[worker_id] = process
+        for signum in self._early.pop(worker_id, []):
+            _send_signal(process, signum)
+
+    def signal(self, worker_id: int, signum: int) -> None:
+        process = self.running.get(worker_id)
+        if process is None:
+            self._early.setdefault(worker_id, []).append(signum)
+        else:
+            _send_signal(process, signum)
+
+    def exited(self, worker_id: int) -> None:
+        self.running.pop(worker_id, None)
+        self._early.pop(worker_id, None)
+
+
+def _send_signal(process: trio.Process, signum: int) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
 
 
 class SharedListeners:
@@ -128,7 +156,7 @@ async def supervise(
     """Run the workers until a stop signal (or until none is left); the exit status."""
     state = supervisor or Supervisor(workers, shutdown_timeout=shutdown_timeout)
     listeners = SharedListeners()
-    processes: dict[int, trio.Process] = {}
+    processes = _Processes()
     send_event, events = trio.open_memory_channel[_Event](math.inf)
     code = 0
     try:
@@ -148,20 +176,17 @@ async def supervise(
                     now = trio.current_time()
                     if event is None:
                         actions = state.tick(now)
-                    elif isinstance(event, _Started):
-                        processes[event.worker_id] = event.process
-                        actions = []
                     elif isinstance(event, _Ready):
                         actions = state.ready(event.worker_id, now)
                     elif isinstance(event, _Exited):
-                        processes.pop(event.worker_id, None)
+                        processes.exited(event.worker_id)
                         actions = state.exited(event.worker_id, event.returncode, now)
                     else:
                         actions = state.signal(event.signum, now)
                 nursery.cancel_scope.cancel()
     finally:
         listeners.close()
-        for process in processes.values():  # only after a crash of our own
+        for process in processes.running.values():  # only after a crash of our own
             if process.returncode is None:
                 process.kill()
     return code
@@ -170,7 +195,7 @@ async def supervise(
 def _perform(
     actions: list[Action],
     nursery: trio.Nursery,
-    processes: dict[int, trio.Process],
+    processes: _Processes,
     listeners: SharedListeners,
     argv: list[str],
     send_event: trio.MemorySendChannel[_Event],
@@ -179,12 +204,11 @@ def _perform(
         if isinstance(action, Log):
             logger.log(action.level, "%s", action.message)
         elif isinstance(action, Spawn):
-            nursery.start_soon(_run_worker, action.worker_id, argv, listeners, send_event)
+            nursery.start_soon(
+                _run_worker, action.worker_id, argv, listeners, processes, send_event
+            )
         elif isinstance(action, Signal):
-            process = processes.get(action.worker_id)
-            if process is not None and process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(action.signum)
+            processes.signal(action.worker_id, action.signum)
         elif isinstance(action, Exit):
             return action.code
     return None
@@ -201,6 +225,7 @@ async def _run_worker(
     worker_id: int,
     argv: list[str],
     listeners: SharedListeners,
+    processes: _Processes,
     send_event: trio.MemorySendChannel[_Event],
 ) -> None:
     """Spawn worker ``worker_id``, serve its channel, report its exit."""
@@ -220,7 +245,7 @@ async def _run_worker(
                 logger.error("worker %d could not start: %s", worker_id, exc)
                 return
         logger.info("worker %d started (pid %d)", worker_id, process.pid)
-        await send_event.send(_Started(worker_id, process))
+        processes.started(worker_id, process)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_serve_channel, worker_id, channel, listeners, send_event)
             returncode = await process.wait()

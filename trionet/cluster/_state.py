@@ -27,8 +27,9 @@ Rules:
 - SIGTTIN / SIGTTOU: one worker more / fewer (gunicorn's signals), never
   below one; the oldest worker goes (gunicorn's choice).
 - SIGTERM / SIGINT: every worker gets SIGTERM (each then stops gracefully
-  within its own shutdown timeout); the primary exits 0 when all exited 0,
-  else 1. A second signal is passed on (each worker then cuts short).
+  within its own shutdown timeout); the primary exits 0 when all exited 0
+  (or were killed by that SIGTERM while starting, before their handler was
+  there), else 1. A second signal is passed on (each worker then cuts short).
 - A worker told to stop that is still there :data:`KILL_GRACE` seconds after
   its shutdown timeout gets SIGKILL.
 """
@@ -207,6 +208,10 @@ class Supervisor:
         if worker.phase is Phase.RETIRING:
             if returncode == 0:
                 actions.append(Log(logging.INFO, f"worker {worker_id} stopped"))
+            elif returncode == -signal.SIGTERM and not worker.killed:
+                # Our SIGTERM reached it before its handler was installed (it was
+                # starting): it stopped as asked, with nothing in flight.
+                actions.append(Log(logging.INFO, f"worker {worker_id} stopped while starting"))
             else:
                 if self.stopping:
                     self._unclean = True
