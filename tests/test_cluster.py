@@ -10,6 +10,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import stat
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from _cluster_support import ClusterProcess, alive
+from _cluster_support import APP, ClusterProcess, alive
 
 import trionet
 from trionet import http
@@ -235,3 +236,46 @@ async def test_sigterm_right_after_sighup_stops_the_worker_being_started_too(sta
     cluster.signal(signal.SIGTERM)  # ... and must get its SIGTERM once it is up
     assert await cluster.wait_exit(timeout=5) == 0  # not left running until its SIGKILL
     assert "SIGKILL" not in cluster.output, cluster.output
+
+
+NO_LISTENER_APP = """
+import os
+import trio
+from trionet import cluster
+
+async def main():
+    cluster.ready()  # nothing to listen on: say so, or a rolling restart would wait for it
+    print(f"worker {cluster.worker_id} pid {os.getpid()} port none", flush=True)
+    await trio.sleep_forever()
+
+cluster.run(main, workers=2, shutdown_timeout=5)
+"""
+
+
+async def test_a_worker_without_listeners_reports_ready_and_sighup_rolls_it(
+    start_cluster,
+) -> None:
+    cluster = start_cluster(script=NO_LISTENER_APP)
+    old = await cluster.wait_for_workers(2)
+    cluster.signal(signal.SIGHUP)
+    await cluster.wait_for(lambda: sorted(cluster.live_workers()) == [3, 4], timeout=20)
+    assert not any(alive(pid) for pid in old.values())
+
+
+async def test_sharing_reuse_port_gives_each_worker_its_own_socket_on_one_port(
+    start_cluster,
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: reuse_port needs one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = APP.replace("workers=workers,", 'workers=workers, sharing="reuse_port",')
+    cluster = start_cluster(str(port), "2", script=script)
+    await cluster.wait_for_workers(2)
+    assert cluster.port == port
+    seen: Counter[str] = Counter()
+    with trio.fail_after(20):
+        for _ in range(400):
+            seen[await who(port)] += 1
+            if len(seen) == 2:
+                break
+    assert set(seen) == {"worker 1", "worker 2"}
