@@ -3,7 +3,7 @@
 The channel is a ``SOCK_SEQPACKET`` socketpair the worker inherits: the
 kernel keeps each message whole (no framing to get wrong), and a listening
 socket's descriptor rides along with the message that answers for it
-(``SCM_RIGHTS``, :func:`socket.send_fds`). Each packet is a 4-byte
+(``SCM_RIGHTS`` ancillary data: :mod:`trionet.cluster._channel`). Each packet is a 4-byte
 big-endian length and that many bytes of UTF-8 JSON; the length makes a
 truncated packet an error rather than a JSON puzzle. Rejected: pickle (a
 worker must never be able to run code in the primary, nor the reverse, by
