@@ -143,6 +143,12 @@ async def test_sigterm_lets_a_5s_request_finish_then_exits_0(start_cluster) -> N
         nursery.start_soon(slow)
         await trio.sleep(0.5)
         cluster.signal(signal.SIGTERM)
+        await trio.sleep(1)
+        # Stopping: nobody accepts any more, so a new client is refused at once
+        # (not queued on a socket that only the primary still holds).
+        assert cluster.proc.poll() is None
+        with trio.fail_after(2), pytest.raises(trionet.ConnectError):
+            await who(port)
         assert await cluster.wait_exit(timeout=20) == 0
     assert answer and answer[0] in ("worker 1", "worker 2")
     assert not any(alive(pid) for pid in workers.values())

@@ -16,6 +16,7 @@ from trionet.cluster._state import (
     Phase,
     Signal,
     Spawn,
+    StopListening,
     Supervisor,
     describe_exit,
     restart_delay,
@@ -173,9 +174,10 @@ def test_an_old_worker_stopping_past_its_timeout_gets_sigkill() -> None:
 # -- SIGTERM / SIGINT -------------------------------------------------------------------
 
 
-def test_sigterm_stops_every_worker_then_exits_0() -> None:
+def test_sigterm_stops_listening_stops_every_worker_then_exits_0() -> None:
     sup = started(2)
     actions = sup.signal(signal.SIGTERM, 1)
+    assert StopListening() in actions
     assert signalled(actions) == [1, 2]
     assert sup.exited(1, 0, 2) == [Log(logging.INFO, "worker 1 stopped")]
     assert sup.exited(2, 0, 3)[-1] == Exit(0)

@@ -34,7 +34,7 @@ import trio
 from .._listen import ListenSpec, open_tcp_listener, open_unix_listener
 from . import _channel, _wire
 from ._env import worker_env
-from ._state import Action, Exit, Log, Signal, Spawn, Supervisor
+from ._state import Action, Exit, Log, Signal, Spawn, StopListening, Supervisor
 
 __all__ = ["SIGNALS", "supervise"]
 
@@ -104,10 +104,13 @@ class SharedListeners:
         self._sockets: dict[ListenSpec, trio.socket.SocketType] = {}
         self._unix_inodes: dict[str, tuple[int, int]] = {}
         self._lock = trio.Lock()
+        self._closed = False
 
     async def get(self, spec: ListenSpec) -> trio.socket.SocketType:
         key = replace(spec, reuse_port=False)
         async with self._lock:
+            if self._closed:
+                raise OSError(errno.ECONNABORTED, "listen: the cluster is stopping")
             sock = self._sockets.get(key)
             if sock is None:
                 if spec.path is not None:
@@ -126,6 +129,8 @@ class SharedListeners:
             return sock
 
     def close(self) -> None:
+        """Close our copies (the workers' copies keep each socket until they stop)."""
+        self._closed = True
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
@@ -209,6 +214,8 @@ def _perform(
             )
         elif isinstance(action, Signal):
             processes.signal(action.worker_id, action.signum)
+        elif isinstance(action, StopListening):
+            listeners.close()
         elif isinstance(action, Exit):
             return action.code
     return None

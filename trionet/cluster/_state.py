@@ -26,7 +26,8 @@ Rules:
   queue for whichever worker accepts first: none is lost.
 - SIGTTIN / SIGTTOU: one worker more / fewer (gunicorn's signals), never
   below one; the oldest worker goes (gunicorn's choice).
-- SIGTERM / SIGINT: every worker gets SIGTERM (each then stops gracefully
+- SIGTERM / SIGINT: the primary closes its copies of the listening sockets
+  (:class:`StopListening`) and every worker gets SIGTERM (each then stops gracefully
   within its own shutdown timeout); the primary exits 0 when all exited 0
   (or were killed by that SIGTERM while starting, before their handler was
   there), else 1. A second signal is passed on (each worker then cuts short).
@@ -53,6 +54,7 @@ __all__ = [
     "Phase",
     "Signal",
     "Spawn",
+    "StopListening",
     "Supervisor",
     "describe_exit",
     "restart_delay",
@@ -119,7 +121,18 @@ class Exit:
     code: int
 
 
-Action = Spawn | Signal | Log | Exit
+@dataclass(frozen=True)
+class StopListening:
+    """The cluster stops: close the primary's listening sockets (and Unix socket files).
+
+    The workers close their copies as they stop, so the last one out closes
+    the socket itself: connections that arrive after that are refused at once
+    (or find no socket file), instead of waiting in a queue nobody accepts
+    from until the primary exits and resets them.
+    """
+
+
+Action = Spawn | Signal | Log | StopListening | Exit
 
 
 def describe_exit(returncode: int) -> str:
@@ -244,6 +257,7 @@ class Supervisor:
             self.stopping = True
             self._pending.clear()
             actions.append(Log(logging.INFO, f"{name}: stopping {len(self._workers)} workers"))
+            actions.append(StopListening())
         elif self.stopping:
             return []
         elif signum == signal.SIGHUP:
