@@ -16,7 +16,7 @@ The layers, lowest first (a module may import its own layer and those below):
    pure parts and channel (``cluster._wire``, ``cluster._channel``,
    ``cluster._env``, ``cluster._state``);
 1. the stream every protocol reads and writes (``_stream``);
-2. what runs streams: listeners (``_server``), the TLS plumbing
+2. what runs streams: listeners (``_server``, accepting in ``_accept``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
    (``_ws_connection``, ``_ws_running``), the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`) and the
@@ -68,6 +68,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("trionet._stream",),
     (
         "trionet._server",
+        "trionet._accept",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -223,7 +224,80 @@ def test_an_exception_from_main_comes_out_as_itself(tmp_path: Path) -> None:
     assert "never awaited" not in stderr
 
 
+async def test_keep_alive_clients_in_a_loop_lose_no_request_to_sigterm(tmp_path: Path) -> None:
+    """The issue's measurement, in small: clients that send request after request
+    on keep-alive connections, through a SIGTERM. A request may find the port
+    closed (a proxy tries the next upstream), but none that was sent is lost."""
+    program = Program(tmp_path)
+    port = program.port()
+    counts = {"answered": 0, "lost": 0, "refused": 0}
+    request = b"GET /?s=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def client_loop(stop: trio.Event) -> None:
+        sock: trio.socket.SocketType | None = None
+        while not stop.is_set():
+            if sock is None:
+                sock = trio.socket.socket()
+                try:
+                    await sock.connect(("127.0.0.1", port))
+                except OSError:
+                    counts["refused"] += 1
+                    sock.close()
+                    sock = None
+                    await trio.sleep(0.01)
+                    continue
+            answer = b""
+            try:
+                await sock.send(request)
+                while not answer.endswith(b"slept") and (chunk := await sock.recv(4096)):
+                    answer += chunk
+            except OSError:
+                pass
+            if answer.endswith(b"slept"):
+                counts["answered"] += 1
+            else:
+                counts["lost"] += 1
+            if not answer.endswith(b"slept") or b"Connection: close" in answer:
+                sock.close()
+                sock = None
+        if sock is not None:
+            sock.close()
+
+    try:
+        with trio.fail_after(WAIT):
+            stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                for _ in range(30):
+                    nursery.start_soon(client_loop, stop)
+                await trio.sleep(0.5)
+                program.proc.send_signal(signal.SIGTERM)
+                await trio.sleep(1.5)  # past the stop: the clients find the port closed
+                stop.set()
+        status = program.wait()
+    finally:
+        program.kill()
+    assert counts["answered"] > 100
+    assert counts["refused"] > 0, "the clients ran past the stop"
+    assert (counts["lost"], status) == (0, 0), (counts, program.stderr())
+
+
 # -- in this process ------------------------------------------------------------------
+def run_bounded(main: Callable[[], Awaitable[None]], shutdown_timeout: float = 30) -> None:
+    """``trionet.run(main)``, failed by a watchdog task if it hangs (it fails the run)."""
+
+    async def watchdog() -> None:
+        await trio.sleep(WAIT)
+        raise trio.TooSlowError(f"the run did not end within {WAIT}s")
+
+    async def bounded() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog)
+            await main()
+            nursery.cancel_scope.cancel()
+
+    trionet.run(bounded, shutdown_timeout=shutdown_timeout)
+
+
 async def _echo(sock: trionet.net.Socket) -> None:
     async for data in sock:
         await sock.send(data)
@@ -252,7 +326,7 @@ def test_stop_closes_every_kind_of_server_and_returns() -> None:
             await trio.sleep_forever()
 
     started = time.monotonic()
-    trionet.run(main, shutdown_timeout=0.5)
+    run_bounded(main, shutdown_timeout=0.5)
     assert time.monotonic() - started < 5
     assert [repr(s).split()[-3] for s in servers] == ["closed,"] * 3
 
@@ -262,3 +336,27 @@ async def test_stop_outside_trionet_run_says_so() -> None:
         trionet.stop()
     with pytest.raises(RuntimeError, match=r"trionet.stopping\(\) works inside"):
         await trionet.stopping()
+
+
+def test_a_server_started_during_the_stop_is_closed_at_once() -> None:
+    late: list[trionet.net.Server] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trionet.net.serve, _echo, 0)
+            trionet.stop()
+            await trionet.stopping()
+            late.append(await nursery.start(trionet.net.serve, _echo, 0))
+
+    started = time.monotonic()
+    run_bounded(main)
+    assert time.monotonic() - started < 5
+    assert repr(late[0]).endswith("closed, 0 connections>")
+
+
+def test_a_negative_shutdown_timeout_is_a_value_error() -> None:
+    async def main() -> None:
+        raise AssertionError("main does not run")
+
+    with pytest.raises(ValueError, match="shutdown_timeout must be >= 0 or None, not -1"):
+        trionet.run(main, shutdown_timeout=-1)

@@ -13,6 +13,7 @@ import resource
 import socket as stdlib_socket
 import struct
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -315,3 +316,62 @@ async def test_an_http_request_names_its_client_after_the_client_reset(
         while not seen:
             await trio.sleep(0.01)
     assert seen == [(local, True)]
+
+
+# -- stopping: the listen queue is served, in-flight work finishes -------------------------
+async def answer_once(sock: net.Socket) -> None:
+    """Reads one message, answers it after a moment, and ends the connection."""
+    data = await sock.receive()
+    await trio.sleep(0.05)
+    await sock.send(b"got " + data)
+
+
+def _read_until_eof(sock: stdlib_socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(1024):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+async def test_close_serves_the_connections_waiting_in_the_listen_queue(
+    kind: str, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "server.sock")
+    where = {"host": HOST} if kind == "tcp" else {"path": path}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(net.serve, answer_once, None, **where))
+            clients = []
+            for i in range(16):
+                # Plain blocking calls: the kernel completes each connection, and no
+                # task of ours runs to accept it before close() (no checkpoint here).
+                family = stdlib_socket.AF_INET if kind == "tcp" else stdlib_socket.AF_UNIX
+                client = stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM)
+                client.settimeout(10)
+                client.connect((HOST, server.port) if kind == "tcp" else path)
+                client.sendall(b"%d" % i)
+                clients.append(client)
+            server.close()
+            answers = [await trio.to_thread.run_sync(_read_until_eof, c) for c in clients]
+        # Leaving the nursery: net.serve returned, its connections done.
+    for client in clients:
+        client.close()
+    assert answers == [b"got %d" % i for i in range(16)]
+    assert not Path(path).exists()
+
+
+async def test_a_handler_in_flight_at_close_finishes_and_serve_returns() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(net.serve, answer_once, 0, host=HOST))
+            client = await net.connect(server.port, HOST)
+            await client.send(b"x")
+            while not server.connections:
+                await trio.sleep(0.01)
+            server.close()
+            assert await client.receive() == b"got x"
+            assert await client.receive() == b""
+            await client.aclose()
+        # Leaving the nursery means net.serve returned.
+    assert repr(server).endswith("closed, 0 connections>")

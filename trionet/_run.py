@@ -27,12 +27,20 @@ started under a plain ``trio.run`` see no registry and behave as before.
 This module imports nothing of trionet's (servers are known by the small
 :class:`Stoppable` protocol), so ``_server`` can import it without a circle.
 
-Rejected: raising ``KeyboardInterrupt`` / cancelling the whole run on the
-first signal (what uvicorn-less Trio programs do: in-flight requests are
-cut, and a proxy in front answers 502); a ``signal.signal`` handler that
-calls ``close()`` directly (it runs between bytecodes, inside whatever the
-event loop was doing, and cannot wait); per-server signal options on every
-``serve()`` (a program has several servers but one stop).
+Trio leaves graceful shutdown to each program
+(https://github.com/python-trio/trio/issues/147); servers that do it (uvicorn,
+hypercorn: https://github.com/pgjones/hypercorn/issues/241) stop accepting,
+let in-flight work finish within a timeout, then cancel, which is the order
+here. The default timeout is Kubernetes' ``terminationGracePeriodSeconds``
+(30 s, https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination),
+after which it sends SIGKILL anyway.
+
+Rejected: cancelling the whole run on the first signal (what Trio's
+``KeyboardInterrupt`` amounts to: in-flight requests are cut, and a proxy in
+front answers 502); a ``signal.signal`` handler that calls ``close()``
+directly (it runs between bytecodes, inside whatever the event loop was
+doing, and cannot wait); per-server signal options on every ``serve()`` (a
+program has several servers but one stop).
 
 The wait for a stop, for programs with loops of their own, is
 :func:`stopping`: ``await trionet.stopping()`` returns (with the reason,
@@ -70,8 +78,9 @@ __all__ = [
 logger = logging.getLogger("trionet.run")
 
 #: Seconds the servers get to finish their in-flight work after the first
-#: signal: Kubernetes' default ``terminationGracePeriodSeconds`` (30 s), after
-#: which it sends SIGKILL anyway, and gunicorn's ``graceful_timeout``.
+#: signal: Kubernetes' default ``terminationGracePeriodSeconds`` (the module
+#: docstring has the source) and gunicorn's ``graceful_timeout``
+#: (https://docs.gunicorn.org/en/stable/settings.html#graceful-timeout).
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 #: The signals that request a graceful stop: Ctrl-C and the service managers' stop.
@@ -178,6 +187,7 @@ def hurried() -> bool:
 
 def run(
     main: Callable[..., Awaitable[object]],
+    /,
     *args: object,
     shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
@@ -189,12 +199,16 @@ def run(
     returns normally (exit status 0). A second signal cancels everything at
     once. An exception from ``main`` comes out as itself (not inside an
     exception group, when it is the only one).
+
+    Raises:
+      ValueError: ``shutdown_timeout`` is negative.
     """
     trio.run(functools.partial(supervise, main, *args, shutdown_timeout=shutdown_timeout))
 
 
 async def supervise(
     main: Callable[..., Awaitable[object]],
+    /,
     *args: object,
     shutdown_timeout: float | None = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
@@ -202,6 +216,8 @@ async def supervise(
 
     It must run in the main thread (signals are delivered there), once per run.
     """
+    if shutdown_timeout is not None and shutdown_timeout < 0:
+        raise ValueError(f"shutdown_timeout must be >= 0 or None, not {shutdown_timeout}")
     if _STOP.get() is not None:
         raise RuntimeError("trionet.run() is already running in this Trio run")
     current = _Stop(shutdown_timeout)
