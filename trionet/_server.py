@@ -75,6 +75,7 @@ from ._accept import ACCEPT_BACKOFF as ACCEPT_BACKOFF  # dgram's retry pause too
 from ._accept import ACCEPT_CAPACITY_ERRNOS, accept, accept_queued
 from ._errors import TLSError
 from ._forwarded import TrustedProxies
+from ._listen import is_inherited
 from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError, v2_length
 from ._proxy_protocol import parse as parse_proxy_header
 from ._stream import Address, Socket, format_address
@@ -148,7 +149,8 @@ class Server:
         # one its live handlers reply on, so its owner closes it after they end.
         self._close_sockets = close_sockets
         self.max_connections = max_connections
-        self._unix_path = unix_path
+        # A socket file that a cluster primary bound is the primary's to remove.
+        self._unix_path = None if is_inherited(self._sockets[0]) else unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
         self._connections = 0
         #: Connections refused because ``max_connections`` was reached (Node's

@@ -53,6 +53,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -348,6 +349,8 @@ async def serve(
     port: int | None = None,
     *,
     host: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    mode: int | None = None,
     subprotocols: Sequence[str] = (),
     accept: AcceptHook | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -366,9 +369,11 @@ async def serve(
     Start it with ``server = await nursery.start(trionet.ws.serve, handler, port)``;
     ``server.clients`` is the live set of its open connections. Plain HTTP
     requests get 426 Upgrade Required. The options are those of
-    :func:`handler`; ``ssl_context`` serves wss://. ``proxy_protocol``,
-    ``proxy_headers`` and ``forwarded_allow_ips`` are :func:`trionet.http.serve`'s:
-    ``ws.remote_address`` and ``ws.request.scheme`` then name the client.
+    :func:`handler`; ``ssl_context`` serves wss://; ``path`` listens on a Unix
+    socket instead, with the permission bits ``mode`` (e.g. ``0o660``).
+    ``proxy_protocol``, ``proxy_headers`` and ``forwarded_allow_ips`` are
+    :func:`trionet.http.serve`'s: ``ws.remote_address`` and ``ws.request.scheme``
+    then name the client.
     """
     from . import http  # the HTTP server imports nothing of ours; import late anyway
 
@@ -386,6 +391,8 @@ async def serve(
         _upgrade_required,
         port,
         host=host,
+        path=path,
+        mode=mode,
         on_upgrade=hook,
         ssl_context=ssl_context,
         proxy_protocol=proxy_protocol,

@@ -577,6 +577,7 @@ async def serve(
     path: str | os.PathLike[str] | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    mode: int | None = None,
     on_upgrade: SocketHook | None = None,
     on_connect: SocketHook | None = None,
     on_check_continue: App | None = None,
@@ -618,6 +619,7 @@ async def serve(
       max_body_size: bytes of request body (413 above); None: no limit.
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
+      mode: a Unix socket's (``path``) permission bits, e.g. ``0o660``.
       ssl_context: serve HTTPS over this context.
       proxy_protocol: each connection starts with a PROXY protocol header
         (v1 or v2) naming the client (as :func:`trionet.net.serve`).
@@ -645,7 +647,7 @@ async def serve(
     )
     trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     unix_path = os.fspath(path) if path is not None else None
-    listener = await open_listener(port, host, unix_path, backlog, reuse_port)
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port, mode)
     await serve_http(
         config,
         [listener],
