@@ -17,7 +17,8 @@ The layers, lowest first (a module may import its own layer and those below):
    pure parts and channel (``cluster._wire``, ``cluster._channel``,
    ``cluster._env``, ``cluster._state``);
 1. the stream every protocol reads and writes (``_stream``);
-2. what runs streams: listeners (``_server``, accepting in ``_accept``), the TLS plumbing
+2. what runs streams: listeners (``_server``, accepting in ``_accept``, the accepted
+   connection's Socket in ``_accepted``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
    (``_ws_connection``, ``_ws_running``), the connection pool (``agent``: it knows
    connections only through :class:`trionet.agent.PooledConnection`) and the
@@ -72,6 +73,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "trionet._server",
         "trionet._accept",
+        "trionet._accepted",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",

@@ -43,9 +43,9 @@ import trio
 from cryptography import x509
 from OpenSSL import SSL
 
+from ._accepted import TLS_HANDSHAKE_TIMEOUT
 from ._errors import TLSError
 from ._fdio import DEFAULT_RECEIVE_SIZE
-from ._server import TLS_HANDSHAKE_TIMEOUT
 from ._tls_failure import PEER_CLOSED, HandshakeFailure, handshake_failure, openssl_words
 from ._tls_verify import PeerVerdict, is_ip_address, peer_certificate_dict
 

@@ -61,7 +61,7 @@ from typing import Any
 import trio
 
 from . import _server, _stream, tls
-from ._server import TLSContext
+from ._accepted import TLSContext
 from ._stream import Address, Socket
 from ._tls_context import CAInput, PemInput
 from ._url import WS_SCHEMES, parse_url

@@ -47,11 +47,12 @@ from functools import partial
 
 import trio
 
+from .._accepted import TLSContext
 from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._forwarded import TrustedProxies
 from .._linger import LingerEnd
 from .._listen import open_listener
-from .._server import Server, TLSContext, serve_listeners
+from .._server import Server, serve_listeners
 from .._stream import Socket, raw_socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
