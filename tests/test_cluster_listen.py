@@ -9,6 +9,7 @@ plays the primary in-process.
 from __future__ import annotations
 
 import socket as stdlib_socket
+import ssl
 import stat
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
 
-from trionet import asgi, http, net, ws
+from trionet import asgi, http, https, net, tls, ws
 from trionet._listen import ListenSpec, set_listener_provider
 
 
@@ -42,8 +44,14 @@ async def net_hello(sock: net.Socket) -> None:
     await sock.send(b"hello")
 
 
+CA = trustme.CA()
+IDENTITY = CA.issue_cert("localhost")
+PEM = {"key": IDENTITY.private_key_pem.bytes(), "cert": IDENTITY.cert_chain_pems[0].bytes()}
+
 SERVERS: dict[str, Callable[..., Any]] = {
     "net": partial(net.serve, net_hello),
+    "tls": partial(tls.serve, net_hello, **PEM),
+    "https": partial(https.serve, hello, **PEM),
     "http": partial(http.serve, hello),
     "ws": partial(ws.serve, echo_ws),
     "asgi": partial(asgi.serve, asgi_hello, lifespan="off"),
@@ -141,3 +149,20 @@ async def test_closing_a_server_leaves_an_inherited_unix_socket_file_to_its_owne
         sock = await net.connect(path=path)
         await sock.aclose()
     owner.close()
+
+
+async def test_tls_over_a_unix_socket_answers(tmp_path: Path) -> None:
+    path = tmp_path / "tls.sock"
+    context = ssl.create_default_context()
+    CA.configure_trust(context)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(SERVERS["tls"], path=path, mode=0o660))
+        with trio.fail_after(10):
+            stream = trio.SSLStream(
+                await trio.open_unix_socket(str(path)), context, server_hostname="localhost"
+            )
+            await stream.do_handshake()
+            assert await stream.receive_some() == b"hello"
+            await stream.aclose()
+        server.close()
+    assert not path.exists()
