@@ -1035,7 +1035,7 @@ async def test_server_shutdown_tells_clients_going_away(nursery: trio.Nursery) -
 
 
 async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nursery) -> None:
-    """close() stops accepting while live connections go on; wait_closed() waits for them."""
+    """close() stops accepting; live WebSockets go away (1001); wait_closed() waits for them."""
     server = await start(nursery)
     assert repr(server).startswith("<trionet.ws.Server <trionet Server ('127.0.0.1',")
     with trio.fail_after(5):
@@ -1049,8 +1049,9 @@ async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nurse
             with pytest.raises(trionet.ConnectError):
                 async with ws.connect(url(server)):
                     pass
-            await client.send("still served")
-            assert await client.receive() == "still served"
+            with pytest.raises(ws.ConnectionClosed) as closed:  # see test_ws_stop.py
+                await client.receive()
+            assert closed.value.code == 1001
         await server.wait_closed()
     assert server.connections == 0 and server.clients == set()
 

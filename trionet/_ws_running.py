@@ -2,15 +2,18 @@
 
 :func:`running` runs a connection's reader (and heartbeat) beside the block
 that uses it, and closes the connection after; :func:`run_handler` is the
-server's rule for how a handler ends; :func:`broadcast` sends to many running
-connections at once. The connection itself is :mod:`trionet._ws_connection`.
+server's rule for how a handler ends; :func:`go_away_on` closes a server's
+connections with 1001 when the server stops; :func:`broadcast` sends to many
+running connections at once. The connection itself is :mod:`trionet._ws_connection`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +27,7 @@ from ._ws_connection import ConnectionClosed, Data, WebSocket
 from ._ws_send import plain_server_frame
 from ._ws_state import CloseCode, State
 
-__all__ = ["broadcast", "run_handler", "running"]
+__all__ = ["broadcast", "go_away_on", "run_handler", "running"]
 
 logger = logging.getLogger("trionet.ws.handler")
 
@@ -164,6 +167,68 @@ def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_own_closure(inner, ws) for inner in exc.exceptions)
     return False
+
+
+# -- a server's stop ------------------------------------------------------------------
+#
+# When a server closes (close(), aclose(), a SIGTERM through trionet.run), each
+# of its open WebSockets starts the close handshake with 1001, "going away"
+# (RFC 6455 section 7.4.1: "an endpoint is going away, such as a server going
+# down"): its handler's receive() raises ConnectionClosed(1001) (an ``async
+# for`` ends), the peer answers, and aclose(timeout) finds the connections
+# done instead of cancelling them after the timeout (which sends 1001 too,
+# without waiting for the answer).
+#
+# One watcher per server, not per connection: a task waiting on the event
+# beside each idle connection would cost a task and its frames (about 2 KiB)
+# per connection (see benchmarks/ws_idle_memory.py). The watcher is a Trio
+# system task: the HTTP server's nursery is not ours to start tasks in, and
+# the first connection's nursery ends with that connection. It waits until
+# the server closes (or the run ends) and holds nothing but the set.
+
+#: The open WebSockets of each closing event being watched.
+_watched: weakref.WeakKeyDictionary[trio.Event, set[WebSocket]] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def go_away_on(closing: trio.Event | None, ws: WebSocket) -> Iterator[None]:
+    """While the block runs, close ``ws`` with 1001 when ``closing`` is set (None: never)."""
+    if closing is None:
+        yield
+        return
+    if closing.is_set():  # the server began closing during the handshake
+        go_away(ws)
+        yield
+        return
+    clients = _watched.get(closing)
+    if clients is None:
+        clients = _watched[closing] = set()
+        trio.lowlevel.spawn_system_task(_watch, closing, clients, name=WATCH_TASK_NAME)
+    clients.add(ws)
+    try:
+        yield
+    finally:
+        clients.discard(ws)
+
+
+#: The name of the task that waits for a server's stop (one per server with WebSockets).
+WATCH_TASK_NAME = "trionet.ws.going_away"
+
+
+async def _watch(closing: trio.Event, clients: set[WebSocket]) -> None:
+    await closing.wait()
+    _watched.pop(closing, None)
+    for ws in list(clients):
+        try:
+            go_away(ws)
+        except Exception:  # a system task's exception would crash the whole run
+            logger.exception("could not close %r on the server's stop", ws)
+
+
+def go_away(ws: WebSocket) -> None:
+    """Start closing ``ws`` with 1001 in its own nursery (nothing if it is not open)."""
+    if ws.state is State.OPEN and ws._nursery is not None:
+        ws._nursery.start_soon(ws.aclose, CloseCode.GOING_AWAY, "going away")
 
 
 def broadcast(connections: Iterable[WebSocket], message: Data) -> None:

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import h11
+import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection
 from wsproto.events import Request as HandshakeRequest
@@ -48,9 +49,10 @@ from ._ws_protocol import (
     check_handshake,
     new_connection,
 )
-from ._ws_running import running
+from ._ws_running import go_away_on, running
 from ._ws_state import CloseCode
 from .http._headers import closing_response
+from .http._server import ServerConfig
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
@@ -203,7 +205,8 @@ class ServerHandshake:
         if gone:
             ws._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
         async with running(ws, ping_interval=ping_interval, ping_timeout=ping_timeout):
-            yield ws
+            with go_away_on(_closing_event(self.request), ws):
+                yield ws
 
     async def reject(
         self, status: int = 403, *, headers: HeadersInput | None = None, body: bytes | str = b""
@@ -230,6 +233,16 @@ class ServerHandshake:
     def _check_unanswered(self) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket handshake was already answered")
+
+
+def _closing_event(req: Any) -> trio.Event | None:
+    """The event set when the trionet HTTP server that read ``req`` closes.
+
+    None for a request of anything else (a hook may be called by other
+    code): such a connection just runs until its handler ends.
+    """
+    config = getattr(getattr(req, "_exchange", None), "config", None)
+    return config.closing_event if isinstance(config, ServerConfig) else None
 
 
 def _header_pairs(

@@ -143,6 +143,9 @@ class ServerConfig:
         #: Live connections, so shutdown can close the idle ones.
         self.connections: set[_Connection] = set()
         self.closing = False
+        #: Set with ``closing``: what connections handed to ``on_upgrade`` wait
+        #: on (a WebSocket then closes with 1001, see trionet._ws_running).
+        self.closing_event = trio.Event()
 
     def handle(self, sock: Socket) -> Awaitable[None]:
         """Drive one accepted connection (the ``ConnectionHandler`` for ``serve_listeners``).
@@ -158,6 +161,7 @@ class ServerConfig:
             nursery.start_soon(self._expire_connections)
             await server.closing.wait()
             self.closing = True
+            self.closing_event.set()
             for connection in list(self.connections):
                 if connection.phase in (_IDLE, _LINGER):
                     connection.scope.cancel()
