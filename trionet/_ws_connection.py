@@ -3,12 +3,25 @@
 :class:`WebSocket` drives one wsproto ``FrameProtocol`` (through
 :class:`trionet._ws_protocol.Wire`, which says why not wsproto's
 ``Connection``) over a trionet Socket.
-Its reader task (:meth:`WebSocket._run_reader`) is the only code that reads
-the socket: it hands data messages to :meth:`WebSocket.receive` through a
-bounded queue and answers control frames itself, so pings are answered and
-close handshakes complete whatever the application is doing. Sends go out
-under a lock, one write per message. The handshakes that create a connection
-live in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
+Who reads the socket: the application's own task, while it waits in
+:meth:`WebSocket.receive` (a message reaches it with no task switch, and an
+idle connection, whose handler waits there, holds one task, not two); and
+a reader task (:meth:`WebSocket._run_reader`) only while the application
+is away from ``receive()`` and something must still be read. The reader is
+started when the application stays away for :data:`AWAY_INTERVAL` (by one
+watcher task per Trio run, :class:`AwayWatch`), or at once by whoever waits
+for the peer outside ``receive()``: ``ping()`` for its Pong, ``aclose()``
+and ``wait_closed()`` for the peer's Close. It hands data messages to
+``receive()`` through a bounded queue and answers control frames itself, so
+pings are answered and close handshakes complete whatever the application
+is doing; it ends when the application is back in ``receive()``. One reader
+at a time, always: either the reader task or a task in ``receive()``.
+Rejected: a reader task for the connection's whole life (the former design:
+a second task and its coroutine frames, about 3 KiB per idle connection, and
+a task switch per message); a reader started each time the application
+leaves ``receive()`` (a task per message on an echo). Sends go out under a
+lock, one write per message. The handshakes that create a connection live
+in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
 
 This class does the I/O and the waiting; what it remembers (the queue and its
 room, fragments, pending pings, who owns a fragmented send, how it closed)
@@ -68,6 +81,14 @@ FAIL_SEND_TIMEOUT = 1.0
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
 
+#: Seconds the application may stay away from ``receive()`` before a reader
+#: task reads for it (the latency of a Pong or of the close handshake while
+#: the application is busy elsewhere; well under any heartbeat's timeout).
+AWAY_INTERVAL = 0.1
+
+#: The name of the reader task (in Trio's task tree and tracebacks).
+READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
+
 #: What a write to a dead socket raises.
 _SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -92,6 +113,66 @@ class ConnectionClosed(TrionetError):
         self.websocket = websocket
 
 
+class AwayWatch:
+    """The connections whose application is away from ``receive()``, in one Trio run.
+
+    A connection joins when its application leaves ``receive()`` (and at
+    its start) and leaves when the application is back or a reader task
+    took over. One system task per run (:func:`away_watch`) wakes every
+    :data:`AWAY_INTERVAL` while the set is not empty and starts a reader for
+    each connection away for a whole interval; with nobody away it sleeps
+    until someone is. Per message this costs a set add and a discard.
+    Rejected: a timer per connection (Trio's timers are cancel scopes of a
+    task that would have to wait: the task this saves); a task per server
+    (client connections need it too).
+    """
+
+    __slots__ = ("_wake", "away", "epoch")
+
+    def __init__(self) -> None:
+        self.away: set[WebSocket] = set()
+        #: Ticks of the watcher so far; a connection notes the tick it left on.
+        self.epoch = 0
+        self._wake: trio.Event | None = None
+
+    def leave(self, ws: WebSocket) -> None:
+        """``ws``'s application left ``receive()``: read for it if it stays away."""
+        ws._away_since = self.epoch
+        self.away.add(ws)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        away = self.away
+        while True:
+            if not away:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                self._wake = None
+            await trio.sleep(AWAY_INTERVAL)
+            self.epoch += 1
+            for ws in [ws for ws in away if ws._away_since < self.epoch - 1]:
+                away.discard(ws)
+                try:
+                    ws._start_reader()
+                except Exception:  # a system task's exception would end the whole run
+                    logger.exception("could not start the reader of %r", ws)
+
+
+_AWAY_WATCH: trio.lowlevel.RunVar[AwayWatch] = trio.lowlevel.RunVar("trionet.ws.away")
+
+
+def away_watch() -> AwayWatch:
+    """This Trio run's :class:`AwayWatch`, started on first use."""
+    try:
+        return _AWAY_WATCH.get()
+    except LookupError:
+        watch = AwayWatch()
+        _AWAY_WATCH.set(watch)
+        trio.lowlevel.spawn_system_task(watch.run, name="trionet.ws.AwayWatch")
+        return watch
+
+
 class WebSocket:
     """One WebSocket connection, either end.
 
@@ -113,7 +194,20 @@ class WebSocket:
     drops the queue and lets the reader drain the socket, so our close
     handshake always completes, and the heartbeat does not count a ping as
     lost while the reader is held up by our own application.
+
+    Slots, no ``__dict__``: an instance's dict of some 30 attributes was
+    about 1.5 KiB per connection (benchmarks/ws_idle_memory.py). Keep data
+    about a connection in a dict keyed by it (or a ``WeakKeyDictionary``).
     """
+
+    __slots__ = (
+        "__weakref__", "_app_reading", "_app_waiting", "_assembler", "_away_since", "_client",
+        "_close", "_closed", "_guard", "_inbox", "_message_arrived", "_message_ended",
+        "_nursery", "_outbox", "_outbox_filled", "_outbox_writer", "_pings", "_reader_task",
+        "_reader_waiting_for_room", "_room", "_send_lock", "_sending", "_unparsed_ready",
+        "_watch", "_wire", "close_timeout", "extensions", "path", "request", "socket",
+        "subprotocol",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -144,8 +238,19 @@ class WebSocket:
         #: The frames, parsed and built by wsproto, and the close handshake's wire state.
         self._wire = connection
         self._guard = guard
-        #: Bytes that arrived with the handshake, parsed when the reader starts.
-        self._pending = pending
+        #: Bytes received and not parsed yet: those that came with the handshake,
+        #: or the rest of a read whose messages filled the queue.
+        self._unparsed_ready = bool(pending)
+        if pending:
+            connection.receive_data(pending)
+        #: Who reads (see the module docs): a reader task runs; the
+        #: application reads in receive(); tasks waiting in receive() meanwhile.
+        self._reader_task = False
+        self._app_reading = False
+        self._app_waiting = 0
+        #: Where an application away from receive() is noted (set while running).
+        self._watch: AwayWatch | None = None
+        self._away_since = 0
         #: Where the connection is in its life, and how it closed.
         self._close = CloseState()
         self._send_lock = SendLock()
@@ -219,6 +324,7 @@ class WebSocket:
 
     async def wait_closed(self) -> None:
         """Wait until the connection is completely closed."""
+        self._start_reader()  # the peer's Close must be read
         await self._closed.wait()
 
     # -- sending --------------------------------------------------------------------
@@ -289,6 +395,7 @@ class WebSocket:
             self._check_open()
             self._pings.add(bytes(data), arrived)
             await self._write(self._wire.ping(bytes(data)))
+        self._start_reader()  # the Pong must be read
         try:
             await arrived.wait()
         finally:
@@ -402,10 +509,25 @@ class WebSocket:
         # MAX_QUEUE_MESSAGES messages (and send() every few writes, see trionet._fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._inbox
-        while not inbox.count:
-            if self._closed.is_set() or self._close.state is not State.OPEN:
-                self._raise_closed()
-            await self._message_arrived.park()
+        if not inbox.count:
+            watch = self._watch
+            if watch is not None:
+                watch.away.discard(self)  # back: no reader task needed for us
+            try:
+                while not inbox.count:
+                    if self._closed.is_set() or self._close.state is not State.OPEN:
+                        self._raise_closed()
+                    if self._reader_task or self._app_reading:
+                        self._app_waiting += 1
+                        try:
+                            await self._message_arrived.park()
+                        finally:
+                            self._app_waiting -= 1
+                    else:
+                        await self._read(app=True)
+            finally:
+                if watch is not None and not self._closed.is_set():
+                    watch.leave(self)
         message = inbox.take()
         if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()
@@ -444,12 +566,20 @@ class WebSocket:
                             close = self._wire.close(code, reason)
                             with contextlib.suppress(*_SOCKET_GONE):
                                 await self.socket.send(queued + close)
-                await self._closed.wait()
+                await self._read_until_closed()
             if not self._closed.is_set():
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
         finally:
             await trio.aclose_forcefully(self.socket)
+
+    async def _read_until_closed(self) -> None:
+        """Wait for the end of the close handshake, reading if nobody else does."""
+        while not self._closed.is_set():
+            if self._reader_task or self._app_reading:
+                await self._message_arrived.park()  # woken when a read or the reader ends
+            else:
+                await self._read(app=True)  # closing: data frames are dropped unread
 
     def _drop_queue(self) -> None:
         self._inbox.clear()
@@ -461,6 +591,8 @@ class WebSocket:
         """Record how the connection ended and wake everyone waiting on it."""
         self._close.finish(code, reason)
         self._closed.set()
+        if self._watch is not None:
+            self._watch.away.discard(self)
         self._outbox.clear()
         self._message_arrived.unpark_all()
         self._message_ended.unpark_all()
@@ -497,29 +629,58 @@ class WebSocket:
         await trio.aclose_forcefully(self.socket)
 
     # -- the reader task ------------------------------------------------------------
+    def _start_reader(self) -> None:
+        """Start the reader task unless someone reads already (or nobody may)."""
+        if self._reader_task or self._app_reading or self._closed.is_set():
+            return
+        if self._nursery is not None:
+            self._reader_task = True
+            self._nursery.start_soon(self._run_reader, name=READER_TASK_NAME)
+
     async def _run_reader(self) -> None:
-        """Read frames until the connection ends; answer control frames at once."""
-        wire = self._wire
+        """Read frames until the application is back in receive(), or the end."""
+        inbox = self._inbox
         try:
-            wire.receive_data(self._pending)  # came with the handshake
-            self._pending = b""
-            await self._handle_frames()
-            inbox = self._inbox
             while not self._closed.is_set():
+                if self._app_waiting:
+                    return  # the application reads from here on
                 if not inbox.has_room():
                     await self._wait_for_room()
+                await self._read(app=False)
+        except BaseException:
+            if not self._closed.is_set():
+                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
+            raise
+        finally:
+            self._reader_task = False
+            self._message_arrived.unpark_all()  # a task waiting in receive() reads now
+
+    async def _read(self, *, app: bool) -> None:
+        """Read once (unless a read's rest is waiting) and handle the frames it completes.
+
+        ``app``: the caller is a task in receive(), which must not wait for
+        room in the queue it empties itself.
+        """
+        if app:
+            self._app_reading = True
+        try:
+            if self._unparsed_ready:
+                self._unparsed_ready = False
+            else:
                 try:
                     data = await self.socket.receive(RECEIVE_SIZE)
                 except _SOCKET_GONE:
                     data = b""
                 if not data:
                     self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-                    break
-                wire.receive_data(data)
-                await self._handle_frames()
+                    return
+                self._wire.receive_data(data)
+            await self._handle_frames(app)
         finally:
-            if not self._closed.is_set():
-                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
+            if app:
+                self._app_reading = False
+                if self._message_arrived:
+                    self._message_arrived.unpark()  # the next waiting task reads on
 
     async def _wait_for_room(self) -> None:
         """Hold the reader while the application has too much unread."""
@@ -530,7 +691,7 @@ class WebSocket:
             finally:
                 self._reader_waiting_for_room = False
 
-    async def _handle_frames(self) -> None:
+    async def _handle_frames(self, app: bool) -> None:
         """Handle every frame one read completed; control replies go out in one write."""
         replies = bytearray()
         wire = self._wire
@@ -550,6 +711,9 @@ class WebSocket:
                     if not await self._write_control(bytes(replies)):
                         return
                     replies.clear()
+                    if app:  # the rest waits for the next receive()
+                        self._unparsed_ready = True
+                        return
                     await self._wait_for_room()
             elif opcode is Opcode.PING:
                 if wire.state is WireState.OPEN:

@@ -2,18 +2,17 @@
 
 :func:`running` runs a connection's reader (and heartbeat) beside the block
 that uses it, and closes the connection after; :func:`run_handler` is the
-server's rule for how a handler ends; :func:`go_away_on` closes a server's
+server's rule for how a handler ends; :func:`stop_watch` closes a server's
 connections with 1001 when the server stops; :func:`broadcast` sends to many
 running connections at once. The connection itself is :mod:`trionet._ws_connection`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -23,16 +22,13 @@ from wsproto.events import BytesMessage, Message, TextMessage
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
-from ._ws_connection import ConnectionClosed, Data, WebSocket
+from ._ws_connection import ConnectionClosed, Data, WebSocket, away_watch
 from ._ws_send import plain_server_frame
 from ._ws_state import CloseCode, State
 
-__all__ = ["broadcast", "go_away_on", "run_handler", "running"]
+__all__ = ["Running", "broadcast", "heartbeat_of", "run_handler", "running", "stop_watch"]
 
 logger = logging.getLogger("trionet.ws.handler")
-
-#: The name of every connection's reader task (in Trio's task tree and tracebacks).
-READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
 
 #: The reason of the 1011 Close sent when the code using a connection fails,
 #: by side (client?): a server's handler, or a client's ``async with`` block.
@@ -57,10 +53,16 @@ def running(
     ``async with ws.connect(...)`` works (trio-websocket's users asked for
     this, python-trio/trio-websocket#188).
     """
-    beat = None
-    if ping_interval is not None:
-        beat = (ping_interval, ping_timeout if ping_timeout is not None else ping_interval)
-    return Running(ws, beat)
+    return Running(ws, heartbeat_of(ping_interval, ping_timeout))
+
+
+def heartbeat_of(
+    ping_interval: float | None, ping_timeout: float | None
+) -> tuple[float, float] | None:
+    """(interval, timeout) of the heartbeat (the timeout defaults to the interval), or None."""
+    if ping_interval is None:
+        return None
+    return ping_interval, ping_timeout if ping_timeout is not None else ping_interval
 
 
 class Running:
@@ -71,22 +73,30 @@ class Running:
     generator, about 600 bytes per idle connection; this holds four slots.
     """
 
-    __slots__ = ("_heartbeat", "_manager", "ws")
+    __slots__ = ("_heartbeat", "_manager", "_stop", "ws")
 
-    def __init__(self, ws: WebSocket, heartbeat: tuple[float, float] | None) -> None:
-        self.ws = ws
+    def __init__(self, ws: WebSocket | None, heartbeat: tuple[float, float] | None) -> None:
+        self.ws: WebSocket = ws  # type: ignore[assignment]  # None only until Accepted sets it
         #: (interval, timeout) of the heartbeat, or None for none.
         self._heartbeat = heartbeat
         self._manager: Any = None  # the nursery's manager, while the block runs
+        #: The open connections of the server this one goes away with (see join_stop).
+        self._stop: set[WebSocket] | None = None
+
+    def join_stop(self, closing: trio.Event | None) -> None:
+        """Close with 1001 when ``closing`` is set, until the block ends (None: never)."""
+        if closing is not None:
+            self._stop = stop_watch(closing, self.ws)
 
     async def __aenter__(self) -> None:
         ws = self.ws
         self._manager = trio.open_nursery()
         nursery: trio.Nursery = await self._manager.__aenter__()
-        ws._nursery = nursery  # where broadcast() starts the writer task
-        # A constant name: Trio otherwise formats one string per task
-        # from the function's module and qualname, kept for its life.
-        nursery.start_soon(ws._run_reader, name=READER_TASK_NAME)
+        ws._nursery = nursery  # where the reader and broadcast()'s writer start
+        # No reader task yet: receive() reads, and the watch starts a reader
+        # if the block stays away from receive() (see trionet._ws_connection).
+        watch = ws._watch = away_watch()
+        watch.leave(ws)
         if self._heartbeat is not None:
             nursery.start_soon(heartbeat, ws, *self._heartbeat)
 
@@ -97,6 +107,9 @@ class Running:
         tb: TracebackType | None,
     ) -> bool:
         manager, self._manager = self._manager, None
+        if self._stop is not None:
+            self._stop.discard(self.ws)
+            self._stop = None
         try:
             try:
                 await self._close(exc)
@@ -124,6 +137,7 @@ class Running:
             await ws.aclose()
         assert ws._nursery is not None
         ws._nursery.cancel_scope.cancel()
+        ws._nursery = None  # nothing starts in it any more
 
 
 async def heartbeat(ws: WebSocket, interval: float, timeout: float) -> None:
@@ -190,25 +204,20 @@ def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:
 _watched: weakref.WeakKeyDictionary[trio.Event, set[WebSocket]] = weakref.WeakKeyDictionary()
 
 
-@contextlib.contextmanager
-def go_away_on(closing: trio.Event | None, ws: WebSocket) -> Iterator[None]:
-    """While the block runs, close ``ws`` with 1001 when ``closing`` is set (None: never)."""
-    if closing is None:
-        yield
-        return
+def stop_watch(closing: trio.Event, ws: WebSocket) -> set[WebSocket] | None:
+    """Close ``ws`` with 1001 when ``closing`` is set; the set to leave when it ends.
+
+    A connection accepted once the server is closing goes away at once.
+    """
     if closing.is_set():  # the server began closing during the handshake
         go_away(ws)
-        yield
-        return
+        return None
     clients = _watched.get(closing)
     if clients is None:
         clients = _watched[closing] = set()
         trio.lowlevel.spawn_system_task(_watch, closing, clients, name=WATCH_TASK_NAME)
     clients.add(ws)
-    try:
-        yield
-    finally:
-        clients.discard(ws)
+    return clients
 
 
 #: The name of the task that waits for a server's stop (one per server with WebSockets).
