@@ -26,7 +26,7 @@ from ._ws_connection import ConnectionClosed, Data, WebSocket, away_watch
 from ._ws_send import plain_server_frame
 from ._ws_state import CloseCode, State
 
-__all__ = ["Running", "broadcast", "heartbeat_of", "run_handler", "running", "stop_watch"]
+__all__ = ["Running", "broadcast", "handler_failed", "heartbeat_of", "run_handler", "running", "stop_watch"]
 
 logger = logging.getLogger("trionet.ws.handler")
 
@@ -168,10 +168,15 @@ async def run_handler(ws: WebSocket, handler: Callable[[WebSocket], Awaitable[No
     try:
         await handler(ws)
     except Exception as exc:
-        if _is_own_closure(exc, ws):
-            return
-        logger.exception("WebSocket handler for %r failed", ws.remote_address)
-        await ws._fail(CloseCode.INTERNAL_ERROR, BLOCK_FAILED[False])
+        await handler_failed(ws, exc)
+
+
+async def handler_failed(ws: WebSocket, exc: Exception) -> None:
+    """What :func:`run_handler` does with the handler's exception ``exc``."""
+    if _is_own_closure(exc, ws):
+        return
+    logger.error("WebSocket handler for %r failed", ws.remote_address, exc_info=exc)
+    await ws._fail(CloseCode.INTERNAL_ERROR, BLOCK_FAILED[False])
 
 
 def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:

@@ -41,6 +41,10 @@ __all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "Waiters", "pl
 MAX_BUFFERED_AMOUNT = 1 << 20
 
 
+#: The shared stand-in for an empty list of parked tasks (never appended to).
+_NO_TASKS: list[trio.lowlevel.Task] = []
+
+
 class Waiters:
     """Tasks parked until another task wakes them: a small :class:`trio.lowlevel.ParkingLot`.
 
@@ -58,7 +62,9 @@ class Waiters:
     __slots__ = ("_tasks",)
 
     def __init__(self) -> None:
-        self._tasks: list[trio.lowlevel.Task] = []
+        # No list until a task parks: a WebSocket has five of these, and an
+        # empty list is 56 bytes (ws_idle_memory.py counts every one).
+        self._tasks: list[trio.lowlevel.Task] = _NO_TASKS
 
     def __bool__(self) -> bool:
         """Whether a task is parked."""
@@ -68,6 +74,8 @@ class Waiters:
         """Wait until :meth:`unpark` or :meth:`unpark_all` (a cancel point)."""
         task = trio.lowlevel.current_task()
         tasks = self._tasks
+        if tasks is _NO_TASKS:
+            tasks = self._tasks = []
         tasks.append(task)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -78,14 +86,17 @@ class Waiters:
 
     def unpark(self) -> None:
         """Wake the task parked first, if any."""
-        if self._tasks:
-            trio.lowlevel.reschedule(self._tasks.pop(0))
+        tasks = self._tasks
+        if tasks:
+            trio.lowlevel.reschedule(tasks.pop(0))
+            if not tasks:
+                self._tasks = _NO_TASKS
 
     def unpark_all(self) -> None:
         """Wake every parked task."""
         tasks = self._tasks
         if tasks:
-            self._tasks = []
+            self._tasks = _NO_TASKS
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 

@@ -67,7 +67,7 @@ from ._url import WS_SCHEMES, parse_url
 from ._ws_client import HANDSHAKE_TIMEOUT, HandshakeError, client_handshake, open_socket
 from ._ws_connection import CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, ConnectionClosed, WebSocket
 from ._ws_protocol import Rejection, pick_subprotocol
-from ._ws_running import broadcast, run_handler, running
+from ._ws_running import broadcast, handler_failed, running
 from ._ws_send import MAX_BUFFERED_AMOUNT
 from ._ws_server import ServerHandshake, server_handshake
 from ._ws_state import MAX_QUEUE_MESSAGES, REGISTERED_CLOSE_CODES, CloseCode, State
@@ -140,7 +140,12 @@ class UpgradeHandler:
             ) as ws:
                 if not ws.closed:  # the client may have left before the 101
                     self.clients.add(ws)
-                    await run_handler(ws, self.handler)
+                    # run_handler(ws, self.handler), inline: one coroutine
+                    # frame fewer per connection for its whole life.
+                    try:
+                        await self.handler(ws)
+                    except Exception as exc:
+                        await handler_failed(ws, exc)
         except HandshakeError:
             return  # the client's offer could not be answered: it got 400
         finally:
