@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._ws_protocol",
         "trionet._ws_state",
         "trionet._ws_send",
+        "trionet._ws_tasks",
         "trionet._tls_pem",
         "trionet._tls_verify",
         "trionet._tls_failure",

@@ -8,8 +8,8 @@ Who reads the socket: the application's own task, while it waits in
 idle connection, whose handler waits there, holds one task, not two); and
 a reader task (:meth:`WebSocket._run_reader`) only while the application
 is away from ``receive()`` and something must still be read. The reader is
-started when the application stays away for :data:`AWAY_INTERVAL` (by one
-watcher task per Trio run, :class:`AwayWatch`), or at once by whoever waits
+started when the application stays away for a moment (by one watch per
+Trio run, :class:`trionet._ws_tasks.AwayWatch`), or at once by whoever waits
 for the peer outside ``receive()``: ``ping()`` for its Pong, ``aclose()``
 and ``wait_closed()`` for the peer's Close. It hands data messages to
 ``receive()`` through a bounded queue and answers control frames itself, so
@@ -61,6 +61,7 @@ from ._ws_state import (
     State,
     is_violation,
 )
+from ._ws_tasks import AwayWatch, Helpers
 
 __all__ = ["CLOSE_TIMEOUT", "DEFAULT_MAX_MESSAGE_SIZE", "ConnectionClosed", "Data", "WebSocket"]
 
@@ -81,13 +82,9 @@ FAIL_SEND_TIMEOUT = 1.0
 #: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
 RECEIVE_SIZE = 65536
 
-#: Seconds the application may stay away from ``receive()`` before a reader
-#: task reads for it (the latency of a Pong or of the close handshake while
-#: the application is busy elsewhere; well under any heartbeat's timeout).
-AWAY_INTERVAL = 0.1
-
-#: The name of the reader task (in Trio's task tree and tracebacks).
+#: The names of the reader and writer tasks (in Trio's task tree and tracebacks).
 READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
+WRITER_TASK_NAME = "trionet.ws.WebSocket._write_outbox"
 
 #: What a write to a dead socket raises.
 _SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -111,66 +108,6 @@ class ConnectionClosed(TrionetError):
         #: The connection that is closed (None when raised by other code). A
         #: server handler ends quietly only on its own connection's closure.
         self.websocket = websocket
-
-
-class AwayWatch:
-    """The connections whose application is away from ``receive()``, in one Trio run.
-
-    A connection joins when its application leaves ``receive()`` (and at
-    its start) and leaves when the application is back or a reader task
-    took over. One system task per run (:func:`away_watch`) wakes every
-    :data:`AWAY_INTERVAL` while the set is not empty and starts a reader for
-    each connection away for a whole interval; with nobody away it sleeps
-    until someone is. Per message this costs a set add and a discard.
-    Rejected: a timer per connection (Trio's timers are cancel scopes of a
-    task that would have to wait: the task this saves); a task per server
-    (client connections need it too).
-    """
-
-    __slots__ = ("_wake", "away", "epoch")
-
-    def __init__(self) -> None:
-        self.away: set[WebSocket] = set()
-        #: Ticks of the watcher so far; a connection notes the tick it left on.
-        self.epoch = 0
-        self._wake: trio.Event | None = None
-
-    def leave(self, ws: WebSocket) -> None:
-        """``ws``'s application left ``receive()``: read for it if it stays away."""
-        ws._away_since = self.epoch
-        self.away.add(ws)
-        if self._wake is not None:
-            self._wake.set()
-
-    async def run(self) -> None:
-        away = self.away
-        while True:
-            if not away:
-                self._wake = trio.Event()
-                await self._wake.wait()
-                self._wake = None
-            await trio.sleep(AWAY_INTERVAL)
-            self.epoch += 1
-            for ws in [ws for ws in away if ws._away_since < self.epoch - 1]:
-                away.discard(ws)
-                try:
-                    ws._start_reader()
-                except Exception:  # a system task's exception would end the whole run
-                    logger.exception("could not start the reader of %r", ws)
-
-
-_AWAY_WATCH: trio.lowlevel.RunVar[AwayWatch] = trio.lowlevel.RunVar("trionet.ws.away")
-
-
-def away_watch() -> AwayWatch:
-    """This Trio run's :class:`AwayWatch`, started on first use."""
-    try:
-        return _AWAY_WATCH.get()
-    except LookupError:
-        watch = AwayWatch()
-        _AWAY_WATCH.set(watch)
-        trio.lowlevel.spawn_system_task(watch.run, name="trionet.ws.AwayWatch")
-        return watch
 
 
 class WebSocket:
@@ -202,8 +139,8 @@ class WebSocket:
 
     __slots__ = (
         "__weakref__", "_app_reading", "_app_waiting", "_assembler", "_away_since", "_client",
-        "_close", "_closed", "_guard", "_inbox", "_message_arrived", "_message_ended",
-        "_nursery", "_outbox", "_outbox_filled", "_outbox_writer", "_pings", "_reader_task",
+        "_close", "_closed", "_guard", "_helpers", "_inbox", "_message_arrived",
+        "_message_ended", "_outbox", "_outbox_filled", "_outbox_writer", "_pings", "_reader_task",
         "_reader_waiting_for_room", "_room", "_send_lock", "_sending", "_unparsed_ready",
         "_watch", "_wire", "close_timeout", "extensions", "path", "request", "socket",
         "subprotocol",
@@ -270,8 +207,8 @@ class WebSocket:
         self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
         self._outbox_filled = Waiters()
         self._outbox_writer = False
-        #: Where the connection's tasks run (set while it runs).
-        self._nursery: trio.Nursery | None = None
+        #: The connection's helper tasks (reader, writer...): set while it runs.
+        self._helpers: Helpers | None = None
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -458,9 +395,10 @@ class WebSocket:
         if queued is Queued.ADDED:
             if self._outbox_writer:
                 self._outbox_filled.unpark()
-            elif self._nursery is not None:
-                self._outbox_writer = True
-                self._nursery.start_soon(self._write_outbox)
+            elif self._helpers is not None:
+                self._outbox_writer = self._helpers.start(
+                    self._write_outbox, name=WRITER_TASK_NAME
+                )
         elif queued is Queued.FIRST_DROP:
             logger.warning(
                 "%r: dropping broadcast messages, %d bytes not taken by the peer",
@@ -646,13 +584,17 @@ class WebSocket:
         await trio.aclose_forcefully(self.socket)
 
     # -- the reader task ------------------------------------------------------------
+    def _helper_failed(self, name: str, exc: BaseException) -> None:
+        """A helper task failed (our bug): log it, fail the connection (1011)."""
+        logger.error("%r: %s failed", self, name, exc_info=exc)
+        self._mark_closed(CloseCode.INTERNAL_ERROR, "internal error")
+
     def _start_reader(self) -> None:
         """Start the reader task unless someone reads already (or nobody may)."""
         if self._reader_task or self._app_reading or self._closed.is_set():
             return
-        if self._nursery is not None:
-            self._reader_task = True
-            self._nursery.start_soon(self._run_reader, name=READER_TASK_NAME)
+        if self._helpers is not None:
+            self._reader_task = self._helpers.start(self._run_reader, name=READER_TASK_NAME)
 
     async def _run_reader(self) -> None:
         """Read frames until the application is back in receive(), or the end."""

@@ -22,13 +22,25 @@ from wsproto.events import BytesMessage, Message, TextMessage
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
-from ._ws_connection import ConnectionClosed, Data, WebSocket, away_watch
+from ._ws_connection import ConnectionClosed, Data, WebSocket
 from ._ws_send import plain_server_frame
 from ._ws_state import CloseCode, State
+from ._ws_tasks import Helpers, away_watch
 
-__all__ = ["Running", "broadcast", "handler_failed", "heartbeat_of", "run_handler", "running", "stop_watch"]
+__all__ = [
+    "Running",
+    "broadcast",
+    "handler_failed",
+    "heartbeat_of",
+    "run_handler",
+    "running",
+    "stop_watch",
+]
 
 logger = logging.getLogger("trionet.ws.handler")
+
+#: The name of a connection's heartbeat task.
+HEARTBEAT_TASK_NAME = "trionet.ws.heartbeat"
 
 #: The reason of the 1011 Close sent when the code using a connection fails,
 #: by side (client?): a server's handler, or a client's ``async with`` block.
@@ -73,13 +85,12 @@ class Running:
     generator, about 600 bytes per idle connection; this holds four slots.
     """
 
-    __slots__ = ("_heartbeat", "_manager", "_stop", "ws")
+    __slots__ = ("_heartbeat", "_stop", "ws")
 
     def __init__(self, ws: WebSocket | None, heartbeat: tuple[float, float] | None) -> None:
         self.ws: WebSocket = ws  # type: ignore[assignment]  # None only until Accepted sets it
         #: (interval, timeout) of the heartbeat, or None for none.
         self._heartbeat = heartbeat
-        self._manager: Any = None  # the nursery's manager, while the block runs
         #: The open connections of the server this one goes away with (see join_stop).
         self._stop: set[WebSocket] | None = None
 
@@ -90,15 +101,16 @@ class Running:
 
     async def __aenter__(self) -> None:
         ws = self.ws
-        self._manager = trio.open_nursery()
-        nursery: trio.Nursery = await self._manager.__aenter__()
-        ws._nursery = nursery  # where the reader and broadcast()'s writer start
+        # The reader, broadcast()'s writer and the heartbeat run as helpers
+        # (trionet._ws_tasks), ended with the block; no nursery per connection.
+        ws._helpers = Helpers(ws._helper_failed)
         # No reader task yet: receive() reads, and the watch starts a reader
         # if the block stays away from receive() (see trionet._ws_connection).
         watch = ws._watch = away_watch()
         watch.leave(ws)
         if self._heartbeat is not None:
-            nursery.start_soon(heartbeat, ws, *self._heartbeat)
+            ws._helpers.start(heartbeat, ws, *self._heartbeat, name=HEARTBEAT_TASK_NAME)
+        await trio.lowlevel.checkpoint()  # an async with's entry is a checkpoint
 
     async def __aexit__(
         self,
@@ -106,27 +118,21 @@ class Running:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        manager, self._manager = self._manager, None
+        """Close by how the block ended; its exception (or closing's) comes out as itself."""
+        ws = self.ws
         if self._stop is not None:
-            self._stop.discard(self.ws)
+            self._stop.discard(ws)
             self._stop = None
         try:
-            try:
-                await self._close(exc)
-            except BaseException as error:
-                # Closing failed (or was cancelled): that goes through the
-                # nursery in place of the block's exception, as a `finally` would.
-                if await manager.__aexit__(type(error), error, error.__traceback__):
-                    return True
-                raise
-            return bool(await manager.__aexit__(etype, exc, tb))
-        except BaseExceptionGroup as group:
-            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
-                raise exc from None
-            raise
+            await self._close(exc)
+        finally:
+            helpers, ws._helpers = ws._helpers, None
+            if helpers is not None:
+                await helpers.aclose()
+        return False
 
     async def _close(self, exc: BaseException | None) -> None:
-        """Close the connection by how the block ended, then stop its tasks."""
+        """Close the connection by how the block ended."""
         ws = self.ws
         if isinstance(exc, trio.Cancelled):
             with trio.CancelScope(shield=True):
@@ -135,9 +141,6 @@ class Running:
             await ws.aclose(CloseCode.INTERNAL_ERROR, BLOCK_FAILED[ws._client])
         else:
             await ws.aclose()
-        assert ws._nursery is not None
-        ws._nursery.cancel_scope.cancel()
-        ws._nursery = None  # nothing starts in it any more
 
 
 async def heartbeat(ws: WebSocket, interval: float, timeout: float) -> None:
@@ -241,8 +244,8 @@ async def _watch(closing: trio.Event, clients: set[WebSocket]) -> None:
 
 def go_away(ws: WebSocket) -> None:
     """Start closing ``ws`` with 1001 in its own nursery (nothing if it is not open)."""
-    if ws.state is State.OPEN and ws._nursery is not None:
-        ws._nursery.start_soon(ws.aclose, CloseCode.GOING_AWAY, "going away")
+    if ws.state is State.OPEN and ws._helpers is not None:
+        ws._helpers.start(ws.aclose, CloseCode.GOING_AWAY, "going away", name=WATCH_TASK_NAME)
 
 
 def broadcast(connections: Iterable[WebSocket], message: Data) -> None:
