@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, cast
 
 import trio
@@ -202,7 +202,8 @@ class WebSocket:
         self._reader_waiting_for_room = False
         #: Our pings waiting for their Pong.
         self._pings: PingTracker[trio.Event] = PingTracker()
-        self._closed = trio.Event()
+        #: Tasks in wait_closed() (a trio.Event would be an attrs object and a set, 260 bytes).
+        self._closed = Waiters()
         #: What broadcast() queued, and the writer task that writes it.
         self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
         self._outbox_filled = Waiters()
@@ -257,12 +258,15 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         """True once the connection is completely closed."""
-        return self._closed.is_set()
+        return self._close.state is State.CLOSED
 
     async def wait_closed(self) -> None:
         """Wait until the connection is completely closed."""
         self._start_reader()  # the peer's Close must be read
-        await self._closed.wait()
+        if self._close.state is State.CLOSED:
+            await trio.lowlevel.checkpoint()
+        while self._close.state is not State.CLOSED:
+            await self._closed.park()
 
     # -- sending --------------------------------------------------------------------
     async def send(self, message: Data, *, fin: bool = True) -> None:
@@ -419,7 +423,7 @@ class WebSocket:
     async def _write_outbox(self) -> None:
         """The writer task: write what broadcast() queued, as fast as the peer reads."""
         with contextlib.suppress(ConnectionClosed):
-            while not self._closed.is_set():
+            while self._close.state is not State.CLOSED:
                 if self._sending.owner is not None:
                     await self._message_ended.park()  # frames can't go inside a message
                 elif not self._outbox:
@@ -432,8 +436,8 @@ class WebSocket:
                                 await self._write(data)
 
     # -- receiving ------------------------------------------------------------------
-    async def receive(self) -> str | bytes:
-        """The next message: ``str`` for text, ``bytes`` for binary.
+    def receive(self) -> Coroutine[Any, Any, str | bytes]:
+        """The next message: ``str`` for text, ``bytes`` for binary (``await ws.receive()``).
 
         After the peer closed, the messages it sent before its Close are still
         delivered; after our own ``aclose()`` they are dropped.
@@ -441,6 +445,19 @@ class WebSocket:
         Raises:
           ConnectionClosed: no more messages will come; ``code`` says why.
         """
+        return self._receive(False)
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
+        """Messages until the connection closes; a normal close ends the loop."""
+        # Plain functions returning _receive's coroutine: an idle connection
+        # waits in one coroutine frame, not in __anext__'s above receive()'s.
+        return self._receive(True)
+
+    async def _receive(self, iterating: bool) -> str | bytes:
+        """receive(); ``iterating``: a normal close raises StopAsyncIteration (async for)."""
         # Always a cancel point; a schedule point only when it has to wait. A
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
@@ -453,7 +470,9 @@ class WebSocket:
                 watch.away.discard(self)  # back: no reader task needed for us
             try:
                 while not inbox.count:
-                    if self._closed.is_set() or self._close.state is not State.OPEN:
+                    if self._close.state is not State.OPEN:
+                        if iterating and self._close.reported()[0] in OK_CLOSE_CODES:
+                            raise StopAsyncIteration
                         self._raise_closed()
                     if self._reader_task or self._app_reading:
                         self._app_waiting += 1
@@ -481,24 +500,12 @@ class WebSocket:
                             if self._message_arrived:
                                 self._message_arrived.unpark()  # the next waiter reads on
             finally:
-                if watch is not None and not self._closed.is_set():
+                if watch is not None and self._close.state is not State.CLOSED:
                     watch.leave(self)
         message = inbox.take()
         if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()
         return message
-
-    def __aiter__(self) -> WebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        """Messages until the connection closes; a normal close ends the loop."""
-        try:
-            return await self.receive()
-        except ConnectionClosed as exc:
-            if exc.code in OK_CLOSE_CODES:
-                raise StopAsyncIteration from None
-            raise
 
     # -- closing --------------------------------------------------------------------
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
@@ -522,7 +529,7 @@ class WebSocket:
                             with contextlib.suppress(*_SOCKET_GONE):
                                 await self.socket.send(queued + close)
                 await self._read_until_closed()
-            if not self._closed.is_set():
+            if self._close.state is not State.CLOSED:
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
         finally:
@@ -530,7 +537,7 @@ class WebSocket:
 
     async def _read_until_closed(self) -> None:
         """Wait for the end of the close handshake, reading if nobody else does."""
-        while not self._closed.is_set():
+        while self._close.state is not State.CLOSED:
             if self._reader_task or self._app_reading:
                 await self._message_arrived.park()  # woken when a read or the reader ends
             else:
@@ -545,7 +552,7 @@ class WebSocket:
     def _mark_closed(self, code: int, reason: str) -> None:
         """Record how the connection ended and wake everyone waiting on it."""
         self._close.finish(code, reason)
-        self._closed.set()
+        self._closed.unpark_all()
         if self._watch is not None:
             self._watch.away.discard(self)
         self._outbox.clear()
@@ -591,7 +598,7 @@ class WebSocket:
 
     def _start_reader(self) -> None:
         """Start the reader task unless someone reads already (or nobody may)."""
-        if self._reader_task or self._app_reading or self._closed.is_set():
+        if self._reader_task or self._app_reading or self._close.state is State.CLOSED:
             return
         if self._helpers is not None:
             self._reader_task = self._helpers.start(self._run_reader, name=READER_TASK_NAME)
@@ -600,14 +607,14 @@ class WebSocket:
         """Read frames until the application is back in receive(), or the end."""
         inbox = self._inbox
         try:
-            while not self._closed.is_set():
+            while self._close.state is not State.CLOSED:
                 if self._app_waiting:
                     return  # the application reads from here on
                 if not inbox.has_room():
                     await self._wait_for_room()
                 await self._read(app=False)
         except BaseException:
-            if not self._closed.is_set():
+            if self._close.state is not State.CLOSED:
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
             raise
         finally:

@@ -107,6 +107,9 @@ class ServerHandshake:
     with no response.
     """
 
+    __slots__ = ("_head", "_offered_extensions", "_socket", "_wsconn", "answered", "path",
+                 "request", "subprotocols")  # fmt: skip
+
     def __init__(
         self, req: Any, sock: Socket, head: bytes, wsconn: WSConnection, offer: HandshakeRequest
     ) -> None:
