@@ -62,6 +62,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",
+        "trionet._ws_reading",
         "trionet._ws_running",
         "trionet.agent",
     ),

@@ -3,23 +3,7 @@
 :class:`WebSocket` drives one wsproto ``FrameProtocol`` (through
 :class:`trionet._ws_protocol.Wire`, which says why not wsproto's
 ``Connection``) over a trionet Socket.
-Who reads the socket: the application's own task, while it waits in
-:meth:`WebSocket.receive` (a message reaches it with no task switch, and an
-idle connection, whose handler waits there, holds one task, not two); and
-a reader task (:meth:`WebSocket._run_reader`) only while the application
-is away from ``receive()`` and something must still be read. The reader is
-started when the application stays away for a moment (by one watch per
-Trio run, :class:`trionet._ws_tasks.AwayWatch`), or at once by whoever waits
-for the peer outside ``receive()``: ``ping()`` for its Pong, ``aclose()``
-and ``wait_closed()`` for the peer's Close. It hands data messages to
-``receive()`` through a bounded queue and answers control frames itself, so
-pings are answered and close handshakes complete whatever the application
-is doing; it ends when the application is back in ``receive()``. One reader
-at a time, always: either the reader task or a task in ``receive()``.
-Rejected: a reader task for the connection's whole life (the former design:
-a second task and its coroutine frames, about 3 KiB per idle connection, and
-a task switch per message); a reader started each time the application
-leaves ``receive()`` (a task per message on an echo). Sends go out under a
+Who reads the socket, and when, is :mod:`trionet._ws_reading`'s part. Sends go out under a
 lock, one write per message. The handshakes that create a connection live
 in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
 
@@ -36,18 +20,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
 
 import trio
 from wsproto.connection import ConnectionState as WireState
 from wsproto.events import Message
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import Opcode
 
 from ._errors import TrionetError
-from ._linger import linger as _linger
 from ._stream import Address, Socket
-from ._ws_protocol import FrameGuard, Wire, violation_reason
+from ._ws_protocol import FrameGuard, Wire
+from ._ws_reading import RECEIVE_SIZE, SOCKET_GONE, Reading
 from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock, Waiters
 from ._ws_state import (
     MAX_QUEUE_MESSAGES,
@@ -59,7 +42,6 @@ from ._ws_state import (
     PingTracker,
     SendOwnership,
     State,
-    is_violation,
 )
 from ._ws_tasks import AwayWatch, Helpers
 
@@ -76,18 +58,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 #: a task that long is a cheap attack, so we wait less.
 CLOSE_TIMEOUT = 10.0
 
-#: How long a failing connection tries to send its Close before dropping TCP.
-FAIL_SEND_TIMEOUT = 1.0
-
-#: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
-RECEIVE_SIZE = 65536
-
-#: The names of the reader and writer tasks (in Trio's task tree and tracebacks).
-READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
+#: The name of the writer task (in Trio's task tree and tracebacks).
 WRITER_TASK_NAME = "trionet.ws.WebSocket._write_outbox"
 
-#: What a write to a dead socket raises.
-_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: What a write to a dead socket raises (the name other modules import).
+_SOCKET_GONE = SOCKET_GONE
 
 #: What ``send()`` accepts: text goes out as a text frame, bytes as binary.
 Data = str | bytes | bytearray | memoryview
@@ -110,7 +85,7 @@ class ConnectionClosed(TrionetError):
         self.websocket = websocket
 
 
-class WebSocket:
+class WebSocket(Reading):
     """One WebSocket connection, either end.
 
     Users get one from :func:`serve`/:func:`handler` (passed to the handler)
@@ -138,12 +113,10 @@ class WebSocket:
     """
 
     __slots__ = (
-        "__weakref__", "_app_reading", "_app_waiting", "_assembler", "_away_since", "_client",
-        "_close", "_closed", "_guard", "_helpers", "_inbox", "_message_arrived",
-        "_message_ended", "_outbox", "_outbox_filled", "_outbox_writer", "_pings", "_reader_task",
-        "_reader_waiting_for_room", "_room", "_send_lock", "_sending", "_unparsed_ready",
-        "_watch", "_wire", "close_timeout", "extensions", "path", "request", "socket",
-        "subprotocol",
+        "__weakref__", "_assembler", "_away_since", "_client", "_close", "_closed", "_guard",
+        "_helpers", "_inbox", "_message_arrived", "_message_ended", "_outbox", "_outbox_filled",
+        "_outbox_writer", "_pings", "_room", "_send_lock", "_sending", "_watch", "_wire",
+        "close_timeout", "extensions", "path", "request", "socket", "subprotocol",
     )  # fmt: skip
 
     def __init__(
@@ -377,17 +350,6 @@ class WebSocket:
                 await trio.aclose_forcefully(self.socket)
             raise
 
-    async def _write_control(self, data: bytes | bytearray) -> bool:
-        """Write control frames from the reader; False if the socket is gone."""
-        if not data:
-            return True
-        async with self._send_lock:
-            try:
-                await self.socket.send(data)
-            except _SOCKET_GONE:
-                return False
-        return True
-
     # -- broadcasting -------------------------------------------------------------
     def _broadcast(self, event: Message[Any], frame: bytes) -> None:
         """Queue a broadcast message (``frame`` if it fits us); see :mod:`trionet._ws_send`."""
@@ -533,200 +495,4 @@ class WebSocket:
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
         finally:
-            await trio.aclose_forcefully(self.socket)
-
-    async def _read_until_closed(self) -> None:
-        """Wait for the end of the close handshake, reading if nobody else does."""
-        while self._close.state is not State.CLOSED:
-            if self._reader_task or self._app_reading:
-                await self._message_arrived.park()  # woken when a read or the reader ends
-            else:
-                await self._read(app=True)  # closing: data frames are dropped unread
-
-    def _drop_queue(self) -> None:
-        self._inbox.clear()
-        self._assembler.clear()
-        self._room.unpark_all()
-        self._message_arrived.unpark_all()
-
-    def _mark_closed(self, code: int, reason: str) -> None:
-        """Record how the connection ended and wake everyone waiting on it."""
-        self._close.finish(code, reason)
-        self._closed.unpark_all()
-        if self._watch is not None:
-            self._watch.away.discard(self)
-        self._outbox.clear()
-        self._message_arrived.unpark_all()
-        self._message_ended.unpark_all()
-        self._outbox_filled.unpark_all()
-        self._room.unpark_all()
-        for waiter in self._pings.drain():
-            waiter.set()
-
-    async def _fail(self, code: int, reason: str, *, linger: bool = False) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP.
-
-        ``linger`` (only from the reader task, the one that may read) drains
-        what the peer still sends before closing: closing a socket with unread
-        data makes the kernel answer with a reset, and the peer's kernel may
-        then drop our Close frame before the peer reads why it was cut off.
-        The connection counts as closed (``wait_closed()``, ``aclose()``)
-        only after that, so that nobody closes the socket under the drain.
-        """
-        logger.log(
-            logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
-            "%r failed: %d %s", self, code, reason,
-        )
-        # Nothing more may be sent, broadcast or not; send()/receive() raise this code meanwhile.
-        self._close.start_closing(code, reason)
-        self._outbox.clear()
-        with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
-            async with self._send_lock:
-                if self._wire.state is WireState.OPEN:
-                    with contextlib.suppress(*_SOCKET_GONE):
-                        await self.socket.send(self._wire.close(code, reason))
-        if linger:
-            await _linger(self.socket)  # half-close, then read and drop what the peer sends
-        self._mark_closed(code, reason)
-        await trio.aclose_forcefully(self.socket)
-
-    # -- the reader task ------------------------------------------------------------
-    def _helper_failed(self, name: str, exc: BaseException) -> None:
-        """A helper task failed (our bug): log it, fail the connection (1011)."""
-        logger.error("%r: %s failed", self, name, exc_info=exc)
-        self._mark_closed(CloseCode.INTERNAL_ERROR, "internal error")
-
-    def _start_reader(self) -> None:
-        """Start the reader task unless someone reads already (or nobody may)."""
-        if self._reader_task or self._app_reading or self._close.state is State.CLOSED:
-            return
-        if self._helpers is not None:
-            self._reader_task = self._helpers.start(self._run_reader, name=READER_TASK_NAME)
-
-    async def _run_reader(self) -> None:
-        """Read frames until the application is back in receive(), or the end."""
-        inbox = self._inbox
-        try:
-            while self._close.state is not State.CLOSED:
-                if self._app_waiting:
-                    return  # the application reads from here on
-                if not inbox.has_room():
-                    await self._wait_for_room()
-                await self._read(app=False)
-        except BaseException:
-            if self._close.state is not State.CLOSED:
-                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-            raise
-        finally:
-            self._reader_task = False
-            self._message_arrived.unpark_all()  # a task waiting in receive() reads now
-
-    async def _read(self, *, app: bool) -> None:
-        """Read once (unless a read's rest is waiting) and handle the frames it completes.
-
-        ``app``: the caller is a task in receive(), which must not wait for
-        room in the queue it empties itself.
-        """
-        if app:
-            self._app_reading = True
-        try:
-            if self._unparsed_ready:
-                self._unparsed_ready = False
-            else:
-                try:
-                    data = await self.socket.receive(RECEIVE_SIZE)
-                except _SOCKET_GONE:
-                    data = b""
-                if not self._feed(data):
-                    return
-            await self._handle_frames(app)
-        finally:
-            if app:
-                self._app_reading = False
-                if self._message_arrived:
-                    self._message_arrived.unpark()  # the next waiting task reads on
-
-    async def _wait_for_room(self) -> None:
-        """Hold the reader while the application has too much unread."""
-        while not self._inbox.has_room() and self._close.state is State.OPEN:
-            self._reader_waiting_for_room = True
-            try:
-                await self._room.park()
-            finally:
-                self._reader_waiting_for_room = False
-
-    def _feed(self, data: bytes) -> bool:
-        """Give a read's bytes to the parser; False at the end of the stream (then closed)."""
-        if not data:
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-            return False
-        self._wire.receive_data(data)
-        return True
-
-    async def _handle_frames(self, app: bool) -> None:
-        """Handle every frame one read completed; control replies go out in one write."""
-        replies = bytearray()
-        wire = self._wire
-        for frame in wire.frames():
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if self._close.state is not State.OPEN:
-                    continue  # after our aclose(): drain and drop
-                message = self._assembler.add(frame.payload, frame.message_finished)  # type: ignore[arg-type]
-                if message is None:
-                    continue
-                full = self._inbox.put(message)
-                self._message_arrived.unpark()
-                if full:
-                    # One read can carry many messages (and with compression,
-                    # inflate to many more bytes): stop parsing it half-way.
-                    if not await self._write_control(bytes(replies)):
-                        return
-                    replies.clear()
-                    if app:  # the rest waits for the next receive()
-                        self._unparsed_ready = True
-                        return
-                    await self._wait_for_room()
-            elif opcode is Opcode.PING:
-                if wire.state is WireState.OPEN:
-                    replies += wire.pong(frame.payload)  # type: ignore[arg-type]
-            elif opcode is Opcode.PONG:
-                for waiter in self._pings.pong(frame.payload):  # type: ignore[arg-type]
-                    waiter.set()
-            elif opcode is Opcode.CLOSE:
-                wire_code, wire_reason = cast("tuple[int, str]", frame.payload)
-                code, reason = self._note_close(wire_code, wire_reason)
-                if not await self._write_control(replies):
-                    return
-                await self._on_close(wire_code, code, reason)
-                return
-        if replies and not await self._write_control(replies):
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    def _note_close(self, wire_code: int, wire_reason: str | None) -> tuple[int, str]:
-        """Record a Close (or a violation) the moment it is read, before any await.
-
-        The wire state has already moved on, so from here on send() must
-        raise ConnectionClosed with this code rather than reach wsproto;
-        receive() still delivers what came before the Close. Returns the
-        code and reason, the guard's words for a refused frame.
-        """
-        code, reason = int(wire_code), wire_reason or ""
-        if is_violation(self._wire.state) and reason == "error in extension":
-            reason = violation_reason([self._guard, *self.extensions], reason)
-        self._close.peer_closed(code, reason)
-        return code, reason
-
-    async def _on_close(self, wire_code: int, code: int, reason: str) -> None:
-        """Complete the close the peer started, or fail the connection it broke."""
-        if is_violation(self._wire.state):
-            logger.info("%r: protocol violation: %d %s", self, code, reason)
-            await self._fail(code, reason, linger=True)
-            return
-        if self._wire.state is WireState.REMOTE_CLOSING:
-            # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
-            await self._write_control(self._wire.close(wire_code, reason))
-        self._mark_closed(code, reason)
-        if not self._client:
-            # Section 7.1.1: the server closes the TCP connection first.
             await trio.aclose_forcefully(self.socket)
