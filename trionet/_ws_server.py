@@ -107,8 +107,8 @@ class ServerHandshake:
     with no response.
     """
 
-    __slots__ = ("_head", "_offered_extensions", "_socket", "_wsconn", "answered", "path",
-                 "request", "subprotocols")  # fmt: skip
+    __slots__ = ("_head", "_socket", "_wsconn", "answered", "path", "request",
+                 "subprotocols")  # fmt: skip
 
     def __init__(
         self, req: Any, sock: Socket, head: bytes, wsconn: WSConnection, offer: HandshakeRequest
@@ -124,7 +124,6 @@ class ServerHandshake:
         self._socket = sock
         self._head = head
         self._wsconn: WSConnection | None = wsconn
-        self._offered_extensions = list(offer.extensions)
 
     def __repr__(self) -> str:
         state = "answered" if self.answered else "waiting"

@@ -138,6 +138,7 @@ class UpgradeHandler:
                 ping_timeout=options.ping_timeout,
                 close_timeout=options.close_timeout,
             ) as ws:
+                del handshake  # answered: nothing of it is needed while the handler runs
                 if not ws.closed:  # the client may have left before the 101
                     self.clients.add(ws)
                     # run_handler(ws, self.handler), inline: one coroutine
