@@ -95,7 +95,8 @@ class WebSocket(Reading):
     awaits the socket, so a slow peer slows the sender; :func:`broadcast`
     queues instead, up to ``max_buffered_amount`` bytes.
 
-    Receiving: the reader task keeps reading while the application lags, so
+    Receiving (see :mod:`trionet._ws_reading` for who reads when): the
+    reader task keeps reading while the application is away, so
     pings are answered and a Close is completed whatever the application
     does, until the undelivered messages reach ``max_message_size`` bytes or
     :data:`MAX_QUEUE_MESSAGES` messages. Then it stops reading the socket, so
@@ -153,8 +154,8 @@ class WebSocket(Reading):
         self._unparsed_ready = bool(pending)
         if pending:
             connection.receive_data(pending)
-        #: Who reads (see the module docs): a reader task runs; the
-        #: application reads in receive(); tasks waiting in receive() meanwhile.
+        #: Who reads (see trionet._ws_reading): a reader task runs; a task in
+        #: receive() reads; tasks waiting in receive() meanwhile.
         self._reader_task = False
         self._app_reading = False
         self._app_waiting = 0

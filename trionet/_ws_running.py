@@ -1,7 +1,8 @@
 """Running WebSocket connections: their tasks, a handler's failure, and broadcast.
 
-:func:`running` runs a connection's reader (and heartbeat) beside the block
-that uses it, and closes the connection after; :func:`run_handler` is the
+:func:`running` runs a connection's helper tasks (reader, heartbeat, see
+:mod:`trionet._ws_tasks`) beside the block that uses it, and closes the
+connection after; :func:`run_handler` is the
 server's rule for how a handler ends; :func:`stop_watch` closes a server's
 connections with 1001 when the server stops; :func:`broadcast` sends to many
 running connections at once. The connection itself is :mod:`trionet._ws_connection`.
@@ -50,7 +51,7 @@ BLOCK_FAILED = {False: "handler failed", True: "client failed"}
 def running(
     ws: WebSocket, *, ping_interval: float | None = None, ping_timeout: float | None = None
 ) -> Running:
-    """Run the connection's reader (and heartbeat) beside the ``async with`` block, then close.
+    """Run the connection's helpers (reader, heartbeat) beside the ``async with`` block, then close.
 
     A block that ends normally, or because its own connection closed, closes
     with the handshake (``aclose()``, 1000). One that raises anything else
@@ -60,8 +61,8 @@ def running(
     1011, "an unexpected condition"). A cancelled block (a server shutting
     down) sends 1001 and drops TCP at once instead of waiting for the peer.
 
-    An error raised by the block comes out as itself, not wrapped in the
-    ExceptionGroup the nursery would make of it: ``except ValueError`` around
+    An error raised by the block comes out as itself, not wrapped in an
+    ExceptionGroup (no nursery runs the block): ``except ValueError`` around
     ``async with ws.connect(...)`` works (trio-websocket's users asked for
     this, python-trio/trio-websocket#188).
     """
@@ -205,7 +206,7 @@ def _is_own_closure(exc: BaseException, ws: WebSocket) -> bool:
 # beside each idle connection would cost a task and its frames (about 2 KiB)
 # per connection (see benchmarks/ws_idle_memory.py). The watcher is a Trio
 # system task: the HTTP server's nursery is not ours to start tasks in, and
-# the first connection's nursery ends with that connection. It waits until
+# the first connection ends before the others. It waits until
 # the server closes (or the run ends) and holds nothing but the set.
 
 #: The open WebSockets of each closing event being watched.
@@ -243,7 +244,7 @@ async def _watch(closing: trio.Event, clients: set[WebSocket]) -> None:
 
 
 def go_away(ws: WebSocket) -> None:
-    """Start closing ``ws`` with 1001 in its own nursery (nothing if it is not open)."""
+    """Start closing ``ws`` with 1001 in a helper task (nothing if it is not open)."""
     if ws.state is State.OPEN and ws._helpers is not None:
         ws._helpers.start(ws.aclose, CloseCode.GOING_AWAY, "going away", name=WATCH_TASK_NAME)
 

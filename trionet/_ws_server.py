@@ -19,7 +19,7 @@ database look-up, say). Alternatives rejected: a module-level
 ``accept(req, sock, ...)`` / ``reject(req, sock, ...)`` pair (nothing would
 stop a second answer on the same socket, and each call would parse the
 request again); ``accept`` returning a bare WebSocket that the caller must
-remember to run and close (the reader task needs a nursery and the close a
+remember to run and close (the helper tasks need a block to end with and the close a
 rule for failures; ``async with`` gives both, as :func:`trionet.ws.connect`).
 """
 

@@ -22,14 +22,18 @@ An ``on_upgrade`` hook that decides per request answers the handshake itself:
 ``await handshake.reject(status, headers=..., body=...)`` (what an ASGI
 server needs for ``websocket.accept`` and ``websocket.http.response``).
 
-Each connection has one reader task in its own nursery. It answers pings and
-completes close handshakes by itself, whatever the application is doing, and
-hands data messages to :meth:`WebSocket.receive` through a bounded queue.
+An idle connection holds one task, its handler's: waiting in
+:meth:`WebSocket.receive`, it reads the socket itself. While the handler is
+away from ``receive()``, a reader task answers pings and completes close
+handshakes, whatever the application is doing, and queues data messages
+(bounded) for ``receive()``. A server's stop (``close()``, ``aclose()``,
+SIGTERM through ``trionet.run``) closes every open WebSocket with 1001.
 
 Where things are: this module has the public functions and the servers;
 ``_ws_server`` is the server's opening handshake (wsproto's, with the checks
 wsproto skips), ``_ws_client`` the client's; ``_ws_connection`` is the
-connection's I/O (reader task, sends, close handshake); ``_ws_state`` is what
+connection's I/O (sends, close handshake; ``_ws_reading`` reads and decides
+who reads, ``_ws_tasks`` runs the helper tasks); ``_ws_state`` is what
 it remembers, as pure state (message queue and its room, fragment assembly,
 pending pings, who owns a fragmented send, close codes); ``_ws_running`` runs
 it (reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send``
