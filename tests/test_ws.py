@@ -371,6 +371,40 @@ async def test_server_answers_pings_even_when_the_app_never_reads(
         await raw.aclose()
 
 
+async def test_a_pong_survives_the_cancelled_receive_that_read_its_ping(
+    nursery: trio.Nursery,
+) -> None:
+    """A task in receive() reads the socket itself and may be cancelled mid-answer.
+
+    The server's writer holds the send lock while the client does not read
+    (megabytes of broadcast queued); meanwhile the handler's receive(),
+    timed out every 50 ms, reads the client's Ping. Its Pong waits for the
+    lock through the cancellations and goes out whole once the client reads.
+    """
+    count, size = 32, 1 << 20
+
+    async def flood_then_poll(sock: ws.WebSocket) -> None:
+        sock.max_buffered_amount = 2 * count * size
+        for _ in range(count):
+            ws.broadcast([sock], b"x" * size)
+        while not sock.closed:
+            with trio.move_on_after(0.05):
+                await sock.receive()
+
+    server = await start(nursery, flood_then_poll)
+    with trio.fail_after(20):
+        raw = await RawClient.connect(server.port)
+        await trio.sleep(0.3)  # the writer fills the socket buffers, then blocks
+        await raw.send(frame(PING, b"still there?"))
+        await trio.sleep(0.3)  # several receive() timeouts while the Pong waits
+        frames = [await raw.next_frame() for _ in range(count + 1)]
+        assert [f.opcode for f in frames if f] == [BINARY] * count + [PONG]
+        assert frames[-1] is not None and frames[-1].payload == b"still there?"
+        await raw.send(close_frame(1000))
+        assert await raw.close_code() == 1000
+        await raw.aclose()
+
+
 async def test_aclose_completes_while_the_queue_is_full(nursery: trio.Nursery) -> None:
     """A client that stops reading can still close at once (trio-websocket#74)."""
     async def flood(sock: ws.WebSocket) -> None:

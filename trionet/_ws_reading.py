@@ -96,16 +96,38 @@ class Reading:
     _app_reading: bool
     _app_waiting: int
     _unparsed_ready: bool
+    close_timeout: float
 
-    async def _write_control(self, data: bytes | bytearray) -> bool:
-        """Write control frames from the reader; False if the socket is gone."""
+    async def _write_control(self, data: bytes | bytearray, app: bool) -> bool:
+        """Write control frames (Pongs, the Close's answer) for the reader; False if it failed.
+
+        ``app``: the writer is a task in receive(), which its application may
+        cancel at any time (``move_on_after`` around ``receive()``), and a
+        frame cut in half would corrupt the stream for good. So the write is
+        shielded, for at most ``close_timeout`` seconds: a peer that takes
+        none of our bytes that long loses the connection (1006). The reader
+        task is cancelled only once the connection is over.
+        """
         if not data:
             return True
-        async with self._send_lock:
-            try:
-                await self.socket.send(data)
-            except SOCKET_GONE:
-                return False
+        if not app:
+            async with self._send_lock:
+                try:
+                    await self.socket.send(data)
+                except SOCKET_GONE:
+                    return False
+            return True
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.close_timeout
+            async with self._send_lock:
+                try:
+                    await self.socket.send(data)
+                except SOCKET_GONE:
+                    return False
+        if scope.cancelled_caught:
+            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "the peer took no control frame")
+            await trio.aclose_forcefully(self.socket)
+            return False
         return True
 
     async def _read_until_closed(self) -> None:
@@ -252,7 +274,7 @@ class Reading:
                 if full:
                     # One read can carry many messages (and with compression,
                     # inflate to many more bytes): stop parsing it half-way.
-                    if not await self._write_control(bytes(replies)):
+                    if not await self._write_control(bytes(replies), app):
                         return
                     replies.clear()
                     if app:  # the rest waits for the next receive()
@@ -268,11 +290,11 @@ class Reading:
             elif opcode is Opcode.CLOSE:
                 wire_code, wire_reason = cast("tuple[int, str]", frame.payload)
                 code, reason = self._note_close(wire_code, wire_reason)
-                if not await self._write_control(replies):
+                if not await self._write_control(replies, app):
                     return
-                await self._on_close(wire_code, code, reason)
+                await self._on_close(wire_code, code, reason, app)
                 return
-        if replies and not await self._write_control(replies):
+        if replies and not await self._write_control(replies, app):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
     def _note_close(self, wire_code: int, wire_reason: str | None) -> tuple[int, str]:
@@ -289,7 +311,7 @@ class Reading:
         self._close.peer_closed(code, reason)
         return code, reason
 
-    async def _on_close(self, wire_code: int, code: int, reason: str) -> None:
+    async def _on_close(self, wire_code: int, code: int, reason: str, app: bool) -> None:
         """Complete the close the peer started, or fail the connection it broke."""
         if is_violation(self._wire.state):
             logger.info("%r: protocol violation: %d %s", self, code, reason)
@@ -297,7 +319,7 @@ class Reading:
             return
         if self._wire.state is WireState.REMOTE_CLOSING:
             # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
-            await self._write_control(self._wire.close(wire_code, reason))
+            await self._write_control(self._wire.close(wire_code, reason), app)
         self._mark_closed(code, reason)
         if not self._client:
             # Section 7.1.1: the server closes the TCP connection first.
