@@ -123,6 +123,7 @@ async def test_a_reader_runs_while_the_handler_is_away_and_ends_when_it_is_back(
 
     async def busy_then_echo(ws: trionet.ws.WebSocket) -> None:
         await back.wait()  # away from receive(): a reader task answers for it
+        await trio.sleep(0.2)  # still away when "x" comes: the reader queues it
         async for message in ws:
             await ws.send(message)
 
@@ -142,9 +143,9 @@ async def test_a_reader_runs_while_the_handler_is_away_and_ends_when_it_is_back(
             await client.ping(b"busy?")  # answered by the reader started for the away handler
             assert readers() == 1
             back.set()
-            await client.send("x")  # the reader hands it over, the handler reads from then on
+            await client.send("x")  # the reader queues it, the handler takes it...
             assert await client.receive() == "x"
-            while readers():
+            while readers():  # ...and once back in receive(), reads itself: the reader ends
                 await trio.sleep(0.01)
             await client.send("y")
             assert await client.receive() == "y"

@@ -157,6 +157,7 @@ class WebSocket(Reading):
         #: Who reads (see trionet._ws_reading): a reader task runs; a task in
         #: receive() reads; tasks waiting in receive() meanwhile.
         self._reader_task = False
+        self._reader_wait = None
         self._app_reading = False
         self._app_waiting = 0
         #: Where an application away from receive() is noted (set while running).
@@ -439,6 +440,7 @@ class WebSocket(Reading):
                         self._raise_closed()
                     if self._reader_task or self._app_reading:
                         self._app_waiting += 1
+                        self._take_over_reading()
                         try:
                             await self._message_arrived.park()
                         finally:

@@ -70,8 +70,8 @@ SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 class Reading:
     """The reading half of a WebSocket; its state lives in the subclass's slots."""
 
-    __slots__ = ("_app_reading", "_app_waiting", "_reader_task", "_reader_waiting_for_room",
-                 "_unparsed_ready")  # fmt: skip
+    __slots__ = ("_app_reading", "_app_waiting", "_reader_task", "_reader_wait",
+                 "_reader_waiting_for_room", "_unparsed_ready")  # fmt: skip
 
     socket: Socket
     extensions: list[Extension]
@@ -96,6 +96,7 @@ class Reading:
     _app_reading: bool
     _app_waiting: int
     _unparsed_ready: bool
+    _reader_wait: trio.CancelScope | None
     close_timeout: float
 
     async def _write_control(self, data: bytes | bytearray, app: bool) -> bool:
@@ -226,12 +227,25 @@ class Reading:
         try:
             if self._unparsed_ready:
                 self._unparsed_ready = False
-            else:
+            elif app:
                 try:
                     data = await self.socket.receive(RECEIVE_SIZE)
                 except SOCKET_GONE:
                     data = b""
                 if not self._feed(data):
+                    return
+            else:
+                # The reader's wait can be called off (take_over_reading()):
+                # cancelled while it waits, a read consumes nothing.
+                with trio.CancelScope() as wait:
+                    self._reader_wait = wait
+                    try:
+                        data = await self.socket.receive(RECEIVE_SIZE)
+                    except SOCKET_GONE:
+                        data = b""
+                    finally:
+                        self._reader_wait = None
+                if wait.cancelled_caught or not self._feed(data):
                     return
             await self._handle_frames(app)
         finally:
@@ -239,6 +253,15 @@ class Reading:
                 self._app_reading = False
                 if self._message_arrived:
                     self._message_arrived.unpark()  # the next waiting task reads on
+
+    def _take_over_reading(self) -> None:
+        """A task is back in receive(): a reader waiting for data ends, the task reads.
+
+        Without this, a connection whose handler was away once would keep
+        its reader task, and two tasks, until the next frame came in.
+        """
+        if self._reader_wait is not None:
+            self._reader_wait.cancel()
 
     async def _wait_for_room(self) -> None:
         """Hold the reader while the application has too much unread."""

@@ -160,6 +160,10 @@ class Queued(enum.Enum):
     DROPPED = 3
 
 
+#: The shared stand-in for an empty outbox (never appended to).
+_NOTHING_QUEUED: list[bytes | Message[Any]] = []
+
+
 class Outbox:
     """The broadcast messages one connection has not written yet, bounded in bytes.
 
@@ -172,8 +176,9 @@ class Outbox:
 
     def __init__(self, limit: int = MAX_BUFFERED_AMOUNT) -> None:
         # A list, not a deque: it is only ever emptied whole, and an empty
-        # list holds no slots (an empty deque holds a 64-slot block).
-        self.items: list[bytes | Message[Any]] = []
+        # list holds no slots (an empty deque holds a 64-slot block). None
+        # of its own until something is queued: most connections never are.
+        self.items: list[bytes | Message[Any]] = _NOTHING_QUEUED
         #: Bytes queued (ws's ``bufferedAmount``).
         self.size = 0
         #: At or past this many bytes queued, messages are dropped.
@@ -193,13 +198,15 @@ class Outbox:
                 return Queued.DROPPED
             self._dropping = True
             return Queued.FIRST_DROP
+        if self.items is _NOTHING_QUEUED:
+            self.items = []
         self.items.append(item)
         self.size += size
         return Queued.ADDED
 
     def clear(self) -> None:
         """Forget what is queued (taken for writing, or the connection is closing)."""
-        self.items.clear()
+        self.items = _NOTHING_QUEUED
         self.size = 0
         self._dropping = False
 
