@@ -111,6 +111,11 @@ class Server:
         self.dropped = 0
         #: Set when :meth:`close` is called; drivers close idle connections on it.
         self.closing = trio.Event()
+        #: Set by :meth:`aclose` (and so by trionet.run's graceful stop): live
+        #: connections are asked to finish now (an open WebSocket closes with
+        #: 1001, "going away"). :meth:`close` alone lets them run on, as Node's
+        #: ``server.close()`` and ws's ``wss.close()`` do.
+        self.stopping = trio.Event()
         self._closed = trio.Event()
         self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
@@ -179,8 +184,10 @@ class Server:
             self._accept_scope.cancel()
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        """Stop accepting, ask live connections to finish (:attr:`stopping`: a
+        WebSocket closes with 1001), wait for them, cancel the rest after ``timeout``."""
         self.close()
+        self.stopping.set()
         if timeout is not None:
             with trio.move_on_after(timeout):
                 await self._closed.wait()

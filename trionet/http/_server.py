@@ -157,6 +157,10 @@ class ServerConfig:
         #: Live connections, so shutdown can close the idle ones.
         self.connections: set[_Connection] = set()
         self.closing = False
+        #: Set when the server is stopping (``Server.stopping``: ``aclose()``,
+        #: trionet.run's graceful stop): what connections handed to ``on_upgrade``
+        #: wait on (a WebSocket then closes with 1001, see trionet._ws_running).
+        self.going_away = trio.Event()
 
     def handle(self, sock: Socket) -> Awaitable[None]:
         """Drive one accepted connection (the ``ConnectionHandler`` for ``serve_listeners``).
@@ -167,11 +171,17 @@ class ServerConfig:
         return _Connection(sock, self).run()
 
     async def supervise(self, server: Server) -> None:
-        """Enforce timeouts while the server runs (:meth:`close_idle` runs at its close)."""
+        """Enforce timeouts while the server runs (:meth:`close_idle` runs at its
+        close); pass its ``stopping`` on to :attr:`going_away`."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_connections)
+            nursery.start_soon(self._relay_stopping, server)
             await server.wait_closed()
             nursery.cancel_scope.cancel()
+
+    async def _relay_stopping(self, server: Server) -> None:
+        await server.stopping.wait()
+        self.going_away.set()
 
     def close_idle(self) -> None:
         """``Server.on_close``: responses say ``Connection: close`` from now on; truly
