@@ -191,7 +191,8 @@ class HTTPCycle:
                 else:
                     self.state = _COMPLETE
                     await self.res.end(body)
-                    self._completed()
+                    if self.access_log:
+                        self._completed()
             except _GONE as exc:
                 self.disconnected = True
                 raise ClientDisconnected("the client disconnected") from exc
@@ -201,7 +202,11 @@ class HTTPCycle:
             res = self.res
             # The head is checked now, so a bad status or header raises at the
             # app's own line; it goes out with the first body message.
-            res.write_head(message["status"])
+            status = message["status"]
+            if type(status) is int and 100 <= status <= 999:
+                res.status_code = status  # write_head's checks, without its headers argument
+            else:
+                res.write_head(status)  # raises its error, or takes an int subclass
             res.set_headers(message.get("headers", ()))
             self.trailers = bool(message.get("trailers", False))
             self.state = _STARTED

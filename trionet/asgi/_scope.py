@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..tls import TLSSocket
-from ._types import Scope, asgi_info
+from ._types import ASGI_VERSION, SPEC_VERSION, Scope, asgi_info
 
 __all__ = ["PATHSEND", "TRAILERS", "WS_DENIAL", "http_scope", "split_target", "websocket_scope"]
 
@@ -72,7 +72,12 @@ def split_target(target: str, root_path: str) -> tuple[str, bytes, bytes]:
 
 #: Targets whose split is kept (a few hundred distinct paths cover most apps).
 _SPLIT_CACHE_SIZE = 1024
-_split = lru_cache(maxsize=_SPLIT_CACHE_SIZE)(split_target)
+
+
+@lru_cache(maxsize=_SPLIT_CACHE_SIZE)
+def _split_bytes(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
+    """:func:`split_target` of a target as received (bytes), cached."""
+    return split_target(target.decode("latin-1"), root_path)
 
 
 def _addresses(req: Any) -> tuple[Any, Any, bool]:
@@ -84,21 +89,44 @@ def _addresses(req: Any) -> tuple[Any, Any, bool]:
     return remote, local, isinstance(sock, TLSSocket)
 
 
+#: A request's method and version as text, from their bytes (decoding each
+#: request's costs more than the lookup; anything else is decoded).
+_TEXT = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0")
+}
+
+
 def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
-    """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`)."""
-    path, raw_path, query = _split(req.url, root_path)
+    """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`).
+
+    Read from the request's h11 event directly (``req._event``), the way the
+    server parsed it: its method, target and version as bytes, and its
+    headers with the names already lower-cased by h11 (``Request.raw_headers``
+    keeps the received case, which would be copied and lowered again). This
+    is the per-request hot path of every ASGI app; the properties' decoding
+    and caching cost a fifth of the scope.
+    """
+    event = req._event
+    path, raw_path, query = _split_bytes(event.target, root_path)
     client, server, tls = _addresses(req)
+    method = event.method
+    version = event.http_version
+    try:  # h11 keeps (received name, lower-case name, value) per line
+        headers = [(name, value) for _, name, value in event.headers._full_items]
+    except AttributeError:  # pragma: no cover - an h11 that changed its Headers
+        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
     return {
         "type": "http",
-        "asgi": asgi_info(),
-        "http_version": req.http_version,
-        "method": req.method,
+        "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+        "http_version": _TEXT.get(version) or version.decode("ascii"),
+        "method": _TEXT.get(method) or method.decode("ascii"),
         "scheme": "https" if tls else "http",
         "path": path,
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
-        "headers": [(name.lower(), value) for name, value in req.raw_headers],
+        "headers": headers,
         "client": client,
         "server": server,
         "state": state.copy(),
