@@ -1,8 +1,9 @@
 """Scopes: what an ASGI app is told about one request or WebSocket, built from trionet's Request.
 
-Pure functions of the public :class:`trionet.http.Request` (``method``,
-``url``, ``http_version``, ``raw_headers``, ``socket``) and the server's
-options; no I/O of their own. The keys follow asgiref's specification
+Pure functions of a :class:`trionet.http.Request` and the server's options;
+no I/O of their own. The websocket scope reads the request's public
+attributes; the http scope, built for every request, reads the h11 event
+under it (see :func:`http_scope`). The keys follow asgiref's specification
 ("HTTP & WebSocket ASGI Message Format", spec version 2.4):
 
 - ``path`` is the target without its query, percent-decoded and read as
@@ -23,7 +24,7 @@ options; no I/O of their own. The keys follow asgiref's specification
 
 The scope dict is the one allocation per request the specification forces;
 nothing here copies the headers twice or parses what the app may not read.
-A target's split (``path``, ``raw_path``, ``query_string``) is cached:
+A target's split (``path``, ``raw_path``, ``query_string``) is cached, by the target's bytes:
 clients ask for the same few targets again and again, and the parts are
 immutable, so scopes may share them (measured: a quarter of the scope's cost).
 """
