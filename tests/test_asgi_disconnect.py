@@ -17,7 +17,7 @@ from _http_server_support import HOST, WAIT, RawClient, get
 from _tls_support import Identity
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 import trionet
@@ -151,3 +151,55 @@ async def test_a_starlette_stream_polling_is_disconnected_stops(
     with trio.fail_after(NOTICE):
         await stopped.wait()
     assert len(ticks) < WAIT * 20
+
+
+# -- asking before the body was read ---------------------------------------------------
+async def test_receive_in_a_cancelled_scope_leaves_the_body_whole(nursery: trio.Nursery) -> None:
+    """Starlette's is_disconnected() is a receive() in an already-cancelled scope;
+    asked before the body came, it must take nothing of it (the body once read
+    as empty pieces forever after)."""
+    got: list[tuple[bytes, int]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        with trio.CancelScope() as asked:
+            asked.cancel()
+            await receive()  # nothing has arrived yet: cancelled, nothing taken
+        assert asked.cancelled_caught
+        body, messages = b"", 0
+        while messages < 100:  # bounded: a broken body must not spin forever
+            message = await receive()
+            messages += 1
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        got.append((body, messages))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    port = await start(nursery, app)
+    client = await RawClient.connect(port)
+    await client.send(get("/", "Content-Length: 10", method="POST"))
+    await trio.sleep(0.1)  # the app asks before the body comes
+    await client.send(b"0123456789")
+    assert (await client.response()).body == b"0123456789"
+    assert got == [(b"0123456789", 1)]
+    await client.aclose()
+
+
+async def test_starlette_checks_is_disconnected_before_reading_the_body(
+    nursery: trio.Nursery,
+) -> None:
+    async def upload(request: Request) -> PlainTextResponse:
+        gone = await request.is_disconnected()
+        body = await request.body()
+        return PlainTextResponse(f"{gone} {body.decode()}")
+
+    port = await start(nursery, Starlette(routes=[Route("/", upload, methods=["POST"])]))
+    client = await RawClient.connect(port)
+    for framing, body in (("Content-Length: 5", b"hello"),
+                          ("Transfer-Encoding: chunked", b"5\r\nhello\r\n0\r\n\r\n")):  # fmt: skip
+        await client.send(get("/", framing, method="POST"))
+        await trio.sleep(0.1)
+        await client.send(body)
+        assert (await client.response()).body == b"False hello"
+    await client.aclose()

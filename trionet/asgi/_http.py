@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator
-from typing import cast
 
 import trio
 
@@ -68,8 +66,6 @@ class HTTPCycle:
     """``receive`` and ``send`` of one request (see the module docstring)."""
 
     __slots__ = (
-        "_body",
-        "_left",
         "access_log",
         "body_done",
         "client_error",
@@ -95,18 +91,11 @@ class HTTPCycle:
         self.client_error: ClientError | None = None
         #: Body bytes handed to the Response (the access log's size).
         self.sent = 0
-        self._body: AsyncGenerator[bytes, None] | None = None
-        self._left = 0
 
     @property
     def complete(self) -> bool:
         """Whether the whole response went out."""
         return self.state == _COMPLETE
-
-    @property
-    def reading(self) -> bool:
-        """Whether the app began the body and left some of it unread."""
-        return self._body is not None
 
     @property
     def started(self) -> bool:
@@ -129,19 +118,19 @@ class HTTPCycle:
         return {"type": "http.disconnect"}
 
     async def _read(self) -> Message:
-        body = self._body
-        if body is None:
-            left = self.req.info.content_length
-            if left == 0:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            self._left = -1 if left is None else left
-            # Request.__aiter__ is an async generator; typed as an iterator.
-            body = self._body = cast("AsyncGenerator[bytes, None]", self.req.__aiter__())
+        """The next piece of the body, read now (backpressure: nothing is read ahead).
+
+        Read with the request body's own ``read()``, never through an async
+        generator over it (``async for chunk in req``): Starlette's
+        ``is_disconnected()`` calls ``receive()`` in a cancelled scope, and a
+        cancelled generator is finished for good, so the rest of the body
+        would read as nothing forever (the app looped on empty pieces and
+        the server with it). ``read()`` is cancel-safe: a cancelled call
+        takes no byte.
+        """
+        body = self.req._body  # the RequestBody under trionet's Request
         try:
-            chunk = await body.__anext__()
-        except StopAsyncIteration:
-            chunk = b""
+            chunk = await body.read()
         except ClientError as exc:  # over max_body_size, too slow, cut short
             self.client_error = exc
             self.body_done = self.disconnected = True
@@ -149,21 +138,10 @@ class HTTPCycle:
         except _GONE:
             self.body_done = self.disconnected = True
             return {"type": "http.disconnect"}
-        if self._left > 0:
-            self._left -= len(chunk)
-            more = self._left > 0
-        else:
-            more = bool(chunk)
+        more = not body.done
         if not more:
             self.body_done = True
-            await self.close_body()
         return {"type": "http.request", "body": chunk, "more_body": more}
-
-    async def close_body(self) -> None:
-        """Let go of the body reader (the HTTP server drains or closes what is left)."""
-        body, self._body = self._body, None
-        if body is not None:
-            await body.aclose()
 
     # -- send ------------------------------------------------------------------------
     async def send(self, message: Message) -> None:
