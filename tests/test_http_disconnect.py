@@ -205,6 +205,8 @@ async def test_wait_closed_after_the_response_returns_at_once(nursery: trio.Nurs
         await res.end(b"done")
         with trio.fail_after(NOTICE):
             await res.wait_closed()
+            assert not await res.client_gone()
+            await res.wait_closed()  # still at once, after client_gone() made its watch
 
     port = await start(nursery, app)
     client = await RawClient.connect(port)

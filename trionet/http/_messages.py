@@ -434,6 +434,7 @@ class Response:
             if not self._body.done:
                 raise RuntimeError("the request body must be read first")
             watch = self._watch = CloseWatch(self._exchange)
+            watch.finished = self.finished
         return watch
 
     async def send_file(
