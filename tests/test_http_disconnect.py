@@ -23,6 +23,7 @@ from _http_server_support import HOST, WAIT, Incomplete, RawClient, get, parse_a
 from _tls_support import Identity
 
 import trionet
+from trionet.http._close_watch import READ_AHEAD_LIMIT
 
 #: How soon after the client leaves the app must know (the issue's bound).
 NOTICE = 1.0
@@ -305,3 +306,31 @@ async def test_a_pipelined_tls_record_survives_the_cancelled_wait(
     assert await client.read_until(3) == [b"/first", b"/second", b"/third"]
     assert cancelled == [True]
     await client.aclose()
+
+
+async def test_the_read_ahead_stops_at_its_limit_and_loses_no_request(
+    nursery: trio.Nursery,
+) -> None:
+    buffered: list[int] = []
+
+    async def app(req: trionet.http.Request, res: trionet.http.Response) -> None:
+        if req.path != "/first":
+            await res.end(req.path.encode())
+            return
+        with trio.move_on_after(0.5):  # the client pipelines far more than the limit
+            await res.wait_closed()
+        connection = res._exchange
+        buffered.append(len(connection.buf) - connection.pos)
+        await res.end(b"first")
+
+    port = await start(nursery, app)
+    client = await RawClient.connect(port)
+    padding = "X-Pad: " + "p" * 900
+    pipelined = [get(f"/{n}", padding) for n in range(200)]  # about 180 KiB
+    await client.send(get("/first") + b"".join(pipelined))
+    assert (await client.response()).body == b"first"
+    for n in range(200):
+        assert (await client.response()).body == f"/{n}".encode()
+    await client.aclose()
+    # It read ahead, but not without bound (64 KiB, plus at most one read past it).
+    assert 0 < buffered[0] < READ_AHEAD_LIMIT + 65536 + 1
