@@ -30,8 +30,9 @@ One :class:`CloseWatch` per response, made on the first ``wait_closed()``.
 Any number of tasks may wait; one of them reads (a socket has one reader),
 the others wait for it, and if the reader is cancelled (its caller gave up)
 another waiter takes over. The reads are cancel-safe (a cancelled receive
-loses no byte: the checkpoint comes before reading, :mod:`trionet._stream`),
-so the response finishing cancels the reader at any point.
+loses no byte: its cancel point comes before it reads, on plain sockets,
+:mod:`trionet._fdio`, and under TLS, :mod:`trionet._tls_stream`, as in
+``trio.SSLStream``), so the response finishing cancels the reader at any point.
 
 ``await res.client_gone()`` answers at once from what has arrived: it reads
 while the descriptor is readable now (a zero-timeout ``poll``), shielded, so
