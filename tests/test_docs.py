@@ -61,8 +61,9 @@ def test_example_runs_and_prints_what_the_page_shows(example: Path, tmp_path: Pa
     else:
         command = [sys.executable, str(example)]
     done = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=EXAMPLE_TIMEOUT
-    )
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=EXAMPLE_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's trionet
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     expected = example.with_suffix(".txt")
     if expected.exists():

@@ -12,13 +12,18 @@ The layers, lowest first (a module may import its own layer and those below):
    pieces without sockets: ``_tls_pem``, ``_tls_verify``, ``_tls_failure``, the
    proxy trust list and headers: ``_forwarded``, ``_proxy_protocol``) and
    the descriptor I/O (``_fdio``), the lingering close over it (``_linger``),
-   the listening sockets (``_listen``) and the run's graceful stop (``_run``:
-   servers enroll in it, knowing it only through a protocol);
+   the listening sockets (``_listen``), the run's graceful stop (``_run``:
+   servers enroll in it, knowing it only through a protocol) and the cluster's
+   pure parts and channel (``cluster._wire``, ``cluster._channel``,
+   ``cluster._env``, ``cluster._state``);
 1. the stream every protocol reads and writes (``_stream``);
-2. what runs streams: listeners (``_server``, accepting in ``_accept``), the TLS plumbing
+2. what runs streams: listeners (``_server``, accepting in ``_accept``, the accepted
+   connection's Socket in ``_accepted``), the TLS plumbing
    (``_tls_context``, ``_tls_stream``), the WebSocket connection
-   (``_ws_connection``, ``_ws_running``) and the connection pool (``agent``: it knows
-   connections only through :class:`trionet.agent.PooledConnection`);
+   (``_ws_connection``, ``_ws_running``), the connection pool (``agent``: it knows
+   connections only through :class:`trionet.agent.PooledConnection`) and the
+   cluster's primary and workers (``cluster``: they know servers only through
+   the listening sockets of ``_listen``);
 3. transports: ``net``, ``dgram``, ``tls``;
 4. ``http`` (server and client, every module of the package);
 5. protocols over HTTP: ``https``, ``ws`` (with its client and server
@@ -50,6 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._ws_protocol",
         "trionet._ws_state",
         "trionet._ws_send",
+        "trionet._ws_tasks",
         "trionet._tls_pem",
         "trionet._tls_verify",
         "trionet._tls_failure",
@@ -59,16 +65,23 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "trionet._run",
         "trionet._forwarded",
         "trionet._proxy_protocol",
+        "trionet.cluster._wire",
+        "trionet.cluster._channel",
+        "trionet.cluster._env",
+        "trionet.cluster._state",
     ),
     ("trionet._stream",),
     (
         "trionet._server",
         "trionet._accept",
+        "trionet._accepted",
         "trionet._tls_context",
         "trionet._tls_stream",
         "trionet._ws_connection",
+        "trionet._ws_reading",
         "trionet._ws_running",
         "trionet.agent",
+        "trionet.cluster",
     ),
     ("trionet.net", "trionet.dgram", "trionet.tls"),
     ("trionet.http",),

@@ -1,7 +1,7 @@
 """The PROXY protocol parser, without sockets: the spec's examples, then any bytes.
 
 The spec is https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt. The
-reader in ``trionet._server`` relies on one promise besides the parsing:
+reader in ``trionet._accepted`` relies on one promise besides the parsing:
 "need more" (None) means every byte given belongs to the header, so it may
 consume them; the fuzz tests hold the parser to it.
 """

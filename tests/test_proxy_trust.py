@@ -27,7 +27,7 @@ from _http_server_support import HOST, WAIT
 from _tls_support import Identity
 
 import trionet
-import trionet._server
+import trionet._accepted
 import trionet.asgi
 from trionet.asgi import Receive, Scope, Send
 from trionet.testing import ServeFixture
@@ -220,7 +220,7 @@ async def test_net_a_stalled_header_times_out(
     serve: ServeFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, "trionet")
-    monkeypatch.setattr(trionet._server, "PROXY_HEADER_TIMEOUT", 0.2)
+    monkeypatch.setattr(trionet._accepted, "PROXY_HEADER_TIMEOUT", 0.2)
     server = await serve(trionet.net.serve, echo_peer, proxy_protocol=True)
     with trio.fail_after(WAIT):
         stream = await trio.open_tcp_stream(HOST, server.port)

@@ -22,8 +22,9 @@ from conftest import open_fds
 
 import trionet.http
 from trionet import net
+from trionet._accept import Episode
 from trionet._listen import open_tcp_listener
-from trionet._server import Episode, Server, serve_listeners
+from trionet._server import Server, serve_listeners
 from trionet._stream import Socket
 
 HOST = "127.0.0.1"

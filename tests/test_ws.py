@@ -82,6 +82,24 @@ async def test_text_stays_text_and_bytes_stay_bytes(nursery: trio.Nursery) -> No
             assert await client.receive() == b"ba"
 
 
+async def test_an_app_keeps_its_own_attributes_on_a_websocket(nursery: trio.Nursery) -> None:
+    """ws's heartbeat example marks each connection (``ws.isAlive = true``); so can we."""
+    clients: list[ws.WebSocket] = []
+
+    async def mark(sock: ws.WebSocket) -> None:
+        sock.is_alive = True  # type: ignore[attr-defined]
+        clients.append(sock)
+        async for message in sock:
+            await sock.send(f"{message} {sock.is_alive}")  # type: ignore[attr-defined]
+
+    server = await start(nursery, mark)
+    with trio.fail_after(5):
+        async with ws.connect(url(server)) as client:
+            await client.send("alive?")
+            assert await client.receive() == "alive? True"
+    assert [vars(c) for c in clients] == [{"is_alive": True}]
+
+
 async def test_path_request_and_remote_address(nursery: trio.Nursery) -> None:
     seen: dict[str, Any] = {}
 
@@ -366,6 +384,40 @@ async def test_server_answers_pings_even_when_the_app_never_reads(
         await raw.send(frame(PING, b"still there?"))
         pong = await raw.next_frame()
         assert pong is not None and (pong.opcode, pong.payload) == (PONG, b"still there?")
+        await raw.send(close_frame(1000))
+        assert await raw.close_code() == 1000
+        await raw.aclose()
+
+
+async def test_a_pong_survives_the_cancelled_receive_that_read_its_ping(
+    nursery: trio.Nursery,
+) -> None:
+    """A task in receive() reads the socket itself and may be cancelled mid-answer.
+
+    The server's writer holds the send lock while the client does not read
+    (megabytes of broadcast queued); meanwhile the handler's receive(),
+    timed out every 50 ms, reads the client's Ping. Its Pong waits for the
+    lock through the cancellations and goes out whole once the client reads.
+    """
+    count, size = 32, 1 << 20
+
+    async def flood_then_poll(sock: ws.WebSocket) -> None:
+        sock.max_buffered_amount = 2 * count * size
+        for _ in range(count):
+            ws.broadcast([sock], b"x" * size)
+        while not sock.closed:
+            with trio.move_on_after(0.05):
+                await sock.receive()
+
+    server = await start(nursery, flood_then_poll)
+    with trio.fail_after(20):
+        raw = await RawClient.connect(server.port)
+        await trio.sleep(0.3)  # the writer fills the socket buffers, then blocks
+        await raw.send(frame(PING, b"still there?"))
+        await trio.sleep(0.3)  # several receive() timeouts while the Pong waits
+        frames = [await raw.next_frame() for _ in range(count + 1)]
+        assert [f.opcode for f in frames if f] == [BINARY] * count + [PONG]
+        assert frames[-1] is not None and frames[-1].payload == b"still there?"
         await raw.send(close_frame(1000))
         assert await raw.close_code() == 1000
         await raw.aclose()
@@ -1049,7 +1101,7 @@ async def test_a_ws_server_is_closed_like_any_trionet_server(nursery: trio.Nurse
             with pytest.raises(trionet.ConnectError):
                 async with ws.connect(url(server)):
                     pass
-            await client.send("still served")
+            await client.send("still served")  # close() is not aclose(): see test_ws_stop.py
             assert await client.receive() == "still served"
         await server.wait_closed()
     assert server.connections == 0 and server.clients == set()

@@ -21,16 +21,18 @@ import trio
 import trio.testing
 
 import trionet
+from trionet._ws_reading import READER_TASK_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from ws_idle_memory import open_idle
 
 #: Connections measured (after a warm-up of 20).
 COUNT = 200
-#: Heap per idle connection allowed, in bytes. About 16.5 KiB on CPython 3.11
-#: today; 26 KiB while the handshake's wsproto/h11 objects were kept for the
-#: connection's life and every empty queue was a 760-byte deque.
-MAX_BYTES_PER_CONNECTION = 20 * 1024
+#: Heap per idle connection allowed, in bytes. About 11.4 KiB on CPython 3.11
+#: today (one task per idle connection, no nursery, slotted objects); 16.5 KiB
+#: with a reader task and a nursery per connection, 26 KiB while the
+#: handshake's wsproto/h11 objects were kept for the connection's life.
+MAX_BYTES_PER_CONNECTION = 13 * 1024
 
 
 async def echo(ws: trionet.ws.WebSocket) -> None:
@@ -81,3 +83,70 @@ async def test_an_idle_connection_holds_what_it_needs_and_little_more() -> None:
     finally:
         tracemalloc.stop()
     assert growth / COUNT < MAX_BYTES_PER_CONNECTION, f"{growth / COUNT:.0f} bytes per connection"
+
+
+def live_tasks() -> list[trio.lowlevel.Task]:
+    """Every task of this Trio run (system tasks too), from the root down."""
+    found: list[trio.lowlevel.Task] = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        assert task is not None
+        found.append(task)
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return found
+
+
+async def test_an_idle_connection_holds_one_task(nursery: trio.Nursery) -> None:
+    """The handler's task, waiting in receive(), reads the socket itself: no reader task."""
+    server = await nursery.start(functools.partial(trionet.ws.serve, echo, 0, host="127.0.0.1"))
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(open_idle, server.port, 1)  # warm-up: the run's watch
+        await trio.testing.wait_all_tasks_blocked()
+        before = len(live_tasks())
+        socks = await trio.to_thread.run_sync(open_idle, server.port, 20)
+        await trio.sleep(0.5)  # several AwayWatch ticks: nobody gets a reader
+        await trio.testing.wait_all_tasks_blocked()
+        grown = len(live_tasks()) - before
+        for sock in socks:
+            sock.close()
+    assert len(server.clients) >= 20
+    assert grown == 20, f"{grown} tasks for 20 idle connections"
+
+
+async def test_a_reader_runs_while_the_handler_is_away_and_ends_when_it_is_back(
+    nursery: trio.Nursery,
+) -> None:
+    """Pings are answered while the handler is busy elsewhere; then the handler reads again."""
+    back = trio.Event()
+
+    async def busy_then_echo(ws: trionet.ws.WebSocket) -> None:
+        await back.wait()  # away from receive(): a reader task answers for it
+        await trio.sleep(0.2)  # still away when "x" comes: the reader queues it
+        async for message in ws:
+            await ws.send(message)
+
+    serve = functools.partial(trionet.ws.serve, busy_then_echo, 0, host="127.0.0.1")
+    server = await nursery.start(serve)
+
+    def readers() -> int:
+        """Reader tasks of the server's connections (the client has its own)."""
+        return sum(
+            task.name == READER_TASK_NAME
+            and getattr(task.coro.cr_frame.f_locals.get("fn"), "__self__", None) in server.clients
+            for task in live_tasks()
+        )
+
+    with trio.fail_after(10):
+        async with trionet.ws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            await client.ping(b"busy?")  # answered by the reader started for the away handler
+            assert readers() == 1
+            back.set()
+            await client.send("x")  # the reader queues it, the handler takes it...
+            assert await client.receive() == "x"
+            while readers():  # ...and once back in receive(), reads itself: the reader ends
+                await trio.sleep(0.01)
+            await client.send("y")
+            assert await client.receive() == "y"
+            assert readers() == 0

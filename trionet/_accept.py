@@ -18,7 +18,7 @@ import trio
 
 from ._stream import Address, format_address
 
-__all__ = ["ACCEPT_BACKOFF", "ACCEPT_CAPACITY_ERRNOS", "accept", "accept_queued"]
+__all__ = ["ACCEPT_BACKOFF", "ACCEPT_CAPACITY_ERRNOS", "Episode", "accept", "accept_queued"]
 
 # Errors that accept(2) can return, and which indicate that the system is
 # overloaded (the list trio uses in _highlevel_serve_listeners.py).
@@ -87,3 +87,44 @@ def accept_queued(sock: trio.socket.SocketType) -> Iterator[tuple[trio.SocketStr
                     continue
                 raise
             yield trio.SocketStream(trio.socket.from_stdlib_socket(conn)), format_address(address)
+
+
+class Episode:
+    """A run of one kind of trouble, logged when it starts and when it ends.
+
+    At the file descriptor limit the accept loop fails and retries ten times
+    a second, and a datagram flood past the handler cap drops thousands of
+    datagrams; a log line per event buries everything else (ten ERROR lines a
+    second, before). An episode is logged twice instead: when it starts, and
+    when it ends with how many events it counted and how long it lasted.
+    Rejected: a rate limit on the lines (still a line per interval for as long
+    as the trouble lasts, and no total) and logging only the first event (the
+    log would never say it ended).
+
+    Pure state, no I/O: :meth:`hit` counts an event and returns True when it
+    opens the episode (log the start); :meth:`clear` closes it and returns the
+    count and duration (log the end). Callers test :attr:`count` (0 outside an
+    episode) on their fast path, which costs one attribute read.
+    """
+
+    __slots__ = ("count", "started_at")
+
+    def __init__(self) -> None:
+        #: Events in the episode under way; 0 when none is.
+        self.count = 0
+        self.started_at = 0.0
+
+    def hit(self, now: float) -> bool:
+        """Count one event at time ``now``; True if it starts an episode."""
+        self.count += 1
+        if self.count == 1:
+            self.started_at = now
+            return True
+        return False
+
+    def clear(self, now: float) -> tuple[int, float]:
+        """End the episode: ``(events, seconds it lasted)``; ``(0, 0.0)`` if none was under way."""
+        if not self.count:
+            return 0, 0.0
+        counted, self.count = self.count, 0
+        return counted, now - self.started_at

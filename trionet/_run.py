@@ -276,8 +276,7 @@ async def _stop_gracefully(current: _Stop, program: trio.CancelScope) -> None:
         while current.servers:
             async with trio.open_nursery() as nursery:
                 for server in list(current.servers):
-                    server.close()
-                    nursery.start_soon(server.wait_closed)
+                    nursery.start_soon(server.aclose)
     if current.servers:
         left = sum(server.connections for server in current.servers)
         logger.warning(

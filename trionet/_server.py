@@ -3,19 +3,8 @@
 A :class:`Server` owns the listening sockets and a nursery of connection tasks.
 Protocol modules (``net``, ``http``, ``ws``, ``tls``) only supply a coroutine
 that drives one accepted stream; accepting, counting, ``max_connections``,
-TLS wrapping, logging a handler's crash and graceful shutdown live here once.
-
-Every accepted connection becomes one :class:`trionet.net.Socket` in one
-place, :func:`open_accepted`: TLS is handshaken there, the peer's address
-that ``accept()`` returned is set on the Socket there (so nobody asks the
-kernel again, and a reset cannot make it forget), and a pre-step that must
-read the raw connection first (a PROXY protocol header, which names the real
-client) goes there. Handlers get that Socket: the protocol drivers (HTTP,
-WebSocket) hold it for the connection's life, and the caller's
-``make_socket`` picks the class (``tls.TLSSocket`` for TLS servers) and
-``allow_half_open``. Rejected: each protocol building its own Socket from a
-stream (what it was): three places to add a pre-step, and the HTTP server
-avoided building one at all while the Socket looked its addresses up eagerly.
+logging a handler's crash and graceful shutdown live here once; each accepted
+connection becomes its Socket (PROXY header, TLS) in :mod:`trionet._accepted`.
 
 Shutdown follows Node (``server.close()``: stop accepting, let live
 connections run on; https://nodejs.org/api/net.html#serverclosecallback):
@@ -58,12 +47,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket as _stdlib_socket
-import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Protocol
 
 import trio
 
@@ -71,60 +57,28 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
 from . import _run
-from ._accept import ACCEPT_BACKOFF as ACCEPT_BACKOFF  # dgram's retry pause too
-from ._accept import ACCEPT_CAPACITY_ERRNOS, accept, accept_queued
-from ._errors import TLSError
+from ._accept import ACCEPT_BACKOFF, ACCEPT_CAPACITY_ERRNOS, Episode, accept, accept_queued
+from ._accepted import (
+    SocketFactory,
+    TLSContext,
+    TLSHandshakeFailed,
+    describe_peer,
+    open_accepted,
+)
 from ._forwarded import TrustedProxies
-from ._proxy_protocol import PROXY_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderError, v2_length
-from ._proxy_protocol import parse as parse_proxy_header
+from ._listen import is_inherited
+from ._proxy_protocol import ProxyHeaderError
 from ._stream import Address, Socket, format_address
-from ._tls_failure import handshake_failure
 
-__all__ = [
-    "ConnectionHandler",
-    "Episode",
-    "Server",
-    "ServerTLS",
-    "SocketFactory",
-    "TLSContext",
-    "open_accepted",
-    "serve_listeners",
-]
+__all__ = ["ConnectionHandler", "Server", "serve_listeners"]
 
 logger = logging.getLogger("trionet.server")
 
 #: Drives one accepted connection, given its Socket, until the connection is done.
 ConnectionHandler = Callable[[Socket], Awaitable[None]]
 
-#: Makes the Socket for an accepted stream (TLS already done): ``net.Socket``
-#: with the server's ``allow_half_open``, ``tls.TLSSocket`` for TLS streams.
-SocketFactory = Callable[[trio.abc.Stream], Socket]
-
 #: A loop that feeds connections (or datagrams) into the server's nursery.
 ServeLoop = Callable[[trio.Nursery], Awaitable[None]]
-
-#: Node's tls.Server ``handshakeTimeout`` is 120 s; a stalled handshake holds a
-#: socket and a task, so we cut it shorter.
-TLS_HANDSHAKE_TIMEOUT = 30.0
-
-
-class ServerTLS(Protocol):
-    """A TLS layer other than the stdlib's (trionet.tls's pyOpenSSL one).
-
-    ``wrap_server_stream`` runs the server side of the handshake over an
-    accepted stream and returns the TLS stream; it raises ``TLSError`` when
-    the handshake fails. ``handshake_timeout`` bounds it.
-    """
-
-    handshake_timeout: float
-
-    async def wrap_server_stream(self, stream: trio.abc.Stream) -> trio.abc.Stream: ...
-
-
-#: What every ``serve(ssl_context=...)`` accepts: a stdlib context (served
-#: through ``trio.SSLStream``) or a :class:`ServerTLS` such as ``trionet.tls.TLSConfig``.
-TLSContext = ssl.SSLContext | ServerTLS
-
 
 class Server:
     """A listening server started by one of trionet's ``serve()`` functions.
@@ -148,7 +102,8 @@ class Server:
         # one its live handlers reply on, so its owner closes it after they end.
         self._close_sockets = close_sockets
         self.max_connections = max_connections
-        self._unix_path = unix_path
+        # A socket file that a cluster primary bound is the primary's to remove.
+        self._unix_path = None if is_inherited(self._sockets[0]) else unix_path
         self._unix_inode = _inode(unix_path) if unix_path else None
         self._connections = 0
         #: Connections refused because ``max_connections`` was reached (Node's
@@ -156,6 +111,11 @@ class Server:
         self.dropped = 0
         #: Set when :meth:`close` is called; drivers close idle connections on it.
         self.closing = trio.Event()
+        #: Set by :meth:`aclose` (and so by trionet.run's graceful stop): live
+        #: connections are asked to finish now (an open WebSocket closes with
+        #: 1001, "going away"). :meth:`close` alone lets them run on, as Node's
+        #: ``server.close()`` and ws's ``wss.close()`` do.
+        self.stopping = trio.Event()
         self._closed = trio.Event()
         self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
@@ -224,8 +184,10 @@ class Server:
             self._accept_scope.cancel()
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        """Stop accepting, ask live connections to finish (:attr:`stopping`: a
+        WebSocket closes with 1001), wait for them, cancel the rest after ``timeout``."""
         self.close()
+        self.stopping.set()
         if timeout is not None:
             with trio.move_on_after(timeout):
                 await self._closed.wait()
@@ -404,17 +366,17 @@ class Server:
             wrapped = sock.stream
             await handle(sock)
         except TLSHandshakeFailed as exc:
-            logger.info("TLS handshake with %s failed: %s", _describe(peer), exc)
+            logger.info("TLS handshake with %s failed: %s", describe_peer(peer), exc)
         except ProxyHeaderError as exc:
-            logger.info("closed a connection from %s: %s", _describe(peer), exc)
+            logger.info("closed a connection from %s: %s", describe_peer(peer), exc)
         except Exception as exc:
             broken = _peer_break(exc, wrapped)
             if broken is not None:
                 # The peer reset or vanished mid-conversation: Node's socket 'error'
                 # (ECONNRESET, EPIPE). The network's doing, not a bug: one line.
-                logger.info("connection with %s broken: %s", _describe(peer), broken)
+                logger.info("connection with %s broken: %s", describe_peer(peer), broken)
             else:
-                logger.exception("connection handler for %s failed", _describe(peer))
+                logger.exception("connection handler for %s failed", describe_peer(peer))
         finally:
             self._connections -= 1
             if wrapped is stream:
@@ -423,96 +385,6 @@ class Server:
                 await stream.aclose()
             else:
                 await trio.aclose_forcefully(wrapped)
-
-
-async def open_accepted(
-    stream: trio.SocketStream,
-    peer: Address,
-    make_socket: SocketFactory,
-    ssl_context: TLSContext | None,
-    proxy_protocol: TrustedProxies | None = None,
-) -> Socket:
-    """Make the Socket for an accepted connection: the one place that happens.
-
-    With ``proxy_protocol``, the connection must start with a PROXY protocol
-    header (v1 or v2) from a peer that list trusts; it is read first, before
-    TLS, and the Socket's ``remote_address`` becomes the client it names
-    (a ``LOCAL`` or ``UNKNOWN`` header, a proxy's health check, keeps the
-    proxy's). Then the TLS handshake (with ``ssl_context``) runs; the Socket
-    gets ``peer``, the address ``accept()`` returned, so it never asks the kernel.
-
-    Raises:
-      ProxyHeaderError: no valid header in time, or one from an untrusted
-        peer (logged at INFO by the caller, the connection closed).
-      TLSHandshakeFailed: the TLS handshake failed or stalled (logged by the caller).
-    """
-    if proxy_protocol is not None:
-        if not proxy_protocol.trusts(peer):
-            # Section 5 of the spec: accept the header "only from a number of known sources".
-            raise ProxyHeaderError(f"PROXY protocol from an untrusted peer ({proxy_protocol!r})")
-        header = await read_proxy_header(stream.socket, PROXY_HEADER_TIMEOUT)
-        if header.source is not None:
-            peer = header.source
-    wrapped = stream if ssl_context is None else await tls_handshake(stream, ssl_context)
-    sock = make_socket(wrapped)
-    sock.remote_address = peer
-    return sock
-
-
-async def _read_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
-    """``size`` bytes from ``sock`` (which the caller knows are header bytes)."""
-    parts = []
-    while size > 0:
-        chunk = await sock.recv(size)
-        if not chunk:
-            raise ProxyHeaderError("connection closed inside the PROXY protocol header")
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
-
-
-#: How much one peek at a PROXY header asks for: the spec's bound on what
-#: arrives at once (section 2: "576 - 40 = 536 bytes").
-PROXY_PEEK_SIZE = 536
-
-
-async def read_proxy_header(sock: trio.socket.SocketType, timeout: float) -> ProxyHeader:
-    """Read the PROXY protocol header off ``sock``, and not one byte more.
-
-    Each pass peeks (``MSG_PEEK``) at what has arrived; a complete header is
-    then read for exactly its length, so what follows it stays in the kernel
-    for the Socket and the protocol, which therefore need no way to be handed
-    bytes read ahead. An incomplete one is all header bytes
-    (:func:`trionet._proxy_protocol.parse`), so it is consumed and the next
-    peek waits for more. Rejected: reading ahead and giving the rest to the
-    Socket (a prefix buffer checked on every receive, the hot path, or a
-    wrapper stream that would lose the Socket's direct descriptor I/O).
-
-    Raises:
-      ProxyHeaderError: malformed, cut short by the peer, or not complete within ``timeout``.
-    """
-    seen = b""
-    try:
-        with trio.fail_after(timeout):
-            while True:
-                peeked = await sock.recv(PROXY_PEEK_SIZE, _stdlib_socket.MSG_PEEK)
-                if not peeked:
-                    raise ProxyHeaderError("connection closed inside the PROXY protocol header")
-                header = parse_proxy_header(seen + peeked)
-                if header is not None:
-                    await _read_exactly(sock, header.length - len(seen))
-                    return header
-                seen += await sock.recv(len(peeked))
-                length = v2_length(seen)
-                if length is not None:  # a v2 header: the rest is known to be header
-                    rest = await _read_exactly(sock, length - len(seen))
-                    header = parse_proxy_header(seen + rest)
-                    assert header is not None  # all of it is there
-                    return header
-    except trio.TooSlowError:
-        raise ProxyHeaderError(f"no complete PROXY protocol header within {timeout}s") from None
-    except OSError as exc:
-        raise ProxyHeaderError(f"reading the PROXY protocol header failed: {exc}") from None
 
 
 def _peer_break(exc: BaseException, stream: trio.abc.Stream) -> BaseException | None:
@@ -538,78 +410,6 @@ def _log_accept_episode_end(deferred: Episode, outcome: str) -> None:
     logger.warning(
         "%s after %.1fs out of resources: %d accepts deferred", outcome, lasted, counted
     )
-
-
-class Episode:
-    """A run of one kind of trouble, logged when it starts and when it ends.
-
-    At the file descriptor limit the accept loop fails and retries ten times
-    a second, and a datagram flood past the handler cap drops thousands of
-    datagrams; a log line per event buries everything else (ten ERROR lines a
-    second, before). An episode is logged twice instead: when it starts, and
-    when it ends with how many events it counted and how long it lasted.
-    Rejected: a rate limit on the lines (still a line per interval for as long
-    as the trouble lasts, and no total) and logging only the first event (the
-    log would never say it ended).
-
-    Pure state, no I/O: :meth:`hit` counts an event and returns True when it
-    opens the episode (log the start); :meth:`clear` closes it and returns the
-    count and duration (log the end). Callers test :attr:`count` (0 outside an
-    episode) on their fast path, which costs one attribute read.
-    """
-
-    __slots__ = ("count", "started_at")
-
-    def __init__(self) -> None:
-        #: Events in the episode under way; 0 when none is.
-        self.count = 0
-        self.started_at = 0.0
-
-    def hit(self, now: float) -> bool:
-        """Count one event at time ``now``; True if it starts an episode."""
-        self.count += 1
-        if self.count == 1:
-            self.started_at = now
-            return True
-        return False
-
-    def clear(self, now: float) -> tuple[int, float]:
-        """End the episode: ``(events, seconds it lasted)``; ``(0, 0.0)`` if none was under way."""
-        if not self.count:
-            return 0, 0.0
-        counted, self.count = self.count, 0
-        return counted, now - self.started_at
-
-
-class TLSHandshakeFailed(Exception):
-    """Internal: a server-side handshake failed or stalled (logged, never raised to users)."""
-
-
-async def tls_handshake(stream: trio.abc.Stream, context: TLSContext) -> trio.abc.Stream:
-    """Wrap an accepted stream in TLS and finish the handshake within the timeout.
-
-    Either engine's failure is told in the same words (:func:`handshake_failure`).
-    """
-    if isinstance(context, ssl.SSLContext):
-        timeout = TLS_HANDSHAKE_TIMEOUT
-    else:
-        timeout = context.handshake_timeout
-    try:
-        with trio.fail_after(timeout):
-            if not isinstance(context, ssl.SSLContext):
-                return await context.wrap_server_stream(stream)
-            tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
-            await tls.do_handshake()
-            return tls
-    except trio.TooSlowError:
-        raise TLSHandshakeFailed(f"no handshake within {timeout}s") from None
-    except (TLSError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-        raise TLSHandshakeFailed(handshake_failure(exc).reason) from None
-
-
-def _describe(peer: Address) -> str:
-    """The peer's address for a log line (an unnamed Unix client: "a Unix peer")."""
-    return repr(peer) if peer else "a Unix peer"
 
 
 def _inode(path: str | None) -> tuple[int, int] | None:

@@ -43,9 +43,9 @@ import trio
 from cryptography import x509
 from OpenSSL import SSL
 
+from ._accepted import TLS_HANDSHAKE_TIMEOUT
 from ._errors import TLSError
 from ._fdio import DEFAULT_RECEIVE_SIZE
-from ._server import TLS_HANDSHAKE_TIMEOUT
 from ._tls_failure import PEER_CLOSED, HandshakeFailure, handshake_failure, openssl_words
 from ._tls_verify import PeerVerdict, is_ip_address, peer_certificate_dict
 
@@ -213,16 +213,18 @@ class TLSStream(trio.abc.HalfCloseableStream):
         return TLSError(failure.message())
 
     # -- moving ciphertext -----------------------------------------------------
-    async def _flush(self) -> None:
+    async def _flush(self, shield: bool = False) -> None:
         """Send everything OpenSSL has written to the outgoing BIO, in order.
 
         Nothing pending and nobody sending costs no await (the common case
         after a read). Bytes leave the BIO only under the send lock, so two
-        tasks never put ciphertext on the wire out of order.
+        tasks never put ciphertext on the wire out of order. ``shield``: not
+        cancelled (a receive that holds decrypted bytes must not drop them).
         """
         if self._send_lock.locked():
-            async with self._send_lock:
-                await self._drain()
+            with trio.CancelScope(shield=shield):
+                async with self._send_lock:
+                    await self._drain()
             return
         try:
             data = self._conn.bio_read(BUFSIZE)
@@ -230,8 +232,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             return
         self._send_lock.acquire_nowait()  # free, checked above: no task ran since
         try:
-            await self.transport_stream.send_all(data)
-            await self._drain()
+            with trio.CancelScope(shield=shield):
+                await self.transport_stream.send_all(data)
+                await self._drain()
         finally:
             self._send_lock.release()
 
@@ -298,6 +301,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._receiving = False
 
     async def _receive_some(self, size: int) -> bytes:
+        # Cancelled before reading, never after: a cancelled call loses no
+        # plaintext (what OpenSSL decrypted is handed out or left in it).
+        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
             try:
@@ -318,9 +324,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
             except SSL.Error as exc:
                 raise TLSStreamBroken(f"TLS receive failed: {openssl_words(exc)}") from None
             break
-        await self._flush()
+        await self._flush(shield=bool(data))
         if not waited:
-            await trio.lowlevel.checkpoint()  # Trio's contract: every call is a checkpoint
+            # Trio's contract: every call is a checkpoint (the cancel point came first).
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
     async def send_eof(self) -> None:

@@ -3,12 +3,9 @@
 :class:`WebSocket` drives one wsproto ``FrameProtocol`` (through
 :class:`trionet._ws_protocol.Wire`, which says why not wsproto's
 ``Connection``) over a trionet Socket.
-Its reader task (:meth:`WebSocket._run_reader`) is the only code that reads
-the socket: it hands data messages to :meth:`WebSocket.receive` through a
-bounded queue and answers control frames itself, so pings are answered and
-close handshakes complete whatever the application is doing. Sends go out
-under a lock, one write per message. The handshakes that create a connection
-live in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
+Who reads the socket, and when, is :mod:`trionet._ws_reading`'s part. Sends go out under a
+lock, one write per message. The handshakes that create a connection live
+in :mod:`trionet.ws` and :mod:`trionet._ws_client`.
 
 This class does the I/O and the waiting; what it remembers (the queue and its
 room, fragments, pending pings, who owns a fragmented send, how it closed)
@@ -22,19 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import trio
 from wsproto.connection import ConnectionState as WireState
 from wsproto.events import Message
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import Opcode
 
 from ._errors import TrionetError
-from ._linger import linger as _linger
 from ._stream import Address, Socket
-from ._ws_protocol import FrameGuard, Wire, violation_reason
+from ._ws_protocol import FrameGuard, Wire
+from ._ws_reading import RECEIVE_SIZE, SOCKET_GONE, Reading
 from ._ws_send import MAX_BUFFERED_AMOUNT, Outbox, Queued, SendLock, Waiters
 from ._ws_state import (
     MAX_QUEUE_MESSAGES,
@@ -46,8 +42,8 @@ from ._ws_state import (
     PingTracker,
     SendOwnership,
     State,
-    is_violation,
 )
+from ._ws_tasks import AwayWatch, Helpers
 
 __all__ = ["CLOSE_TIMEOUT", "DEFAULT_MAX_MESSAGE_SIZE", "ConnectionClosed", "Data", "WebSocket"]
 
@@ -62,14 +58,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 #: a task that long is a cheap attack, so we wait less.
 CLOSE_TIMEOUT = 10.0
 
-#: How long a failing connection tries to send its Close before dropping TCP.
-FAIL_SEND_TIMEOUT = 1.0
+#: The name of the writer task (in Trio's task tree and tracebacks).
+WRITER_TASK_NAME = "trionet.ws.WebSocket._write_outbox"
 
-#: Bytes asked of the kernel per read: big reads mean fewer trips through wsproto.
-RECEIVE_SIZE = 65536
-
-#: What a write to a dead socket raises.
-_SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: What a write to a dead socket raises (the name other modules import).
+_SOCKET_GONE = SOCKET_GONE
 
 #: What ``send()`` accepts: text goes out as a text frame, bytes as binary.
 Data = str | bytes | bytearray | memoryview
@@ -92,7 +85,7 @@ class ConnectionClosed(TrionetError):
         self.websocket = websocket
 
 
-class WebSocket:
+class WebSocket(Reading):
     """One WebSocket connection, either end.
 
     Users get one from :func:`serve`/:func:`handler` (passed to the handler)
@@ -102,7 +95,8 @@ class WebSocket:
     awaits the socket, so a slow peer slows the sender; :func:`broadcast`
     queues instead, up to ``max_buffered_amount`` bytes.
 
-    Receiving: the reader task keeps reading while the application lags, so
+    Receiving (see :mod:`trionet._ws_reading` for who reads when): the
+    reader task keeps reading while the application is away, so
     pings are answered and a Close is completed whatever the application
     does, until the undelivered messages reach ``max_message_size`` bytes or
     :data:`MAX_QUEUE_MESSAGES` messages. Then it stops reading the socket, so
@@ -113,7 +107,19 @@ class WebSocket:
     drops the queue and lets the reader drain the socket, so our close
     handshake always completes, and the heartbeat does not count a ping as
     lost while the reader is held up by our own application.
+
+    Slots: an instance's dict of some 30 attributes was about 1.5 KiB per
+    connection (benchmarks/ws_idle_memory.py). A ``__dict__`` slot is kept
+    for the application's own attributes (ws's heartbeat example sets
+    ``ws.isAlive``); it costs a pointer until the first one is set.
     """
+
+    __slots__ = (
+        "__dict__", "__weakref__", "_assembler", "_away_since", "_client", "_close", "_closed",
+        "_guard", "_helpers", "_inbox", "_message_arrived", "_message_ended", "_outbox",
+        "_outbox_filled", "_outbox_writer", "_pings", "_room", "_send_lock", "_sending", "_watch",
+        "_wire", "close_timeout", "extensions", "path", "request", "socket", "subprotocol",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -144,8 +150,20 @@ class WebSocket:
         #: The frames, parsed and built by wsproto, and the close handshake's wire state.
         self._wire = connection
         self._guard = guard
-        #: Bytes that arrived with the handshake, parsed when the reader starts.
-        self._pending = pending
+        #: Bytes received and not parsed yet: those that came with the handshake,
+        #: or the rest of a read whose messages filled the queue.
+        self._unparsed_ready = bool(pending)
+        if pending:
+            connection.receive_data(pending)
+        #: Who reads (see trionet._ws_reading): a reader task runs; a task in
+        #: receive() reads; tasks waiting in receive() meanwhile.
+        self._reader_task = False
+        self._reader_wait = None
+        self._app_reading = False
+        self._app_waiting = 0
+        #: Where an application away from receive() is noted (set while running).
+        self._watch: AwayWatch | None = None
+        self._away_since = 0
         #: Where the connection is in its life, and how it closed.
         self._close = CloseState()
         self._send_lock = SendLock()
@@ -160,13 +178,14 @@ class WebSocket:
         self._reader_waiting_for_room = False
         #: Our pings waiting for their Pong.
         self._pings: PingTracker[trio.Event] = PingTracker()
-        self._closed = trio.Event()
+        #: Tasks in wait_closed() (a trio.Event would be an attrs object and a set, 260 bytes).
+        self._closed = Waiters()
         #: What broadcast() queued, and the writer task that writes it.
         self._outbox = Outbox(MAX_BUFFERED_AMOUNT)
         self._outbox_filled = Waiters()
         self._outbox_writer = False
-        #: Where the connection's tasks run (set while it runs).
-        self._nursery: trio.Nursery | None = None
+        #: The connection's helper tasks (reader, writer...): set while it runs.
+        self._helpers: Helpers | None = None
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -218,11 +237,15 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         """True once the connection is completely closed."""
-        return self._closed.is_set()
+        return self._close.state is State.CLOSED
 
     async def wait_closed(self) -> None:
         """Wait until the connection is completely closed."""
-        await self._closed.wait()
+        self._start_reader()  # the peer's Close must be read
+        if self._close.state is State.CLOSED:
+            await trio.lowlevel.checkpoint()
+        while self._close.state is not State.CLOSED:
+            await self._closed.park()
 
     # -- sending --------------------------------------------------------------------
     async def send(self, message: Data, *, fin: bool = True) -> None:
@@ -292,6 +315,7 @@ class WebSocket:
             self._check_open()
             self._pings.add(bytes(data), arrived)
             await self._write(self._wire.ping(bytes(data)))
+        self._start_reader()  # the Pong must be read
         try:
             await arrived.wait()
         finally:
@@ -332,17 +356,6 @@ class WebSocket:
                 await trio.aclose_forcefully(self.socket)
             raise
 
-    async def _write_control(self, data: bytes | bytearray) -> bool:
-        """Write control frames from the reader; False if the socket is gone."""
-        if not data:
-            return True
-        async with self._send_lock:
-            try:
-                await self.socket.send(data)
-            except _SOCKET_GONE:
-                return False
-        return True
-
     # -- broadcasting -------------------------------------------------------------
     def _broadcast(self, event: Message[Any], frame: bytes) -> None:
         """Queue a broadcast message (``frame`` if it fits us); see :mod:`trionet._ws_send`."""
@@ -354,9 +367,10 @@ class WebSocket:
         if queued is Queued.ADDED:
             if self._outbox_writer:
                 self._outbox_filled.unpark()
-            elif self._nursery is not None:
-                self._outbox_writer = True
-                self._nursery.start_soon(self._write_outbox)
+            elif self._helpers is not None:
+                self._outbox_writer = self._helpers.start(
+                    self._write_outbox, name=WRITER_TASK_NAME
+                )
         elif queued is Queued.FIRST_DROP:
             logger.warning(
                 "%r: dropping broadcast messages, %d bytes not taken by the peer",
@@ -377,7 +391,7 @@ class WebSocket:
     async def _write_outbox(self) -> None:
         """The writer task: write what broadcast() queued, as fast as the peer reads."""
         with contextlib.suppress(ConnectionClosed):
-            while not self._closed.is_set():
+            while self._close.state is not State.CLOSED:
                 if self._sending.owner is not None:
                     await self._message_ended.park()  # frames can't go inside a message
                 elif not self._outbox:
@@ -390,8 +404,8 @@ class WebSocket:
                                 await self._write(data)
 
     # -- receiving ------------------------------------------------------------------
-    async def receive(self) -> str | bytes:
-        """The next message: ``str`` for text, ``bytes`` for binary.
+    def receive(self) -> Coroutine[Any, Any, str | bytes]:
+        """The next message: ``str`` for text, ``bytes`` for binary (``await ws.receive()``).
 
         After the peer closed, the messages it sent before its Close are still
         delivered; after our own ``aclose()`` they are dropped.
@@ -399,32 +413,68 @@ class WebSocket:
         Raises:
           ConnectionClosed: no more messages will come; ``code`` says why.
         """
+        return self._receive(False)
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]:
+        """Messages until the connection closes; a normal close ends the loop."""
+        # Plain functions returning _receive's coroutine: an idle connection
+        # waits in one coroutine frame, not in __anext__'s above receive()'s.
+        return self._receive(True)
+
+    async def _receive(self, iterating: bool) -> str | bytes:
+        """receive(); ``iterating``: a normal close raises StopAsyncIteration (async for)."""
         # Always a cancel point; a schedule point only when it has to wait. A
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
         # MAX_QUEUE_MESSAGES messages (and send() every few writes, see trionet._fdio).
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._inbox
-        while not inbox.count:
-            if self._closed.is_set() or self._close.state is not State.OPEN:
-                self._raise_closed()
-            await self._message_arrived.park()
+        if not inbox.count:
+            watch = self._watch
+            if watch is not None:
+                watch.away.discard(self)  # back: no reader task needed for us
+            try:
+                while not inbox.count:
+                    if self._close.state is not State.OPEN:
+                        if iterating and self._close.reported()[0] in OK_CLOSE_CODES:
+                            raise StopAsyncIteration
+                        self._raise_closed()
+                    if self._reader_task or self._app_reading:
+                        self._app_waiting += 1
+                        self._take_over_reading()
+                        try:
+                            await self._message_arrived.park()
+                        finally:
+                            self._app_waiting -= 1
+                    else:
+                        # self._read(app=True), inline: one coroutine frame
+                        # fewer for an idle connection to hold while it waits.
+                        self._app_reading = True
+                        try:
+                            if self._unparsed_ready:
+                                self._unparsed_ready = False
+                            else:
+                                try:
+                                    data = await self.socket.receive(RECEIVE_SIZE)
+                                except _SOCKET_GONE:
+                                    data = b""
+                                if not self._feed(data):
+                                    continue
+                            await self._handle_frames(True)
+                        finally:
+                            self._app_reading = False
+                            if self._message_arrived:
+                                self._message_arrived.unpark()  # the next waiter reads on
+            finally:
+                if watch is not None and self._close.state is not State.CLOSED:
+                    watch.leave(self)
         message = inbox.take()
         if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()
         return message
-
-    def __aiter__(self) -> WebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        """Messages until the connection closes; a normal close ends the loop."""
-        try:
-            return await self.receive()
-        except ConnectionClosed as exc:
-            if exc.code in OK_CLOSE_CODES:
-                raise StopAsyncIteration from None
-            raise
 
     # -- closing --------------------------------------------------------------------
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
@@ -447,153 +497,9 @@ class WebSocket:
                             close = self._wire.close(code, reason)
                             with contextlib.suppress(*_SOCKET_GONE):
                                 await self.socket.send(queued + close)
-                await self._closed.wait()
-            if not self._closed.is_set():
+                await self._read_until_closed()
+            if self._close.state is not State.CLOSED:
                 logger.info("%r: no Close from the peer within %ss", self, self.close_timeout)
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "no close frame received")
         finally:
-            await trio.aclose_forcefully(self.socket)
-
-    def _drop_queue(self) -> None:
-        self._inbox.clear()
-        self._assembler.clear()
-        self._room.unpark_all()
-        self._message_arrived.unpark_all()
-
-    def _mark_closed(self, code: int, reason: str) -> None:
-        """Record how the connection ended and wake everyone waiting on it."""
-        self._close.finish(code, reason)
-        self._closed.set()
-        self._outbox.clear()
-        self._message_arrived.unpark_all()
-        self._message_ended.unpark_all()
-        self._outbox_filled.unpark_all()
-        self._room.unpark_all()
-        for waiter in self._pings.drain():
-            waiter.set()
-
-    async def _fail(self, code: int, reason: str, *, linger: bool = False) -> None:
-        """Fail the connection (RFC 6455 section 7.1.7): send Close, drop TCP.
-
-        ``linger`` (only from the reader task, the one that may read) drains
-        what the peer still sends before closing: closing a socket with unread
-        data makes the kernel answer with a reset, and the peer's kernel may
-        then drop our Close frame before the peer reads why it was cut off.
-        The connection counts as closed (``wait_closed()``, ``aclose()``)
-        only after that, so that nobody closes the socket under the drain.
-        """
-        logger.log(
-            logging.DEBUG if code == CloseCode.GOING_AWAY else logging.INFO,
-            "%r failed: %d %s", self, code, reason,
-        )
-        # Nothing more may be sent, broadcast or not; send()/receive() raise this code meanwhile.
-        self._close.start_closing(code, reason)
-        self._outbox.clear()
-        with trio.move_on_after(FAIL_SEND_TIMEOUT):  # the peer may not read: don't wait
-            async with self._send_lock:
-                if self._wire.state is WireState.OPEN:
-                    with contextlib.suppress(*_SOCKET_GONE):
-                        await self.socket.send(self._wire.close(code, reason))
-        if linger:
-            await _linger(self.socket)  # half-close, then read and drop what the peer sends
-        self._mark_closed(code, reason)
-        await trio.aclose_forcefully(self.socket)
-
-    # -- the reader task ------------------------------------------------------------
-    async def _run_reader(self) -> None:
-        """Read frames until the connection ends; answer control frames at once."""
-        wire = self._wire
-        try:
-            wire.receive_data(self._pending)  # came with the handshake
-            self._pending = b""
-            await self._handle_frames()
-            inbox = self._inbox
-            while not self._closed.is_set():
-                if not inbox.has_room():
-                    await self._wait_for_room()
-                try:
-                    data = await self.socket.receive(RECEIVE_SIZE)
-                except _SOCKET_GONE:
-                    data = b""
-                if not data:
-                    self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-                    break
-                wire.receive_data(data)
-                await self._handle_frames()
-        finally:
-            if not self._closed.is_set():
-                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    async def _wait_for_room(self) -> None:
-        """Hold the reader while the application has too much unread."""
-        while not self._inbox.has_room() and self._close.state is State.OPEN:
-            self._reader_waiting_for_room = True
-            try:
-                await self._room.park()
-            finally:
-                self._reader_waiting_for_room = False
-
-    async def _handle_frames(self) -> None:
-        """Handle every frame one read completed; control replies go out in one write."""
-        replies = bytearray()
-        wire = self._wire
-        for frame in wire.frames():
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if self._close.state is not State.OPEN:
-                    continue  # after our aclose(): drain and drop
-                message = self._assembler.add(frame.payload, frame.message_finished)  # type: ignore[arg-type]
-                if message is None:
-                    continue
-                full = self._inbox.put(message)
-                self._message_arrived.unpark()
-                if full:
-                    # One read can carry many messages (and with compression,
-                    # inflate to many more bytes): stop parsing it half-way.
-                    if not await self._write_control(bytes(replies)):
-                        return
-                    replies.clear()
-                    await self._wait_for_room()
-            elif opcode is Opcode.PING:
-                if wire.state is WireState.OPEN:
-                    replies += wire.pong(frame.payload)  # type: ignore[arg-type]
-            elif opcode is Opcode.PONG:
-                for waiter in self._pings.pong(frame.payload):  # type: ignore[arg-type]
-                    waiter.set()
-            elif opcode is Opcode.CLOSE:
-                wire_code, wire_reason = cast("tuple[int, str]", frame.payload)
-                code, reason = self._note_close(wire_code, wire_reason)
-                if not await self._write_control(replies):
-                    return
-                await self._on_close(wire_code, code, reason)
-                return
-        if replies and not await self._write_control(replies):
-            self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-
-    def _note_close(self, wire_code: int, wire_reason: str | None) -> tuple[int, str]:
-        """Record a Close (or a violation) the moment it is read, before any await.
-
-        The wire state has already moved on, so from here on send() must
-        raise ConnectionClosed with this code rather than reach wsproto;
-        receive() still delivers what came before the Close. Returns the
-        code and reason, the guard's words for a refused frame.
-        """
-        code, reason = int(wire_code), wire_reason or ""
-        if is_violation(self._wire.state) and reason == "error in extension":
-            reason = violation_reason([self._guard, *self.extensions], reason)
-        self._close.peer_closed(code, reason)
-        return code, reason
-
-    async def _on_close(self, wire_code: int, code: int, reason: str) -> None:
-        """Complete the close the peer started, or fail the connection it broke."""
-        if is_violation(self._wire.state):
-            logger.info("%r: protocol violation: %d %s", self, code, reason)
-            await self._fail(code, reason, linger=True)
-            return
-        if self._wire.state is WireState.REMOTE_CLOSING:
-            # Echo the peer's code (section 5.5.1); wsproto sends no code for 1005.
-            await self._write_control(self._wire.close(wire_code, reason))
-        self._mark_closed(code, reason)
-        if not self._client:
-            # Section 7.1.1: the server closes the TCP connection first.
             await trio.aclose_forcefully(self.socket)

@@ -41,6 +41,10 @@ __all__ = ["MAX_BUFFERED_AMOUNT", "Outbox", "Queued", "SendLock", "Waiters", "pl
 MAX_BUFFERED_AMOUNT = 1 << 20
 
 
+#: The shared stand-in for an empty list of parked tasks (never appended to).
+_NO_TASKS: list[trio.lowlevel.Task] = []
+
+
 class Waiters:
     """Tasks parked until another task wakes them: a small :class:`trio.lowlevel.ParkingLot`.
 
@@ -58,7 +62,9 @@ class Waiters:
     __slots__ = ("_tasks",)
 
     def __init__(self) -> None:
-        self._tasks: list[trio.lowlevel.Task] = []
+        # No list until a task parks: a WebSocket has five of these, and an
+        # empty list is 56 bytes (ws_idle_memory.py counts every one).
+        self._tasks: list[trio.lowlevel.Task] = _NO_TASKS
 
     def __bool__(self) -> bool:
         """Whether a task is parked."""
@@ -68,6 +74,8 @@ class Waiters:
         """Wait until :meth:`unpark` or :meth:`unpark_all` (a cancel point)."""
         task = trio.lowlevel.current_task()
         tasks = self._tasks
+        if tasks is _NO_TASKS:
+            tasks = self._tasks = []
         tasks.append(task)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -78,14 +86,17 @@ class Waiters:
 
     def unpark(self) -> None:
         """Wake the task parked first, if any."""
-        if self._tasks:
-            trio.lowlevel.reschedule(self._tasks.pop(0))
+        tasks = self._tasks
+        if tasks:
+            trio.lowlevel.reschedule(tasks.pop(0))
+            if not tasks:
+                self._tasks = _NO_TASKS
 
     def unpark_all(self) -> None:
         """Wake every parked task."""
         tasks = self._tasks
         if tasks:
-            self._tasks = []
+            self._tasks = _NO_TASKS
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 
@@ -149,6 +160,10 @@ class Queued(enum.Enum):
     DROPPED = 3
 
 
+#: The shared stand-in for an empty outbox (never appended to).
+_NOTHING_QUEUED: list[bytes | Message[Any]] = []
+
+
 class Outbox:
     """The broadcast messages one connection has not written yet, bounded in bytes.
 
@@ -161,8 +176,9 @@ class Outbox:
 
     def __init__(self, limit: int = MAX_BUFFERED_AMOUNT) -> None:
         # A list, not a deque: it is only ever emptied whole, and an empty
-        # list holds no slots (an empty deque holds a 64-slot block).
-        self.items: list[bytes | Message[Any]] = []
+        # list holds no slots (an empty deque holds a 64-slot block). None
+        # of its own until something is queued: most connections never are.
+        self.items: list[bytes | Message[Any]] = _NOTHING_QUEUED
         #: Bytes queued (ws's ``bufferedAmount``).
         self.size = 0
         #: At or past this many bytes queued, messages are dropped.
@@ -182,13 +198,15 @@ class Outbox:
                 return Queued.DROPPED
             self._dropping = True
             return Queued.FIRST_DROP
+        if self.items is _NOTHING_QUEUED:
+            self.items = []
         self.items.append(item)
         self.size += size
         return Queued.ADDED
 
     def clear(self) -> None:
         """Forget what is queued (taken for writing, or the connection is closing)."""
-        self.items.clear()
+        self.items = _NOTHING_QUEUED
         self.size = 0
         self._dropping = False
 

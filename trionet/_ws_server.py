@@ -19,19 +19,21 @@ database look-up, say). Alternatives rejected: a module-level
 ``accept(req, sock, ...)`` / ``reject(req, sock, ...)`` pair (nothing would
 stop a second answer on the same socket, and each call would parse the
 request again); ``accept`` returning a bare WebSocket that the caller must
-remember to run and close (the reader task needs a nursery and the close a
+remember to run and close (the helper tasks need a block to end with and the close a
 rule for failures; ``async with`` gives both, as :func:`trionet.ws.connect`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import h11
+import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection
 from wsproto.events import Request as HandshakeRequest
@@ -48,9 +50,10 @@ from ._ws_protocol import (
     check_handshake,
     new_connection,
 )
-from ._ws_running import running
+from ._ws_running import Running, heartbeat_of
 from ._ws_state import CloseCode
 from .http._headers import closing_response
+from .http._server import ServerConfig
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
@@ -104,6 +107,9 @@ class ServerHandshake:
     with no response.
     """
 
+    __slots__ = ("_head", "_socket", "_wsconn", "answered", "path", "request",
+                 "subprotocols")  # fmt: skip
+
     def __init__(
         self, req: Any, sock: Socket, head: bytes, wsconn: WSConnection, offer: HandshakeRequest
     ) -> None:
@@ -118,14 +124,12 @@ class ServerHandshake:
         self._socket = sock
         self._head = head
         self._wsconn: WSConnection | None = wsconn
-        self._offered_extensions = list(offer.extensions)
 
     def __repr__(self) -> str:
         state = "answered" if self.answered else "waiting"
         return f"<trionet.ws.ServerHandshake {self.path!r} {state}>"
 
-    @contextlib.asynccontextmanager
-    async def accept(
+    def accept(
         self,
         *,
         subprotocol: str | None = None,
@@ -135,7 +139,7 @@ class ServerHandshake:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         close_timeout: float = CLOSE_TIMEOUT,
-    ) -> AsyncIterator[WebSocket]:
+    ) -> Accepted:
         """Answer 101 and run the WebSocket for the ``async with`` block.
 
         ``subprotocol`` must be one the client offered (or None: RFC 6455
@@ -161,6 +165,22 @@ class ServerHandshake:
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
         extra = _header_pairs(headers, refused=HANDSHAKE_HEADERS)
+        beat = heartbeat_of(ping_interval, ping_timeout)
+        answer = functools.partial(
+            self._answer, subprotocol, extra, max_message_size, compression, close_timeout
+        )
+        return Accepted(answer, beat, self._closing())
+
+    async def _answer(
+        self,
+        subprotocol: str | None,
+        extra: list[tuple[bytes, bytes]],
+        max_message_size: int,
+        compression: bool,
+        close_timeout: float,
+    ) -> WebSocket:
+        """Send the 101 (or the 400 of a refused extension offer); the WebSocket it opened."""
+        self._check_unanswered()
         offered: list[Extension] = (
             [BoundedPerMessageDeflate(max_message_size)] if compression else []
         )
@@ -202,8 +222,17 @@ class ServerHandshake:
         )
         if gone:
             ws._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
-        async with running(ws, ping_interval=ping_interval, ping_timeout=ping_timeout):
-            yield ws
+        return ws
+
+    def _closing(self) -> trio.Event | None:
+        """The event set when the trionet HTTP server that read the request stops
+        (``aclose()``, trionet.run's graceful stop; not a bare ``close()``).
+
+        None for a request of anything else (a hook may be called by other
+        code): such a connection just runs until its handler ends.
+        """
+        config = getattr(getattr(self.request, "_exchange", None), "config", None)
+        return config.going_away if isinstance(config, ServerConfig) else None
 
     async def reject(
         self, status: int = 403, *, headers: HeadersInput | None = None, body: bytes | str = b""
@@ -230,6 +259,38 @@ class ServerHandshake:
     def _check_unanswered(self) -> None:
         if self.answered:
             raise RuntimeError("this WebSocket handshake was already answered")
+
+
+class Accepted(Running):
+    """What :meth:`ServerHandshake.accept` returns: answers 101 on entering, then runs.
+
+    A class, not ``contextlib.asynccontextmanager``: it lives as long as the
+    connection, and a suspended async generator with its context manager
+    cost about 700 bytes per idle connection.
+    """
+
+    __slots__ = ("_answer", "_closing")
+
+    def __init__(
+        self,
+        answer: Callable[[], Awaitable[WebSocket]],
+        heartbeat: tuple[float, float] | None,
+        closing: trio.Event | None,
+    ) -> None:
+        super().__init__(None, heartbeat)
+        self._answer: Callable[[], Awaitable[WebSocket]] | None = answer
+        #: The server's closing event: the connection then goes away (1001).
+        self._closing = closing
+
+    async def __aenter__(self) -> WebSocket:  # type: ignore[override]
+        answer, self._answer = self._answer, None
+        if answer is None:
+            raise RuntimeError("accept() is entered once")
+        ws = self.ws = await answer()
+        await super().__aenter__()
+        closing, self._closing = self._closing, None
+        self.join_stop(closing)
+        return ws
 
 
 def _header_pairs(

@@ -97,6 +97,10 @@ class State(enum.Enum):
     CLOSED = 3
 
 
+#: What ``CloseState.sent`` says before we send a Close (one tuple for every connection).
+_NOTHING_SENT: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
+
+
 class CloseState:
     """Where the connection is in its life, and how it closed.
 
@@ -113,7 +117,7 @@ class CloseState:
         self.state = State.OPEN
         self.code: int | None = None
         self.reason = ""
-        self.sent: tuple[int, str] = (CloseCode.ABNORMAL_CLOSURE, "")
+        self.sent: tuple[int, str] = _NOTHING_SENT
 
     def start_closing(self, code: int, reason: str) -> bool:
         """Our side closes (or fails) with ``code``: True if it was open (send the Close)."""
@@ -264,6 +268,10 @@ class MessageAssembler:
         self._parts.clear()
 
 
+#: The shared stand-in for no pending ping (never appended to).
+_NO_PINGS: list[Any] = []
+
+
 class PingTracker(Generic[Waiter]):
     """Our pings waiting for their Pong, oldest first.
 
@@ -276,13 +284,16 @@ class PingTracker(Generic[Waiter]):
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: list[tuple[bytes, Waiter]] = []
+        # No list of its own until a ping is sent: most connections never do.
+        self._pending: list[tuple[bytes, Waiter]] = _NO_PINGS
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(self, payload: bytes, waiter: Waiter) -> None:
         """A ping with ``payload`` went out; ``waiter`` waits for its Pong."""
+        if self._pending is _NO_PINGS:
+            self._pending = []
         self._pending.append((payload, waiter))
 
     def pong(self, payload: bytes) -> list[Waiter]:
@@ -305,7 +316,7 @@ class PingTracker(Generic[Waiter]):
     def drain(self) -> list[Waiter]:
         """The connection ended: every waiter, none answered (wake them all)."""
         waiters = [waiter for _, waiter in self._pending]
-        self._pending.clear()
+        self._pending = _NO_PINGS
         return waiters
 
 

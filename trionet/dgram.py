@@ -21,9 +21,10 @@ from typing import Literal
 
 import trio
 
+from ._accept import ACCEPT_BACKOFF as RETRY_AFTER
+from ._accept import Episode
 from ._errors import ConnectError, MessageSizeError
-from ._server import ACCEPT_BACKOFF as RETRY_AFTER
-from ._server import Episode, Server
+from ._server import Server
 
 __all__ = [
     "DEFAULT_MAX_HANDLERS",

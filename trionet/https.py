@@ -80,13 +80,14 @@ async def serve(
     alpn_protocols: Sequence[str] | None = ("http/1.1",),
     sni_contexts: SNIContexts | None = None,
     handshake_timeout: float | None = None,
+    mode: int | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     **http_options: Any,
 ) -> None:
     """Serve ``app`` over HTTPS (Node's ``https.createServer(options, app)``).
 
     Takes :func:`trionet.tls.serve`'s TLS options and every option of
-    :func:`trionet.http.serve` (``host``, timeouts, limits, hooks). A failed or
+    :func:`trionet.http.serve` (``host``, ``path``, ``mode``, timeouts, limits, hooks). A failed or
     stalled handshake is logged and closed; the server keeps serving.
     """
     options = TLSOptions(
@@ -96,7 +97,7 @@ async def serve(
     )  # fmt: skip
     tls = server_tls(options, ssl_context)
     await http_serve(
-        app, port, ssl_context=tls, task_status=task_status, **http_options
+        app, port, ssl_context=tls, mode=mode, task_status=task_status, **http_options
     )
 
 

@@ -55,6 +55,7 @@ async def serve(
     path: str | os.PathLike[str] | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    mode: int | None = None,
     max_connections: int | None = None,
     idle_timeout: float | None = None,
     allow_half_open: bool = False,
@@ -74,6 +75,7 @@ async def serve(
       host: address to listen on; None listens on all interfaces, as in Node.
       path: listen on this Unix socket instead (a stale file is replaced, and
         the file is removed on close).
+      mode: the Unix socket file's permission bits, e.g. ``0o660``.
       max_connections: connections over this many are closed at once (Node's 'drop').
       idle_timeout: close a connection after this many seconds with no traffic.
       allow_half_open: when False (Node's default), the peer's EOF ends our
@@ -92,7 +94,7 @@ async def serve(
         raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
     trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     unix_path = os.fspath(path) if path is not None else None
-    listener = await open_listener(port, host, unix_path, backlog, reuse_port)
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port, mode)
 
     async def watched(sock: Socket) -> None:
         assert idle_timeout is not None

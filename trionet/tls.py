@@ -42,6 +42,7 @@ what they mean in Node.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -195,7 +196,10 @@ async def serve(
     alpn_protocols: Sequence[str] | None = None,
     sni_contexts: SNIContexts | None = None,
     host: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    mode: int | None = None,
     backlog: int | None = None,
+    reuse_port: bool = False,
     max_connections: int | None = None,
     handshake_timeout: float | None = None,
     allow_half_open: bool = False,
@@ -225,6 +229,8 @@ async def serve(
       sni_contexts: another certificate per server name the client may ask
         for, ``{"a.example.com": {"key": ..., "cert": ...}}`` (Node's
         ``server.addContext``); ``*.example.com`` covers one more label.
+      path, mode: listen on a Unix socket at ``path`` instead of a port, with
+        the permission bits ``mode`` (as :func:`trionet.net.serve`).
       proxy_protocol, forwarded_allow_ips: a PROXY protocol header before
         the TLS handshake, from these trusted proxies (as :func:`trionet.net.serve`).
     """
@@ -235,7 +241,8 @@ async def serve(
         sni_contexts=sni_contexts, handshake_timeout=handshake_timeout,
     )  # fmt: skip
     tls = server_tls(options, ssl_context)
-    listener = await open_listener(port, host, None, backlog)
+    unix_path = os.fspath(path) if path is not None else None
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port, mode)
 
     def make_socket(stream: trio.abc.Stream) -> TLSSocket:
         assert isinstance(stream, (TLSStream, trio.SSLStream))
@@ -247,7 +254,7 @@ async def serve(
 
     await serve_listeners(
         handle, [listener], make_socket=make_socket, max_connections=max_connections,
-        ssl_context=tls, proxy_protocol=trusted, task_status=task_status,
+        unix_path=unix_path, ssl_context=tls, proxy_protocol=trusted, task_status=task_status,
     )
 
 

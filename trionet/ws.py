@@ -22,14 +22,19 @@ An ``on_upgrade`` hook that decides per request answers the handshake itself:
 ``await handshake.reject(status, headers=..., body=...)`` (what an ASGI
 server needs for ``websocket.accept`` and ``websocket.http.response``).
 
-Each connection has one reader task in its own nursery. It answers pings and
-completes close handshakes by itself, whatever the application is doing, and
-hands data messages to :meth:`WebSocket.receive` through a bounded queue.
+An idle connection holds one task, its handler's: waiting in
+:meth:`WebSocket.receive`, it reads the socket itself. While the handler is
+away from ``receive()``, a reader task answers pings and completes close
+handshakes, whatever the application is doing, and queues data messages
+(bounded) for ``receive()``. A server's stop (``aclose()``, SIGTERM
+through ``trionet.run``) closes every open WebSocket with 1001; ``close()``
+alone stops accepting and lets them run on, as ws's ``wss.close()``.
 
 Where things are: this module has the public functions and the servers;
 ``_ws_server`` is the server's opening handshake (wsproto's, with the checks
 wsproto skips), ``_ws_client`` the client's; ``_ws_connection`` is the
-connection's I/O (reader task, sends, close handshake); ``_ws_state`` is what
+connection's I/O (sends, close handshake; ``_ws_reading`` reads and decides
+who reads, ``_ws_tasks`` runs the helper tasks); ``_ws_state`` is what
 it remembers, as pure state (message queue and its room, fragment assembly,
 pending pings, who owns a fragmented send, close codes); ``_ws_running`` runs
 it (reader, heartbeat, a handler's failure) and broadcasts; ``_ws_send``
@@ -53,6 +58,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -60,14 +66,14 @@ from typing import Any
 import trio
 
 from . import _server, _stream, tls
-from ._server import TLSContext
+from ._accepted import TLSContext
 from ._stream import Address, Socket
 from ._tls_context import CAInput, PemInput
 from ._url import WS_SCHEMES, parse_url
 from ._ws_client import HANDSHAKE_TIMEOUT, HandshakeError, client_handshake, open_socket
 from ._ws_connection import CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, ConnectionClosed, WebSocket
 from ._ws_protocol import Rejection, pick_subprotocol
-from ._ws_running import broadcast, run_handler, running
+from ._ws_running import broadcast, handler_failed, running
 from ._ws_send import MAX_BUFFERED_AMOUNT
 from ._ws_server import ServerHandshake, server_handshake
 from ._ws_state import MAX_QUEUE_MESSAGES, REGISTERED_CLOSE_CODES, CloseCode, State
@@ -138,9 +144,15 @@ class UpgradeHandler:
                 ping_timeout=options.ping_timeout,
                 close_timeout=options.close_timeout,
             ) as ws:
+                del handshake  # answered: nothing of it is needed while the handler runs
                 if not ws.closed:  # the client may have left before the 101
                     self.clients.add(ws)
-                    await run_handler(ws, self.handler)
+                    # run_handler(ws, self.handler), inline: one coroutine
+                    # frame fewer per connection for its whole life.
+                    try:
+                        await self.handler(ws)
+                    except Exception as exc:
+                        await handler_failed(ws, exc)
         except HandshakeError:
             return  # the client's offer could not be answered: it got 400
         finally:
@@ -323,7 +335,8 @@ class Server:
         self.http_server.close()
 
     async def aclose(self, timeout: float | None = None) -> None:
-        """Stop accepting, wait for live connections, cancel the rest after ``timeout``."""
+        """Stop accepting, close open WebSockets with 1001 (going away) and wait
+        for their close handshakes; cancel what is left after ``timeout``."""
         await self.http_server.aclose(timeout)
 
     async def wait_closed(self) -> None:
@@ -348,6 +361,8 @@ async def serve(
     port: int | None = None,
     *,
     host: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    mode: int | None = None,
     subprotocols: Sequence[str] = (),
     accept: AcceptHook | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -366,9 +381,11 @@ async def serve(
     Start it with ``server = await nursery.start(trionet.ws.serve, handler, port)``;
     ``server.clients`` is the live set of its open connections. Plain HTTP
     requests get 426 Upgrade Required. The options are those of
-    :func:`handler`; ``ssl_context`` serves wss://. ``proxy_protocol``,
-    ``proxy_headers`` and ``forwarded_allow_ips`` are :func:`trionet.http.serve`'s:
-    ``ws.remote_address`` and ``ws.request.scheme`` then name the client.
+    :func:`handler`; ``ssl_context`` serves wss://; ``path`` listens on a Unix
+    socket instead, with the permission bits ``mode`` (e.g. ``0o660``).
+    ``proxy_protocol``, ``proxy_headers`` and ``forwarded_allow_ips`` are
+    :func:`trionet.http.serve`'s: ``ws.remote_address`` and ``ws.request.scheme``
+    then name the client.
     """
     from . import http  # the HTTP server imports nothing of ours; import late anyway
 
@@ -386,6 +403,8 @@ async def serve(
         _upgrade_required,
         port,
         host=host,
+        path=path,
+        mode=mode,
         on_upgrade=hook,
         ssl_context=ssl_context,
         proxy_protocol=proxy_protocol,

@@ -6,9 +6,12 @@ the help says so (``--limit-concurrency`` closes extra connections instead of
 answering 503; ``--proxy-headers`` is off unless given, where uvicorn turns
 it on for 127.0.0.1, so that no header a client can write is believed
 without asking; ``--proxy-protocol`` is trionet's, uvicorn has none). Flags
-uvicorn has and trionet does not (``--reload``, ``--workers``, ``--http``,
-``--loop``) are left out rather than accepted and ignored: a flag that
-silently does nothing is worse than an error.
+uvicorn has and trionet does not (``--reload``, ``--http``, ``--loop``) are
+left out rather than accepted and ignored: a flag that silently does nothing
+is worse than an error. ``--workers N`` runs the server in N processes under
+:mod:`trionet.cluster` (the primary binds the address once; SIGHUP rolls the
+workers, SIGTTIN/SIGTTOU add or remove one); ``--uds-mode`` (not uvicorn's,
+which makes every ``--uds`` socket 0666) sets the Unix socket's permission bits.
 
 Shutdown, as uvicorn's: the first Ctrl-C or SIGTERM stops accepting and
 gives live requests ``--timeout-graceful-shutdown`` seconds (then cancels
@@ -24,6 +27,7 @@ import argparse
 import functools
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +37,7 @@ import trio
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # Trio's dependency before 3.11
 
+from .. import cluster
 from .._run import supervise
 from ._serve import serve
 from ._types import ASGIApp, LifespanFailure
@@ -68,6 +73,10 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks one (%(default)s)")
     p.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead")
+    p.add_argument("--uds-mode", metavar="OCTAL", type=_octal, default=None,
+                   help="the Unix socket's permissions, e.g. 660 (the umask's)")  # fmt: skip
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="serve from N processes sharing the address (one)")  # fmt: skip
     p.add_argument("--app-dir", default=".", help="directory to import MODULE from (%(default)s)")
     p.add_argument("--factory", action="store_true", help="APP is a function returning the app")
     p.add_argument("--root-path", default="", help="the prefix the app is mounted under")
@@ -107,6 +116,22 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run)
 
 
+def _octal(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"not a permission mode: {text!r}")
+    return mode
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
 def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> ASGIApp:
     """Import ``MODULE:ATTR`` (ATTR may be dotted); call it first with ``factory``."""
     module_name, _, attr = spec.partition(":")
@@ -131,6 +156,7 @@ def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> ASGIApp
 def _configure_logs(args: argparse.Namespace) -> None:
     if not getattr(args, "verbose", False):
         logger.setLevel(LOG_LEVELS[args.log_level])
+        logging.getLogger("trionet.cluster").setLevel(LOG_LEVELS[args.log_level])
     access = logging.getLogger("trionet.access")
     access.propagate = False
     access.setLevel(logging.INFO)
@@ -148,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"trionet serve: error: {exc}", file=sys.stderr)
         return 1
     try:
-        trio.run(_serve_until_signal, app, args)
+        if args.workers is not None:
+            _run_workers(app, args)
+        else:
+            trio.run(_serve_until_signal, app, args)
     except (LifespanFailure, OSError, BaseExceptionGroup) as exc:
         failure = _only(exc)
         if isinstance(failure, LifespanFailure):
@@ -168,30 +197,27 @@ def _only(exc: BaseException) -> BaseException:
     return exc
 
 
+def _run_workers(app: ASGIApp, args: argparse.Namespace) -> None:
+    """``--workers N``: the primary supervises; each worker serves until stopped."""
+    if cluster.is_primary:
+        print(f"trionet serve: {args.app} in {args.workers} worker processes (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    cluster.run(_serve_in_worker, app, args, workers=args.workers,
+                shutdown_timeout=args.timeout_graceful_shutdown)  # fmt: skip
+
+
+async def _serve_in_worker(app: ASGIApp, args: argparse.Namespace) -> None:
+    """A worker's main: trionet.run (around it) stops the server on SIGTERM."""
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(_server_start(app, args))
+        where = f"unix:{args.uds}" if args.uds else f"{server.address[0]}:{server.port}"
+        print(f"trionet serve: worker {cluster.worker_id} (pid {os.getpid()}) on {where}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
 async def _serve_until_signal(app: ASGIApp, args: argparse.Namespace) -> None:
     tls = args.ssl_keyfile is not None or args.ssl_certfile is not None
-    start = functools.partial(
-        serve,
-        app,
-        None if args.uds else args.port,
-        host=None if args.uds else args.host,
-        path=args.uds,
-        root_path=args.root_path.rstrip("/"),
-        lifespan=args.lifespan,
-        access_log=args.access_log,
-        keep_alive_timeout=args.timeout_keep_alive,
-        max_connections=args.limit_concurrency,
-        max_header_size=args.h11_max_incomplete_event_size,
-        ws_max_size=args.ws_max_size,
-        ws_ping_interval=args.ws_ping_interval,
-        ws_ping_timeout=args.ws_ping_timeout,
-        key=args.ssl_keyfile,
-        cert=args.ssl_certfile,
-        ca=args.ssl_ca_certs,
-        proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        proxy_protocol=args.proxy_protocol,
-    )
+    start = _server_start(app, args)
     # The signals are trionet.run's: the first closes the server (live requests
     # get the graceful timeout), then the lifespan shutdown runs; a second cancels.
     await supervise(_serve, args, start, tls, shutdown_timeout=args.timeout_graceful_shutdown)
@@ -210,3 +236,30 @@ async def _serve(
             where = f"{'https' if tls else 'http'}://{host}:{port}"
         print(f"trionet serve: {args.app} on {where} (Ctrl-C to stop)",
               file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _server_start(app: ASGIApp, args: argparse.Namespace) -> Callable[..., Awaitable[None]]:
+    """The ``serve`` of the command's flags, for ``nursery.start``."""
+    return functools.partial(
+        serve,
+        app,
+        None if args.uds else args.port,
+        host=None if args.uds else args.host,
+        path=args.uds,
+        mode=args.uds_mode if args.uds else None,
+        root_path=args.root_path.rstrip("/"),
+        lifespan=args.lifespan,
+        access_log=args.access_log,
+        keep_alive_timeout=args.timeout_keep_alive,
+        max_connections=args.limit_concurrency,
+        max_header_size=args.h11_max_incomplete_event_size,
+        ws_max_size=args.ws_max_size,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+        key=args.ssl_keyfile,
+        cert=args.ssl_certfile,
+        ca=args.ssl_ca_certs,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        proxy_protocol=args.proxy_protocol,
+    )

@@ -64,8 +64,6 @@ class ASGIHandler:
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except Exception as exc:
-            if cycle.reading:
-                await cycle.close_body()
             if cycle.client_error is not None:
                 # The body broke a limit: the server answers with its status (413, 408...).
                 raise cycle.client_error from None
@@ -75,8 +73,6 @@ class ASGIHandler:
             raise  # the app's failure: the server logs it, then 500 or abort
         if cycle.complete:
             return
-        if cycle.reading:
-            await cycle.close_body()
         if cycle.client_error is not None:
             raise cycle.client_error
         if cycle.disconnected:

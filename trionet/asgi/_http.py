@@ -12,7 +12,10 @@ Why not a queue between a reader task and the app, as uvicorn and hypercorn
 have: that costs a task switch per message and a buffer of read-ahead,
 and trionet's Request already reads on demand. The one thing a queue gives
 is noticing a client that left while the app is busy; here ``receive()``
-after the body watches for that itself (:func:`peer_gone`) and only then,
+after the body asks the HTTP server for that, and only then
+(``Response.wait_closed()``, Node's ``res.on('close')``: it reads the
+connection ahead into the server's own buffer, so a close is seen behind
+pipelined bytes and under TLS, and the pipelined request is still served),
 and ``send()`` raises :class:`~._types.ClientDisconnected` (an ``OSError``,
 spec 2.4) once a write finds the client gone, which is how Starlette's
 streaming responses learn it under spec 2.4.
@@ -38,10 +41,7 @@ after: never a truncated body passed off as complete).
 from __future__ import annotations
 
 import logging
-import socket
 import time
-from collections.abc import AsyncGenerator
-from typing import Any, cast
 
 import trio
 
@@ -49,7 +49,7 @@ from ..http import ClientError, Request, Response
 from ..http._files import FILE_CHUNK
 from ._types import ASGIProtocolError, ClientDisconnected, Message
 
-__all__ = ["HTTPCycle", "peer_gone", "peer_left"]
+__all__ = ["HTTPCycle"]
 
 access_logger = logging.getLogger("trionet.access")
 
@@ -62,72 +62,10 @@ _GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 _NOTHING, _STARTED, _STREAMING, _TRAILERS, _COMPLETE = range(5)
 
 
-def _transport_socket(stream: Any) -> Any:
-    """The Trio socket under a stream, looking through TLS layers; None if there is none."""
-    while not isinstance(stream, trio.SocketStream):
-        stream = getattr(stream, "transport_stream", None)
-        if stream is None:
-            return None
-    return stream.socket
-
-
-def _peek(raw: Any) -> bool | None:
-    """Without waiting: True if the peer closed or reset, False if bytes wait, None if neither.
-
-    A stdlib socket over the same descriptor does the non-blocking ``MSG_PEEK``
-    (Trio's socket has only an ``async`` recv, which checks for cancellation
-    first: Starlette's ``is_disconnected()`` calls ``receive()`` under an
-    already-cancelled scope and must still get the answer).
-    """
-    probe = socket.socket(raw.family, raw.type, raw.proto, fileno=raw.fileno())
-    try:
-        data = probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return True
-    finally:
-        probe.detach()  # the descriptor stays the connection's
-    return not data
-
-
-def peer_left(stream: trio.abc.Stream) -> bool:
-    """Whether the peer under ``stream`` has closed or reset the connection, now."""
-    raw = _transport_socket(stream)
-    return raw is not None and _peek(raw) is True
-
-
-async def peer_gone(stream: trio.abc.Stream) -> None:
-    """Return once the peer has closed or reset the connection under ``stream``.
-
-    Peeks (``MSG_PEEK``) so that no byte is taken from the HTTP server, whose
-    connection reads the next request after this one. If bytes are waiting
-    instead (a pipelined request, a TLS record), the peer may well still be
-    there and nothing more can be learned without reading: this then waits
-    until cancelled (the caller cancels it when the response is complete).
-
-    TODO(hook): an ``await req.wait_disconnected()`` from the HTTP server,
-    which owns the buffer, would also notice a close behind pipelined bytes
-    and under TLS.
-    """
-    raw = _transport_socket(stream)
-    while raw is not None:
-        gone = _peek(raw)
-        if gone is True:
-            return
-        if gone is False:
-            break
-        await trio.lowlevel.wait_readable(raw)
-    await trio.sleep_forever()
-
-
 class HTTPCycle:
     """``receive`` and ``send`` of one request (see the module docstring)."""
 
     __slots__ = (
-        "_body",
-        "_left",
-        "_waiters",
         "access_log",
         "body_done",
         "client_error",
@@ -153,19 +91,11 @@ class HTTPCycle:
         self.client_error: ClientError | None = None
         #: Body bytes handed to the Response (the access log's size).
         self.sent = 0
-        self._body: AsyncGenerator[bytes, None] | None = None
-        self._left = 0
-        self._waiters: list[trio.CancelScope] | None = None
 
     @property
     def complete(self) -> bool:
         """Whether the whole response went out."""
         return self.state == _COMPLETE
-
-    @property
-    def reading(self) -> bool:
-        """Whether the app began the body and left some of it unread."""
-        return self._body is not None
 
     @property
     def started(self) -> bool:
@@ -178,26 +108,29 @@ class HTTPCycle:
         if not self.body_done:
             return await self._read()
         if not (self.disconnected or self.state == _COMPLETE):
-            if peer_left(self.req.socket.stream):
+            res = self.res
+            # Starlette's is_disconnected() asks under an already-cancelled
+            # scope and needs the answer: first what has arrived by now.
+            if not await res.client_gone():
+                await res.wait_closed()  # the client leaves or the response completes
+            if not res.finished:
                 self.disconnected = True
-            else:
-                await self._wait_disconnect()
         return {"type": "http.disconnect"}
 
     async def _read(self) -> Message:
-        body = self._body
-        if body is None:
-            left = self.req.info.content_length
-            if left == 0:
-                self.body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            self._left = -1 if left is None else left
-            # Request.__aiter__ is an async generator; typed as an iterator.
-            body = self._body = cast("AsyncGenerator[bytes, None]", self.req.__aiter__())
+        """The next piece of the body, read now (backpressure: nothing is read ahead).
+
+        Read with the request body's own ``read()``, never through an async
+        generator over it (``async for chunk in req``): Starlette's
+        ``is_disconnected()`` calls ``receive()`` in a cancelled scope, and a
+        cancelled generator is finished for good, so the rest of the body
+        would read as nothing forever (the app looped on empty pieces and
+        the server with it). ``read()`` is cancel-safe: a cancelled call
+        takes no byte.
+        """
+        body = self.req._body  # the RequestBody under trionet's Request
         try:
-            chunk = await body.__anext__()
-        except StopAsyncIteration:
-            chunk = b""
+            chunk = await body.read()
         except ClientError as exc:  # over max_body_size, too slow, cut short
             self.client_error = exc
             self.body_done = self.disconnected = True
@@ -205,43 +138,10 @@ class HTTPCycle:
         except _GONE:
             self.body_done = self.disconnected = True
             return {"type": "http.disconnect"}
-        if self._left > 0:
-            self._left -= len(chunk)
-            more = self._left > 0
-        else:
-            more = bool(chunk)
+        more = not body.done
         if not more:
             self.body_done = True
-            await self.close_body()
         return {"type": "http.request", "body": chunk, "more_body": more}
-
-    async def close_body(self) -> None:
-        """Let go of the body reader (the HTTP server drains or closes what is left)."""
-        body, self._body = self._body, None
-        if body is not None:
-            await body.aclose()
-
-    async def _wait_disconnect(self) -> None:
-        """Wait until the client leaves or the response is complete (the first waiter peeks)."""
-        waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = []
-        scope = trio.CancelScope()
-        waiters.append(scope)
-        try:
-            with scope:
-                if len(waiters) > 1:
-                    await trio.sleep_forever()
-                else:
-                    await peer_gone(self.req.socket.stream)
-                    self.disconnected = True
-                    self._wake()
-        finally:
-            waiters.remove(scope)
-
-    def _wake(self) -> None:
-        for scope in self._waiters or ():
-            scope.cancel()
 
     # -- send ------------------------------------------------------------------------
     async def send(self, message: Message) -> None:
@@ -269,7 +169,8 @@ class HTTPCycle:
                 else:
                     self.state = _COMPLETE
                     await self.res.end(body)
-                    self._completed()
+                    if self.access_log:
+                        self._completed()
             except _GONE as exc:
                 self.disconnected = True
                 raise ClientDisconnected("the client disconnected") from exc
@@ -279,7 +180,11 @@ class HTTPCycle:
             res = self.res
             # The head is checked now, so a bad status or header raises at the
             # app's own line; it goes out with the first body message.
-            res.write_head(message["status"])
+            status = message["status"]
+            if type(status) is int and 100 <= status <= 999:
+                res.status_code = status  # write_head's checks, without its headers argument
+            else:
+                res.write_head(status)  # raises its error, or takes an int subclass
             res.set_headers(message.get("headers", ()))
             self.trailers = bool(message.get("trailers", False))
             self.state = _STARTED
@@ -347,8 +252,6 @@ class HTTPCycle:
         self._completed()
 
     def _completed(self) -> None:
-        if self._waiters:
-            self._wake()
         if self.access_log:
             log_access(self.req, self.res.status_code, self.sent)
 

@@ -1,8 +1,9 @@
 """Scopes: what an ASGI app is told about one request or WebSocket, built from trionet's Request.
 
-Pure functions of the public :class:`trionet.http.Request` (``method``,
-``url``, ``http_version``, ``raw_headers``, ``socket``) and the server's
-options; no I/O of their own. The keys follow asgiref's specification
+Pure functions of a :class:`trionet.http.Request` and the server's options;
+no I/O of their own. The websocket scope reads the request's public
+attributes; the http scope, built for every request, reads the h11 event
+under it (see :func:`http_scope`). The keys follow asgiref's specification
 ("HTTP & WebSocket ASGI Message Format", spec version 2.4):
 
 - ``path`` is the target without its query, percent-decoded and read as
@@ -30,7 +31,7 @@ options; no I/O of their own. The keys follow asgiref's specification
 
 The scope dict is the one allocation per request the specification forces;
 nothing here copies the headers twice or parses what the app may not read.
-A target's split (``path``, ``raw_path``, ``query_string``) is cached:
+A target's split (``path``, ``raw_path``, ``query_string``) is cached, by the target's bytes:
 clients ask for the same few targets again and again, and the parts are
 immutable, so scopes may share them (measured: a quarter of the scope's cost).
 """
@@ -42,7 +43,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..tls import TLSSocket
-from ._types import Scope, asgi_info
+from ._types import ASGI_VERSION, SPEC_VERSION, Scope, asgi_info
 
 __all__ = ["PATHSEND", "TRAILERS", "WS_DENIAL", "http_scope", "split_target", "websocket_scope"]
 
@@ -79,7 +80,12 @@ def split_target(target: str, root_path: str) -> tuple[str, bytes, bytes]:
 
 #: Targets whose split is kept (a few hundred distinct paths cover most apps).
 _SPLIT_CACHE_SIZE = 1024
-_split = lru_cache(maxsize=_SPLIT_CACHE_SIZE)(split_target)
+
+
+@lru_cache(maxsize=_SPLIT_CACHE_SIZE)
+def _split_bytes(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
+    """:func:`split_target` of a target as received (bytes), cached."""
+    return split_target(target.decode("latin-1"), root_path)
 
 
 def _addresses(req: Any) -> tuple[Any, Any, bool]:
@@ -91,37 +97,62 @@ def _addresses(req: Any) -> tuple[Any, Any, bool]:
     return remote, local, isinstance(sock, TLSSocket)
 
 
-def _headers(req: Any, host: str | None) -> list[tuple[bytes, bytes]]:
-    """The scope's headers, names lower-cased; ``host`` (forwarded) replaces the Host line."""
-    headers = [(name.lower(), value) for name, value in req.raw_headers]
-    if host is not None:
-        headers = [(name, value) for name, value in headers if name != b"host"]
-        headers.append((b"host", host.encode("latin-1")))
-    return headers
+def _lower_headers(req: Any) -> list[tuple[bytes, bytes]]:
+    """The request's headers with lower-case names, as h11 already keeps them.
+
+    ``Request.raw_headers`` keeps the received case, which would be copied
+    and lowered again: h11 keeps (received name, lower-case name, value)
+    per line; this is the per-request hot path of every ASGI app.
+    """
+    try:
+        return [(name, value) for _, name, value in req._event.headers._full_items]
+    except AttributeError:  # pragma: no cover - an h11 that changed its Headers
+        return [(name.lower(), value) for name, value in req.raw_headers]
 
 
 def _forwarded(req: Any) -> tuple[Any, Any, bool, list[tuple[bytes, bytes]]]:
-    """``(client, server, tls, headers)``, with what a trusted proxy forwarded."""
+    """``(client, server, tls, headers)``, with what a trusted proxy forwarded;
+    a forwarded host replaces the Host line."""
     client, server, tls = _addresses(req)
+    headers = _lower_headers(req)
     forwarded = req.forwarded
     if forwarded is None:  # proxy_headers off, or an untrusted peer
-        return client, server, tls, [(name.lower(), value) for name, value in req.raw_headers]
+        return client, server, tls, headers
     if forwarded.client is not None:
         client = forwarded.client
     if forwarded.scheme is not None:
         tls = forwarded.scheme == "https"
-    return client, server, tls, _headers(req, forwarded.host)
+    if forwarded.host is not None:
+        headers = [(name, value) for name, value in headers if name != b"host"]
+        headers.append((b"host", forwarded.host.encode("latin-1")))
+    return client, server, tls, headers
+
+
+#: A request's method and version as text, from their bytes (decoding each
+#: request's costs more than the lookup; anything else is decoded).
+_TEXT = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0")
+}
 
 
 def http_scope(req: Any, root_path: str, state: dict[str, Any]) -> Scope:
-    """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`)."""
-    path, raw_path, query = _split(req.url, root_path)
+    """The ``http`` scope of ``req`` (a :class:`trionet.http.Request`).
+
+    Read from the request's h11 event directly (``req._event``), the way the
+    server parsed it: its method, target and version as bytes. The
+    properties' decoding and caching cost a fifth of the scope.
+    """
+    event = req._event
+    path, raw_path, query = _split_bytes(event.target, root_path)
     client, server, tls, headers = _forwarded(req)
+    method = event.method
+    version = event.http_version
     return {
         "type": "http",
-        "asgi": asgi_info(),
-        "http_version": req.http_version,
-        "method": req.method,
+        "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+        "http_version": _TEXT.get(version) or version.decode("ascii"),
+        "method": _TEXT.get(method) or method.decode("ascii"),
         "scheme": "https" if tls else "http",
         "path": path,
         "raw_path": raw_path,

@@ -96,6 +96,7 @@ async def serve(
     proxy_headers: bool = False,
     forwarded_allow_ips: str | Sequence[str] | None = None,
     proxy_protocol: bool = False,
+    mode: int | None = None,
     key: PemInput | None = None,
     cert: PemInput | None = None,
     ca: PemInput | Sequence[PemInput] | None = None,
@@ -137,7 +138,7 @@ async def serve(
 
     ``headers_timeout``, ``request_timeout``, ``keep_alive_timeout``,
     ``max_header_size``, ``max_body_size``, ``max_requests_per_socket``,
-    ``max_connections``, ``backlog`` and ``reuse_port`` are as in
+    ``max_connections``, ``backlog``, ``reuse_port`` and ``mode`` are as in
     :func:`trionet.http.serve` (None: its default); ``key``, ``cert``, ``ca``,
     ``request_cert``, ``reject_unauthorized`` and ``ssl_context`` serve HTTPS
     and WSS, as in :func:`trionet.https.serve`.
@@ -169,6 +170,7 @@ async def serve(
             ("max_connections", max_connections),
             ("backlog", backlog),
             ("forwarded_allow_ips", forwarded_allow_ips),
+            ("mode", mode),
         )
         if value is not None
     }

@@ -30,7 +30,8 @@ from .._fdio import JOIN_LIMIT
 from .._forwarded import Forwarded, TrustedProxies, forwarded_from
 from .._stream import Address, Socket
 from ..tls import TLSSocket
-from ._body import RequestBody
+from ._body import BodySource, RequestBody
+from ._close_watch import CloseWatch
 from ._files import FILE_CHUNK, open_file, sendfile
 from ._framing import NO_TRAILER_FIELDS, AppHeaders, frame_response, has_body, last_chunk
 from ._headers import Headers, HeaderValue, encode_header
@@ -43,8 +44,12 @@ __all__ = ["Exchange", "HeaderPairs", "Request", "Response"]
 HeaderPairs = Iterable[tuple[str | bytes, HeaderValue]]
 
 
-class Exchange(Protocol):
-    """What a request and its response need of the connection carrying them."""
+class Exchange(BodySource, Protocol):
+    """What a request and its response need of the connection carrying them.
+
+    The receive buffer and ``receive_more`` (a :class:`~._body.BodySource`'s)
+    are what ``wait_closed()`` reads ahead into, once the body is read.
+    """
 
     #: The request now served speaks HTTP/1.1 (else 1.0).
     http11: bool
@@ -61,9 +66,6 @@ class Exchange(Protocol):
 
     async def send(self, data: bytes, more: bytes = b"") -> None:
         """Write ``data`` then ``more`` (uncopied when large)."""
-
-    async def send_informational(self, head: bytes) -> None:
-        """Write a 1xx response head (nothing to an HTTP/1.0 client)."""
 
     def may_keep_alive(self) -> bool:
         """Whether a response whose head goes out now may leave the connection open."""
@@ -233,6 +235,7 @@ class Response:
         "_method",
         "_trailers",
         "_unsent",
+        "_watch",
         "finished",
         "headers_sent",
         "should_keep_alive",
@@ -264,6 +267,8 @@ class Response:
         self._unsent = -1
         # The trailer section's encoded lines (add_trailers).
         self._trailers = b""
+        # Made by the first wait_closed(); end() wakes it.
+        self._watch: CloseWatch | None = None
 
     def __repr__(self) -> str:
         return f"<trionet.http.Response {self.status_code}>"
@@ -438,6 +443,53 @@ class Response:
         if self._unsent > 0:
             # Shorter than the app's Content-Length: only a close tells the client.
             self.should_keep_alive = False
+        if self._watch is not None:
+            self._watch.finish()
+
+    async def wait_closed(self) -> None:
+        """Wait until the response is finished or the client has gone away.
+
+        Node's ``res.on('close')``: "the response is completed, or its
+        underlying connection was terminated prematurely"; as there,
+        :attr:`finished` tells which (Node's ``res.writableFinished``). The
+        client going away is its closing or resetting the connection (over
+        TLS too), noticed while the app is busy: a long poll or an event
+        stream stops working for nobody. Any number of tasks may wait; the
+        usual shape runs the work and the wait side by side and stops the
+        work when the wait returns first.
+
+        It reads the connection ahead while it waits (keeping the bytes, so
+        a pipelined request is still served next), hence it needs the
+        request body read first. :mod:`trionet.http._close_watch` says why.
+
+        Raises:
+          RuntimeError: the request body has not been read to its end.
+        """
+        if self._watch is None and self.finished:
+            return
+        await self._watching().wait()
+
+    async def client_gone(self) -> bool:
+        """Whether the client has closed or reset the connection, judged without waiting.
+
+        The answer from what has arrived by now (what is waiting is read, as
+        :meth:`wait_closed` reads it); it answers even when called in a
+        cancelled scope. For polling from a loop that has no task to spare
+        (Starlette's ``request.is_disconnected()``).
+
+        Raises:
+          RuntimeError: the request body has not been read to its end.
+        """
+        return await self._watching().poll()
+
+    def _watching(self) -> CloseWatch:
+        watch = self._watch
+        if watch is None:
+            if not self._body.done:
+                raise RuntimeError("the request body must be read first")
+            watch = self._watch = CloseWatch(self._exchange)
+            watch.finished = self.finished
+        return watch
 
     async def send_file(
         self, file: str | os.PathLike[str] | int, *, offset: int = 0, count: int | None = None
@@ -482,6 +534,8 @@ class Response:
         finally:
             if own:
                 os.close(fd)
+        if self._watch is not None:
+            self._watch.finish()
 
     async def _send_fd(self, fd: int, offset: int, count: int) -> None:
         """send_file's body: the head, then ``count`` bytes of ``fd``, then the end."""

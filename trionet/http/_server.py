@@ -47,11 +47,12 @@ from functools import partial
 
 import trio
 
+from .._accepted import TLSContext
 from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._forwarded import TrustedProxies
 from .._linger import LingerEnd
 from .._listen import open_listener
-from .._server import Server, TLSContext, serve_listeners
+from .._server import Server, serve_listeners
 from .._stream import Socket, raw_socket
 from ..tls import socket_for
 from ._body import RequestBody, parse_head
@@ -156,6 +157,10 @@ class ServerConfig:
         #: Live connections, so shutdown can close the idle ones.
         self.connections: set[_Connection] = set()
         self.closing = False
+        #: Set when the server is stopping (``Server.stopping``: ``aclose()``,
+        #: trionet.run's graceful stop): what connections handed to ``on_upgrade``
+        #: wait on (a WebSocket then closes with 1001, see trionet._ws_running).
+        self.going_away = trio.Event()
 
     def handle(self, sock: Socket) -> Awaitable[None]:
         """Drive one accepted connection (the ``ConnectionHandler`` for ``serve_listeners``).
@@ -166,11 +171,17 @@ class ServerConfig:
         return _Connection(sock, self).run()
 
     async def supervise(self, server: Server) -> None:
-        """Enforce timeouts while the server runs (:meth:`close_idle` runs at its close)."""
+        """Enforce timeouts while the server runs (:meth:`close_idle` runs at its
+        close); pass its ``stopping`` on to :attr:`going_away`."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_connections)
+            nursery.start_soon(self._relay_stopping, server)
             await server.wait_closed()
             nursery.cancel_scope.cancel()
+
+    async def _relay_stopping(self, server: Server) -> None:
+        await server.stopping.wait()
+        self.going_away.set()
 
     def close_idle(self) -> None:
         """``Server.on_close``: responses say ``Connection: close`` from now on; truly
@@ -577,6 +588,7 @@ async def serve(
     path: str | os.PathLike[str] | None = None,
     backlog: int | None = None,
     reuse_port: bool = False,
+    mode: int | None = None,
     on_upgrade: SocketHook | None = None,
     on_connect: SocketHook | None = None,
     on_check_continue: App | None = None,
@@ -618,6 +630,7 @@ async def serve(
       max_body_size: bytes of request body (413 above); None: no limit.
       max_requests_per_socket: then ``Connection: close``; pipelined extras get 503.
       max_connections: connections over this many are closed at once.
+      mode: a Unix socket's (``path``) permission bits, e.g. ``0o660``.
       ssl_context: serve HTTPS over this context.
       proxy_protocol: each connection starts with a PROXY protocol header
         (v1 or v2) naming the client (as :func:`trionet.net.serve`).
@@ -645,7 +658,7 @@ async def serve(
     )
     trusted = TrustedProxies(forwarded_allow_ips) if proxy_protocol else None
     unix_path = os.fspath(path) if path is not None else None
-    listener = await open_listener(port, host, unix_path, backlog, reuse_port)
+    listener = await open_listener(port, host, unix_path, backlog, reuse_port, mode)
     await serve_http(
         config,
         [listener],
