@@ -8,7 +8,7 @@ a time, so h11's leniencies cannot leak into the next request.
 
 This module keeps only the connection loop. Each request gets its rooms:
 :mod:`._body` parses the head with h11 and reads, drains or refuses the body;
-:mod:`._messages` is what the app sees (``Request``, ``Response``), and
+:mod:`._request` and :mod:`._messages` are what the app sees (``Request``, ``Response``), and
 :mod:`._framing` turns the response into head bytes (trionet's own, not
 h11's: it says why). They reach the connection only through the protocols
 ``Exchange`` and ``BodySource``, which :class:`Connection` implements; they
