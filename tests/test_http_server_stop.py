@@ -40,7 +40,7 @@ from _http_server_support import (
 from _tls_support import Identity
 
 import trionet
-from trionet.http._server import IDLE_CLOSE_GRACE
+from trionet.http._config import IDLE_CLOSE_GRACE
 
 #: Rounds of a race the old code lost half of the time: it passed all of them
 #: by luck once in 2**ROUNDS runs.

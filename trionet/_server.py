@@ -22,7 +22,7 @@ in one synchronous step (no checkpoint, so no other task runs in between):
    keep-alive connections, except those on which a request is already
    waiting (checked without blocking, then closed or left in the same step)
    and those that answered a request a moment ago (their next request gets
-   ``IDLE_CLOSE_GRACE`` to arrive: ``trionet.http._server`` says why);
+   ``IDLE_CLOSE_GRACE`` to arrive: ``trionet.http._config`` says why);
 3. every connection already in a listener's queue (completed by the kernel,
    not yet accepted: its request may be there too) is accepted without
    waiting and served, counted like any other (:meth:`_serve_backlog`);

@@ -52,8 +52,8 @@ from ._ws_protocol import (
 )
 from ._ws_running import Running, heartbeat_of
 from ._ws_state import CloseCode
+from .http._config import ServerConfig
 from .http._headers import closing_response
-from .http._server import ServerConfig
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
