@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 from _cluster_support import APP, ClusterProcess, alive
+from conftest import require_tool
 
 import trionet
 from trionet import http
@@ -285,3 +287,63 @@ async def test_sharing_reuse_port_gives_each_worker_its_own_socket_on_one_port(
             if len(seen) == 2:
                 break
     assert set(seen) == {"worker 1", "worker 2"}
+
+
+def wrk_failures(output: str) -> list[str]:
+    """What wrk reports as failed: socket errors other than zero, non-2xx/3xx answers."""
+    failed = []
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       output)  # fmt: skip
+    if errors and any(int(n) for n in errors.groups()):
+        failed.append(errors[0])
+    failed += re.findall(r"Non-2xx or 3xx responses: \d+", output)
+    return failed
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
+@pytest.mark.parametrize("server", ["http.serve", "trionet serve"])
+async def test_wrk_through_a_sighup_rolling_restart_sees_no_error(
+    start_cluster, tmp_path: Path, server: str, keep_alive: bool
+) -> None:
+    """wrk counts every request that meets a closed or reset socket ("Socket errors:
+    ... read N") and never retries, so this is the harshest client of a roll: a worker
+    that closed a keep-alive connection the moment it was told to stop would cost
+    10-30 read errors per roll here (it did, with IDLE_CLOSE_GRACE at 0)."""
+    wrk = require_tool("wrk")
+    if server == "http.serve":
+        cluster = start_cluster("0", "2")
+    else:
+        (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+        cluster = start_cluster(
+            "-m", "trionet", "serve", "asgi_app:app", "--workers", "2", "--port", "0",
+            "--lifespan", "off", "--no-access-log", "--timeout-graceful-shutdown", "10",
+        )  # fmt: skip
+    old = await cluster.wait_for_workers(2)
+    (where,) = {address for _, address in cluster.workers().values()}
+    port = int(where.rpartition(":")[2])
+    command = [wrk, "-t1", "-c20", "-d4s", f"http://127.0.0.1:{port}/"]
+    if not keep_alive:
+        command[1:1] = ["-H", "Connection: close"]
+    done: list[subprocess.CompletedProcess[bytes]] = []
+
+    async def load() -> None:
+        done.append(await trio.run_process(command, capture_stdout=True, check=False))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(load)
+            await trio.sleep(1)
+            cluster.signal(signal.SIGHUP)
+    output = done[0].stdout.decode()
+    # The roll ran under load: worker 1 was drained and stopped while wrk ran.
+    assert not alive(old[1]), cluster.output
+    assert done[0].returncode == 0, output
+    requests = int(re.search(r"(\d+) requests in", output)[1])
+    assert requests > 100, output
+    assert wrk_failures(output) == [], output
+    # Every worker was replaced, by new ids (the roll may end after wrk did).
+    await cluster.wait_for(
+        lambda: not any(alive(pid) for pid in old.values()) and len(cluster.live_workers()) == 2,
+        timeout=20,
+    )
+    assert sorted(cluster.live_workers()) == [3, 4]

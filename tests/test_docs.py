@@ -214,6 +214,20 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
     public = {name for name in dir(sock) if not name.startswith("_")}
     missing = {name for name in public if f'id="trionet.net.Socket.{name}"' not in reference}
     assert not missing, f"not in docs/reference/net.md: {sorted(missing)}"
+    # The reference lists what the guides point to, and shows the docstrings'
+    # Sphinx roles (":func:`trionet.run`") as code, not verbatim.
+    for page, names in {
+        "cluster": ["run", "is_primary", "worker_id", "ready"],
+        "trionet": ["run", "stop", "stopping"],
+        "http": ["Request.scheme", "Request.host", "Request.forwarded",
+                 "Response.wait_closed", "Response.client_gone"],
+    }.items():  # fmt: skip
+        text = (tmp_path / "reference" / page / "index.html").read_text()
+        module = "trionet" if page == "trionet" else f"trionet.{page}"
+        for name in names:
+            assert f'id="{module}.{name}"' in text, f"{module}.{name} not in docs/reference"
+        roles = re.findall(r":(?:attr|class|data|func|meth|mod):<code>", text)
+        assert not roles, f"docs/reference/{page}.md shows Sphinx roles verbatim: {roles[:3]}"
 
 
 # -- the chapter's Node programs, against trionet ------------------------------------

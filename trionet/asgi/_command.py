@@ -66,42 +66,48 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="serve an ASGI app (Starlette, FastAPI, Quart-Trio) with uvicorn's flags",
         description=(
             "Serve the ASGI app APP of module MODULE over HTTP/1.1 and WebSocket on Trio. "
-            "The flags are uvicorn's. Ctrl-C or SIGTERM stops gracefully."
+            "The flags are uvicorn's. Ctrl-C or SIGTERM stops gracefully; with --workers, "
+            "SIGHUP replaces the workers one at a time and SIGTTIN/SIGTTOU add or remove one."
         ),
     )
     p.add_argument("app", metavar="MODULE:APP", help="e.g. main:app (imported from --app-dir)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (%(default)s)")  # fmt: skip
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks one (%(default)s)")
     p.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead")
     p.add_argument("--uds-mode", metavar="OCTAL", type=_octal, default=None,
                    help="the Unix socket's permissions, e.g. 660 (the umask's)")  # fmt: skip
-    p.add_argument("--workers", type=_positive, default=None,
-                   help="serve from N processes sharing the address (one)")  # fmt: skip
-    p.add_argument("--app-dir", default=".", help="directory to import MODULE from (%(default)s)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="serve from N worker processes under a primary that binds the"
+                        " address once (default: this process alone)")  # fmt: skip
+    p.add_argument("--app-dir", default=".", metavar="DIR",
+                   help="directory to import MODULE from (%(default)s)")  # fmt: skip
     p.add_argument("--factory", action="store_true", help="APP is a function returning the app")
-    p.add_argument("--root-path", default="", help="the prefix the app is mounted under")
+    p.add_argument("--root-path", default="", metavar="PREFIX",
+                   help="the prefix the app is mounted under")  # fmt: skip
     p.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto",
                    help="run the app's startup/shutdown (%(default)s)")  # fmt: skip
     p.add_argument("--log-level", choices=tuple(LOG_LEVELS), default="info",
                    help="the trionet logger's level (%(default)s)")  # fmt: skip
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="one line per response on stdout, common log format (on)")  # fmt: skip
-    p.add_argument("--ssl-keyfile", help="serve HTTPS with this private key (PEM)")
-    p.add_argument("--ssl-certfile", help="... and this certificate chain (PEM)")
-    p.add_argument("--ssl-ca-certs", help="CA certificates to verify client certificates")
-    p.add_argument("--timeout-keep-alive", type=float, default=5.0,
+    p.add_argument("--ssl-keyfile", metavar="FILE", help="serve HTTPS with this private key (PEM)")
+    p.add_argument("--ssl-certfile", metavar="FILE", help="... and this certificate chain (PEM)")
+    p.add_argument("--ssl-ca-certs", metavar="FILE",
+                   help="CA certificates to verify client certificates")  # fmt: skip
+    p.add_argument("--timeout-keep-alive", type=float, default=5.0, metavar="SECONDS",
                    help="seconds an idle connection stays open (%(default)s)")  # fmt: skip
-    p.add_argument("--timeout-graceful-shutdown", type=float, default=None,
+    p.add_argument("--timeout-graceful-shutdown", type=float, default=None, metavar="SECONDS",
                    help="seconds live requests get at shutdown (default: no bound)")  # fmt: skip
-    p.add_argument("--limit-concurrency", type=int, default=None,
+    p.add_argument("--limit-concurrency", type=int, default=None, metavar="N",
                    help="most connections at once; more are closed (uvicorn: 503)")  # fmt: skip
-    p.add_argument("--h11-max-incomplete-event-size", type=int, default=None,
+    p.add_argument("--h11-max-incomplete-event-size", type=int, default=None, metavar="BYTES",
                    help="largest request head in bytes, 431 above (16384)")  # fmt: skip
-    p.add_argument("--ws-max-size", type=int, default=DEFAULT_WS_MAX_SIZE,
+    p.add_argument("--ws-max-size", type=int, default=DEFAULT_WS_MAX_SIZE, metavar="BYTES",
                    help="largest WebSocket message in bytes (%(default)s)")  # fmt: skip
-    p.add_argument("--ws-ping-interval", type=float, default=None,
+    p.add_argument("--ws-ping-interval", type=float, default=None, metavar="SECONDS",
                    help="seconds between WebSocket pings (off)")  # fmt: skip
-    p.add_argument("--ws-ping-timeout", type=float, default=None,
+    p.add_argument("--ws-ping-timeout", type=float, default=None, metavar="SECONDS",
                    help="seconds to wait for the pong (the interval)")  # fmt: skip
     p.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=False,
                    help="believe X-Forwarded-For/-Proto/-Host and Forwarded from"

@@ -34,15 +34,17 @@ from ._state import SHUTDOWN_TIMEOUT
 
 __all__ = ["SHARING", "is_primary", "ready", "run", "worker_id"]
 
-#: This process's worker id (1, 2, ...; a restarted worker gets a new one), None in the primary.
 worker_id: int | None = current_worker_id()
-#: True in the primary (and in a program that is not a cluster's worker).
+"""This process's worker id (1, 2, ...; a restarted worker gets a new one), None in
+the primary. Node's ``cluster.worker.id``."""
 is_primary: bool = worker_id is None
+"""True in the primary (and in a program that is not a cluster's worker). Node's
+``cluster.isPrimary``."""
 
-#: How workers share a listening address: ``"primary"`` (bound once by the
-#: primary, descriptors passed; the default) or ``"reuse_port"`` (each worker
-#: binds its own ``SO_REUSEPORT`` socket, TCP only; needs a fixed port).
 SHARING = ("primary", "reuse_port")
+"""How workers share a listening address (``run``'s ``sharing``): ``"primary"``
+(bound once by the primary, descriptors passed; the default) or ``"reuse_port"``
+(each worker binds its own ``SO_REUSEPORT`` socket, TCP only; needs a fixed port)."""
 
 _worker_channel: Any = None
 
