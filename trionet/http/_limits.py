@@ -283,10 +283,10 @@ def analyze_request(event: h11.Request, head: bytes) -> RequestInfo:
     connection = b""
     expect = b""
     upgrade = False
-    # raw_items() is one list comprehension; iterating the Headers sequence
-    # would call a Python __getitem__ per header.
-    for raw_name, value in event.headers.raw_items():
-        name = raw_name.lower()
+    # h11 keeps each header as (raw name, lower-case name, value): read that
+    # list itself. Iterating the Headers sequence calls a Python __getitem__
+    # per header, and raw_items() builds a list whose names need lowering again.
+    for _, name, value in event.headers._full_items:
         if name == b"content-length":
             content_length = int(value)
             has_length = True
