@@ -150,3 +150,32 @@ async def test_a_reader_runs_while_the_handler_is_away_and_ends_when_it_is_back(
             await client.send("y")
             assert await client.receive() == "y"
             assert readers() == 0
+
+
+async def test_an_idle_connection_keeps_no_message_it_delivered(nursery: trio.Nursery) -> None:
+    """The handler dropped the message: nothing of the server's keeps it while idle."""
+    size = 48 * 1024
+    got = trio.Event()
+
+    async def take_one_then_idle(ws: trionet.ws.WebSocket) -> None:
+        assert len(await ws.receive()) == size  # and dropped at once
+        got.set()
+        await ws.receive()  # idle here until the client leaves
+
+    serve = functools.partial(trionet.ws.serve, take_one_then_idle, 0, host="127.0.0.1")
+    server = await nursery.start(serve)
+    tracemalloc.start()
+    try:
+        with trio.fail_after(10):
+            async with trionet.ws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+                await trio.testing.wait_all_tasks_blocked()
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                await client.send(bytes(size))
+                await got.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                gc.collect()
+                growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert growth < size // 4, f"{growth} bytes kept after a {size}-byte message"
