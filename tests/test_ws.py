@@ -128,7 +128,8 @@ async def test_the_handshake_request_reads_as_received_for_the_connections_life(
         seen.update(
             method=req.method, url=req.url, path=req.path, query=req.query,
             version=req.http_version, host=req.host, headers=dict(req.headers),
-            raw=req.raw_headers, remote=req.remote_address,
+            raw=req.raw_headers, remote=req.remote_address, body=await req.read(),
+            info=req.info, trailers=dict(req.trailers),
         )  # fmt: skip
         await sock.send("seen")
 
@@ -166,6 +167,8 @@ async def test_the_handshake_request_reads_as_received_for_the_connections_life(
     assert seen["headers"]["x-dup"] == "1, 2"
     assert seen["headers"]["x-empty"] == ""
     assert seen["remote"][0] == "203.0.113.7"  # read through the packed forwarding header
+    assert seen["body"] == b"" and seen["trailers"] == {}
+    assert seen["info"].upgrade and seen["info"].keep_alive and seen["info"].content_length == 0
 
 
 async def test_async_for_ends_cleanly_when_the_server_closes_normally(

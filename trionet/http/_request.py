@@ -12,6 +12,7 @@ other's private attributes across an import circle held together by
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 from urllib.parse import parse_qs
@@ -26,6 +27,26 @@ from ._headers import Headers
 from ._limits import RequestInfo
 
 __all__ = ["Exchange", "PackedHead", "PackedHeaders", "Request"]
+
+
+class _Gone:
+    """The body source of :data:`_NO_BODIES`: they are finished and never read from it."""
+
+    buf = b""
+    pos = 0
+
+    async def receive_more(self) -> None:
+        raise AssertionError("a finished body read more")  # pragma: no cover
+
+    async def send_informational(self, head: bytes) -> None:
+        """Nothing: a handed-off request gets no 1xx."""
+
+
+_GONE = _Gone()
+
+#: Finished empty bodies, one per ``(keep_alive, expect_continue, upgrade)``,
+#: shared by the handed-off requests that :meth:`Request.pack_head` packed.
+_NO_BODIES: dict[tuple[bool, bool, bool], RequestBody] = {}
 
 #: Method and version bytes a packed head shares instead of keeping its own copies.
 _COMMON = {value: value for value in (b"GET", b"POST", b"CONNECT", b"1.1", b"1.0")}
@@ -200,11 +221,24 @@ class Request:
         connection: h11's event keeps each header line three times over
         (received name, lower-case name, value, as a tuple in a list, about
         1.1 KiB for a browser-less handshake); a :class:`PackedHead` keeps
-        them as one bytes object and reads them again when asked. Every
-        property reads the same afterwards.
+        them as one bytes object and reads them again when asked. An empty
+        body's state (about 200 bytes) gives way to a shared finished one.
+        Every property reads the same afterwards.
         """
         if isinstance(self._event, h11.Request):
             self._event = PackedHead(self._event)
+        body = self._body
+        if body.done and not body.trailers and body.info.content_length == 0:
+            # A body that never was: a finished one shared by such requests
+            # reads the same (``info`` too), and this one's is let go.
+            info = body.info
+            key = (info.keep_alive, info.expect_continue, info.upgrade)
+            shared = _NO_BODIES.get(key)
+            if shared is None:
+                shared = _NO_BODIES[key] = RequestBody(
+                    _GONE, None, RequestInfo(0, *key), None, 0, math.inf
+                )
+            self._body = shared
 
     async def read(self) -> bytes:
         """The whole body. Sends ``100 Continue`` first if the client waits for it."""
