@@ -169,6 +169,23 @@ class DirectIO:
             self._drained = len(data) < max_bytes
             return data
 
+    def idle_fd(self) -> int:
+        """The descriptor the next :meth:`receive` would wait on first; -1 if it
+        would read at once, or on the fallback path.
+
+        For a caller that waits in its own frame (``trio.lowlevel.wait_readable``),
+        then calls :meth:`readable` and :meth:`receive`: a WebSocket idle for
+        hours then holds two coroutine frames fewer (about 500 bytes) than
+        when it waits down here. Checked to be this socket's (rule 1).
+        """
+        return self._live_fd() if self._drained and self._fd >= 0 else -1
+
+    def readable(self) -> None:
+        """The caller waited on :meth:`idle_fd`: the next :meth:`receive` reads at once
+        (and the wait was a yield)."""
+        self._drained = False
+        self._unyielded = 0
+
     async def send(self, data: _Buffer, more: _Buffer = b"") -> None:
         """Write ``data`` then ``more``; returns once the kernel took both.
 
