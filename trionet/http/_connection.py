@@ -380,11 +380,11 @@ class Connection:
           ClientError: 405, a CONNECT request and no ``on_connect`` hook.
         """
         config = self.config
+        head = self.buf[self.pos :]
+        self.buf, self.pos = b"", 0
         hook = config.on_connect if method == b"CONNECT" else config.on_upgrade
         if hook is None:
             raise ClientError(405, "CONNECT is not served here", "ERR_METHOD_NOT_ALLOWED")
-        head = self.buf[self.pos :]
-        self.buf, self.pos = b"", 0
         self.body = None  # the socket is the hook's now: no lingering close after it
         return hook, request, head
 
