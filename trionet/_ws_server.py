@@ -226,7 +226,7 @@ class ServerHandshake:
         if isinstance(self.request, Request):
             # ws.request lives as long as the connection: its head packed
             # (about 1 KiB less per idle connection), its properties the same.
-            self.request.pack_head()
+            self.request._pack_head()
         return ws
 
     def _closing(self) -> trio.Event | None:

@@ -45,7 +45,7 @@ class _Gone:
 _GONE = _Gone()
 
 #: Finished empty bodies, one per ``(keep_alive, expect_continue, upgrade)``,
-#: shared by the handed-off requests that :meth:`Request.pack_head` packed.
+#: shared by the handed-off requests that :meth:`Request._pack_head` packed.
 _NO_BODIES: dict[tuple[bool, bool, bool], RequestBody] = {}
 
 #: Method and version bytes a packed head shares instead of keeping its own copies.
@@ -214,7 +214,7 @@ class Request:
         """
         return Headers(self._body.trailers)
 
-    def pack_head(self) -> None:
+    def _pack_head(self) -> None:
         """Keep the head compactly: the request was handed off and may be kept for hours.
 
         For a WebSocket's ``ws.request``, which lives as long as the
