@@ -117,6 +117,60 @@ async def test_path_request_and_remote_address(nursery: trio.Nursery) -> None:
     assert seen["request"].headers["x-token"] == "abc"
 
 
+async def test_the_handshake_request_reads_as_received_for_the_connections_life(
+    nursery: trio.Nursery,
+) -> None:
+    """ws.request keeps its head packed while the connection lives; it reads the same."""
+    seen: dict[str, Any] = {}
+
+    async def handler(sock: ws.WebSocket) -> None:
+        req = sock.request
+        seen.update(
+            method=req.method, url=req.url, path=req.path, query=req.query,
+            version=req.http_version, host=req.host, headers=dict(req.headers),
+            raw=req.raw_headers, remote=req.remote_address, body=await req.read(),
+            info=req.info, trailers=dict(req.trailers),
+        )  # fmt: skip
+        await sock.send("seen")
+
+    server = await start(nursery, handler, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    lines = [
+        (b"Host", b"example.test:8080"),
+        (b"Upgrade", b"websocket"),
+        (b"Connection", b"Upgrade"),
+        (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        (b"Sec-WebSocket-Version", b"13"),
+        (b"X-Note", b"a: b, c:d"),  # colons in a value
+        (b"x-dup", b"1"),
+        (b"X-DUP", b"2"),
+        (b"X-Empty", b""),
+        (b"X-Forwarded-For", b"203.0.113.7"),
+    ]
+    head = b"GET /chat?room=1&room=2 HTTP/1.1\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in lines) + b"\r\n"
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(head)
+            answer = b""
+            while b"seen" not in answer:
+                chunk = await stream.receive_some()
+                assert chunk, "the server closed the connection"
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 101 ")
+    assert seen["method"] == "GET" and seen["version"] == "1.1"
+    assert seen["url"] == "/chat?room=1&room=2" and seen["path"] == "/chat"
+    assert seen["query"] == {"room": ["1", "2"]}
+    assert seen["host"] == "example.test:8080"
+    assert seen["raw"] == lines
+    assert seen["headers"]["x-note"] == "a: b, c:d"
+    assert seen["headers"]["x-dup"] == "1, 2"
+    assert seen["headers"]["x-empty"] == ""
+    assert seen["remote"][0] == "203.0.113.7"  # read through the packed forwarding header
+    assert seen["body"] == b"" and seen["trailers"] == {}
+    assert seen["info"].upgrade and seen["info"].keep_alive and seen["info"].content_length == 0
+
+
 async def test_async_for_ends_cleanly_when_the_server_closes_normally(
     nursery: trio.Nursery,
 ) -> None:

@@ -458,6 +458,15 @@ class WebSocket(Reading):
                                 self._unparsed_ready = False
                             else:
                                 try:
+                                    # The wait for bytes in this frame, not two
+                                    # layers down in Socket.receive and DirectIO's:
+                                    # an idle connection waits here for hours, and
+                                    # two frames fewer are 500 bytes fewer each.
+                                    io = self.socket._io
+                                    fd = io.idle_fd()
+                                    if fd >= 0:
+                                        await trio.lowlevel.wait_readable(fd)
+                                        io.readable()
                                     data = await self.socket.receive(RECEIVE_SIZE)
                                 except _SOCKET_GONE:
                                     data = b""

@@ -332,6 +332,11 @@ class Wire:
         self.state = WireState.OPEN
         # FrameProtocol.received_frames() wraps this generator in one more per call.
         self._parser = self.proto._parse_more
+        # Its first step (no bytes yet: it yields None) copies the extension
+        # list once more; the frame decoder then shares that copy instead of
+        # keeping its own (one list fewer per connection, for its whole life).
+        next(self._parser)
+        self.proto._frame_decoder.extensions = self.proto.extensions
         #: The bytes received and not parsed yet (wsproto's buffer, kept in place).
         self._unparsed = self.proto._frame_decoder.buffer.buffer
 
@@ -349,8 +354,9 @@ class Wire:
         frame's payload is ``(code, reason)``. A protocol violation comes as
         a CLOSE frame with the code to fail the connection with (1002, 1007,
         1009) and wsproto's words, *without* a state change: that is how
-        the caller tells the two apart (``is_violation``). Parsing stops as
-        soon as no byte is left, instead of asking wsproto for one more frame.
+        the caller tells the two apart (``is_violation``). Parsing stops at
+        wsproto's None (it needs more bytes); a call with no byte to parse
+        returns at once.
         """
         unparsed = self._unparsed
         if not unparsed:
@@ -363,8 +369,9 @@ class Wire:
                     local = self.state is WireState.LOCAL_CLOSING
                     self.state = WireState.CLOSED if local else WireState.REMOTE_CLOSING
                 yield frame
-                if not unparsed:
-                    return
+                # With no byte left the loop asks wsproto once more (it yields
+                # None): its generator would otherwise hold the last frame, and
+                # the message it carried, for as long as the connection idles.
         except ParseFailed as exc:
             yield Frame(Opcode.CLOSE, (exc.code, str(exc)), True, True)
 

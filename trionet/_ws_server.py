@@ -54,6 +54,7 @@ from ._ws_running import Running, heartbeat_of
 from ._ws_state import CloseCode
 from .http._config import ServerConfig
 from .http._headers import closing_response
+from .http._request import Request
 
 __all__ = ["HeadersInput", "ServerHandshake", "refuse", "server_handshake"]
 
@@ -222,6 +223,10 @@ class ServerHandshake:
         )
         if gone:
             ws._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
+        if isinstance(self.request, Request):
+            # ws.request lives as long as the connection: its head packed
+            # (about 1 KiB less per idle connection), its properties the same.
+            self.request._pack_head()
         return ws
 
     def _closing(self) -> trio.Event | None:

@@ -42,7 +42,7 @@ from .._forwarded import TrustedProxies
 from .._linger import LingerEnd
 from .._stream import Socket, raw_socket
 from ._body import RequestBody, parse_head
-from ._config import BUSY, HEAD, IDLE, IDLE_CLOSE_GRACE, LINGER, ServerConfig
+from ._config import BUSY, HEAD, IDLE, IDLE_CLOSE_GRACE, LINGER, ServerConfig, SocketHook
 from ._framing import service_unavailable
 from ._headers import error_response
 from ._limits import (
@@ -56,6 +56,10 @@ from ._limits import (
 from ._messages import Request, Response
 
 __all__ = ["Connection"]
+
+#: A request handed to ``on_upgrade`` / ``on_connect``: the hook, the request,
+#: the bytes read past its head.
+HandOff = tuple[SocketHook, Request, bytes]
 
 # The server's logger (users configure "trionet.http.server"): the connection
 # logs what happens to the server's requests.
@@ -193,17 +197,33 @@ class Connection:
         connections = self.config.connections
         connections.add(self)
         error: ClientError | None = None
+        served: bool | HandOff = False
         try:
             with self.scope:
                 try:
                     # One request per pass; the request's objects live in
                     # _serve_one's frame, so an idle connection holds none.
-                    while await self._serve_one():
+                    while (served := await self._serve_one()) is True:
                         pass
                 except ClientError as exc:
                     error = exc
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
+            if isinstance(served, tuple):
+                # Handed off (CONNECT, an upgrade): the hook runs from this
+                # frame, after the request loop's frames and the connection's
+                # cancel scope were left. An idle WebSocket lives in the hook
+                # for hours, and each frame or scope between it and the task
+                # was memory held per connection (benchmarks/ws_idle_memory.py).
+                # Nothing cancels that scope once a request is handed off (its
+                # phase stays BUSY, its deadline infinite): no timeout changes.
+                hook, request, head = served
+                del served
+                try:
+                    await hook(request, self.socket, head)
+                except Exception:
+                    logger.exception("%s hook failed for %s", request.method, request.url)
+                return
             if self.scope.cancelled_caught and self.phase == HEAD:
                 error = request_timeout_error("request head not received in time")
             if error is not None and (self.response is None or not self.response.headers_sent):
@@ -216,8 +236,12 @@ class Connection:
         finally:
             connections.discard(self)
 
-    async def _serve_one(self) -> bool:
-        """Read, run and answer one request; False when the connection is done."""
+    async def _serve_one(self) -> bool | HandOff:
+        """Read, run and answer one request; False when the connection is done.
+
+        An upgrade or CONNECT request is not run here: its hook and request
+        are returned, for :meth:`run` to await once this frame is gone.
+        """
         config = self.config
         head = await self._next_head()
         if not head:
@@ -237,8 +261,7 @@ class Connection:
         )
         request = Request(event, self, body)
         if method == b"CONNECT" or (info.upgrade and config.on_upgrade is not None):
-            await self._hand_off(request, method)
-            return False
+            return self._hand_off(request, method)
         response = self.response = Response(self, body, method)
         handler = config.app
         if info.expect_continue and config.on_check_continue is not None:
@@ -350,8 +373,12 @@ class Connection:
             response.status_message = None
             await response.end()
 
-    async def _hand_off(self, request: Request, method: bytes) -> None:
-        """Give the raw socket to ``on_connect`` / ``on_upgrade`` (or refuse CONNECT)."""
+    def _hand_off(self, request: Request, method: bytes) -> HandOff:
+        """The hook that takes the raw socket (``on_connect`` / ``on_upgrade``), not started.
+
+        Raises:
+          ClientError: 405, a CONNECT request and no ``on_connect`` hook.
+        """
         config = self.config
         head = self.buf[self.pos :]
         self.buf, self.pos = b"", 0
@@ -359,10 +386,7 @@ class Connection:
         if hook is None:
             raise ClientError(405, "CONNECT is not served here", "ERR_METHOD_NOT_ALLOWED")
         self.body = None  # the socket is the hook's now: no lingering close after it
-        try:
-            await hook(request, self.socket, head)
-        except Exception:
-            logger.exception("%s hook failed for %s", request.method, request.url)
+        return hook, request, head
 
     async def _refuse(self, error: ClientError) -> None:
         """Answer a client error (or let ``on_client_error`` do it); the connection then closes."""
@@ -399,4 +423,3 @@ class Connection:
         count = self.buf.count(b"\r\n\r\n", self.pos)  # the complete heads buffered
         if count:
             await self.send(service_unavailable(count))
-

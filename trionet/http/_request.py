@@ -12,7 +12,8 @@ other's private attributes across an import circle held together by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 from urllib.parse import parse_qs
 
@@ -25,7 +26,30 @@ from ._body import BodySource, RequestBody
 from ._headers import Headers
 from ._limits import RequestInfo
 
-__all__ = ["Exchange", "Request"]
+__all__ = ["Exchange", "PackedHead", "PackedHeaders", "Request"]
+
+
+class _Gone:
+    """The body source of :data:`_NO_BODIES`: they are finished and never read from it."""
+
+    buf = b""
+    pos = 0
+
+    async def receive_more(self) -> None:
+        raise AssertionError("a finished body read more")  # pragma: no cover
+
+    async def send_informational(self, head: bytes) -> None:
+        """Nothing: a handed-off request gets no 1xx."""
+
+
+_GONE = _Gone()
+
+#: Finished empty bodies, one per ``(keep_alive, expect_continue, upgrade)``,
+#: shared by the handed-off requests that :meth:`Request._pack_head` packed.
+_NO_BODIES: dict[tuple[bool, bool, bool], RequestBody] = {}
+
+#: Method and version bytes a packed head shares instead of keeping its own copies.
+_COMMON = {value: value for value in (b"GET", b"POST", b"CONNECT", b"1.1", b"1.0")}
 
 
 class Exchange(BodySource, Protocol):
@@ -69,7 +93,7 @@ class Request:
     _forwarded: Forwarded | None
 
     def __init__(self, event: h11.Request, exchange: Exchange, body: RequestBody) -> None:
-        self._event = event
+        self._event: h11.Request | PackedHead = event
         self._exchange = exchange
         self._body = body
         self._method: str | None = None
@@ -190,6 +214,32 @@ class Request:
         """
         return Headers(self._body.trailers)
 
+    def _pack_head(self) -> None:
+        """Keep the head compactly: the request was handed off and may be kept for hours.
+
+        For a WebSocket's ``ws.request``, which lives as long as the
+        connection: h11's event keeps each header line three times over
+        (received name, lower-case name, value, as a tuple in a list, about
+        1.1 KiB for a browser-less handshake); a :class:`PackedHead` keeps
+        them as one bytes object and reads them again when asked. An empty
+        body's state (about 200 bytes) gives way to a shared finished one.
+        Every property reads the same afterwards.
+        """
+        if isinstance(self._event, h11.Request):
+            self._event = PackedHead(self._event)
+        body = self._body
+        if body.done and not body.trailers and body.info.content_length == 0:
+            # A body that never was: a finished one shared by such requests
+            # reads the same (``info`` too), and this one's is let go.
+            info = body.info
+            key = (info.keep_alive, info.expect_continue, info.upgrade)
+            shared = _NO_BODIES.get(key)
+            if shared is None:
+                shared = _NO_BODIES[key] = RequestBody(
+                    _GONE, None, RequestInfo(0, *key), None, 0, math.inf
+                )
+            self._body = shared
+
     async def read(self) -> bytes:
         """The whole body. Sends ``100 Continue`` first if the client waits for it."""
         parts = [chunk async for chunk in self]
@@ -200,3 +250,64 @@ class Request:
         read = self._body.read
         while chunk := await read():
             yield chunk
+
+
+class PackedHead:
+    """The fields of an ``h11.Request`` event that a handed-off request keeps.
+
+    The header lines are one bytes object, ``name:value`` lines joined by
+    CRLF (a token name has no colon and h11 let no CR or LF into a value, so
+    the packing loses nothing); :class:`PackedHeaders` reads them back as
+    h11's ``Headers`` would give them. Alternative rejected: keeping the head
+    as received and parsing it again with h11 (the lines are what h11 already
+    checked; parsing again could only fail differently).
+    """
+
+    __slots__ = ("_lines", "http_version", "method", "target")
+
+    def __init__(self, event: h11.Request) -> None:
+        self.method: bytes = _COMMON.get(event.method, event.method)
+        self.target: bytes = event.target
+        self.http_version: bytes = _COMMON.get(event.http_version, event.http_version)
+        self._lines = b"\r\n".join(
+            [name + b":" + value for name, value in event.headers.raw_items()]
+        )
+
+    @property
+    def headers(self) -> PackedHeaders:
+        """The header lines, read as h11's ``Headers``."""
+        return PackedHeaders(self._lines)
+
+
+class PackedHeaders:
+    """A :class:`PackedHead`'s lines with the reading side of ``h11.Headers``:
+    iterating gives ``(lower-case name, value)``, ``raw_items()`` the received case."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: bytes) -> None:
+        self._lines = lines
+
+    def raw_items(self) -> list[tuple[bytes, bytes]]:
+        """``(name, value)`` pairs, names as received."""
+        if not self._lines:
+            return []
+        return [_split_line(line) for line in self._lines.split(b"\r\n")]
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        for name, value in self.raw_items():
+            yield name.lower(), value
+
+    def __len__(self) -> int:
+        return len(self.raw_items())
+
+    @property
+    def _full_items(self) -> list[tuple[bytes, bytes, bytes]]:
+        """h11's own triples (received name, lower-case name, value), which
+        the ASGI scope reads."""
+        return [(name, name.lower(), value) for name, value in self.raw_items()]
+
+
+def _split_line(line: bytes) -> tuple[bytes, bytes]:
+    name, _, value = line.partition(b":")
+    return name, value
