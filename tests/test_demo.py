@@ -364,18 +364,19 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
 
 
 # -- the page in a real browser ----------------------------------------------------------
-def chromium_command(tmp_path: Path, *args: str, budget_ms: int = 5000) -> list[str]:
+def chromium_command(tmp_path: Path, *args: str, budget_ms: int | None = 5000) -> list[str]:
     """Headless Chromium with a fresh profile and nothing that phones home.
 
     ``--virtual-time-budget`` lets the page run that long (in the browser's
-    virtual time) before Chromium dumps or draws it.
+    virtual time) before Chromium dumps or draws it; with ``budget_ms=None``
+    it dumps or draws once the page's load event fired, in real time.
     """
     chromium = require_tool("chromium", "chromium")
     return [
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-        f"--virtual-time-budget={budget_ms}", *args,
+        *([] if budget_ms is None else [f"--virtual-time-budget={budget_ms}"]), *args,
     ]  # fmt: skip
 
 
