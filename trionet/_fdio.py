@@ -186,6 +186,50 @@ class DirectIO:
         self._drained = False
         self._unyielded = 0
 
+    def read_now(self, max_bytes: int) -> bytes | None:
+        """What the kernel holds now, up to ``max_bytes``, without waiting or
+        yielding; None when :meth:`receive` must be called instead: nothing to
+        read (the wait is next), the end of the stream (its handling may
+        have to wait), the fallback path, or a yield is due (rule 3).
+
+        For a caller that has just waited on :meth:`idle_fd` (a checkpoint)
+        and reads in its own frame: the WebSocket's per-message path.
+        """
+        if self._fd < 0 or self._drained or self._unyielded >= MAX_UNYIELDED_IO:
+            return None
+        fd = self._live_fd()
+        try:
+            data = os.read(fd, max_bytes)
+        except BlockingIOError:
+            self._drained = True  # woken for nothing: receive() waits at once
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if not data:
+            return None  # the end stays readable: receive() reads it again
+        self._unyielded += 1
+        self._drained = len(data) < max_bytes
+        return data
+
+    def write_now(self, data: _Buffer) -> int:
+        """Write what the kernel takes of ``data`` now, without waiting or
+        yielding: the number of bytes written, 0 when :meth:`send` must be
+        called instead (the kernel took nothing, the fallback path, or a
+        yield is due, rule 3). After a partial write the caller sends the
+        rest with :meth:`send`, which waits.
+        """
+        if self._fd < 0 or self._unyielded >= MAX_UNYIELDED_IO:
+            return 0
+        fd = self._live_fd()
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        self._unyielded += 1
+        return sent
+
     async def send(self, data: _Buffer, more: _Buffer = b"") -> None:
         """Write ``data`` then ``more``; returns once the kernel took both.
 

@@ -324,29 +324,32 @@ class Wire:
     that wsproto parses every frame).
     """
 
-    __slots__ = ("_parser", "_unparsed", "proto", "state")
+    __slots__ = ("_decoder", "_messages", "_unparsed", "proto", "state")
 
     def __init__(self, client: bool, extensions: Sequence[Extension]) -> None:
-        self.proto = _FrameProtocol(client, list(extensions))
+        self.proto = proto = _FrameProtocol(client, list(extensions))
         #: OPEN, LOCAL_CLOSING (our Close sent), REMOTE_CLOSING (the peer's read), CLOSED.
         self.state = WireState.OPEN
-        # FrameProtocol.received_frames() wraps this generator in one more per call.
-        self._parser = self.proto._parse_more
-        # Its first step (no bytes yet: it yields None) copies the extension
-        # list once more; the frame decoder then shares that copy instead of
-        # keeping its own (one list fewer per connection, for its whole life).
-        next(self._parser)
-        self.proto._frame_decoder.extensions = self.proto.extensions
-        #: The bytes received and not parsed yet (wsproto's buffer, kept in place).
-        self._unparsed = self.proto._frame_decoder.buffer.buffer
+        #: wsproto's two parsers: frames, then messages (fragments, UTF-8).
+        self._decoder = proto._frame_decoder
+        self._messages = proto._message_decoder
+        # FrameProtocol's own loop over them (_parse_more_gen, what its
+        # received_frames() wraps) is not used (see next_frame()): its
+        # generator, made in FrameProtocol's __init__ and never started,
+        # is closed so that it holds no frame.
+        proto._parse_more.close()
+        #: The bytes received and not parsed yet (wsproto's buffer, kept in
+        #: place); an empty stand-in once parsing has ended (a Close or a violation).
+        self._unparsed: bytearray | bytes = self._decoder.buffer.buffer
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; nothing more is parsed once its Close was read."""
         if self.state is WireState.OPEN or self.state is WireState.LOCAL_CLOSING:
-            self.proto.receive_bytes(data)
+            self._decoder.receive_bytes(data)
 
-    def frames(self) -> Iterator[Frame]:
-        """The frames the data received so far completes, as wsproto's ``Connection`` sees them.
+    def next_frame(self) -> Frame | None:
+        """The next frame the data received so far completes, as wsproto's ``Connection`` sees it;
+        None when wsproto needs more bytes.
 
         Data frames come with the message's opcode (TEXT or BINARY, also for
         continuations) and ``message_finished``; a partial frame comes as
@@ -354,26 +357,44 @@ class Wire:
         frame's payload is ``(code, reason)``. A protocol violation comes as
         a CLOSE frame with the code to fail the connection with (1002, 1007,
         1009) and wsproto's words, *without* a state change: that is how
-        the caller tells the two apart (``is_violation``). Parsing stops at
-        wsproto's None (it needs more bytes); a call with no byte to parse
-        returns at once.
+        the caller tells the two apart (``is_violation``). Nothing is parsed
+        after either.
+
+        The three wsproto calls of ``FrameProtocol._parse_more_gen``, made
+        here one frame at a time: the frame decoder, then the message
+        decoder for data frames or the Close parser for a Close. Driving
+        them directly, not through that generator (and the one
+        ``received_frames()`` wraps it in), saves two generator resumptions
+        per frame, and a final parse attempt per read: with no byte left
+        (checked first, for free) no frame can complete, as wsproto parses
+        a header and the payload it has in one call; the generator finds
+        that out by parsing a header that is not there. It also keeps no
+        frame alive between calls (the generator held the last one, and
+        its message, while the connection idled).
         """
-        unparsed = self._unparsed
-        if not unparsed:
-            return
+        if not self._unparsed:
+            return None
         try:
-            for frame in self._parser:
-                if frame is None:
-                    return
-                if frame.opcode is Opcode.CLOSE:
-                    local = self.state is WireState.LOCAL_CLOSING
-                    self.state = WireState.CLOSED if local else WireState.REMOTE_CLOSING
-                yield frame
-                # With no byte left the loop asks wsproto once more (it yields
-                # None): its generator would otherwise hold the last frame, and
-                # the message it carried, for as long as the connection idles.
+            frame = self._decoder.process_buffer()
+            if frame is None:
+                return None
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONTINUATION:
+                return self._messages.process_frame(frame)
+            if opcode is Opcode.CLOSE:
+                frame = self.proto._process_close(frame)
+                self._unparsed = b""
+                local = self.state is WireState.LOCAL_CLOSING
+                self.state = WireState.CLOSED if local else WireState.REMOTE_CLOSING
+            return frame
         except ParseFailed as exc:
-            yield Frame(Opcode.CLOSE, (exc.code, str(exc)), True, True)
+            self._unparsed = b""
+            return Frame(Opcode.CLOSE, (exc.code, str(exc)), True, True)
+
+    def frames(self) -> Iterator[Frame]:
+        """Every frame :meth:`next_frame` has for the data received so far."""
+        while (frame := self.next_frame()) is not None:
+            yield frame
 
     def send_data(self, data: str | bytes | bytearray, fin: bool = True) -> bytearray:
         """A data frame (text for ``str``); ``fin=False`` leaves the message open."""
