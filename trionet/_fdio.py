@@ -199,7 +199,12 @@ class DirectIO:
         hours then holds two coroutine frames fewer (about 500 bytes) than
         when it waits down here. Checked to be this socket's (rule 1).
         """
-        return self._live_fd() if self._drained and self._fd >= 0 else -1
+        fd = self._fd
+        if not self._drained or fd < 0:
+            return -1
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
+        return fd
 
     def readable(self) -> None:
         """The caller waited on :meth:`idle_fd`: the next :meth:`receive` reads at once
@@ -207,18 +212,24 @@ class DirectIO:
         self._drained = False
         self._unyielded = 0
 
-    def read_now(self, max_bytes: int) -> bytes | None:
+    def read_now(self, max_bytes: int, *, waited: bool = False) -> bytes | None:
         """What the kernel holds now, up to ``max_bytes``, without waiting or
         yielding; None when :meth:`receive` must be called instead: nothing to
         read (the wait is next), the end of the stream (its handling may
         have to wait), the fallback path, or a yield is due (rule 3).
 
-        For a caller that has just waited on :meth:`idle_fd` (a checkpoint)
-        and reads in its own frame: the WebSocket's per-message path.
+        For a caller that reads in its own frame, after waiting on
+        :meth:`idle_fd` (``waited``: :meth:`readable` first, in the same
+        call), or when it returned -1: the WebSocket's per-message path.
         """
-        if self._fd < 0 or self._drained or self._unyielded >= MAX_UNYIELDED_IO:
+        if waited:
+            self._drained = False
+            self._unyielded = 0
+        fd = self._fd
+        if fd < 0 or self._drained or self._unyielded >= MAX_UNYIELDED_IO:
             return None
-        fd = self._live_fd()
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
         try:
             data = os.read(fd, max_bytes)
         except BlockingIOError:
@@ -239,9 +250,11 @@ class DirectIO:
         yield is due, rule 3). After a partial write the caller sends the
         rest with :meth:`send`, which waits.
         """
-        if self._fd < 0 or self._unyielded >= MAX_UNYIELDED_IO:
+        fd = self._fd
+        if fd < 0 or self._unyielded >= MAX_UNYIELDED_IO:
             return 0
-        fd = self._live_fd()
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
         try:
             sent = os.write(fd, data)
         except BlockingIOError:

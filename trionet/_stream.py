@@ -483,13 +483,15 @@ class Socket(trio.abc.HalfCloseableStream):
                 await self._end_quietly()
         return data
 
-    def receive_now(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes | None:
+    def receive_now(
+        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, waited: bool = False
+    ) -> bytes | None:
         """:meth:`receive` without waiting or yielding: the bytes already in, or
         None when only ``await receive()`` can answer (nothing in yet, the end
-        of the stream, TLS, a yield due). For a driver that has just waited
-        for the socket in its own frame (``Socket._io.idle_fd``)."""
+        of the stream, TLS, a yield due). For a driver that waits for the
+        socket in its own frame (``waited``: on ``Socket._io.idle_fd()``)."""
         try:
-            data = self._io.read_now(max_bytes)
+            data = self._io.read_now(max_bytes, waited=waited)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._gone(exc, "read") from exc
         if data is not None:

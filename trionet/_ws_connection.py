@@ -495,13 +495,15 @@ class WebSocket(Reading):
                                     # an idle connection waits here for hours, and
                                     # two frames fewer are 500 bytes fewer each.
                                     await trio.lowlevel.wait_readable(fd)
-                                    io.readable()
-                                data = sock.receive_now(RECEIVE_SIZE)
+                                data = sock.receive_now(RECEIVE_SIZE, waited=fd >= 0)
                                 if data is None:  # not plain TCP, the end, or a yield due
                                     data = await sock.receive(RECEIVE_SIZE)
                             except _SOCKET_GONE:
                                 data = b""
-                            if not self._feed(data):
+                            if data:  # self._feed(data), inline
+                                self._wire.receive_data(data)
+                            else:
+                                self._feed(data)  # the end: closed
                                 continue
                         frame = self._queue_messages(True)
                         if frame is not None:  # a control frame: a reply or the close to write

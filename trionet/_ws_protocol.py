@@ -438,10 +438,20 @@ class Wire:
             yield frame
 
     def send_data(self, data: str | bytes | bytearray, fin: bool = True) -> bytearray:
-        """A data frame (text for ``str``); ``fin=False`` leaves the message open."""
+        """A data frame (text for ``str``); ``fin=False`` leaves the message open.
+
+        A whole message outside a fragmented one (nearly every message) is
+        built by wsproto's ``_serialize_frame``, as its ``send_data`` would
+        build it, without the opcode bookkeeping a fragment needs.
+        """
         if self.state is not WireState.OPEN:
             raise LocalProtocolError(f"cannot send data in state {self.state}")
-        return self.proto.send_data(data, fin)
+        proto = self.proto
+        if fin and proto._outbound_opcode is None:
+            if isinstance(data, str):
+                return proto._serialize_frame(Opcode.TEXT, data.encode(), True)
+            return proto._serialize_frame(Opcode.BINARY, data, True)
+        return proto.send_data(data, fin)
 
     def ping(self, payload: bytes) -> bytearray:
         if self.state is not WireState.OPEN:
