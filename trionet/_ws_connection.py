@@ -163,7 +163,7 @@ class WebSocket(Reading):
         self._app_waiting = 0
         #: Where an application away from receive() is noted (set while running).
         self._watch: AwayWatch | None = None
-        self._away_since = 0
+        self._away_since = -1  # not in the watch's set (see AwayWatch)
         #: Where the connection is in its life, and how it closed.
         self._close = CloseState()
         self._send_lock = SendLock()
@@ -449,9 +449,8 @@ class WebSocket(Reading):
         if inbox.count:
             await trio.lowlevel.checkpoint_if_cancelled()
         else:
+            # Back in receive(): the watch drops us at its next tick (see AwayWatch).
             watch = self._watch
-            if watch is not None:
-                watch.away.discard(self)  # back: no reader task needed for us
             checked = False
             try:
                 while not inbox.count:
@@ -514,7 +513,10 @@ class WebSocket(Reading):
                             self._message_arrived.unpark()  # the next waiter reads on
             finally:
                 if watch is not None and self._close.state is not State.CLOSED:
-                    watch.leave(self)
+                    if self._away_since < 0:
+                        watch.leave(self)
+                    else:  # in the watch's set still: watch.leave(self), inline
+                        self._away_since = watch.epoch
         message = inbox.take()
         if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()

@@ -96,6 +96,7 @@ class Reading:
     _outbox_filled: Waiters
     _helpers: Helpers | None
     _watch: AwayWatch | None
+    _away_since: int
     _reader_task: bool
     _app_reading: bool
     _app_waiting: int
@@ -154,7 +155,7 @@ class Reading:
         self._close.finish(code, reason)
         self._closed.unpark_all()
         if self._watch is not None:
-            self._watch.away.discard(self)
+            self._watch.forget(self)
         self._outbox.clear()
         self._message_arrived.unpark_all()
         self._message_ended.unpark_all()
