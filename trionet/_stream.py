@@ -324,7 +324,7 @@ class Socket(trio.abc.HalfCloseableStream):
             else:
                 self._sending = False
 
-    def send_now(self, data: _Buffer) -> int:
+    def _send_now(self, data: _Buffer) -> int:
         """:meth:`send` without waiting or yielding: how many bytes of ``data``
         the kernel took at once; 0 when only ``await send()`` can send (another
         task is sending, our side ended, TLS, a full buffer, a yield due).
@@ -483,7 +483,7 @@ class Socket(trio.abc.HalfCloseableStream):
                 await self._end_quietly()
         return data
 
-    def receive_now(
+    def _receive_now(
         self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, waited: bool = False
     ) -> bytes | None:
         """:meth:`receive` without waiting or yielding: the bytes already in, or

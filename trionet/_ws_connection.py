@@ -291,7 +291,7 @@ class WebSocket(Reading):
             # the write that does not wait adds none, as Trio's own
             # SocketStream.send_all would not after its first checkpoint.
             try:
-                sent = self.socket.send_now(data)
+                sent = self.socket._send_now(data)
             except _SOCKET_GONE as exc:
                 self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
                 raise ConnectionClosed(*self._close.reported(), websocket=self) from exc
@@ -494,7 +494,7 @@ class WebSocket(Reading):
                                     # an idle connection waits here for hours, and
                                     # two frames fewer are 500 bytes fewer each.
                                     await trio.lowlevel.wait_readable(fd)
-                                data = sock.receive_now(RECEIVE_SIZE, waited=fd >= 0)
+                                data = sock._receive_now(RECEIVE_SIZE, waited=fd >= 0)
                                 if data is None:  # not plain TCP, the end, or a yield due
                                     data = await sock.receive(RECEIVE_SIZE)
                             except _SOCKET_GONE:
