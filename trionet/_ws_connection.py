@@ -274,8 +274,10 @@ class WebSocket(Reading):
         # awaits when it is free (the per-message path).
         await trio.lowlevel.checkpoint_if_cancelled()
         lock = self._send_lock
-        if not lock.try_acquire():
+        if lock.held:  # not lock.try_acquire(), inline
             await lock.acquire_waiting()
+        else:
+            lock.held = True
         try:
             if self._close.state is not State.OPEN:
                 self._raise_closed()
@@ -298,7 +300,10 @@ class WebSocket(Reading):
             if sent < len(data):
                 await self._write(memoryview(data)[sent:] if sent else data)
         finally:
-            lock.release()
+            if lock.waiters.tasks:
+                lock.release()  # to the oldest waiter
+            else:
+                lock.held = False
         if not fin:
             sending.begin(trio.lowlevel.current_task(), isinstance(message, str))
         elif sending.owner is not None and sending.end():
@@ -509,7 +514,7 @@ class WebSocket(Reading):
                             await self._handle_control(frame, True)
                     finally:
                         self._app_reading = False
-                        if self._message_arrived:
+                        if self._message_arrived.tasks:
                             self._message_arrived.unpark()  # the next waiter reads on
             finally:
                 if watch is not None and self._close.state is not State.CLOSED:

@@ -304,11 +304,15 @@ class Reading:
                 return frame
             if self._close.state is not State.OPEN:
                 continue  # after our aclose(): drain and drop
-            message = self._assembler.add(frame.payload, frame.message_finished)  # type: ignore[arg-type]
-            if message is None:
-                continue
+            message: str | bytes = frame.payload  # type: ignore[assignment]  # (not cast(): a call)
+            if not frame.message_finished or self._assembler.parts:  # else whole: as it is
+                joined = self._assembler.add(message, frame.message_finished)
+                if joined is None:
+                    continue
+                message = joined
             full = self._inbox.put(message)
-            self._message_arrived.unpark()
+            if self._message_arrived.tasks:
+                self._message_arrived.unpark()
             if full:
                 # One read can carry many messages (and with compression,
                 # inflate to many more bytes): stop parsing it half-way.
