@@ -325,12 +325,10 @@ class Socket(trio.abc.HalfCloseableStream):
                 self._sending = False
 
     def _send_now(self, data: _Buffer) -> int:
-        """:meth:`send` without waiting or yielding: how many bytes of ``data``
-        the kernel took at once; 0 when only ``await send()`` can send (another
-        task is sending, our side ended, TLS, a full buffer, a yield due).
-        The rest must go out with :meth:`send` with no await in between, so
-        nothing comes between the two parts. For a driver's per-message path.
-        """
+        """:meth:`send` with no wait or yield: the bytes of ``data`` the kernel took
+        at once; 0 when only ``await send()`` can send (another task is sending, our
+        side ended, TLS, a full buffer, a yield due). The rest goes out with
+        :meth:`send`, no await in between. For a driver's per-message path."""
         if self._sending or self._eof_sent or self._end_after_send:
             return 0
         try:
@@ -483,9 +481,7 @@ class Socket(trio.abc.HalfCloseableStream):
                 await self._end_quietly()
         return data
 
-    def _receive_now(
-        self, max_bytes: int = DEFAULT_RECEIVE_SIZE, *, waited: bool = False
-    ) -> bytes | None:
+    def _receive_now(self, max_bytes: int, *, waited: bool = False) -> bytes | None:
         """:meth:`receive` without waiting or yielding: the bytes already in, or
         None when only ``await receive()`` can answer (nothing in yet, the end
         of the stream, TLS, a yield due). For a driver that waits for the
