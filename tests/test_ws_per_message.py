@@ -28,7 +28,7 @@ MESSAGES = 200
 #: Python calls the handler's task may make per echoed message, resumptions
 #: of its coroutines included: wsproto's parse and build (~45 calls, its
 #: namedtuples and UTF-8 decoder), Trio's wait for bytes (~15), the frames of
-#: the handler's stack (~5) and trionet's receive() and send(). Measured 83;
+#: the handler's stack (~5) and trionet's receive() and send(). Measured 81;
 #: the code before this budget made 114 (the frame guard's payload and
 #: completion hooks in wsproto's extension loop, two generator layers per
 #: frame, the send and read paths three coroutine layers down to the

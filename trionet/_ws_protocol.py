@@ -124,7 +124,8 @@ class FrameGuard(Extension):
     def frame_inbound_header(
         self, proto: _Proto, opcode: Opcode, rsv: RsvBits, payload_length: int
     ) -> CloseReason | RsvBits:
-        if opcode.iscontrol() or self.counted:
+        # opcode & 0x8: a control frame (RFC 6455 section 5.5); iscontrol() is a call.
+        if opcode & 0x8 or self.counted:
             return _NO_RSV
         self.counted = True
         if opcode is not Opcode.CONTINUATION:
@@ -330,7 +331,11 @@ class _GuardedDecoder(FrameDecoder):
         verdict = self.guard.frame_inbound_header(self, opcode, rsv, payload_len)
         if isinstance(verdict, CloseReason):
             raise ParseFailed("error in extension", verdict)
-        super().extension_processing(opcode, rsv, payload_len)
+        # With no extension negotiated and no reserved bit set, wsproto's loop
+        # has no hook to call and no bit to check: skipped (a set bit is
+        # refused by it, as before).
+        if self.extensions or rsv.rsv1 or rsv.rsv2 or rsv.rsv3:
+            super().extension_processing(opcode, rsv, payload_len)
 
 
 class Wire:
