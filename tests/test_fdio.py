@@ -230,3 +230,86 @@ async def test_checkpoint_yields_only_after_immediate_operations(
         await io.send(b"x")
     with trio.testing.assert_checkpoints():
         await io.checkpoint()
+
+
+# -- read_now / write_now: the WebSocket's per-message path, with no await ----------
+
+
+async def test_read_now_takes_what_is_there_and_leaves_waiting_to_receive(
+    pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    left, right = pair
+    io = DirectIO(left)
+    assert io.read_now(100) is None  # nothing there: no wait, no exception
+    assert io.idle_fd() == left.socket.fileno()  # and the next receive waits first
+    await right.send_all(b"hello")
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(io.idle_fd())
+    with trio.testing.assert_no_checkpoints():
+        assert io.read_now(100, waited=True) == b"hello"
+    await right.send_eof()
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(io.idle_fd())
+    assert io.read_now(100, waited=True) is None  # the end: receive() reports it
+    assert await io.receive(100) == b""
+
+
+async def test_write_now_writes_what_the_kernel_takes_and_send_does_the_rest(
+    pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    left, right = pair
+    io = DirectIO(left)
+    with trio.testing.assert_no_checkpoints():
+        assert io.write_now(b"small") == 5
+    assert await read_exactly(right, 5) == b"small"
+    big = os.urandom(8 << 20)  # more than the kernel buffers
+    sent = io.write_now(big)
+    assert 0 < sent < len(big)
+    assert io.write_now(b"more") == 0  # full: nothing written, send() must wait
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def reader() -> None:
+                assert await read_exactly(right, len(big)) == big
+
+            nursery.start_soon(reader)
+            await io.send(memoryview(big)[sent:])
+
+
+async def test_read_now_and_write_now_never_touch_a_closed_socket(
+    pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    left, right = pair
+    io = DirectIO(left)
+    await right.send_all(b"read")
+    assert io.read_now(100) == b"read"  # the socket is empty now: idle_fd() has a number
+    await right.send_all(b"unread")
+    left.socket.close()
+    with pytest.raises(trio.ClosedResourceError):
+        io.idle_fd()
+    with pytest.raises(trio.ClosedResourceError):
+        io.read_now(10, waited=True)
+    with pytest.raises(trio.ClosedResourceError):
+        io.write_now(b"x")
+
+
+async def test_read_now_and_write_now_leave_the_due_yield_to_receive_and_send(
+    pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    left, right = pair
+    io = DirectIO(left)
+    for _ in range(MAX_UNYIELDED_IO):
+        assert io.write_now(b"x") == 1
+    assert io.write_now(b"x") == 0  # a yield is due: only send() may take it
+    await right.send_all(b"data")
+    assert io.read_now(10) is None  # the same for reads
+    with trio.testing.assert_checkpoints():
+        assert await io.receive(10) == b"data"
+
+
+async def test_read_now_and_write_now_are_for_plain_sockets_only() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    io = DirectIO(left)
+    await right.send_all(b"there")
+    assert io.read_now(10) is None
+    assert io.write_now(b"x") == 0

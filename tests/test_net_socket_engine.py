@@ -197,3 +197,44 @@ async def test_receive_of_zero_bytes_is_refused_not_taken_for_the_end(
     with trio.fail_after(5):
         await right.send(b"still open")
         assert await left.receive() == b"still open"
+
+
+async def test_the_drivers_no_await_path_counts_bytes_and_reports_a_closed_socket(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """Socket._receive_now/_send_now (the WebSocket's per-message path) keep
+    the Socket's books and its errors, as receive()/send() do."""
+    client, server = tcp_pair
+    sock = net.Socket(server)
+    assert sock._send_now(b"ping") == 4
+    assert sock.bytes_written == 4
+    assert await client.receive_some(10) == b"ping"
+    await client.send_all(b"pong")
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(server.socket)
+    assert sock._receive_now(10, waited=True) == b"pong"
+    assert sock.bytes_read == 4
+    server.socket.close()
+    with pytest.raises(net.SocketClosedError):
+        sock._send_now(b"x")
+    with pytest.raises(net.SocketClosedError):
+        sock._receive_now(10, waited=True)
+
+
+async def test_the_drivers_no_await_path_waits_for_another_tasks_send(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """While another task's send() is under way, _send_now writes nothing:
+    each call's bytes stay contiguous on the wire."""
+    client, server = tcp_pair
+    sock = net.Socket(server)
+    big = b"z" * (8 << 20)  # far more than the kernel buffers: the send waits
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sock.send, big)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sock._send_now(b"!") == 0
+            received = 0
+            while received < len(big):
+                received += len(await client.receive_some(1 << 20))
+    assert sock._send_now(b"!") == 1

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Protocol
 
 import trio
 
@@ -88,6 +89,20 @@ JOIN_LIMIT = 16384
 _Buffer = bytes | bytearray | memoryview
 
 
+class _Fileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+class _NoSocket:
+    """The socket of a stream that has none: no descriptor (-1)."""
+
+    def fileno(self) -> int:
+        return -1
+
+
+_NO_SOCKET = _NoSocket()
+
+
 class DirectIO:
     """Send and receive on ``stream``, straight on its descriptor when it is a socket.
 
@@ -99,9 +114,16 @@ class DirectIO:
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
-        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        # What rule 1 asks for its fileno(): the standard library's socket
+        # under Trio's (closed with it), so that the check is one C call, not
+        # Trio's Python wrapper as well: three checks per WebSocket message
+        # cost ~1 us of its ~28 (tests/test_fdio.py checks the rule).
+        sock: _Fileno = _NO_SOCKET
+        if isinstance(stream, trio.SocketStream):
+            sock = getattr(stream.socket, "_sock", stream.socket)
+        self._sock = sock
         #: The descriptor captured now; -1: go through the stream.
-        self._fd = self._sock.fileno() if self._sock is not None and DIRECT_IO else -1
+        self._fd = sock.fileno() if DIRECT_IO else -1
         self.direct = self._fd >= 0
         #: Operations completed without waiting since the last yield.
         self._unyielded = 0
@@ -113,8 +135,7 @@ class DirectIO:
 
     def _live_fd(self) -> int:
         """The descriptor, checked to still be this socket's (rule 1)."""
-        sock = self._sock
-        if sock is None or sock.fileno() != self._fd:
+        if self._sock.fileno() != self._fd:
             raise trio.ClosedResourceError("the socket was closed")
         return self._fd
 
@@ -178,13 +199,70 @@ class DirectIO:
         hours then holds two coroutine frames fewer (about 500 bytes) than
         when it waits down here. Checked to be this socket's (rule 1).
         """
-        return self._live_fd() if self._drained and self._fd >= 0 else -1
+        fd = self._fd
+        if not self._drained or fd < 0:
+            return -1
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
+        return fd
 
     def readable(self) -> None:
         """The caller waited on :meth:`idle_fd`: the next :meth:`receive` reads at once
         (and the wait was a yield)."""
         self._drained = False
         self._unyielded = 0
+
+    def read_now(self, max_bytes: int, *, waited: bool = False) -> bytes | None:
+        """What the kernel holds now, up to ``max_bytes``, without waiting or
+        yielding; None when :meth:`receive` must be called instead: nothing to
+        read (the wait is next), the end of the stream (its handling may
+        have to wait), the fallback path, or a yield is due (rule 3).
+
+        For a caller that reads in its own frame, after waiting on
+        :meth:`idle_fd` (``waited``: :meth:`readable` first, in the same
+        call), or when it returned -1: the WebSocket's per-message path.
+        """
+        if waited:
+            self._drained = False
+            self._unyielded = 0
+        fd = self._fd
+        if fd < 0 or self._drained or self._unyielded >= MAX_UNYIELDED_IO:
+            return None
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            data = os.read(fd, max_bytes)
+        except BlockingIOError:
+            self._drained = True  # woken for nothing: receive() waits at once
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if not data:
+            return None  # the end stays readable: receive() reads it again
+        self._unyielded += 1
+        self._drained = len(data) < max_bytes
+        return data
+
+    def write_now(self, data: _Buffer) -> int:
+        """Write what the kernel takes of ``data`` now, without waiting or
+        yielding: the number of bytes written, 0 when :meth:`send` must be
+        called instead (the kernel took nothing, the fallback path, or a
+        yield is due, rule 3). After a partial write the caller sends the
+        rest with :meth:`send`, which waits.
+        """
+        fd = self._fd
+        if fd < 0 or self._unyielded >= MAX_UNYIELDED_IO:
+            return 0
+        if self._sock.fileno() != fd:  # rule 1 (_live_fd, inline: the hot path)
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        self._unyielded += 1
+        return sent
 
     async def send(self, data: _Buffer, more: _Buffer = b"") -> None:
         """Write ``data`` then ``more``; returns once the kernel took both.

@@ -324,6 +324,20 @@ class Socket(trio.abc.HalfCloseableStream):
             else:
                 self._sending = False
 
+    def _send_now(self, data: _Buffer) -> int:
+        """:meth:`send` with no wait or yield: the bytes of ``data`` the kernel took
+        at once; 0 when only ``await send()`` can send (another task is sending, our
+        side ended, TLS, a full buffer, a yield due). The rest goes out with
+        :meth:`send`, no await in between. For a driver's per-message path."""
+        if self._sending or self._eof_sent or self._end_after_send:
+            return 0
+        try:
+            sent = self._io.write_now(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._gone(exc, "write") from exc
+        self.bytes_written += sent
+        return sent
+
     async def _wait_turn(self) -> None:
         """Park until the task holding the send turn hands it over."""
         turns = self._turns
@@ -465,6 +479,19 @@ class Socket(trio.abc.HalfCloseableStream):
                 self._end_after_send = True  # the send in progress ends our side
             else:
                 await self._end_quietly()
+        return data
+
+    def _receive_now(self, max_bytes: int, *, waited: bool = False) -> bytes | None:
+        """:meth:`receive` without waiting or yielding: the bytes already in, or
+        None when only ``await receive()`` can answer (nothing in yet, the end
+        of the stream, TLS, a yield due). For a driver that waits for the
+        socket in its own frame (``waited``: on ``Socket._io.idle_fd()``)."""
+        try:
+            data = self._io.read_now(max_bytes, waited=waited)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._gone(exc, "read") from exc
+        if data is not None:
+            self.bytes_read += len(data)
         return data
 
     async def checkpoint(self) -> None:

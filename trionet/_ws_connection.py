@@ -163,7 +163,7 @@ class WebSocket(Reading):
         self._app_waiting = 0
         #: Where an application away from receive() is noted (set while running).
         self._watch: AwayWatch | None = None
-        self._away_since = 0
+        self._away_since = -1  # not in the watch's set (see AwayWatch)
         #: Where the connection is in its life, and how it closed.
         self._close = CloseState()
         self._send_lock = SendLock()
@@ -274,18 +274,36 @@ class WebSocket(Reading):
         # awaits when it is free (the per-message path).
         await trio.lowlevel.checkpoint_if_cancelled()
         lock = self._send_lock
-        if not lock.try_acquire():
+        if lock.held:  # not lock.try_acquire(), inline
             await lock.acquire_waiting()
+        else:
+            lock.held = True
         try:
             if self._close.state is not State.OPEN:
                 self._raise_closed()
+            data: bytes | bytearray
             if self._outbox.items and sending.owner is None:
                 # Broadcast messages queued before this one go first.
-                await self._write(self._take_outbox() + self._wire.send_data(message, fin))
+                data = self._take_outbox() + self._wire.send_data(message, fin)
             else:
-                await self._write(self._wire.send_data(message, fin))
+                data = self._wire.send_data(message, fin)
+            # Written here when the kernel takes it all at once (nearly
+            # always), else the rest goes through _write, which waits. The
+            # cancel point above was this call's (Trio's rule: one per call);
+            # the write that does not wait adds none, as Trio's own
+            # SocketStream.send_all would not after its first checkpoint.
+            try:
+                sent = self.socket._send_now(data)
+            except _SOCKET_GONE as exc:
+                self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
+                raise ConnectionClosed(*self._close.reported(), websocket=self) from exc
+            if sent < len(data):
+                await self._write(memoryview(data)[sent:] if sent else data)
         finally:
-            lock.release()
+            if lock.waiters.tasks:
+                lock.release()  # to the oldest waiter
+            else:
+                lock.held = False
         if not fin:
             sending.begin(trio.lowlevel.current_task(), isinstance(message, str))
         elif sending.owner is not None and sending.end():
@@ -331,7 +349,7 @@ class WebSocket(Reading):
     def _raise_closed(self) -> None:
         raise ConnectionClosed(*self._close.reported(), websocket=self)
 
-    async def _write(self, data: bytes | bytearray) -> None:
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
         """Write frames; a broken socket marks the connection closed (1006).
 
         A send cancelled before it starts changes nothing. One cancelled while
@@ -430,15 +448,20 @@ class WebSocket(Reading):
         # queued message is returned without a trip through the scheduler: the
         # queue is bounded, so a task that only receives yields within
         # MAX_QUEUE_MESSAGES messages (and send() every few writes, see trionet._fdio).
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # The cancel point is the wait for bytes when there is one (Trio's
+        # wait_readable checks first), else checkpoint_if_cancelled: one per call.
         inbox = self._inbox
-        if not inbox.count:
+        if inbox.count:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            # Back in receive(): the watch drops us at its next tick (see AwayWatch).
             watch = self._watch
-            if watch is not None:
-                watch.away.discard(self)  # back: no reader task needed for us
+            checked = False
             try:
                 while not inbox.count:
                     if self._close.state is not State.OPEN:
+                        if not checked:
+                            await trio.lowlevel.checkpoint_if_cancelled()
                         if iterating and self._close.reported()[0] in OK_CLOSE_CODES:
                             raise StopAsyncIteration
                         self._raise_closed()
@@ -449,37 +472,56 @@ class WebSocket(Reading):
                             await self._message_arrived.park()
                         finally:
                             self._app_waiting -= 1
-                    else:
-                        # self._read(app=True), inline: one coroutine frame
-                        # fewer for an idle connection to hold while it waits.
-                        self._app_reading = True
-                        try:
-                            if self._unparsed_ready:
-                                self._unparsed_ready = False
-                            else:
-                                try:
+                        checked = True
+                        continue
+                    # self._read(app=True), inline: one coroutine frame
+                    # fewer for an idle connection to hold while it waits,
+                    # and the per-message path with no await but the wait.
+                    sock = self.socket
+                    io = sock._io
+                    try:
+                        # The descriptor to wait on first; -1: bytes are in already.
+                        fd = -1 if self._unparsed_ready else io.idle_fd()
+                    except _SOCKET_GONE:
+                        fd = -1  # the read below fails the same way
+                    if fd < 0 and not checked:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                    checked = True
+                    self._app_reading = True
+                    try:
+                        if self._unparsed_ready:
+                            self._unparsed_ready = False
+                        else:
+                            try:
+                                if fd >= 0:
                                     # The wait for bytes in this frame, not two
                                     # layers down in Socket.receive and DirectIO's:
                                     # an idle connection waits here for hours, and
                                     # two frames fewer are 500 bytes fewer each.
-                                    io = self.socket._io
-                                    fd = io.idle_fd()
-                                    if fd >= 0:
-                                        await trio.lowlevel.wait_readable(fd)
-                                        io.readable()
-                                    data = await self.socket.receive(RECEIVE_SIZE)
-                                except _SOCKET_GONE:
-                                    data = b""
-                                if not self._feed(data):
-                                    continue
-                            await self._handle_frames(True)
-                        finally:
-                            self._app_reading = False
-                            if self._message_arrived:
-                                self._message_arrived.unpark()  # the next waiter reads on
+                                    await trio.lowlevel.wait_readable(fd)
+                                data = sock._receive_now(RECEIVE_SIZE, waited=fd >= 0)
+                                if data is None:  # not plain TCP, the end, or a yield due
+                                    data = await sock.receive(RECEIVE_SIZE)
+                            except _SOCKET_GONE:
+                                data = b""
+                            if data:  # self._feed(data), inline
+                                self._wire.receive_data(data)
+                            else:
+                                self._feed(data)  # the end: closed
+                                continue
+                        frame = self._queue_messages(True)
+                        if frame is not None:  # a control frame: a reply or the close to write
+                            await self._handle_control(frame, True)
+                    finally:
+                        self._app_reading = False
+                        if self._message_arrived.tasks:
+                            self._message_arrived.unpark()  # the next waiter reads on
             finally:
                 if watch is not None and self._close.state is not State.CLOSED:
-                    watch.leave(self)
+                    if self._away_since < 0:
+                        watch.leave(self)
+                    else:  # in the watch's set still: watch.leave(self), inline
+                        self._away_since = watch.epoch
         message = inbox.take()
         if self._reader_waiting_for_room and inbox.has_room():
             self._room.unpark_all()

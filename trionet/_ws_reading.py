@@ -33,7 +33,7 @@ from typing import cast
 import trio
 from wsproto.connection import ConnectionState as WireState
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import Opcode
+from wsproto.frame_protocol import Frame, Opcode
 
 from ._linger import linger as _linger
 from ._stream import Socket
@@ -62,6 +62,10 @@ RECEIVE_SIZE = 65536
 
 #: The name of the reader task (in Trio's task tree and tracebacks).
 READER_TASK_NAME = "trionet.ws.WebSocket._run_reader"
+
+#: What :meth:`Reading._queue_messages` returns to the reader task when the
+#: queue is full (a frame no parser makes: compared by identity).
+_FULL = Frame(Opcode.CONTINUATION, b"", False, False)
 
 #: What a write to a dead socket raises.
 SOCKET_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -92,6 +96,7 @@ class Reading:
     _outbox_filled: Waiters
     _helpers: Helpers | None
     _watch: AwayWatch | None
+    _away_since: int
     _reader_task: bool
     _app_reading: bool
     _app_waiting: int
@@ -150,7 +155,7 @@ class Reading:
         self._close.finish(code, reason)
         self._closed.unpark_all()
         if self._watch is not None:
-            self._watch.away.discard(self)
+            self._watch.forget(self)
         self._outbox.clear()
         self._message_arrived.unpark_all()
         self._message_ended.unpark_all()
@@ -280,30 +285,75 @@ class Reading:
         self._wire.receive_data(data)
         return True
 
+    def _queue_messages(self, app: bool) -> Frame | None:
+        """Queue the messages of the frames parsed so far, with no await: the per-message path.
+
+        Returns None when wsproto needs more bytes (or, for a task in
+        receive(), the queue is full: the rest waits for its next call,
+        ``_unparsed_ready``); the first control frame, which needs a write
+        (:meth:`_handle_control`); or :data:`_FULL` for the reader task,
+        which must wait for room before parsing on.
+        """
+        wire = self._wire
+        while True:
+            frame = wire.next_frame()
+            if frame is None:
+                return None
+            opcode = frame.opcode
+            if opcode is not Opcode.TEXT and opcode is not Opcode.BINARY:
+                return frame
+            if self._close.state is not State.OPEN:
+                continue  # after our aclose(): drain and drop
+            message: str | bytes = frame.payload  # type: ignore[assignment]  # (not cast(): a call)
+            if not frame.message_finished or self._assembler.parts:  # else whole: as it is
+                joined = self._assembler.add(message, frame.message_finished)
+                if joined is None:
+                    continue
+                message = joined
+            full = self._inbox.put(message)
+            if self._message_arrived.tasks:
+                self._message_arrived.unpark()
+            if full:
+                # One read can carry many messages (and with compression,
+                # inflate to many more bytes): stop parsing it half-way.
+                if app:  # the rest waits for the next receive()
+                    self._unparsed_ready = True
+                    return None
+                return _FULL
+
     async def _handle_frames(self, app: bool) -> None:
         """Handle every frame one read completed; control replies go out in one write."""
+        while True:
+            frame = self._queue_messages(app)
+            if frame is None:
+                return
+            if frame is not _FULL:
+                await self._handle_control(frame, app)
+                return
+            await self._wait_for_room()  # the reader task only
+
+    async def _handle_control(self, frame: Frame | None, app: bool) -> None:
+        """Handle a control frame and the frames after it in the read; replies in one write."""
         replies = bytearray()
         wire = self._wire
-        for frame in wire.frames():
+        while frame is not None:
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if self._close.state is not State.OPEN:
+                    frame = wire.next_frame()
                     continue  # after our aclose(): drain and drop
                 message = self._assembler.add(frame.payload, frame.message_finished)  # type: ignore[arg-type]
-                if message is None:
-                    continue
-                full = self._inbox.put(message)
-                self._message_arrived.unpark()
-                if full:
-                    # One read can carry many messages (and with compression,
-                    # inflate to many more bytes): stop parsing it half-way.
-                    if not await self._write_control(bytes(replies), app):
-                        return
-                    replies.clear()
-                    if app:  # the rest waits for the next receive()
-                        self._unparsed_ready = True
-                        return
-                    await self._wait_for_room()
+                if message is not None:
+                    full = self._inbox.put(message)
+                    self._message_arrived.unpark()
+                    if full:
+                        if not await self._write_control(bytes(replies), app):
+                            return
+                        replies.clear()
+                        if app:  # the rest waits for the next receive()
+                            self._unparsed_ready = True
+                            return
+                        await self._wait_for_room()
             elif opcode is Opcode.PING:
                 if wire.state is WireState.OPEN:
                     replies += wire.pong(frame.payload)  # type: ignore[arg-type]
@@ -317,6 +367,7 @@ class Reading:
                     return
                 await self._on_close(wire_code, code, reason, app)
                 return
+            frame = wire.next_frame()
         if replies and not await self._write_control(replies, app):
             self._mark_closed(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 

@@ -128,7 +128,7 @@ class Running:
             await self._close(exc)
         finally:
             if ws._watch is not None:
-                ws._watch.away.discard(ws)  # closed by now; never read for again
+                ws._watch.forget(ws)  # closed by now; never read for again
             helpers, ws._helpers = ws._helpers, None
             if helpers is not None:
                 await helpers.aclose()

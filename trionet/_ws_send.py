@@ -59,23 +59,25 @@ class Waiters:
     (every wake-up would wake unrelated waiters to re-check).
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("tasks",)
 
     def __init__(self) -> None:
         # No list until a task parks: a WebSocket has five of these, and an
         # empty list is 56 bytes (ws_idle_memory.py counts every one).
-        self._tasks: list[trio.lowlevel.Task] = _NO_TASKS
+        #: The parked tasks, oldest first. The per-message path tests this list
+        #: (``if waiters.tasks``) rather than the object: no __bool__ call.
+        self.tasks: list[trio.lowlevel.Task] = _NO_TASKS
 
     def __bool__(self) -> bool:
         """Whether a task is parked."""
-        return bool(self._tasks)
+        return bool(self.tasks)
 
     async def park(self) -> None:
         """Wait until :meth:`unpark` or :meth:`unpark_all` (a cancel point)."""
         task = trio.lowlevel.current_task()
-        tasks = self._tasks
+        tasks = self.tasks
         if tasks is _NO_TASKS:
-            tasks = self._tasks = []
+            tasks = self.tasks = []
         tasks.append(task)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -86,17 +88,17 @@ class Waiters:
 
     def unpark(self) -> None:
         """Wake the task parked first, if any."""
-        tasks = self._tasks
+        tasks = self.tasks
         if tasks:
             trio.lowlevel.reschedule(tasks.pop(0))
             if not tasks:
-                self._tasks = _NO_TASKS
+                self.tasks = _NO_TASKS
 
     def unpark_all(self) -> None:
         """Wake every parked task."""
-        tasks = self._tasks
+        tasks = self.tasks
         if tasks:
-            self._tasks = _NO_TASKS
+            self.tasks = _NO_TASKS
             for task in tasks:
                 trio.lowlevel.reschedule(task)
 
@@ -111,42 +113,44 @@ class SendLock:
     hands the lock straight to the oldest waiter, as trio.StrictFIFOLock does.
     """
 
-    __slots__ = ("_held", "_waiters")
+    __slots__ = ("held", "waiters")
 
     def __init__(self) -> None:
-        self._held = False
-        self._waiters = Waiters()
+        #: Whether a task holds the lock; the tasks waiting for it. Public for
+        #: ``WebSocket.send``, which takes and releases a free lock inline.
+        self.held = False
+        self.waiters = Waiters()
 
     async def __aenter__(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._held:
-            await self._waiters.park()  # woken as the new owner
+        if self.held:
+            await self.waiters.park()  # woken as the new owner
         else:
-            self._held = True
+            self.held = True
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free (no cancel point): ``send()``'s path, without two awaits."""
-        if self._held:
+        if self.held:
             return False
-        self._held = True
+        self.held = True
         return True
 
     async def acquire_waiting(self) -> None:
         """Wait for the lock ``try_acquire`` found held; a cancel point."""
-        await self._waiters.park()  # woken as the new owner
+        await self.waiters.park()  # woken as the new owner
 
     def release(self) -> None:
         """Hand the lock to the oldest waiter, or free it."""
-        if self._waiters:
-            self._waiters.unpark()
+        if self.waiters:
+            self.waiters.unpark()
         else:
-            self._held = False
+            self.held = False
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._waiters:
-            self._waiters.unpark()
+        if self.waiters:
+            self.waiters.unpark()
         else:
-            self._held = False
+            self.held = False
 
 
 class Queued(enum.Enum):

@@ -241,18 +241,20 @@ class MessageAssembler:
     without a copy; a fragmented one is joined once, at its last fragment.
     """
 
-    __slots__ = ("_parts",)
+    __slots__ = ("parts",)
 
     def __init__(self) -> None:
-        self._parts: list[Any] = []  # all str or all bytes: wsproto checks the opcodes
+        #: The fragments so far (all str or all bytes: wsproto checks the
+        #: opcodes); empty between messages, which the per-message path tests.
+        self.parts: list[Any] = []
 
     def __bool__(self) -> bool:
         """Whether a message is half-received."""
-        return bool(self._parts)
+        return bool(self.parts)
 
     def add(self, data: str | bytes, finished: bool) -> str | bytes | None:
         """A fragment: the whole message when ``finished``, else None (more to come)."""
-        parts = self._parts
+        parts = self.parts
         if not finished:
             parts.append(data)
             return None
@@ -265,7 +267,7 @@ class MessageAssembler:
 
     def clear(self) -> None:
         """Drop a half-received message (our own close)."""
-        self._parts.clear()
+        self.parts.clear()
 
 
 #: The shared stand-in for no pending ping (never appended to).

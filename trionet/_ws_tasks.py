@@ -96,7 +96,12 @@ class Helpers:
 class Watched(Protocol):
     """What :class:`AwayWatch` needs of a connection."""
 
+    #: The watch's tick when the application last left ``receive()``; -1
+    #: while the connection is not in the watch's set.
     _away_since: int
+    #: Whether the application is in ``receive()``: reading, or waiting for a message.
+    _app_reading: bool
+    _app_waiting: int
 
     def _start_reader(self) -> None: ...
 
@@ -105,11 +110,14 @@ class AwayWatch:
     """The connections whose application is away from ``receive()``, in one Trio run.
 
     A connection joins when its application leaves ``receive()`` (and at
-    its start) and leaves when the application is back or a reader took
-    over. The watch's system task wakes every :data:`AWAY_INTERVAL` while
-    the set is not empty and starts a reader for each connection away for
-    a whole interval; with nobody away it sleeps until someone is. Per
-    message this costs a set add and a discard.
+    its start), noting the tick it left on, and stays in the set until the
+    watch's next ticks find it back in ``receive()`` (dropped) or away for
+    a whole interval (dropped, and given a reader). The watch's system task
+    wakes every :data:`AWAY_INTERVAL` while the set is not empty; with
+    nobody in it, it sleeps until someone joins. Per message this costs
+    one store of the tick: a connection busy echoing stays in the set
+    between ticks. (Before, it left the set on entering ``receive()`` and
+    joined again on leaving: a set discard and add per message.)
     """
 
     __slots__ = ("_wake", "away", "epoch")
@@ -122,10 +130,16 @@ class AwayWatch:
 
     def leave(self, ws: Watched) -> None:
         """``ws``'s application left ``receive()``: read for it if it stays away."""
+        if ws._away_since < 0:
+            self.away.add(ws)
+            if self._wake is not None:
+                self._wake.set()
         ws._away_since = self.epoch
-        self.away.add(ws)
-        if self._wake is not None:
-            self._wake.set()
+
+    def forget(self, ws: Watched) -> None:
+        """``ws`` is closed: never read for again."""
+        self.away.discard(ws)
+        ws._away_since = -1
 
     async def run(self) -> None:
         away = self.away
@@ -136,8 +150,17 @@ class AwayWatch:
                 self._wake = None
             await trio.sleep(AWAY_INTERVAL)
             self.epoch += 1
-            for ws in [ws for ws in away if ws._away_since < self.epoch - 1]:
-                away.discard(ws)
+            back: list[Watched] = []
+            due: list[Watched] = []
+            for ws in away:
+                if ws._app_reading or ws._app_waiting:
+                    back.append(ws)  # in receive(): it joins again when it leaves
+                elif ws._away_since < self.epoch - 1:
+                    due.append(ws)
+            for ws in back:
+                self.forget(ws)
+            for ws in due:
+                self.forget(ws)
                 try:
                     ws._start_reader()
                 except Exception:  # a system task's exception would end the whole run
