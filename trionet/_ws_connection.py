@@ -47,7 +47,7 @@ from ._ws_tasks import AwayWatch, Helpers
 
 __all__ = ["CLOSE_TIMEOUT", "DEFAULT_MAX_MESSAGE_SIZE", "ConnectionClosed", "Data", "WebSocket"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws.connection")
 
 #: Largest message accepted by default, as trio-websocket's MAX_MESSAGE_SIZE
 #: (ws allows 100 MiB; 1 MiB bounds what one peer can make us hold).

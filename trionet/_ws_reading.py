@@ -52,7 +52,7 @@ from ._ws_tasks import AwayWatch, Helpers
 
 __all__ = ["FAIL_SEND_TIMEOUT", "READER_TASK_NAME", "RECEIVE_SIZE", "SOCKET_GONE", "Reading"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws.connection")
 
 #: How long a failing connection tries to send its Close before dropping TCP.
 FAIL_SEND_TIMEOUT = 1.0

@@ -34,7 +34,7 @@ from ._ws_send import Waiters
 
 __all__ = ["AWAY_INTERVAL", "AwayWatch", "Helpers", "away_watch"]
 
-logger = logging.getLogger("trionet")
+logger = logging.getLogger("trionet.ws.tasks")
 
 #: Seconds an application may stay away from ``receive()`` before a reader
 #: task reads for it: the latency of a Pong or of the close handshake while
