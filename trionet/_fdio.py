@@ -195,7 +195,7 @@ class DirectIO:
         would read at once, or on the fallback path.
 
         For a caller that waits in its own frame (``trio.lowlevel.wait_readable``),
-        then calls :meth:`readable` and :meth:`receive`: a WebSocket idle for
+        then calls :meth:`read_now` with ``waited=True``: a WebSocket idle for
         hours then holds two coroutine frames fewer (about 500 bytes) than
         when it waits down here. Checked to be this socket's (rule 1).
         """
@@ -206,12 +206,6 @@ class DirectIO:
             raise trio.ClosedResourceError("the socket was closed")
         return fd
 
-    def readable(self) -> None:
-        """The caller waited on :meth:`idle_fd`: the next :meth:`receive` reads at once
-        (and the wait was a yield)."""
-        self._drained = False
-        self._unyielded = 0
-
     def read_now(self, max_bytes: int, *, waited: bool = False) -> bytes | None:
         """What the kernel holds now, up to ``max_bytes``, without waiting or
         yielding; None when :meth:`receive` must be called instead: nothing to
@@ -219,8 +213,8 @@ class DirectIO:
         have to wait), the fallback path, or a yield is due (rule 3).
 
         For a caller that reads in its own frame, after waiting on
-        :meth:`idle_fd` (``waited``: :meth:`readable` first, in the same
-        call), or when it returned -1: the WebSocket's per-message path.
+        :meth:`idle_fd` (``waited``: the next read is not skipped, and the
+        wait was the yield), or when it returned -1: the WebSocket's per-message path.
         """
         if waited:
             self._drained = False
